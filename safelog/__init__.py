@@ -1,0 +1,46 @@
+"""safelog: logging handlers that many threads, processes or an event loop can share safely.
+
+Change one handler entry in ``dictConfig`` and pick a strategy::
+
+    "file": {"class": "safelog.SafeFileHandler", "filename": "logs/app.log",
+             "strategy": "flock", "max_bytes": "10 MB", "backup_count": 10}
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ._handler import STRATEGIES, SafeFileHandler
+
+__all__ = [
+    "SafeFileHandler",
+    "RotatingFileHandler",
+    "ThreadFileHandler",
+    "FlockFileHandler",
+    "PerProcessFileHandler",
+    "STRATEGIES",
+]
+
+__version__ = "0.1.0"
+
+
+class ThreadFileHandler(SafeFileHandler):
+    """``strategy="thread"``: the threads of one process share one file and one lock."""
+
+    default_strategy: ClassVar[str] = "thread"
+
+
+class FlockFileHandler(SafeFileHandler):
+    """``strategy="flock"``: many processes on one machine append to one file under a lock file."""
+
+    default_strategy: ClassVar[str] = "flock"
+
+
+class PerProcessFileHandler(SafeFileHandler):
+    """``strategy="per-process"``: each process writes its own shard; merge them afterwards."""
+
+    default_strategy: ClassVar[str] = "per-process"
+
+
+class RotatingFileHandler(FlockFileHandler):
+    """Drop-in for ``logging.handlers.RotatingFileHandler``, safe across processes (``flock``)."""

@@ -1,0 +1,243 @@
+"""The one public handler: formatting, error handling and rotation; strategies do the I/O."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, ClassVar
+
+from ._flock import FlockSink
+from ._options import check_bool, check_choice, check_int, check_str, parse_size
+from ._perprocess import PerProcessSink
+from ._rotation import Rollover
+from ._strategy import FileOptions, Sink, acquire, release
+from ._thread import ThreadSink
+
+__all__ = ["SafeFileHandler", "STRATEGIES"]
+
+STRATEGIES: dict[str, type[Sink]] = {
+    "thread": ThreadSink,
+    "flock": FlockSink,
+    "per-process": PerProcessSink,
+}
+
+_SENTINEL: Any = object()
+
+
+class SafeFileHandler(logging.Handler):
+    """A file handler that many threads, processes or an event loop can share safely.
+
+    A drop-in for ``logging.handlers.RotatingFileHandler`` (same positional arguments and
+    keyword names) plus ``strategy`` (``"thread"``, ``"flock"``, ``"per-process"``) and
+    snake-case aliases ``max_bytes``/``backup_count`` that also accept sizes like ``"10 MB"``.
+    """
+
+    default_strategy: ClassVar[str] = "flock"
+    terminator = "\n"
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        mode: str = "a",
+        maxBytes: int | str | None = _SENTINEL,
+        backupCount: int | None = _SENTINEL,
+        encoding: str | None = None,
+        delay: bool = False,
+        errors: str | None = None,
+        *,
+        strategy: str | None = None,
+        max_bytes: int | str | None = _SENTINEL,
+        backup_count: int | None = _SENTINEL,
+        namer: Callable[[str], str] | None = None,
+        rotator: Callable[[str, str], None] | None = None,
+        lock_dir: str | os.PathLike[str] | None = None,
+        **unknown: Any,
+    ) -> None:
+        if unknown:
+            raise TypeError(
+                f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
+                f"valid options: filename, strategy, max_bytes (maxBytes), backup_count "
+                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir"
+            )
+        if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
+            raise TypeError(f"filename must be a path, not {filename!r}")
+        if strategy is None:
+            strategy = self.default_strategy
+        elif type(self).default_strategy != strategy and type(self) is not SafeFileHandler:
+            raise ValueError(
+                f"strategy={strategy!r} conflicts with {type(self).__name__}, which is the "
+                f"{self.default_strategy!r} strategy; use safelog.SafeFileHandler instead"
+            )
+        self.strategy = check_choice("strategy", strategy, tuple(STRATEGIES))
+        size = _one_of("max_bytes", max_bytes, "maxBytes", maxBytes, 0)
+        count = _one_of("backup_count", backup_count, "backupCount", backupCount, 0)
+        self.maxBytes = parse_size("max_bytes", size)
+        self.backupCount = check_int("backup_count", count)
+        mode = check_choice("mode", mode, ("a", "w"))
+        if mode == "w" and self.strategy == "flock":
+            raise ValueError(
+                "mode='w' with strategy='flock' would let every process truncate what the others "
+                "wrote; use mode='a' (or strategy='thread')"
+            )
+        self.mode = mode
+        self.encoding = check_str("encoding", encoding) or "utf-8"
+        # Lone surrogates or unencodable text must not cost the user a record: default to an
+        # escaping error handler rather than 'strict'.
+        self.errors = check_str("errors", errors) or "backslashreplace"
+        try:
+            "".encode(self.encoding, self.errors)
+            import codecs
+
+            codecs.lookup_error(self.errors)
+        except LookupError as exc:
+            raise ValueError(f"encoding={self.encoding!r} / errors={self.errors!r}: {exc}") from None
+        if namer is not None and not callable(namer):
+            raise TypeError(f"namer must be callable, not {namer!r}")
+        if rotator is not None and not callable(rotator):
+            raise TypeError(f"rotator must be callable, not {rotator!r}")
+        self.namer = namer
+        self.rotator = rotator
+        self.delay = check_bool("delay", delay)
+        self.baseFilename = os.path.abspath(os.fspath(filename))
+        if os.path.isdir(self.baseFilename):
+            raise ValueError(f"filename={os.fspath(filename)!r} is a directory")
+        lock_dir_s = None if lock_dir is None else os.path.abspath(os.fspath(lock_dir))
+        self.lock_dir = lock_dir_s
+
+        # Size rotation needs somewhere to rotate to: with backupCount=0 the stdlib never
+        # rotates either ("if either is zero, rollover never occurs").
+        self._rollover: Rollover | None = None
+        if self.maxBytes > 0 and self.backupCount > 0:
+            self._rollover = Rollover(self, self.maxBytes, self.backupCount)
+
+        super().__init__()
+        options = FileOptions(
+            encoding=self.encoding,
+            errors=self.errors,
+            truncate=mode == "w",
+            file_mode=0o666,
+            lock_dir=lock_dir_s,
+        )
+        self._sink = acquire(STRATEGIES[self.strategy], os.path.realpath(self.baseFilename), options)
+        self._fail_lock = threading.Lock()
+        self._lost = 0
+        self._lost_since = 0.0
+        self._lost_error = ""
+        if not self.delay and self.strategy != "per-process":
+            # Open now so a bad path fails at configuration time, like logging.FileHandler.
+            try:
+                self._sink.open()
+            except OSError as exc:
+                release(self._sink)
+                raise ValueError(f"filename={os.fspath(filename)!r} cannot be opened: {exc}") from exc
+
+    # -- logging.Handler -------------------------------------------------------------------
+
+    def handle(self, record: logging.LogRecord) -> Any:
+        # The handler-level RLock that logging.Handler.handle() takes is per handler, so it
+        # would not serialise two handlers on the same path; the sink's lock does, so taking
+        # both would only cost time.
+        rv = self.filter(record)
+        if isinstance(rv, logging.LogRecord):
+            record = rv
+        if rv:
+            self.emit(record)
+        return rv
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            self._sink.write(msg, record.created, self._rollover)
+        except Exception as exc:
+            self._write_failed(record, exc)
+            return
+        if self._lost:
+            self._report_recovery()
+
+    def flush(self) -> None:
+        """Every record is written with its own ``write()``; there is nothing buffered."""
+
+    def close(self) -> None:
+        with self._fail_lock:
+            sink, self._sink = self._sink, _ClosedSink()
+        if not isinstance(sink, _ClosedSink):
+            release(sink)
+        super().close()
+
+    # -- rotation hooks, as in logging.handlers.BaseRotatingHandler ------------------------
+
+    def rotation_filename(self, default_name: str) -> str:
+        return default_name if not callable(self.namer) else self.namer(default_name)
+
+    def rotate(self, source: str, dest: str) -> None:
+        if not callable(self.rotator):
+            if os.path.exists(source):
+                os.replace(source, dest)
+        else:
+            self.rotator(source, dest)
+
+    # -- failure bursts ---------------------------------------------------------------------
+
+    def _write_failed(self, record: logging.LogRecord, exc: BaseException) -> None:
+        """Count the lost record; report only the first failure of a burst via handleError."""
+        with self._fail_lock:
+            first = self._lost == 0
+            self._lost += 1
+            if first:
+                self._lost_since = time.time()
+                self._lost_error = f"{type(exc).__name__}: {exc}"
+        if first:
+            self.handleError(record)
+
+    def _report_recovery(self) -> None:
+        with self._fail_lock:
+            lost, self._lost = self._lost, 0
+            since, error = self._lost_since, self._lost_error
+        if not lost:
+            return
+        note = logging.LogRecord(
+            "safelog",
+            logging.WARNING,
+            __file__,
+            0,
+            "safelog: %d record(s) could not be written to %s since %s (%s); writing resumed",
+            (lost, self.baseFilename, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)), error),
+            None,
+        )
+        try:
+            self._sink.write(self.format(note), note.created, self._rollover)
+        except Exception as exc:
+            with self._fail_lock:
+                self._lost += lost
+            self._write_failed(note, exc)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
+
+
+def _one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+    if value is not _SENTINEL and alias_value is not _SENTINEL and value != alias_value:
+        raise ValueError(f"{name}={value!r} and {alias}={alias_value!r} disagree; give one of them")
+    if value is not _SENTINEL:
+        return value
+    if alias_value is not _SENTINEL:
+        return alias_value
+    return default
+
+
+class _ClosedSink(Sink):
+    """Stands in after close(): records logged to a closed handler are reported, not written."""
+
+    kind = "closed"
+
+    def __init__(self) -> None:  # noqa: D107 - no file behind it
+        pass
+
+    def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
+        raise ValueError("I/O operation on closed handler")

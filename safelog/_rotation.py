@@ -1,0 +1,50 @@
+"""Rotation policy, parsed once: when a file is due, and how its backups are named and shifted.
+
+The policy is a value built in the handler's constructor; a strategy asks :meth:`Rollover.due`
+per record (a comparison, no parsing, no syscall) and calls :meth:`Rollover.rollover` while it
+holds whatever exclusion it needs, so that across all writers it happens exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._handler import SafeFileHandler
+
+__all__ = ["Rollover"]
+
+
+class Rollover:
+    """Size rotation with the stdlib backup scheme (``app.log.1`` newest … ``.N`` oldest)."""
+
+    __slots__ = ("max_bytes", "backup_count", "_handler")
+
+    def __init__(self, handler: SafeFileHandler, max_bytes: int, backup_count: int) -> None:
+        self.max_bytes = max_bytes
+        self.backup_count = backup_count
+        self._handler = handler
+
+    def due(self, size: int, nbytes: int) -> bool:
+        """True when appending ``nbytes`` to a file of ``size`` bytes would pass the limit.
+
+        An empty file is never due, so a single record larger than the limit is written whole
+        instead of producing an endless series of empty files.
+        """
+        return size > 0 and size + nbytes > self.max_bytes
+
+    def rollover(self, path: str) -> None:
+        """Shift ``path.1 … path.N-1`` up by one and move ``path`` to ``path.1``.
+
+        The caller holds the exclusion of its strategy; the names go through the handler's
+        ``namer`` and the move through its ``rotator``, as in ``logging.handlers``.
+        """
+        h = self._handler
+        for i in range(self.backup_count - 1, 0, -1):
+            src = h.rotation_filename(f"{path}.{i}")
+            if os.path.exists(src):
+                # os.replace overwrites atomically: no moment where the older backup is gone
+                # and the newer one not yet in place.
+                os.replace(src, h.rotation_filename(f"{path}.{i + 1}"))
+        h.rotate(path, h.rotation_filename(f"{path}.1"))

@@ -1,0 +1,141 @@
+"""The shard format of the ``per-process`` strategy, written here and read back by merge/audit.
+
+One record is one header line plus zero or more continuation lines::
+
+    2026-11-26T18:49:28.123456Z 42 <first line of the formatted record>
+    \t<second line, e.g. of a traceback>
+
+The header carries what a merge needs: a fixed-width UTC time that sorts as text (``sort -m``
+works on it), and the writer's sequence number. Continuation lines start with a tab, so a
+traceback stays one record and the file stays readable with ``tail -f``. The time is the
+record's creation time, clamped so it never goes backwards within a shard: a shard is sorted,
+which is what lets a merge stream it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import time
+from dataclasses import dataclass
+from typing import IO, Iterator
+
+__all__ = [
+    "ShardFrame",
+    "ShardRecord",
+    "FrameError",
+    "shard_path",
+    "parse_shard_name",
+    "iter_records",
+    "hostname",
+]
+
+HEADER_RE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")
+_SHARD_NAME = r"\.(?P<host>[A-Za-z0-9._-]+?)\.(?P<pid>\d+)\.shard(?:\.(?P<n>\d+))?(?:\.(?P<ext>gz|bz2|xz))?$"
+
+_host: str | None = None
+
+
+def hostname() -> str:
+    """This machine's name, reduced to characters that are safe in a file name."""
+    global _host
+    if _host is None:
+        _host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+    return _host
+
+
+def shard_path(path: str, pid: int | None = None, host: str | None = None) -> str:
+    """``app.log`` → ``app.log.<host>.<pid>.shard``, beside the log."""
+    return f"{path}.{host or hostname()}.{os.getpid() if pid is None else pid}.shard"
+
+
+def parse_shard_name(logname: str, filename: str) -> dict[str, str | None] | None:
+    """Split a shard file name of log ``logname`` (base names) into host, pid, n, ext."""
+    m = re.match(re.escape(logname) + _SHARD_NAME, filename)
+    return m.groupdict() if m else None
+
+
+class ShardFrame:
+    """Encodes records of one shard; one instance per open shard, used under its lock."""
+
+    __slots__ = ("encoding", "errors", "seq", "_last", "_sec", "_sec_text")
+
+    def __init__(self, encoding: str, errors: str) -> None:
+        self.encoding = encoding
+        self.errors = errors
+        self.seq = 0
+        self._last = 0.0
+        self._sec = -1
+        self._sec_text = ""
+
+    def encode(self, msg: str, created: float) -> bytes:
+        if created < self._last:
+            created = self._last
+        self._last = created
+        sec = int(created)
+        if sec != self._sec:
+            self._sec = sec
+            self._sec_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+        self.seq += 1
+        if "\n" in msg:
+            msg = msg.replace("\n", "\n\t")
+        micros = int((created - sec) * 1_000_000)
+        return f"{self._sec_text}.{micros:06d}Z {self.seq} {msg}\n".encode(self.encoding, self.errors)
+
+
+@dataclass
+class ShardRecord:
+    """One decoded record: its sort time (text), sequence number, text, and where it started."""
+
+    time: bytes
+    seq: int
+    text: bytes
+    lineno: int
+
+
+class FrameError(ValueError):
+    """A line that is neither a record header nor a continuation line."""
+
+    def __init__(self, lineno: int, line: bytes, reason: str) -> None:
+        super().__init__(f"line {lineno}: {reason}: {line[:80]!r}")
+        self.lineno = lineno
+        self.line = line
+        self.reason = reason
+
+
+def iter_records(stream: IO[bytes]) -> Iterator[ShardRecord | FrameError]:
+    """Decode a shard stream, yielding records and, in place, the errors found between them.
+
+    Yielding errors instead of raising lets a reader skip damage (a truncated last record of a
+    killed process, garbage) and keep every good record after it.
+    """
+    current: ShardRecord | None = None
+    parts: list[bytes] = []
+    for lineno, line in enumerate(stream, 1):
+        if not line.endswith(b"\n"):
+            if current is not None:
+                current.text = b"\n".join(parts)
+                yield current
+                current = None
+            yield FrameError(lineno, line, "truncated record (no line end)")
+            continue
+        if line.startswith(b"\t"):
+            if current is None:
+                yield FrameError(lineno, line, "continuation line without a record")
+            else:
+                parts.append(line[1:-1])
+            continue
+        m = HEADER_RE.match(line)
+        if current is not None:
+            current.text = b"\n".join(parts)
+            yield current
+            current = None
+        if m is None:
+            yield FrameError(lineno, line, "not a shard record")
+            continue
+        current = ShardRecord(m.group(1), int(m.group(2)), b"", lineno)
+        parts = [line[m.end() : -1]]
+    if current is not None:
+        current.text = b"\n".join(parts)
+        yield current

@@ -1,0 +1,234 @@
+"""The shared part of every strategy: one open log file per real path per process.
+
+A :class:`Sink` is the per-process state behind every handler that writes one real path: the
+file descriptor, the thread lock, the size. ``logging.Handler.handle()`` holds a lock per
+*handler*; two handlers on the same path would not exclude each other, so the lock lives here,
+shared through :func:`acquire`.
+
+Strategies subclass :class:`Sink` and fill in :meth:`Sink._append` ("how do concurrent writers
+append and rotate safely"); everything else (opening, reopening, fork safety, the registry,
+partial writes) is here once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+from time import monotonic
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from ._rotation import Rollover
+
+__all__ = ["Sink", "acquire", "release", "FileOptions"]
+
+# How often a writer checks that the path it writes still names the file it holds open (log
+# file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
+# stat() (~2 µs, 10% of a record); once a second costs nothing and bounds the time records go
+# to a file nobody will read.
+CHECK_INTERVAL = 1.0
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+class FileOptions:
+    """The open-time options every strategy needs, validated by the handler."""
+
+    __slots__ = ("encoding", "errors", "truncate", "file_mode", "lock_dir")
+
+    def __init__(
+        self,
+        encoding: str,
+        errors: str,
+        truncate: bool,
+        file_mode: int,
+        lock_dir: str | None,
+    ) -> None:
+        self.encoding = encoding
+        self.errors = errors
+        self.truncate = truncate
+        self.file_mode = file_mode
+        self.lock_dir = lock_dir
+
+    def key(self) -> tuple[object, ...]:
+        return (self.lock_dir,)
+
+
+def open_append(path: str, mode: int, *, truncate: bool = False) -> int:
+    """Open ``path`` for appending, creating its directory if needed.
+
+    ``O_APPEND`` makes every ``write()`` land at the current end of file atomically on local
+    POSIX file systems, whoever else appends; it is what lets several processes share the file.
+    """
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
+    if truncate:
+        flags |= os.O_TRUNC
+    try:
+        return os.open(path, flags, mode)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, flags, mode)
+
+
+def open_lockfile(path: str, mode: int) -> int:
+    """Open (creating) a lock file without following a symlink planted in its place."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
+    try:
+        return os.open(path, flags, mode)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, flags, mode)
+
+
+def close_quietly(fd: int) -> None:
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class Sink:
+    """Per-process writer state for one real log path, shared by all handlers on it."""
+
+    kind: ClassVar[str] = ""
+
+    def __init__(self, path: str, options: FileOptions) -> None:
+        self.path = path
+        self.options = options
+        self.refs = 0
+        self._tlock = threading.Lock()
+        self._fd = -1
+        self._ino = -1
+        self._next_check = 0.0
+        # Set when a write failed after part of a record reached the file: the next write starts
+        # with a line break so the torn fragment cannot glue itself to a good record.
+        self._torn = False
+        self._truncate = options.truncate
+
+    # -- called by the handler ------------------------------------------------------------
+
+    def encode(self, msg: str, created: float) -> bytes:
+        """Turn one formatted record into the bytes appended to the file (under the lock)."""
+        return (msg + "\n").encode(self.options.encoding, self.options.errors)
+
+    def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
+        """Append one record; rotate first when ``rollover`` says the file is due."""
+        with self._tlock:
+            data = self.encode(msg, created)
+            if self._torn:
+                data = b"\n" + data
+            try:
+                self._append(data, rollover)
+            except OSError:
+                if self._torn:
+                    raise
+                # The descriptor may be stale (directory removed and recreated, file system
+                # remounted, descriptor closed by a library): reopen once and retry. Nothing of
+                # this record reached the file, so the retry cannot duplicate it.
+                self._close_files()
+                self._append(data, rollover)
+            self._torn = False
+
+    def open(self) -> None:
+        """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
+        with self._tlock:
+            if self._fd < 0:
+                self._open_files()
+
+    def close(self) -> None:
+        with self._tlock:
+            self._close_files()
+
+    # -- for strategies ---------------------------------------------------------------------
+
+    def _append(self, data: bytes, rollover: Rollover | None) -> None:
+        raise NotImplementedError
+
+    def _open_files(self) -> None:
+        self._open_log()
+
+    def _target(self) -> str:
+        """The file this process appends to (the shard for per-process)."""
+        return self.path
+
+    def _open_log(self) -> None:
+        close_quietly(self._fd)
+        self._fd = -1
+        fd = open_append(self._target(), self.options.file_mode, truncate=self._truncate)
+        self._truncate = False
+        self._fd = fd
+        self._ino = os.fstat(fd).st_ino
+        self._next_check = monotonic() + CHECK_INTERVAL
+
+    def _close_files(self) -> None:
+        close_quietly(self._fd)
+        self._fd = -1
+
+    def _path_moved(self) -> bool:
+        """True when the path no longer names the open file (deleted, or renamed by someone)."""
+        self._next_check = monotonic() + CHECK_INTERVAL
+        try:
+            return os.stat(self._target()).st_ino != self._ino
+        except FileNotFoundError:
+            return True
+
+    def _write_all(self, data: bytes) -> None:
+        """One ``write()`` per record; loop only if the kernel took part of it."""
+        fd = self._fd
+        n = os.write(fd, data)
+        while n < len(data):
+            self._torn = True
+            data = data[n:]
+            n = os.write(fd, data)
+
+    def _after_fork(self) -> None:
+        """In a forked child: a lock held by another parent thread at fork time stays held
+        forever in the child, and descriptors are shared with the parent (for ``flock`` that
+        means a shared lock), so start over with fresh ones."""
+        self._tlock = threading.Lock()
+        self._close_files()
+
+
+_registry: dict[tuple[object, ...], Sink] = {}
+_registry_lock = threading.Lock()
+_all_sinks: weakref.WeakSet[Sink] = weakref.WeakSet()
+
+
+def acquire(cls: type[Sink], path: str, options: FileOptions) -> Sink:
+    """Return the process-wide sink of ``cls`` for ``path``, creating it on first use."""
+    key = (cls.kind, path) + options.key()
+    with _registry_lock:
+        sink = _registry.get(key)
+        if sink is None:
+            sink = cls(path, options)
+            _registry[key] = sink
+            _all_sinks.add(sink)
+        sink.refs += 1
+        return sink
+
+
+def release(sink: Sink) -> None:
+    """Drop one handler's reference; the last one closes the file."""
+    with _registry_lock:
+        sink.refs -= 1
+        if sink.refs > 0:
+            return
+        key = (sink.kind, sink.path) + sink.options.key()
+        if _registry.get(key) is sink:
+            del _registry[key]
+    sink.close()
+
+
+def _reinit_after_fork() -> None:
+    global _registry_lock
+    _registry_lock = threading.Lock()
+    for sink in list(_all_sinks):
+        sink._after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reinit_after_fork)
