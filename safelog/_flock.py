@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["FlockSink", "lock_path_for"]
 
+# Bound once: this is the per-record path, and module attribute lookups are measurable there.
+_flock, _LOCK_EX, _LOCK_UN = flock, LOCK_EX, LOCK_UN
+_lseek, _SEEK_END, _monotonic = os.lseek, os.SEEK_END, monotonic
+
 
 def lock_path_for(path: str, lock_dir: str | None) -> str:
     """``app.log`` → ``app.log.lock`` beside it, or in ``lock_dir`` when the log's own directory
@@ -46,19 +50,23 @@ class FlockSink(Sink):
     def _append(self, data: bytes, rollover: Rollover | None) -> None:
         if self._lockfd < 0:
             self._open_lock()
-        flock(self._lockfd, LOCK_EX)
+        lockfd = self._lockfd
+        _flock(lockfd, _LOCK_EX)
         try:
-            if monotonic() >= self._next_check:
+            if _monotonic() >= self._next_check:
                 self._check_paths()
-            gen = os.lseek(self._lockfd, 0, os.SEEK_END)
+                lockfd = self._lockfd
+            gen = _lseek(lockfd, 0, _SEEK_END)
             if gen != self._gen or self._fd < 0:
                 self._open_log()
                 self._gen = gen
-            if rollover is not None and rollover.due(os.lseek(self._fd, 0, os.SEEK_END), len(data)):
+            if rollover is not None and rollover.due(_lseek(self._fd, 0, _SEEK_END), len(data)):
                 self._rotate(rollover, len(data))
             self._write_all(data)
         finally:
-            flock(self._lockfd, LOCK_UN)
+            # _check_paths/_rotate may have moved to a new lock file (the old one is already
+            # released then): release the one held now.
+            _flock(self._lockfd, _LOCK_UN)
 
     def _open_files(self) -> None:
         if self._lockfd < 0:

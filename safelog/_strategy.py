@@ -131,7 +131,6 @@ class Sink:
                 # this record reached the file, so the retry cannot duplicate it.
                 self._close_files()
                 self._append(data, rollover)
-            self._torn = False
 
     def open(self) -> None:
         """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
@@ -180,10 +179,14 @@ class Sink:
         """One ``write()`` per record; loop only if the kernel took part of it."""
         fd = self._fd
         n = os.write(fd, data)
+        if n == len(data):
+            self._torn = False
+            return
         while n < len(data):
             self._torn = True
             data = data[n:]
             n = os.write(fd, data)
+        self._torn = False
 
     def _after_fork(self) -> None:
         """In a forked child: a lock held by another parent thread at fork time stays held
