@@ -68,7 +68,7 @@ def run_one(
 ) -> tuple[AuditReport, float]:
     """Run one strategy and return its audit and its records per second."""
     path = os.path.join(directory, strategy, "app.log")
-    ctx = multiprocessing.get_context(method)
+    ctx: Any = multiprocessing.get_context(method)
     # Every child configures logging first; the clock starts when all are ready.
     go = ctx.Barrier(processes + 1)
     procs = [
