@@ -17,8 +17,11 @@ Traps avoided:
 - ``worker_redirect_stdouts`` (on by default) sends ``print()`` output of tasks to a logger at
   WARNING, so it ends up in the same file, one record per write.
 
-The broker defaults to ``memory://`` so the module imports without a server; set
-``CELERY_BROKER_URL`` (e.g. ``redis://localhost:6379/0``) for a real deployment.
+The broker defaults to kombu's ``filesystem://`` transport (messages are files in
+``CELERY_FS_BROKER_DIR``, default ``broker/``), so the example runs without a broker server; set
+``CELERY_BROKER_URL`` (e.g. ``redis://localhost:6379/0``) for a real deployment. Queue work with::
+
+    python -c "from celery_app import process; [process.delay(f'item-{i}') for i in range(100)]"
 """
 
 from __future__ import annotations
@@ -46,15 +49,19 @@ LOGGING = {
             "class": "safelog.SafeFileHandler",
             "filename": os.path.join(LOG_DIR, "worker.log"),
             "strategy": os.environ.get("SAFELOG_STRATEGY", "flock"),
-            "max_bytes": "10 MB",
-            "backup_count": 10,
+            "max_bytes": os.environ.get("LOG_MAX_BYTES", "10 MB"),
+            "backup_count": int(os.environ.get("LOG_BACKUPS", "10")),
             "formatter": "plain",
         },
     },
     "root": {"level": "INFO", "handlers": ["file"]},
 }
 
-app = Celery("celery_app", broker=os.environ.get("CELERY_BROKER_URL", "memory://"))
+app = Celery("celery_app", broker=os.environ.get("CELERY_BROKER_URL", "filesystem://"))
+if app.conf.broker_url.startswith("filesystem://"):
+    _folder = os.environ.get("CELERY_FS_BROKER_DIR", "broker")
+    os.makedirs(_folder, exist_ok=True)
+    app.conf.broker_transport_options = {"data_folder_in": _folder, "data_folder_out": _folder}
 # Belt and braces: even if the signal receiver below were not connected (another module
 # imported first), Celery would leave the root logger's handlers alone.
 app.conf.worker_hijack_root_logger = False
@@ -68,6 +75,6 @@ def configure_logging(**kwargs: Any) -> None:
 
 
 @app.task
-def add(x: int, y: int) -> int:
-    log.info("add %s + %s", x, y)
-    return x + y
+def process(item_id: str) -> str:
+    log.info("processed item id=%s", item_id)
+    return item_id
