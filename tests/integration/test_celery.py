@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import (
+from integration_harness import (
     BIN,
     EXAMPLES,
     Server,

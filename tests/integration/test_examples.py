@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import EXAMPLES, assert_backups_within_limit, assert_exact, audit_log, server_env
+from integration_harness import EXAMPLES, assert_backups_within_limit, assert_exact, audit_log, server_env
 
 pytestmark = pytest.mark.integration
 

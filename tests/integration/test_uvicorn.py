@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from harness import (
+from integration_harness import (
     APP_RE,
     BACKUPS,
     MAX_BYTES,
