@@ -61,7 +61,11 @@ app = Celery("celery_app", broker=os.environ.get("CELERY_BROKER_URL", "filesyste
 if app.conf.broker_url.startswith("filesystem://"):
     _folder = os.environ.get("CELERY_FS_BROKER_DIR", "broker")
     os.makedirs(_folder, exist_ok=True)
-    app.conf.broker_transport_options = {"data_folder_in": _folder, "data_folder_out": _folder}
+    app.conf.broker_transport_options = {
+        "data_folder_in": _folder,
+        "data_folder_out": _folder,
+        "control_folder": os.path.join(_folder, "control"),
+    }
 # Belt and braces: even if the signal receiver below were not connected (another module
 # imported first), Celery would leave the root logger's handlers alone.
 app.conf.worker_hijack_root_logger = False
