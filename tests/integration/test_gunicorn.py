@@ -73,7 +73,7 @@ def start_gunicorn(
     if preload:
         argv.append("--preload")
     if _has_setting("control_socket_disable"):
-        # gunicorn >= 25 opens a control socket in ~/.gunicorn by default; parallel test
+        # gunicorn >= 25.1 opens a control socket in ~/.gunicorn by default; parallel test
         # servers must not share it.
         argv.append("--no-control-socket")
     argv.append(module)
