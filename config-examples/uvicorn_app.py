@@ -9,8 +9,9 @@ Traps avoided:
   applies ``--log-config`` too. Both may write; ``flock`` keeps that safe, and with
   ``per-process`` the watcher only gets a shard if it actually logs.
 - The event loop: a ``flock`` record costs a few microseconds of file I/O in the loop thread
-  (plus any wait for the lock held by another worker). For latency-sensitive services, hand the
-  write to a thread instead: that is safelog's non-blocking mode, one option in the handler.
+  (plus any wait for the lock held by another worker). Latency-sensitive services should hand
+  the write to a worker thread; safelog's non-blocking mode (the ``nonblocking: true`` handler
+  option, where your version has it) does exactly that.
 """
 
 from __future__ import annotations
