@@ -47,14 +47,12 @@ VARIANTS: list[tuple[str, dict[str, Any]]] = [("flock", {})]
 
 
 def log_config(tmp_path: Path, strategy: str, options: dict[str, Any]) -> Path:
-    """The example's YAML, with test-sized rotation; written as JSON, which uvicorn also reads."""
-    import json
-
+    """The example's YAML file with test-sized rotation, still YAML (the documented form)."""
     config = yaml.safe_load((EXAMPLES / "uvicorn_log_config.yaml").read_text())
     for handler in config["handlers"].values():
         handler.update(strategy=strategy, max_bytes=MAX_BYTES, backup_count=BACKUPS, **options)
-    path = tmp_path / "uvicorn_log_config.json"
-    path.write_text(json.dumps(config))
+    path = tmp_path / "uvicorn_log_config.yaml"
+    path.write_text(yaml.safe_dump(config))
     return path
 
 
