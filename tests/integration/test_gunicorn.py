@@ -152,7 +152,7 @@ MATRIX = [
 def test_gunicorn_concurrent_requests(
     tmp_path: Path, app: str, strategy: str, worker_class: str, preload: bool
 ) -> None:
-    """Concurrent requests to 4 workers: each id once in app.log and access.log, rotated, untorn."""
+    """Concurrent requests to several workers: each id once in app.log and access.log, untorn."""
     workers = 4 if worker_class == "sync" else 2
     server, port, logs = start_gunicorn(
         tmp_path, app, strategy, worker_class=worker_class, workers=workers, preload=preload
