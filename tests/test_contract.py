@@ -248,10 +248,10 @@ def test_multiline_records_stay_intact(
     assert Counter(got) == Counter(expected.values())
 
 
-def test_logging_after_close_reports_once_and_does_not_raise(
+def test_logging_after_close_reopens_in_append_mode(
     strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
 ) -> None:
-    """Records sent to a closed handler go to handleError once per burst; nothing raises."""
+    """A record sent to a closed append-mode handler reopens it and is written, as with FileHandler."""
     handler = make_handler(log_path, strategy=strategy)
     logger.addHandler(handler)
     logger.info(rec(1))
@@ -261,18 +261,37 @@ def test_logging_after_close_reports_once_and_does_not_raise(
     handler.handleError = lambda record: reported.append(record.getMessage())  # type: ignore[method-assign]
     logger.info(rec(2))
     logger.info(rec(3))
+    assert reported == []
+    report = audit(log_files(log_path), ids(3, 1), PATTERN)
+    assert report.ok and report.records == 3, report
+
+
+@pytest.mark.parametrize("strategy", ["thread", "per-process"])
+def test_logging_after_close_in_mode_w_reports_once_and_does_not_raise(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """In mode 'w' (reopening would truncate) a closed handler reports to handleError once per burst."""
+    handler = make_handler(log_path, "w", strategy=strategy)
+    logger.addHandler(handler)
+    logger.info(rec(1))
+    handler.close()
+    reported: list[str] = []
+    handler.handleError = lambda record: reported.append(record.getMessage())  # type: ignore[method-assign]
+    logger.info(rec(2))
+    logger.info(rec(3))
     assert reported == [rec(2)]
-    report = audit(log_files(log_path), ids(4), PATTERN)
-    assert report.lost == ["00000", "00002", "00003"] and not report.malformed, report
+    report = audit(log_files(log_path), ids(3, 1), PATTERN)
+    assert report.lost == ["00002", "00003"] and report.records == 1 and not report.malformed, report
 
 
+@pytest.mark.parametrize("strategy", ["thread", "per-process"])
 def test_closed_handler_error_goes_to_stderr(
     strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger, capsys: Any,
     monkeypatch: Any,
 ) -> None:
-    """With the stock handleError a write to a closed handler prints a logging error, no raise."""
+    """With the stock handleError a write to a closed mode-'w' handler prints a logging error, no raise."""
     monkeypatch.setattr(logging, "raiseExceptions", True)
-    handler = make_handler(log_path, strategy=strategy)
+    handler = make_handler(log_path, "w", strategy=strategy)
     logger.addHandler(handler)
     handler.close()
     logger.info(rec(1))

@@ -62,11 +62,9 @@ def _child_probe_lock(log: logging.Logger, handler: Any, ready: Any, parent_lock
 
 def test_child_does_not_share_the_parents_lock_description(log_path: str, logger: logging.Logger,
                                                             make_handler: Callable[..., Any]) -> None:
-    """While the parent holds its flock lock, a fork child's try_lock on its own lock fd fails.
-
-    A child that kept the inherited descriptor would share the parent's open file description
-    and therefore its lock: its try_lock would succeed.
-    """
+    """While the parent holds its flock lock, a fork child's try_lock on its own lock fd fails."""
+    # A child that kept the inherited descriptor would share the parent's open file
+    # description and therefore its lock: its try_lock would succeed.
     handler = make_handler(log_path, strategy="flock")
     logger.addHandler(handler)
     logger.info("rec parent")  # lock file open in the parent before the fork
@@ -137,11 +135,9 @@ def test_child_write_waits_while_the_parent_holds_the_lock(log_path: str, logger
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_fork_while_another_thread_is_inside_emit(strategy: str, log_path: str, logger: logging.Logger,
                                                   make_handler: Callable[..., Any]) -> None:
-    """Forking while a thread holds the sink's lock mid-emit does not deadlock the child.
-
-    The thread is parked inside the rotator, i.e. inside the sink's thread lock (and, for
-    flock, the file lock). A child that inherited the held thread lock would hang forever.
-    """
+    """Forking while a thread holds the sink's lock mid-emit does not deadlock the child."""
+    # The thread is parked inside the rotator, i.e. inside the sink's thread lock (and, for
+    # flock, the file lock). A child that inherited the held thread lock would hang forever.
     inside, proceed = threading.Event(), threading.Event()
 
     def rotator(source: str, dest: str) -> None:

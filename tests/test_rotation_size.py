@@ -37,6 +37,14 @@ def simulate(lengths: list[int], max_bytes: int) -> list[int]:
     return sizes
 
 
+def record_lengths(strategy: str, n: int) -> list[int]:
+    """Bytes on disk of records 1..n of one writer: a shard header adds time and sequence number."""
+    if strategy != "per-process":
+        return [LINE] * n
+    header = len("2026-01-01T00:00:00.000000Z ") + len(" ")
+    return [header + len(str(seq)) + LINE for seq in range(1, n + 1)]
+
+
 def backups_newest_first(path: str) -> list[str]:
     """``path.1`` (newest), ``path.2`` ... as long as they exist, without a gap."""
     out = []
@@ -92,9 +100,7 @@ def test_rotation_happens_exactly_once_per_crossing_across_processes(strategy: s
             shard = next(f for f in files if f.endswith(f".{c.pid}.shard"))
             # Every record of a shard has the same text length; only the sequence number in
             # its header grows, so the model knows each record's size.
-            header = len(b"2026-01-01T00:00:00.000000Z ") + 1
-            lengths = [header + len(str(seq)) + LINE for seq in range(1, per_proc + 1)]
-            expected = simulate(lengths, max_bytes)
+            expected = simulate(record_lengths(strategy, per_proc), max_bytes)
             backups = backups_newest_first(shard)
             assert [os.path.getsize(f) for f in reversed(backups)] + [os.path.getsize(shard)] == expected
 
@@ -146,8 +152,8 @@ def test_stdlib_suffix_scheme_newest_is_one(
         logger.info(message(0, i))
     current = handler._sink._target()
     backups = backups_newest_first(current)
-    sizes = simulate([os.path.getsize(current) // len(_read_ids(current))] * 95, 1000)
-    assert len(backups) == len(sizes) - 1
+    sizes = simulate(record_lengths(strategy, 95), 1000)
+    assert [os.path.getsize(f) for f in reversed(backups)] + [os.path.getsize(current)] == sizes
     replay = [rid for f in list(reversed(backups)) + [current] for rid in _read_ids(f)]
     assert replay == [f"0-{i:06d}" for i in range(95)]
     assert sorted(log_files(log_path)) == sorted(backups + [current])
@@ -222,11 +228,9 @@ def _remote_writer(path: str, conn: Any) -> None:
 def test_writers_follow_another_process_rotation(
     log_path: str, make_handler: Callable[..., Any], logger: logging.Logger, monkeypatch: Any
 ) -> None:
-    """After another process rotated, a writer's next record goes to the new file, not the backup.
-
-    The second writer's record would still fit in the renamed file, so only the rotation
-    counter in the lock file can tell it to reopen; the periodic path check is switched off.
-    """
+    """After another process rotated, a writer's next record goes to the new file, not the backup."""
+    # The second writer's record would still fit in the renamed file, so only the rotation
+    # counter in the lock file can tell it to reopen; the periodic path check is switched off.
     monkeypatch.setattr(safelog._strategy, "CHECK_INTERVAL", 3600.0)
     monkeypatch.setattr(safelog._flock, "CHECK_INTERVAL", 3600.0)
     logger.addHandler(make_handler(log_path, strategy="flock", max_bytes=100, backup_count=5))
