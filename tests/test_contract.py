@@ -266,6 +266,21 @@ def test_logging_after_close_reopens_in_append_mode(
     assert report.ok and report.records == 3, report
 
 
+def test_formatting_error_goes_to_handle_error(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """A record that cannot be formatted goes to handleError, and the next record is written."""
+    handler = make_handler(log_path, strategy=strategy)
+    logger.addHandler(handler)
+    reported: list[str] = []
+    handler.handleError = lambda record: reported.append(record.msg)  # type: ignore[method-assign]
+    logger.info("rec %05d payload", "not a number")
+    logger.info(rec(1))
+    assert reported == ["rec %05d payload"]
+    report = audit(log_files(log_path), ids(1, 1), PATTERN)
+    assert report.ok and report.records == 1, report
+
+
 @pytest.mark.parametrize("strategy", ["thread", "per-process"])
 def test_logging_after_close_in_mode_w_reports_once_and_does_not_raise(
     strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
