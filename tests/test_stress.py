@@ -86,7 +86,7 @@ def worker(w: int, path: str, strategy: str, configure: bool, barrier: Any) -> N
 
 
 def run_children(method: str, path: str, strategy: str, configure: bool) -> None:
-    ctx = multiprocessing.get_context(method)
+    ctx: Any = multiprocessing.get_context(method)
     barrier = ctx.Barrier(PROCS)
     children = [ctx.Process(target=worker, args=(w, path, strategy, configure, barrier)) for w in range(PROCS)]
     for child in children:
