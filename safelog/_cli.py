@@ -1,0 +1,94 @@
+"""The ``safelog`` command line: ``python -m safelog <command> ...``.
+
+One ``_add_<command>(subparsers)`` function per subcommand registers its parser and sets
+``func``; :func:`main` dispatches. Tests call :func:`main` as a function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Callable, Sequence
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 1 data skipped, 2 error)."""
+    parser = argparse.ArgumentParser(prog="safelog", description="Tools for safelog log files.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_merge(subparsers)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+# -- merge ------------------------------------------------------------------------------------
+
+
+def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "merge",
+        help="join the shards of a per-process log into one time-ordered file",
+        description=(
+            "Merge the shards of the per-process log LOGFILE (all hosts, pids, rotated and "
+            "compressed backups) into one file in time order, appended to OUT (default: "
+            "LOGFILE itself). Finished shards are removed once the output is on disk; shards "
+            "of running processes are left alone. Exit status: 0 ok, 1 some input was damaged "
+            "or unreadable (reported, everything good merged), 2 the merge could not run."
+        ),
+    )
+    p.add_argument("logfile", metavar="LOGFILE", help="the log path the handler was configured with")
+    p.add_argument("-o", "--output", metavar="OUT", help="write here instead of LOGFILE")
+    p.add_argument("--keep", action="store_true", help="leave the shards in place (a re-run merges only what is new)")
+    p.add_argument(
+        "--include-live",
+        action="store_true",
+        help="also read shards of running processes, up to their last complete record (never removed)",
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; problems are still reported")
+    p.set_defaults(func=_run_merge)
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    from ._merge import MergeError, merge
+
+    err = sys.stderr
+    progress = _progress_printer(err) if not args.quiet and err.isatty() else None
+    try:
+        report = merge(args.logfile, args.output, keep=args.keep, include_live=args.include_live, progress=progress)
+    except MergeError as exc:
+        if progress is not None:
+            err.write("\n")
+        print(f"safelog merge: error: {exc}", file=err)
+        return 2
+    if progress is not None:
+        err.write("\r\033[K")
+    for w in report.warnings:
+        print(f"safelog merge: warning: {w}", file=err)
+    for p in report.problems:
+        print(f"safelog merge: {p}", file=err)
+    if not args.quiet:
+        print(f"safelog merge: {report.summary()}", file=err)
+    return 0 if report.ok else 1
+
+
+def _progress_printer(err: object) -> Callable[[int, int], None]:
+    start = time.monotonic()
+    last = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.2 and done < total:
+            return
+        last[0] = now
+        pct = 100 * done // total if total else 100
+        rate = done / max(now - start, 1e-6) / 1e6
+        sys.stderr.write(f"\rsafelog merge: {pct:3d}% {done / 1e6:,.0f}/{total / 1e6:,.0f} MB {rate:,.0f} MB/s")
+        sys.stderr.flush()
+
+    return show

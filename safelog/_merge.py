@@ -1,0 +1,955 @@
+"""``safelog merge``: join the shards of a ``per-process`` log into one time-ordered file.
+
+Inputs
+    Every shard of the log, for every host and pid, with its rotated backups
+    (``app.log.<host>.<pid>.shard[.N][.gz|.bz2|.xz]``). The files of one writer process form one
+    *chain*, oldest backup first; within a chain the shard format guarantees non-decreasing
+    times, so each chain is a sorted run and the merge is a streaming k-way merge over chains.
+
+Order
+    By time (the shard header, microseconds, UTC); ties by host name, then pid, then position
+    in the writer's chain (that is, the order the writer wrote them). The order is total and
+    does not depend on directory listing order, so a re-run produces the same bytes.
+
+Output
+    The records exactly as the user's formatter produced them: framing stripped, continuation
+    lines restored. The default output is the log path itself (``app.log``): the
+    ``per-process`` strategy never writes it, and it is where people look. If it exists, the
+    new records are appended *after* its content: each merge adds one time-ordered batch.
+
+Atomicity and idempotence
+    The new output is written to a temp file beside the output (``os.open`` with ``O_EXCL``),
+    fsynced, and ``os.replace``-d over the output; only then are merged shards removed. A
+    small state file (``<output>.merge-state``) is the journal: before the replace it records
+    the temp file's inode and what the merge will remove; a re-run after a crash compares that
+    inode with the output's and either finishes the removals (the replace happened) or
+    discards the temp file (it did not). It also records how far each shard that stays on disk
+    (``keep=True``, live shards, damaged ones) has been merged, so no record is written twice.
+
+Live shards
+    A writer holds ``LOCK_SH`` on its shard while it has it open; a merge that cannot take
+    ``LOCK_EX`` knows the shard is live. Live shards are skipped by default; with
+    ``include_live`` they are read up to their last record known to be complete (the final
+    record of a live shard is held back: it may still be being written) and never removed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import bz2
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import re
+import secrets
+import sys
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from functools import partial
+from typing import IO, TYPE_CHECKING, Any, Callable
+
+from ._lock import LOCK_EX, try_lock
+from ._shard import parse_shard_name
+
+if TYPE_CHECKING:
+    from ._handler import SafeFileHandler
+
+__all__ = ["merge", "MergeReport", "MergeError", "Problem", "merge_at_exit"]
+
+# Bytes read per shard and step. Memory is about (number of chains) x (two chunks plus the
+# Python objects of their records), so the chunk shrinks when there are many chains.
+_CHUNK_MAX = 1 << 20
+_CHUNK_MIN = 64 << 10
+_BUDGET = 16 << 20
+# How many problems of one file are listed one by one; the rest are counted.
+_MAX_REPORTED = 10
+# A header line longer than this without a line end is not a record being written; it is
+# garbage (a binary file, a region of NUL bytes), and is skipped rather than buffered whole.
+_MAX_GARBAGE = 1 << 20
+
+_TIME_LEN = 27  # "2026-11-26T18:49:28.123456Z"
+_TIME_SHAPE = b"0000-00-00T00:00:00.000000Z"
+_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+# One pass of this pattern over a chunk splits it at every line start into
+# [junk, key, text, key, text, ...], where the key is None for a continuation line. It is
+# loose on purpose (explicit digit classes are four times slower in ``re``): the keys are
+# validated afterwards in one ``translate``, every line must have been a split point, and a
+# chunk that fails either check is decoded line by line by the strict slow path.
+_SPLIT = re.compile(rb"\n(?:([^\t\n].{26}) [0-9]+ |\t)")
+_HEADER = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")
+
+_OPENERS: dict[str, Callable[[IO[bytes]], IO[bytes]]] = {
+    "gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),  # type: ignore[dict-item]
+    "bz2": lambda raw: bz2.BZ2File(raw, "rb"),
+    "xz": lambda raw: lzma.LZMAFile(raw, "rb"),
+}
+
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+STATE_SUFFIX = ".merge-state"
+LOCK_SUFFIX = ".merge.lock"
+TMP_INFIX = ".merge-"
+DAMAGED_SUFFIX = ".damaged"
+
+
+class MergeError(Exception):
+    """The merge could not run at all (no such directory, another merge running, output not
+    writable). Problems in the shards themselves are reported in :class:`MergeReport`."""
+
+
+@dataclass
+class Problem:
+    """Something wrong in one input file; ``lineno`` 0 means the file as a whole."""
+
+    path: str
+    lineno: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.lineno}: {self.message}" if self.lineno else f"{self.path}: {self.message}"
+
+
+@dataclass
+class MergeReport:
+    """What a merge did. ``ok`` is false when some input could not be merged whole."""
+
+    output: str
+    records: int = 0
+    shards: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    moved: list[tuple[str, str]] = field(default_factory=list)
+    live: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        parts = [f"merged {self.records} records from {len(self.shards)} shard file(s) into {self.output}"]
+        if self.removed:
+            parts.append(f"removed {len(self.removed)}")
+        if self.moved:
+            parts.append(f"moved {len(self.moved)} damaged aside")
+        if self.live:
+            parts.append(f"{len(self.live)} live")
+        if self.problems:
+            parts.append(f"{len(self.problems)} problem(s)")
+        return "; ".join(parts)
+
+
+# -- discovery --------------------------------------------------------------------------------
+
+
+@dataclass
+class _File:
+    path: str
+    host: str
+    pid: int
+    n: int  # 0 for the shard being written, N for the backup .shard.N (higher is older)
+    ext: str  # "", "gz", "bz2", "xz"
+    live: bool = False
+    fd: int = -1  # held open (and LOCK_EX-locked when finished) from discovery to removal
+    identity: str = ""
+    start: int = 0  # already merged (from the state file): bytes of the decoded stream
+    end: int = 0  # how far this merge consumed the decoded stream
+    size: int = 0  # on-disk size at discovery
+    damaged: bool = False
+    complete: bool = False  # read to its end (not held back)
+
+
+def _discover(directory: str, logname: str) -> tuple[list[list[_File]], list[str]]:
+    """Chains of shard files, one per (host, pid), oldest file first, in tie order; and the
+    compressed twins of plain backups (same records, removed with them)."""
+    by_writer: dict[tuple[str, int], dict[int, _File]] = {}
+    twins: list[str] = []
+    try:
+        entries = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise MergeError(f"cannot list {directory}: {exc.strerror or exc}") from None
+    for entry in entries:
+        parts = parse_shard_name(logname, entry)
+        if parts is None:
+            continue
+        host, pid = str(parts["host"]), int(str(parts["pid"]))
+        n = int(parts["n"]) if parts["n"] else 0
+        f = _File(os.path.join(directory, entry), host, pid, n, parts["ext"] or "")
+        files = by_writer.setdefault((host, pid), {})
+        other = files.get(n)
+        if other is not None:
+            # A compressor writes ``x.shard.1.gz`` whole (temp + replace) and then removes
+            # ``x.shard.1``: when both exist they hold the same records. Read the plain one
+            # once and remove the compressed one with it.
+            plain, twin = (other, f) if not other.ext else (f, other)
+            files[n] = plain
+            twins.append(twin.path)
+            continue
+        files[n] = f
+    chains = [[fs[n] for n in sorted(fs, reverse=True)] for _, fs in sorted(by_writer.items())]
+    return chains, twins
+
+
+def _first_line(f: _File) -> bytes | None:
+    """The first line of the decoded file: it names the file across renames and compression."""
+    try:
+        if f.ext:
+            with _open_decoded(f.path, f.ext)[0] as stream:
+                line = stream.readline(4096)
+        else:
+            line = os.pread(f.fd, 4096, 0)
+            i = line.find(b"\n")
+            line = line[: i + 1] if i >= 0 else line
+    except (OSError, EOFError, lzma.LZMAError, zlib_error) as exc:
+        raise _Unreadable(str(exc)) from None
+    return line
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _open_decoded(path: str, ext: str) -> tuple[IO[bytes], IO[bytes]]:
+    """(decoded stream, raw file) so progress can follow the raw position."""
+    raw = open(path, "rb")
+    try:
+        return _OPENERS[ext](raw), raw
+    except BaseException:
+        raw.close()
+        raise
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Decodes one chain into sorted (key, text) records, a chunk at a time.
+
+    ``bound`` is a lower bound for every key this reader has not yet produced (the key of the
+    record that starts the unread remainder); ``None`` once the chain is exhausted.
+    """
+
+    def __init__(self, files: list[_File], chunk: int, report: MergeReport, progress: _Progress) -> None:
+        self.files = [f for f in files if f.identity]
+        self.report = report
+        self.chunk = chunk
+        self.progress = progress
+        self.keys: list[bytes] = []
+        self.texts: list[bytes] = []
+        self.pos = 0
+        self.bound: bytes | None = b""
+        self.last = b""
+        self.done = not self.files
+        self._i = -1
+        self._stream: IO[bytes] | None = None
+        self._raw: IO[bytes] | None = None
+        self._left = b""
+        self._offset = 0  # decoded offset of self._left[1:] in the current file
+        self._lineno = 0  # line number of the last line before self._left
+        self._limit = -1
+        self._reported = 0
+        if not self.done:
+            self._next_file()
+
+    # The file being read.
+    @property
+    def file(self) -> _File:
+        return self.files[self._i]
+
+    def _next_file(self) -> None:
+        self._close()
+        self._i += 1
+        if self._i >= len(self.files):
+            self.done = True
+            self.bound = None
+            return
+        f = self.file
+        self._reported = 0
+        # The leading line break lets the split pattern find the first header like any other.
+        self._left = b"\n"
+        self._offset = f.start
+        self._lineno = 0
+        self._limit = f.size if f.live else -1
+        try:
+            if f.ext:
+                self._stream, self._raw = _open_decoded(f.path, f.ext)
+                skip = f.start
+                while skip:
+                    got = self._stream.read(min(skip, 1 << 20))
+                    if not got:
+                        break
+                    self._lineno += got.count(b"\n")
+                    skip -= len(got)
+            else:
+                self._stream = open(os.dup(f.fd), "rb", buffering=0)
+                self._stream.seek(f.start)
+                if f.start:
+                    # Line numbers in reports are of the file, so count the lines skipped.
+                    self._lineno = _count_lines(f.fd, f.start)
+        except (OSError, EOFError, lzma.LZMAError) as exc:
+            self._problem(0, f"cannot read: {exc}")
+            f.end = f.start
+            self._next_file()
+
+    def _close(self) -> None:
+        for s in (self._stream, self._raw):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self._stream = self._raw = None
+
+    def _problem(self, lineno: int, message: str) -> None:
+        f = self.file
+        f.damaged = True
+        self._reported += 1
+        if self._reported <= _MAX_REPORTED:
+            self.report.problems.append(Problem(f.path, lineno, message))
+        elif self._reported == _MAX_REPORTED + 1:
+            self.report.problems.append(Problem(f.path, lineno, "more problems in this file not listed"))
+
+    def _read(self) -> bytes:
+        assert self._stream is not None
+        n = self.chunk
+        if self._limit >= 0:
+            n = min(n, self._limit - self._offset - (len(self._left) - 1))
+            if n <= 0:
+                return b""
+        try:
+            data = self._stream.read(n)
+        except (OSError, EOFError, lzma.LZMAError, zlib_error) as exc:
+            self._problem(self._lineno + 1, f"cannot read further: {exc}")
+            return b""
+        if self._raw is not None:
+            self.progress.advance(self._raw.tell() - self.progress.raw_seen.get(self.file.path, 0), self.file.path)
+        else:
+            self.progress.advance(len(data), self.file.path)
+        return data or b""
+
+    def fill(self) -> None:
+        """Decode the next chunk of the chain into ``keys``/``texts``."""
+        if self.done:
+            return
+        f = self.file
+        data = self._read()
+        if data:
+            buf = self._left + data
+            # The last record may continue in the next chunk: cut at the last line break that
+            # starts a new record (is followed by something other than a tab).
+            j = buf.rfind(b"\n", 0, len(buf) - 1)
+            while j > 0 and buf[j + 1] == 9:
+                j = buf.rfind(b"\n", 0, j)
+            if j <= 0:
+                if len(buf) > _MAX_GARBAGE and _HEADER.match(buf, 1) is None:
+                    # A megabyte without the start of a record: binary garbage, not a record
+                    # being written. Skip it instead of buffering a whole file of it.
+                    self._problem(self._lineno + 1, "not a shard record (long run of bytes without a record)")
+                    self._lineno += buf.count(b"\n")
+                    self._offset += len(buf) - 1
+                    buf = b"\n"
+                self._left = buf
+                self._set_bound()
+                return
+            part, self._left = buf[:j], buf[j:]
+            self._decode(part)
+            self._offset += len(part)
+            self._set_bound()
+            return
+        # End of this file (or of what a live shard had when the merge started).
+        left = self._left
+        if len(left) > 1:
+            if f.live:
+                # Held back: the writer may be in the middle of this record.
+                f.end = self._offset
+            elif left.endswith(b"\n"):
+                self._decode(left[:-1])
+                f.end = self._offset + len(left) - 1
+                f.complete = True
+            else:
+                # A record is one write(): one without its final line end was cut short (the
+                # writer died mid-write, the disk filled up). Its lines are not a whole record,
+                # so it is reported and left in the file, which is kept, not merged.
+                start = self._lineno + 1
+                self._problem(start, "truncated record (no line end; was the writer killed mid-write?)")
+                f.end = self._offset + len(left) - 1
+                f.complete = True
+        else:
+            f.end = self._offset
+            f.complete = not f.live
+        self._next_file()
+        self._set_bound()
+
+    def _set_bound(self) -> None:
+        if self.done:
+            self.bound = None
+            return
+        key = self._left[1 : 1 + _TIME_LEN]
+        if len(self._left) > _TIME_LEN + 1 and key.translate(_TO_ZERO) == _TIME_SHAPE:
+            self.bound = max(key, self.last)
+        else:
+            self.bound = self.last
+
+    def _decode(self, part: bytes) -> None:
+        """Decode complete records (``part`` starts with the line break before its first one)."""
+        res = _SPLIT.split(part)
+        keys = res[1::2]
+        texts = res[2::2]
+        lines = part.count(b"\n")
+        if len(keys) == lines and not res[0]:
+            if None in keys:
+                keys, texts = _join_continuations(keys, texts)
+            if b"".join(keys).translate(_TO_ZERO) != _TIME_SHAPE * len(keys):
+                keys, texts = self._decode_slow(part)
+        else:
+            keys, texts = self._decode_slow(part)
+        self._lineno += lines
+        if keys:
+            if keys[0] < self.last:
+                self.report.warnings.append(
+                    Problem(
+                        self.file.path,
+                        self._lineno - lines + 1,
+                        "time goes backwards (clock stepped back, or a pid reused on this host); "
+                        "the output is not strictly time-ordered here",
+                    )
+                )
+            self.last = keys[-1]
+            if self.pos:
+                self.keys = self.keys[self.pos :]
+                self.texts = self.texts[self.pos :]
+                self.pos = 0
+            self.keys += keys
+            self.texts += texts
+
+    def _decode_slow(self, part: bytes) -> tuple[list[bytes], list[bytes]]:
+        """Line by line, strictly: keep every good record, report every bad line."""
+        keys: list[bytes] = []
+        texts: list[bytes] = []
+        cur: list[bytes] | None = None
+        lines = part.split(b"\n")
+        base = self._lineno
+        for n, line in enumerate(lines[1:], base + 1):
+            if line.startswith(b"\t"):
+                if cur is None:
+                    self._problem(n, "continuation line without a record")
+                else:
+                    cur.append(line[1:])
+                continue
+            if cur is not None:
+                texts.append(b"\n".join(cur))
+                cur = None
+            m = _HEADER.match(line)
+            if m is None:
+                # Salvage a record glued to garbage (e.g. NUL bytes left by a crash).
+                m = _HEADER.search(line)
+                self._problem(n, "not a shard record: " + repr(line[: m.start() if m else 60])[:80])
+                if m is None:
+                    continue
+            keys.append(m.group(1))
+            cur = [line[m.end() :]]
+        if cur is not None:
+            texts.append(b"\n".join(cur))
+        return keys, texts
+
+
+def _join_continuations(keys: list[Any], texts: list[bytes]) -> tuple[list[bytes], list[bytes]]:
+    """Glue continuation lines (key None) to their record; the loop runs per continuation
+    line, everything between them is copied by slicing."""
+    out_k: list[bytes] = []
+    out_t: list[bytes] = []
+    i = 0
+    n = len(keys)
+    index = keys.index
+    while i < n:
+        try:
+            j = index(None, i)
+        except ValueError:
+            j = n
+        out_k += keys[i:j]
+        out_t += texts[i:j]
+        if j == n:
+            break
+        if not out_t:
+            raise ValueError("continuation line without a record")
+        k = j
+        while k < n and keys[k] is None:
+            k += 1
+        out_t[-1] = b"\n".join([out_t[-1], *texts[j:k]])
+        i = k
+    return out_k, out_t
+
+
+try:
+    from zlib import error as zlib_error
+except ImportError:  # pragma: no cover
+    zlib_error = OSError  # type: ignore[misc,assignment]
+
+
+def _count_lines(fd: int, upto: int) -> int:
+    n = 0
+    pos = 0
+    while pos < upto:
+        data = os.pread(fd, min(1 << 20, upto - pos), pos)
+        if not data:
+            break
+        n += data.count(b"\n")
+        pos += len(data)
+    return n
+
+
+class _Progress:
+    """Progress on stderr, rate-limited; does nothing without a callback."""
+
+    def __init__(self, total: int, callback: Callable[[int, int], None] | None) -> None:
+        self.total = total
+        self.done = 0
+        self.callback = callback
+        self.raw_seen: dict[str, int] = {}
+        self._next = 0
+
+    def advance(self, n: int, path: str) -> None:
+        self.done += n
+        self.raw_seen[path] = self.raw_seen.get(path, 0) + n
+        if self.callback is not None and self.done >= self._next:
+            self._next = self.done + max(self.total // 100, 1 << 20)
+            self.callback(self.done, self.total)
+
+
+def _merge_into(readers: list[_Reader], out: IO[bytes]) -> int:
+    """The k-way merge. Each step emits every buffered record whose key is below the smallest
+    ``bound`` (no reader can still produce a smaller or equal key), sorted stably: the step's
+    records are the concatenation of sorted runs in tie order, which timsort merges in C."""
+    records = 0
+    for r in readers:
+        r.fill()
+    active = readers
+    while active:
+        bounds = [r.bound for r in active if r.bound is not None]
+        m = min(bounds) if bounds else None
+        keys: list[bytes] = []
+        texts: list[bytes] = []
+        for r in active:
+            if r.pos < len(r.keys):
+                i = len(r.keys) if m is None else bisect_left(r.keys, m, r.pos)
+                if i > r.pos:
+                    keys += r.keys[r.pos : i]
+                    texts += r.texts[r.pos : i]
+                    r.pos = i
+        if texts:
+            # key= is called once per element, in order: it hands out the parallel keys.
+            texts.sort(key=partial(next, iter(keys)))
+            texts.append(b"")
+            out.write(b"\n".join(texts))
+            records += len(texts) - 1
+        for r in active:
+            if not r.done and (r.bound == m or r.pos >= len(r.keys)):
+                r.fill()
+        active = [r for r in active if not r.done or r.pos < len(r.keys)]
+    return records
+
+
+# -- the state file (journal) -----------------------------------------------------------------
+
+
+def _load_state(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            state = json.loads(f.read())
+        if not isinstance(state, dict) or state.get("version") != 1:
+            raise ValueError("unknown version")
+        return state
+    except FileNotFoundError:
+        return {"version": 1, "output": None, "offsets": {}, "pending": None}
+    except (OSError, ValueError) as exc:
+        raise MergeError(f"cannot read the merge state {path}: {exc}; move it aside to start over") from None
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
+    except OSError:
+        return  # Windows: directories cannot be opened; os.replace is durable there anyway
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_atomic(path: str, data: bytes) -> None:
+    """Temp file beside ``path``, fsync, ``os.replace``, fsync the directory."""
+    directory = os.path.dirname(path)
+    tmp = f"{path}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY, 0o666)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(directory)
+
+
+def _save_state(path: str, state: dict[str, Any]) -> None:
+    _write_atomic(path, json.dumps(state, indent=1, sort_keys=True).encode())
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
+
+
+class _Out(io.RawIOBase):
+    """The temp output as a minimal writable stream over a raw descriptor."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        _write_all(self.fd, data)
+        return len(data)
+
+
+def _output_id(path: str) -> list[int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return [st.st_dev, st.st_ino]
+
+
+def _recover(state: dict[str, Any], output: str, statefile: str, report: MergeReport) -> None:
+    """Finish or undo the merge a crash interrupted (see the module docstring)."""
+    pending = state.get("pending")
+    if not pending:
+        return
+    try:
+        st = os.stat(output)
+        replaced = [st.st_dev, st.st_ino, st.st_size] == pending["output"]
+    except FileNotFoundError:
+        replaced = False
+    if replaced:
+        offsets = pending["offsets"]
+        for op, path, size, ident in pending["actions"]:
+            if not _apply(op, path, size, report):
+                # The file changed after that merge (a new process with a reused pid appended):
+                # keep it, and remember that its first ``size`` bytes are merged.
+                offsets[ident] = {"offset": size, "name": path}
+        state["offsets"] = offsets
+        state["output"] = pending["output"][:2]
+    else:
+        try:
+            os.unlink(pending["tmp"])
+        except FileNotFoundError:
+            pass
+    state["pending"] = None
+    _save_state(statefile, state)
+
+
+def _apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1) -> bool:
+    """Remove (``rm``) or move aside (``mv``) a merged file, if it is still what was merged.
+
+    ``fd``, when given, is this merge's descriptor of the file, already holding ``LOCK_EX``.
+    """
+    own = fd < 0
+    if own:
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_BINARY)
+        except FileNotFoundError:
+            return True
+    try:
+        if own and not try_lock(fd, LOCK_EX):
+            return False
+        if os.fstat(fd).st_size != size:
+            return False
+        try:
+            if op == "rm":
+                os.unlink(path)
+                report.removed.append(path)
+            else:
+                dest = path + DAMAGED_SUFFIX
+                i = 1
+                while os.path.exists(dest):
+                    i += 1
+                    dest = f"{path}{DAMAGED_SUFFIX}.{i}"
+                os.rename(path, dest)
+                report.moved.append((path, dest))
+        except FileNotFoundError:
+            pass
+        return True
+    finally:
+        if own:
+            os.close(fd)
+
+
+# -- the merge --------------------------------------------------------------------------------
+
+def merge(
+    logfile: str | os.PathLike[str],
+    output: str | os.PathLike[str] | None = None,
+    *,
+    keep: bool = False,
+    include_live: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> MergeReport:
+    """Merge the shards of the ``per-process`` log ``logfile`` into ``output`` (default: the
+    log path itself), appending one time-ordered batch after what the output already holds.
+
+    Finished shards are removed once the output is durable (``keep=True`` leaves them; a
+    re-run then skips what was merged). Live shards are skipped, or with ``include_live``
+    read up to their last complete record and left in place. Damaged input is reported in
+    :attr:`MergeReport.problems` (file and line); every good record is still merged and the
+    damaged file is moved aside to ``<name>.damaged`` instead of being removed.
+    ``progress(done, total)`` is called now and then with input bytes.
+    Raises :class:`MergeError` when the merge cannot run at all.
+    """
+    log = os.path.abspath(os.fspath(logfile))
+    out = os.path.abspath(os.fspath(output)) if output is not None else log
+    directory, logname = os.path.split(log)
+    if not os.path.isdir(directory):
+        raise MergeError(f"no such directory: {directory}")
+    if os.path.isdir(out):
+        raise MergeError(f"output {out} is a directory")
+    if os.path.dirname(out) == directory and parse_shard_name(logname, os.path.basename(out)):
+        raise MergeError(f"output {out} is a shard of the log")
+    report = MergeReport(out)
+    lock_path = out + LOCK_SUFFIX
+    try:
+        lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_BINARY, 0o666)
+    except OSError as exc:
+        raise MergeError(f"cannot create {lock_path}: {exc.strerror or exc}") from None
+    chains: list[list[_File]] = []
+    try:
+        # Two merges at once would each write a batch with the same records.
+        if not try_lock(lock_fd, LOCK_EX):
+            raise MergeError(f"another merge into {out} is running (it holds {lock_path})")
+        chains, twins = _discover(directory, logname)
+        _run(chains, twins, out, report, keep, include_live, progress)
+    except OSError as exc:
+        raise MergeError(f"merge into {out} failed: {exc}") from None
+    finally:
+        for chain in chains:
+            for f in chain:
+                if f.fd >= 0:
+                    os.close(f.fd)
+                    f.fd = -1
+        os.close(lock_fd)
+    return report
+
+
+def _open_inputs(
+    chains: list[list[_File]], offsets: dict[str, Any], include_live: bool, report: MergeReport
+) -> int:
+    """Open every file, tell live from finished, find what is already merged; total bytes."""
+    total = 0
+    for f in (f for chain in chains for f in chain):
+        try:
+            if not f.ext:
+                f.fd = os.open(f.path, os.O_RDONLY | _O_CLOEXEC | _O_BINARY)
+                # Held until the file is removed: a process that reuses the pid and opens the
+                # shard waits for its LOCK_SH, and then finds the path gone (see _perprocess).
+                f.live = not try_lock(f.fd, LOCK_EX)
+                f.size = os.fstat(f.fd).st_size
+            else:
+                f.size = os.stat(f.path).st_size
+            line = _first_line(f)
+        except (OSError, _Unreadable) as exc:
+            msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            report.problems.append(Problem(f.path, 0, f"cannot read: {msg}"))
+            f.damaged = True
+            if f.fd >= 0:
+                os.close(f.fd)
+                f.fd = -1
+            continue
+        if f.live:
+            report.live.append(f.path)
+        if not line or (f.live and not line.endswith(b"\n")):
+            # Empty, or a live shard whose first record is not complete yet.
+            f.complete = not f.live
+            continue
+        f.identity = f"{f.host}.{f.pid}:" + hashlib.blake2b(line, digest_size=8).hexdigest()
+        done = offsets.get(f.identity)
+        f.start = f.end = int(done["offset"]) if done else 0
+        if f.live and not include_live:
+            continue
+        report.shards.append(f.path)
+        total += f.size
+    return total
+
+
+def _run(
+    chains: list[list[_File]],
+    twins: list[str],
+    out: str,
+    report: MergeReport,
+    keep: bool,
+    include_live: bool,
+    progress_cb: Callable[[int, int], None] | None,
+) -> None:
+    statefile = out + STATE_SUFFIX
+    out_dir = os.path.dirname(out)
+    state = _load_state(statefile)
+    _recover(state, out, statefile, report)
+    # Leftovers of a merge that died before its journal entry: never part of the output.
+    prefix = os.path.basename(out) + TMP_INFIX
+    for entry in os.listdir(out_dir):
+        if entry.startswith(prefix) and entry.endswith(".tmp"):
+            try:
+                os.unlink(os.path.join(out_dir, entry))
+            except OSError:
+                pass
+    offsets: dict[str, Any] = state.get("offsets") or {}
+    if offsets and state.get("output") != _output_id(out):
+        # The offsets describe an output that is gone or was replaced by someone else: what
+        # the kept shards hold is not in this output, so merge them again from the start.
+        offsets = {}
+
+    total = _open_inputs(chains, offsets, include_live, report)
+    files = [f for chain in chains for f in chain]
+    readable = [[f for f in c if f.identity and (include_live or not f.live)] for c in chains]
+    prog = _Progress(total, progress_cb)
+    n = max(sum(1 for c in readable if c), 1)
+    chunk = max(_CHUNK_MIN, min(_CHUNK_MAX, _BUDGET // n))
+    readers = [_Reader(c, chunk, report, prog) for c in readable if c]
+
+    # Write the temp output: what the output holds now, then this merge's batch.
+    token = secrets.token_hex(6)
+    tmp = os.path.join(out_dir, f"{os.path.basename(out)}{TMP_INFIX}{token}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY, 0o666)
+    try:
+        try:
+            with open(out, "rb") as old:
+                if hasattr(os, "fchmod"):
+                    # The merged log keeps the permissions someone gave the old one.
+                    os.fchmod(fd, os.fstat(old.fileno()).st_mode & 0o7777)
+                while True:
+                    data = old.read(1 << 20)
+                    if not data:
+                        break
+                    _write_all(fd, data)
+        except FileNotFoundError:
+            pass
+        try:
+            report.records = _merge_into(readers, _Out(fd))
+        finally:
+            for r in readers:
+                r._close()
+        os.fsync(fd)
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    if progress_cb is not None:
+        progress_cb(prog.done, max(total, prog.done))
+
+    # What to do with each input once the output is durable.
+    new_offsets = dict(offsets)
+    actions: list[tuple[list[Any], int]] = []
+    for f in files:
+        if f.damaged and not f.identity:
+            continue  # unreadable: left where it is, and reported
+        if f.live or keep or not f.complete:
+            if f.identity and f.end > 0:
+                new_offsets[f.identity] = {"offset": f.end, "name": os.path.basename(f.path)}
+            continue
+        new_offsets.pop(f.identity, None)
+        actions.append((["mv" if f.damaged else "rm", f.path, f.size, f.identity], f.fd))
+    if not keep:
+        for path in twins:
+            try:
+                actions.append((["rm", path, os.stat(path).st_size, ""], -1))
+            except OSError:
+                pass
+    # Forget files that no longer exist under any name.
+    present = {f.identity for f in files if f.identity}
+    new_offsets = {k: v for k, v in new_offsets.items() if k in present}
+
+    if report.records == 0:
+        # Nothing new to write: leave the output alone; what is removed holds no record that
+        # is not in the output already.
+        os.unlink(tmp)
+        for action, held in actions:
+            if not _apply(action[0], action[1], action[2], report, held):
+                new_offsets[action[3]] = {"offset": action[2], "name": os.path.basename(action[1])}
+        if actions:
+            _fsync_dir(os.path.dirname(actions[0][0][1]))
+        if new_offsets != (state.get("offsets") or {}):
+            state.update(offsets=new_offsets, pending=None)
+            _save_state(statefile, state)
+        return
+
+    # The journal entry, then the commit point (the replace), then the removals.
+    state["pending"] = {
+        "tmp": tmp,
+        "output": [st.st_dev, st.st_ino, st.st_size],
+        "offsets": new_offsets,
+        "actions": [a for a, _ in actions],
+    }
+    _save_state(statefile, state)
+    os.replace(tmp, out)
+    _fsync_dir(out_dir)
+    for action, held in actions:
+        if not _apply(action[0], action[1], action[2], report, held):
+            new_offsets[action[3]] = {"offset": action[2], "name": os.path.basename(action[1])}
+    if actions:
+        _fsync_dir(os.path.dirname(actions[0][0][1]))
+    _save_state(
+        statefile,
+        {"version": 1, "output": [st.st_dev, st.st_ino], "offsets": new_offsets, "pending": None},
+    )
+
+
+# -- merge_on_exit ----------------------------------------------------------------------------
+
+_at_exit: set[str] = set()
+
+
+def merge_at_exit(handler: SafeFileHandler) -> None:
+    """Merge ``handler``'s shards when the process that created it exits.
+
+    Only that process merges: fork children inherit atexit hooks (gunicorn workers, os.fork)
+    and multiprocessing children re-create handlers (spawn, forkserver); their merges would
+    race the parent's and each other's.
+    """
+    path = handler.baseFilename
+    if path in _at_exit:
+        return
+    _at_exit.add(path)
+    atexit.register(_merge_now, handler, os.getpid())
+
+
+def _merge_now(handler: SafeFileHandler, pid: int) -> None:
+    import multiprocessing
+
+    if os.getpid() != pid or multiprocessing.parent_process() is not None:
+        return
+    # Python joins non-daemonic children at exit anyway, but after this hook (atexit runs in
+    # reverse order of registration); join them first so their shards are finished.
+    for child in multiprocessing.active_children():
+        if not child.daemon:
+            child.join()
+    # This process's own shard is live while open: close it (a later record reopens it).
+    handler._sink.close()
+    try:
+        report = merge(handler.baseFilename)
+    except MergeError as exc:
+        print(f"safelog: merge at exit: {exc}", file=sys.stderr)
+        return
+    for p in report.problems:
+        print(f"safelog: merge at exit: {p}", file=sys.stderr)
