@@ -737,8 +737,12 @@ def merge(
         # Two merges at once would each write a batch with the same records.
         if not try_lock(lock_fd, LOCK_EX):
             raise MergeError(f"another merge into {out} is running (it holds {lock_path})")
+        # Finish (or undo) a merge that crashed before looking at the shards: its removals
+        # change what there is to find.
+        state = _load_state(out + STATE_SUFFIX)
+        _recover(state, out, out + STATE_SUFFIX, report)
         chains, twins = _discover(directory, logname)
-        _run(chains, twins, out, report, keep, include_live, progress)
+        _run(chains, twins, out, state, report, keep, include_live, progress)
     except OSError as exc:
         raise MergeError(f"merge into {out} failed: {exc}") from None
     finally:
@@ -795,6 +799,7 @@ def _run(
     chains: list[list[_File]],
     twins: list[str],
     out: str,
+    state: dict[str, Any],
     report: MergeReport,
     keep: bool,
     include_live: bool,
@@ -802,8 +807,6 @@ def _run(
 ) -> None:
     statefile = out + STATE_SUFFIX
     out_dir = os.path.dirname(out)
-    state = _load_state(statefile)
-    _recover(state, out, statefile, report)
     # Leftovers of a merge that died before its journal entry: never part of the output.
     prefix = os.path.basename(out) + TMP_INFIX
     for entry in os.listdir(out_dir):
