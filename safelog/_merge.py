@@ -206,7 +206,7 @@ def _first_line(f: _File) -> bytes | None:
             with _open_decoded(f.path, f.ext)[0] as stream:
                 line = stream.readline(4096)
         else:
-            line = os.pread(f.fd, 4096, 0)
+            line = _pread(f, 4096, 0)
             i = line.find(b"\n")
             line = line[: i + 1] if i >= 0 else line
     except (OSError, EOFError, lzma.LZMAError, zlib_error) as exc:
@@ -444,7 +444,7 @@ class _Reader:
             finally:
                 stream.close()
         else:
-            lines += _count_lines(f.fd, at, offset)
+            lines += _count_lines(f, at, offset)
         self._lines_at = (offset, lines)
         return lines + 1
 
@@ -487,10 +487,19 @@ except ImportError:  # pragma: no cover
     zlib_error = OSError  # type: ignore[misc,assignment]
 
 
-def _count_lines(fd: int, pos: int, upto: int) -> int:
+def _pread(f: _File, n: int, offset: int) -> bytes:
+    """Read without moving the offset that the reader's duplicate of ``f.fd`` shares."""
+    if hasattr(os, "pread"):
+        return os.pread(f.fd, n, offset)
+    with open(f.path, "rb") as stream:  # pragma: no cover - Windows
+        stream.seek(offset)
+        return stream.read(n)
+
+
+def _count_lines(f: _File, pos: int, upto: int) -> int:
     n = 0
     while pos < upto:
-        data = os.pread(fd, min(1 << 20, upto - pos), pos)
+        data = _pread(f, min(1 << 20, upto - pos), pos)
         if not data:
             break
         n += data.count(b"\n")
@@ -679,6 +688,12 @@ def _apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1) -> 
                 report.moved.append((path, dest))
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            # Merged but still there (no write permission on the directory): the caller
+            # records it as merged up to ``size`` so a re-run does not merge it again.
+            verb = "remove" if op == "rm" else "move aside"
+            report.problems.append(Problem(path, 0, f"merged, but cannot {verb}: {exc.strerror or exc}"))
+            return False
         return True
     finally:
         if own:

@@ -554,3 +554,53 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "merged 6 records" in proc.stderr
+
+
+def test_progress_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a TTY stderr gets a progress line (cleared at the end); --quiet draws none."""
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    _make_run(tmp_path, runs=2, n=5)
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["merge", str(tmp_path / "app.log"), "--keep", "-o", str(tmp_path / "a.log")]) == 0
+    assert "\rsafelog merge: 100%" in err.getvalue() and "\r\033[K" in err.getvalue()
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["merge", str(tmp_path / "app.log"), "--quiet", "-o", str(tmp_path / "b.log")]) == 0
+    assert err.getvalue() == ""
+
+
+def test_time_going_backwards_in_a_shard_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A shard whose times step back (pid reused, clock stepped) loses nothing; the step is reported as a warning, exit 0."""
+    t = 1_800_000_000.0
+    data = ShardFrame("utf-8", "strict").encode("late-1", t + 10) + ShardFrame("utf-8", "strict").encode("early-1", t)
+    (tmp_path / "app.log.h.1.shard").write_bytes(data)
+    write_shard(tmp_path / "app.log.h.2.shard", [(t + 5, "middle")])
+    assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 0
+    assert sorted(_ids(tmp_path / "app.log")) == ["early-1", "late-1", "middle"]
+    assert f"warning: {tmp_path / 'app.log.h.1.shard'}:2: time goes backwards" in capsys.readouterr().err
+
+
+def test_shard_that_cannot_be_removed_is_not_merged_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """If a merged shard cannot be removed (directory not writable) it is reported, and a re-run does not merge it again."""
+    _make_run(tmp_path, runs=2, n=4)
+    real_unlink = os.unlink
+
+    def unlink(p: Any) -> None:
+        if str(p).endswith(".101.shard"):
+            raise PermissionError(13, "Permission denied", str(p))
+        real_unlink(p)
+
+    monkeypatch.setattr(_merge.os, "unlink", unlink)
+    assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 1
+    assert "app.log.h.101.shard: merged, but cannot remove: Permission denied" in capsys.readouterr().err
+    assert shards(tmp_path) == ["app.log.h.101.shard"]
+    monkeypatch.undo()
+    assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 0
+    assert len(_ids(tmp_path / "app.log")) == 8
+    assert shards(tmp_path) == []
