@@ -44,7 +44,9 @@ import lzma
 import os
 import re
 import secrets
+import signal
 import sys
+import threading
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from functools import partial
@@ -231,6 +233,18 @@ def _open_decoded(path: str, ext: str) -> tuple[IO[bytes], IO[bytes]]:
 # -- reading ----------------------------------------------------------------------------------
 
 
+@dataclass
+class _Span:
+    """The part of one file a reader decodes: decoded offsets ``start`` to ``stop`` (-1: to
+    the end). ``cut`` means ``stop`` is a record boundary inside the file where another worker
+    goes on, so the span neither finishes the file nor holds back its last record."""
+
+    file: _File
+    start: int
+    stop: int = -1
+    cut: bool = False
+
+
 class _Reader:
     """Decodes one chain into sorted (key, text) records, a chunk at a time.
 
@@ -238,8 +252,8 @@ class _Reader:
     record that starts the unread remainder); ``None`` once the chain is exhausted.
     """
 
-    def __init__(self, files: list[_File], chunk: int, report: MergeReport, progress: _Progress) -> None:
-        self.files = [f for f in files if f.identity]
+    def __init__(self, spans: list[_Span], chunk: int, report: MergeReport, progress: _Progress) -> None:
+        self.spans = spans
         self.report = report
         self.chunk = chunk
         self.progress = progress
@@ -248,10 +262,11 @@ class _Reader:
         self.pos = 0
         self.bound: bytes | None = b""
         self.last = b""
-        self.done = not self.files
+        self.done = not self.spans
         self._i = -1
         self._stream: IO[bytes] | None = None
         self._raw: IO[bytes] | None = None
+        self._pos = 0  # next pread offset of a plain file
         self._left = b""
         self._offset = 0  # decoded offset of self._left[1:] in the current file
         self._lines_at = (0, 0)  # (decoded offset, line breaks before it): see _line_of
@@ -263,34 +278,35 @@ class _Reader:
     # The file being read.
     @property
     def file(self) -> _File:
-        return self.files[self._i]
+        return self.spans[self._i].file
 
     def _next_file(self) -> None:
         self._close()
         self._i += 1
-        if self._i >= len(self.files):
+        if self._i >= len(self.spans):
             self.done = True
             self.bound = None
             return
-        f = self.file
+        span = self.spans[self._i]
+        f = span.file
         self._reported = 0
         # The leading line break lets the split pattern find the first header like any other.
         self._left = b"\n"
-        self._offset = f.start
+        self._offset = span.start
         self._lines_at = (0, 0)
-        self._limit = f.size if f.live else -1
+        # A finished plain file is locked against writers; a live one is read only as far as
+        # it was when the merge looked at it.
+        self._limit = span.stop if span.stop >= 0 else (-1 if f.ext else f.size)
+        self._pos = span.start
         try:
             if f.ext:
                 self._stream, self._raw = _open_decoded(f.path, f.ext)
-                skip = f.start
+                skip = span.start
                 while skip:
                     got = self._stream.read(min(skip, 1 << 20))
                     if not got:
                         break
                     skip -= len(got)
-            else:
-                self._stream = open(os.dup(f.fd), "rb", buffering=0)
-                self._stream.seek(f.start)
         except (OSError, EOFError, lzma.LZMAError, zlib_error) as exc:
             self._problem(0, f"cannot read: {exc}")
             f.end = f.start
@@ -315,14 +331,18 @@ class _Reader:
             self.report.problems.append(Problem(f.path, lineno, "more problems in this file not listed"))
 
     def _read(self) -> bytes:
-        assert self._stream is not None
         n = self.chunk
         if self._limit >= 0:
             n = min(n, self._limit - self._offset - (len(self._left) - 1))
             if n <= 0:
                 return b""
         try:
-            data = self._stream.read(n)
+            if self._stream is None:
+                # pread: the descriptor (and its offset) is shared with a forked worker.
+                data = _pread(self.file, n, self._pos)
+                self._pos += len(data)
+            else:
+                data = self._stream.read(n)
         except (OSError, EOFError, lzma.LZMAError, zlib_error) as exc:
             self._problem(self._line_of(self._offset), f"cannot read further: {exc}")
             return b""
@@ -362,7 +382,11 @@ class _Reader:
             return
         # End of this file (or of what a live shard had when the merge started).
         left = self._left
-        if len(left) > 1:
+        if self.spans[self._i].cut:
+            # Another worker goes on from here, at a record boundary: what is left is whole.
+            if len(left) > 1:
+                self._decode(left[:-1])
+        elif len(left) > 1:
             if f.live:
                 # Held back: the writer may be in the middle of this record.
                 f.end = self._offset
@@ -563,6 +587,182 @@ def _merge_into(readers: list[_Reader], fd: int) -> int:
                 r.fill()
         active = [r for r in active if not r.done or r.pos < len(r.keys)]
     return records
+
+
+# -- using a second core -------------------------------------------------------------------
+
+# Below this much input a second process costs more than it saves.
+_PARALLEL_MIN = 32 << 20
+_LINE_HEADER = re.compile(rb"\n(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) \d+ ")
+
+
+def _first_record_at(f: _File, pos: int, limit: int) -> tuple[int, bytes] | None:
+    """(offset, key) of the first record of plain file ``f`` that starts in [pos, limit)."""
+    while pos < limit:
+        lo = pos - 1
+        data = _pread(f, min(limit + 64, pos + (1 << 16)) - max(lo, 0), max(lo, 0))
+        if lo < 0:
+            data = b"\n" + data
+        m = _LINE_HEADER.search(data)
+        if m is not None:
+            start = lo + m.start() + 1
+            return (start, m.group(1)) if start < limit else None
+        if len(data) <= 64:
+            return None
+        pos = max(pos + 1, lo + len(data) - 64)  # overlap: a header may straddle the window
+    return None
+
+
+def _split_offset(f: _File, t: bytes, start: int, stop: int) -> int:
+    """The first record start in [start, stop) whose key is >= ``t`` (``stop`` if none).
+
+    Binary search over the sorted file; whatever it returns is a record boundary, so even an
+    unsorted file is split without losing or repeating a record.
+    """
+    lo, hi, best = start, stop, stop
+    while hi - lo > 1 << 16:
+        mid = (lo + hi) // 2
+        r = _first_record_at(f, mid, hi)
+        if r is None:
+            hi = mid
+        elif r[1] >= t:
+            best, hi = r[0], mid
+        else:
+            lo = r[0]
+    data = _pread(f, min(hi + 64, stop) - max(lo - 1, 0), max(lo - 1, 0))
+    if lo == 0:
+        data = b"\n" + data
+    for m in _LINE_HEADER.finditer(data):
+        at = lo + m.start()
+        if lo <= at < hi and m.group(1) >= t:
+            return at
+    return best
+
+
+def _partition(spans: list[list[_Span]], total: int) -> list[list[_Span]]:
+    """Split the key range in two at the median key of the files' middles: this process
+    merges the lower half, a forked worker the upper half; their outputs are concatenated.
+
+    Only for plain files (a compressed stream cannot be entered in the middle), enough input,
+    two CPUs, and no other thread (fork copies one thread; locks held by others stay held).
+    Returns the worker's spans, and cuts ``spans`` down to this process's share.
+    """
+    files = [sp.file for c in spans for sp in c]
+    if (
+        total < _PARALLEL_MIN
+        or len(spans) < 2
+        or not hasattr(os, "fork")
+        or (os.cpu_count() or 1) < 2
+        or threading.active_count() > 1
+        or any(f.ext for f in files)
+    ):
+        return []
+    mids = []
+    for f in files:
+        r = _first_record_at(f, (f.start + f.size) // 2, f.size)
+        if r is not None:
+            mids.append(r[1])
+    if not mids:
+        return []
+    t = sorted(mids)[len(mids) // 2]
+    upper: list[list[_Span]] = []
+    lower_bytes = 0
+    cuts = []
+    for chain in spans:
+        up = []
+        for sp in chain:
+            cut = _split_offset(sp.file, t, sp.start, sp.file.size)
+            cuts.append((sp, cut))
+            lower_bytes += cut - sp.start
+            if cut < sp.file.size:
+                up.append(_Span(sp.file, cut))
+        upper.append(up)
+    if not total // 10 < lower_bytes < total - total // 10:
+        return []  # too lopsided to be worth a process
+    for sp, cut in cuts:
+        if cut < sp.file.size:
+            sp.stop, sp.cut = cut, True
+    for chain in spans:
+        chain[:] = [sp for sp in chain if not (sp.cut and sp.stop == sp.start)]
+    spans[:] = [c for c in spans if c]
+    return [c for c in upper if c]
+
+
+class _Worker:
+    """The forked process that merges the upper half into a side file."""
+
+    def __init__(self, spans: list[list[_Span]], chunk: int, files: list[_File], tmp: str) -> None:
+        self.side = tmp[: -len(".tmp")] + "-upper.tmp"
+        index = {id(f): i for i, f in enumerate(files)}
+        finished = [index[id(sp.file)] for c in spans for sp in c]
+        self.files = files
+        rfd, wfd = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - runs in the child, which reports through the pipe
+            code = 1
+            try:
+                os.close(rfd)
+                sub = MergeReport("")
+                out = os.open(self.side, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+                records = _merge_into([_Reader(c, chunk, sub, _Progress(0, None)) for c in spans], out)
+                os.close(out)
+                result = {
+                    "records": records,
+                    "problems": [[p.path, p.lineno, p.message] for p in sub.problems],
+                    "warnings": [[p.path, p.lineno, p.message] for p in sub.warnings],
+                    "files": {i: [files[i].end, files[i].complete, files[i].damaged] for i in finished},
+                }
+                _write_all(wfd, json.dumps(result).encode())
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(wfd)
+        self.rfd = rfd
+
+    def finish(self, fd: int, report: MergeReport) -> int:
+        """Wait for the worker, take over its findings, append its output to ``fd``."""
+        chunks = []
+        while True:
+            data = os.read(self.rfd, 1 << 16)
+            if not data:
+                break
+            chunks.append(data)
+        os.close(self.rfd)
+        self.rfd = -1
+        _, status = os.waitpid(self.pid, 0)
+        self.pid = 0
+        if status != 0 or not chunks:
+            raise OSError(f"the merge worker process failed (wait status {status})")
+        result = json.loads(b"".join(chunks))
+        report.problems += [Problem(*p) for p in result["problems"]]
+        report.warnings += [Problem(*p) for p in result["warnings"]]
+        for i, (end, complete, damaged) in result["files"].items():
+            f = self.files[int(i)]
+            f.end, f.complete, f.damaged = end, complete, damaged or f.damaged
+        with open(self.side, "rb") as side:
+            while True:
+                data = side.read(1 << 20)
+                if not data:
+                    break
+                _write_all(fd, data)
+        os.unlink(self.side)
+        return int(result["records"])
+
+    def kill(self) -> None:
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            os.waitpid(self.pid, 0)
+            self.pid = 0
+        if self.rfd >= 0:
+            os.close(self.rfd)
+            self.rfd = -1
+        try:
+            os.unlink(self.side)
+        except FileNotFoundError:
+            pass
 
 
 # -- the state file (journal) -----------------------------------------------------------------
@@ -828,10 +1028,14 @@ def _run(
     total = _open_inputs(chains, offsets, include_live, report)
     files = [f for chain in chains for f in chain]
     readable = [[f for f in c if f.identity and (include_live or not f.live)] for c in chains]
-    prog = _Progress(total, progress_cb)
     n = max(sum(1 for c in readable if c), 1)
     chunk = max(_CHUNK_MIN, min(_CHUNK_MAX, _BUDGET // n))
-    readers = [_Reader(c, chunk, report, prog) for c in readable if c]
+    spans = [[_Span(f, f.start) for f in c] for c in readable if c]
+    upper = _partition(spans, total)
+    if upper:
+        total = sum((sp.stop if sp.stop >= 0 else sp.file.size) - sp.start for c in spans for sp in c)
+    prog = _Progress(total, progress_cb)
+    readers = [_Reader(c, chunk, report, prog) for c in spans if c]
 
     # Write the temp output: what the output holds now, then this merge's batch.
     token = secrets.token_hex(6)
@@ -850,11 +1054,16 @@ def _run(
                     _write_all(fd, data)
         except FileNotFoundError:
             pass
+        worker = _Worker(upper, chunk, files, tmp) if upper else None
         try:
             report.records = _merge_into(readers, fd)
+            if worker is not None:
+                report.records += worker.finish(fd, report)
         finally:
             for r in readers:
                 r._close()
+            if worker is not None:
+                worker.kill()
         os.fsync(fd)
         st = os.fstat(fd)
     except BaseException:

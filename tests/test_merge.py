@@ -604,3 +604,42 @@ def test_shard_that_cannot_be_removed_is_not_merged_twice(tmp_path: Path, monkey
     assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 0
     assert len(_ids(tmp_path / "app.log")) == 8
     assert shards(tmp_path) == []
+
+
+def test_two_process_merge_gives_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forked upper-half worker produces byte-identical output, ties and tracebacks included, and reports its problems by file:line."""
+    import random
+    import shutil
+
+    rng = random.Random(7)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    for k in range(6):
+        t = 1_800_000_000.0
+        recs = []
+        for i in range(3000):
+            t += rng.choice([0.0, 0.0, 0.001, 0.002])  # many equal times, also across shards
+            recs.append((t, f"s{k}-{i}" + ("\nTraceback:\n  line\nValueError" if i % 13 == 0 else "")))
+        write_shard(a / f"app.log.h{k % 2}.{k}.shard", recs)
+    with open(a / "app.log.h1.5.shard", "ab") as f:
+        f.write(b"garbage near the end\n" + ShardFrame("utf-8", "strict").encode("tail", 1_800_000_999.0))
+    shutil.copytree(a, b)
+    workers = []
+    real_worker = _merge._Worker
+
+    def spy(*args: Any) -> Any:
+        workers.append(1)
+        return real_worker(*args)
+
+    monkeypatch.setattr(_merge, "_Worker", spy)
+    monkeypatch.setattr(_merge, "_PARALLEL_MIN", 0)
+    ra = safelog.merge(a / "app.log")
+    assert workers == [1]
+    monkeypatch.setattr(_merge, "_PARALLEL_MIN", 1 << 60)
+    rb = safelog.merge(b / "app.log")
+    assert workers == [1]
+    assert (a / "app.log").read_bytes() == (b / "app.log").read_bytes()
+    assert ra.records == rb.records == 18001
+    assert [str(p).replace(str(a), "") for p in ra.problems] == [str(p).replace(str(b), "") for p in rb.problems]
+    assert [str(p) for p in ra.problems] == [f"{a / 'app.log.h1.5.shard'}:{3000 + 3000 // 13 * 3 + 3 + 1}: not a shard record: b'garbage near the end'"]
+    assert shards(a) == shards(b) == ["app.log.h1.5.shard.damaged"]
