@@ -176,11 +176,11 @@ class _File:
     complete: bool = False  # read to its end (not held back)
 
 
-def _discover(directory: str, logname: str) -> tuple[list[list[_File]], list[str]]:
+def _discover(directory: str, logname: str) -> tuple[list[list[_File]], list[tuple[_File, str]]]:
     """Chains of shard files, one per (host, pid), oldest file first, in tie order; and the
     compressed twins of plain backups (same records, removed with them)."""
     by_writer: dict[tuple[str, int], dict[int, _File]] = {}
-    twins: list[str] = []
+    twins: list[tuple[_File, str]] = []
     try:
         entries = sorted(os.listdir(directory))
     except OSError as exc:
@@ -200,14 +200,14 @@ def _discover(directory: str, logname: str) -> tuple[list[list[_File]], list[str
             # once and remove the compressed one with it.
             plain, twin = (other, f) if not other.ext else (f, other)
             files[n] = plain
-            twins.append(twin.path)
+            twins.append((plain, twin.path))
             continue
         files[n] = f
     chains = [[fs[n] for n in sorted(fs, reverse=True)] for _, fs in sorted(by_writer.items())]
     return chains, twins
 
 
-def _first_line(f: _File) -> bytes | None:
+def _first_line(f: _File) -> bytes:
     """The first line of the decoded file: it names the file across renames and compression."""
     try:
         if f.ext:
@@ -1022,7 +1022,7 @@ def _open_inputs(
 
 def _run(
     chains: list[list[_File]],
-    twins: list[str],
+    twins: list[tuple[_File, str]],
     out: str,
     state: dict[str, Any],
     report: MergeReport,
@@ -1105,8 +1105,9 @@ def _run(
             continue
         new_offsets.pop(f.identity, None)
         actions.append((["mv" if f.damaged else "rm", f.path, f.size, f.identity], f.fd))
-    if not keep:
-        for path in twins:
+    removed = {a[1] for a, _ in actions}
+    for plain, path in twins:
+        if plain.path in removed:
             try:
                 actions.append((["rm", path, os.stat(path).st_size, ""], -1))
             except OSError:
