@@ -1181,10 +1181,12 @@ def _merge_now(handler: SafeFileHandler, pid: int) -> None:
         if not child.daemon:
             child.join()
     # This process's own shard is live while open: close it (a later record reopens it).
-    handler._sink.close()
+    sink = handler._sink
+    if sink.kind != "closed":
+        sink.close()
     try:
         report = merge(handler.baseFilename)
-    except MergeError as exc:
+    except Exception as exc:  # at exit there is no caller left to handle it
         print(f"safelog: merge at exit: {exc}", file=sys.stderr)
         return
     for p in report.problems:

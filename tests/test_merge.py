@@ -643,3 +643,18 @@ def test_two_process_merge_gives_the_same_bytes(tmp_path: Path, monkeypatch: pyt
     assert [str(p).replace(str(a), "") for p in ra.problems] == [str(p).replace(str(b), "") for p in rb.problems]
     assert [str(p) for p in ra.problems] == [f"{a / 'app.log.h1.5.shard'}:{3000 + 3000 // 13 * 3 + 3 + 1}: not a shard record: b'garbage near the end'"]
     assert shards(a) == shards(b) == ["app.log.h1.5.shard.damaged"]
+
+
+def test_merge_on_exit_after_the_handler_was_closed(tmp_path: Path) -> None:
+    """A handler closed before exit (logging.shutdown, handler.close) still gets its shards merged at exit."""
+    log = tmp_path / "app.log"
+    code = (
+        "import logging, safelog, sys\n"
+        "h = safelog.PerProcessFileHandler(sys.argv[1], merge_on_exit=True)\n"
+        "h.setFormatter(logging.Formatter('%(message)s'))\n"
+        "lg = logging.getLogger('x'); lg.addHandler(h); lg.warning('one'); lg.warning('two')\n"
+        "h.close()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(log)], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert _ids(log) == ["one", "two"] and shards(tmp_path) == []
