@@ -658,3 +658,40 @@ def test_merge_on_exit_after_the_handler_was_closed(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code, str(log)], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stderr == ""
     assert _ids(log) == ["one", "two"] and shards(tmp_path) == []
+
+
+def test_writer_that_waited_for_a_merge_does_not_write_into_the_removed_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process reusing a merged shard's pid waits for the merge's LOCK_EX and then writes to a new shard, not the removed one."""
+    import threading
+
+    from safelog import _perprocess
+    from safelog._shard import shard_path
+
+    log = str(tmp_path / "app.log")
+    path = shard_path(log)
+    write_shard(Path(path), [(1.0, "from the earlier process with this pid")])
+    merge_fd = os.open(path, os.O_RDONLY)
+    flock(merge_fd, LOCK_EX)  # what a merge holds until it has removed the shard
+    waiting = threading.Event()
+    real_flock = _perprocess.flock
+
+    def flock_spy(fd: int, op: int) -> None:
+        waiting.set()
+        real_flock(fd, op)
+
+    monkeypatch.setattr(_perprocess, "flock", flock_spy)
+    handler = safelog.PerProcessFileHandler(log)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "new record", None, None)
+    t = threading.Thread(target=handler.emit, args=(record,))
+    t.start()
+    try:
+        assert waiting.wait(10)
+        os.unlink(path)
+        os.close(merge_fd)  # the merge is done: lock released
+        t.join(10)
+    finally:
+        handler.close()
+    assert not t.is_alive()
+    assert _merge.merge(log).records == 1
+    assert _ids(tmp_path / "app.log") == ["new record"]
