@@ -9,8 +9,10 @@ runs, alternately and ``--reps`` times each, in a fresh child process:
 * ``LC_ALL=C sort -m -k1,1 -s -o OUT SHARDS...`` (merge of sorted inputs keyed on the time
   field; it writes the framed lines unchanged and does not fsync).
 
-Wall time is measured around the child, peak RSS from its ``wait4`` rusage. Prints medians and
-the ratio, and checks that the merge wrote every record. Usage::
+Wall time is measured around the child; CPU time (user + system) and peak RSS come from its
+``wait4`` rusage, which includes the merge's forked worker (RSS: the larger of the two
+processes, CPU: both). CPU time is the steadier figure on a busy machine. Prints medians and
+ratios, and checks that the merge wrote every record. Usage::
 
     python benchmarks/merge_bench.py [--mb 200] [--shards 8] [--reps 5] [--dir DIR]
 """
@@ -75,8 +77,8 @@ def generate(directory: str, total_mb: float, shards: int, seed: int = 1) -> int
     return records
 
 
-def run_child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """(wall seconds, peak RSS in KiB) of one child process."""
+def run_child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, peak RSS in KiB) of one child process."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -85,7 +87,7 @@ def run_child(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
     if proc.returncode != 0:
         raise SystemExit(f"{cmd[0]} failed with status {proc.returncode}")
     rss_kib = usage.ru_maxrss if sys.platform != "darwin" else usage.ru_maxrss // 1024
-    return wall, rss_kib
+    return wall, usage.ru_utime + usage.ru_stime, rss_kib
 
 
 def main() -> int:
@@ -113,7 +115,7 @@ def main() -> int:
         env = dict(os.environ, PYTHONPATH=ROOT)
         log = os.path.join(work, "app.log")
         sort_out = os.path.join(work, "sorted.out")
-        merge_t, merge_rss, sort_t, sort_rss = [], [], [], []
+        merge_t, merge_rss, sort_t, sort_rss, merge_cpu, sort_cpu = [], [], [], [], [], []
         for rep in range(args.reps):
             out = os.path.join(work, f"merged-{rep}.log")
             code = f"import safelog; r = safelog.merge({log!r}, {out!r}, keep=True); assert r.ok and r.records == {records}"
@@ -121,16 +123,18 @@ def main() -> int:
             if rep % 2:
                 runs.reverse()  # alternate who goes first: page cache and machine noise hit both
             for name, cmd in runs:
-                wall, rss = run_child(cmd, env=dict(env, LC_ALL="C"))
+                wall, cpu, rss = run_child(cmd, env=dict(env, LC_ALL="C"))
                 (merge_t if name == "merge" else sort_t).append(wall)
+                (merge_cpu if name == "merge" else sort_cpu).append(cpu)
                 (merge_rss if name == "merge" else sort_rss).append(rss)
             os.unlink(out)
             for p in os.listdir(work):
                 if p.startswith(f"merged-{rep}.log."):
                     os.unlink(os.path.join(work, p))
             print(
-                f"rep {rep + 1}: merge {merge_t[-1]:.2f} s {merge_rss[-1] / 1024:.0f} MiB | "
-                f"sort -m {sort_t[-1]:.2f} s {sort_rss[-1] / 1024:.0f} MiB | ratio {merge_t[-1] / sort_t[-1]:.2f}",
+                f"rep {rep + 1}: merge {merge_t[-1]:.2f} s (cpu {merge_cpu[-1]:.2f}) {merge_rss[-1] / 1024:.0f} MiB | "
+                f"sort -m {sort_t[-1]:.2f} s (cpu {sort_cpu[-1]:.2f}) {sort_rss[-1] / 1024:.0f} MiB | "
+                f"ratio {merge_t[-1] / sort_t[-1]:.2f}",
                 flush=True,
             )
         result = {
@@ -142,6 +146,10 @@ def main() -> int:
             "sort_m_median_s": round(statistics.median(sort_t), 3),
             "ratio_of_medians": round(statistics.median(merge_t) / statistics.median(sort_t), 2),
             "median_of_ratios": round(statistics.median(m / s for m, s in zip(merge_t, sort_t)), 2),
+            "merge_cpu_median_s": round(statistics.median(merge_cpu), 3),
+            "sort_m_cpu_median_s": round(statistics.median(sort_cpu), 3),
+            "cpu_ratio_of_medians": round(statistics.median(merge_cpu) / statistics.median(sort_cpu), 2),
+            "load_average_1m": round(os.getloadavg()[0], 1) if hasattr(os, "getloadavg") else None,
             "merge_peak_rss_mib_max": round(max(merge_rss) / 1024, 1),
             "sort_m_peak_rss_mib_max": round(max(sort_rss) / 1024, 1),
             "merge_mb_per_s": round(size / 1e6 / statistics.median(merge_t), 1),
