@@ -53,13 +53,14 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any, Callable
 
 from ._lock import LOCK_EX, try_lock
-from ._shard import parse_shard_name
+from ._shard import hostname, parse_shard_name
 
 if TYPE_CHECKING:
     from ._handler import SafeFileHandler
@@ -980,19 +981,55 @@ def merge(
     return report
 
 
+# Network file systems whose locks may not reach other clients (mount options such as
+# ``nolock``/``local_lock``, SMB, FUSE): there a free lock on another host's shard proves less.
+_NETWORK_FS = (
+    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "fuse.glusterfs", "fuse.sshfs",
+    "fuse.s3fs", "fuse.gcsfuse", "9p", "afs", "lustre", "gpfs", "beegfs", "fuse.cephfs",
+)
+# On such file systems, a shard of another host also counts as live until it has not been
+# written for this long.
+_FOREIGN_QUIET = 300.0
+
+
+def _network_fs(path: str) -> str | None:
+    """The type of the network file system ``path`` is on, or None (local, or unknown)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+            mounts = f.read().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    best, fstype = "", ""
+    for line in mounts:
+        fields = line.split(" - ", 1)
+        if len(fields) != 2:
+            continue
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[0].split(" ")[4])
+        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+            best, fstype = point, fields[1].split(" ")[0]
+    return fstype if fstype in _NETWORK_FS else None
+
+
 def _open_inputs(
     chains: list[list[_File]], offsets: dict[str, Any], include_live: bool, report: MergeReport
 ) -> int:
     """Open every file, tell live from finished, find what is already merged; total bytes."""
     total = 0
-    for f in (f for chain in chains for f in chain):
+    files = [f for chain in chains for f in chain]
+    foreign = [f for f in files if f.host != hostname()]
+    netfs = _network_fs(os.path.dirname(files[0].path)) if foreign else None
+    for f in files:
         try:
             if not f.ext:
                 f.fd = os.open(f.path, os.O_RDONLY | _O_CLOEXEC | _O_BINARY)
                 # Held until the file is removed: a process that reuses the pid and opens the
                 # shard waits for its LOCK_SH, and then finds the path gone (see _perprocess).
                 f.live = not try_lock(f.fd, LOCK_EX)
-                f.size = os.fstat(f.fd).st_size
+                st = os.fstat(f.fd)
+                f.size = st.st_size
+                if not f.live and netfs and f.host != hostname() and time.time() - st.st_mtime < _FOREIGN_QUIET:
+                    f.live = True
             else:
                 f.size = os.stat(f.path).st_size
             line = _first_line(f)

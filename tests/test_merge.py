@@ -695,3 +695,22 @@ def test_writer_that_waited_for_a_merge_does_not_write_into_the_removed_shard(tm
     assert not t.is_alive()
     assert _merge.merge(log).records == 1
     assert _ids(tmp_path / "app.log") == ["new record"]
+
+
+def test_other_hosts_recent_shards_count_as_live_on_network_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a network file system another host's unlocked shard is merged only once it has been quiet for a while (its lock may not reach us)."""
+    from safelog._shard import hostname
+
+    t = 1_800_000_000.0
+    write_shard(tmp_path / f"app.log.{hostname()}.1.shard", [(t, "mine")])
+    write_shard(tmp_path / "app.log.otherhost.2.shard", [(t + 1, "other, quiet")])
+    write_shard(tmp_path / "app.log.otherhost.3.shard", [(t + 2, "other, just written")])
+    old = time.time() - 2 * _merge._FOREIGN_QUIET
+    os.utime(tmp_path / "app.log.otherhost.2.shard", (old, old))
+    monkeypatch.setattr(_merge, "_network_fs", lambda path: "nfs4")
+    report = safelog.merge(tmp_path / "app.log")
+    assert _ids(tmp_path / "app.log") == ["mine", "other, quiet"]
+    assert report.live == [str(tmp_path / "app.log.otherhost.3.shard")]
+    monkeypatch.setattr(_merge, "_network_fs", lambda path: None)
+    safelog.merge(tmp_path / "app.log")
+    assert _ids(tmp_path / "app.log")[-1] == "other, just written"
