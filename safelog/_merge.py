@@ -1217,10 +1217,14 @@ def _merge_now(handler: SafeFileHandler, pid: int) -> None:
     for child in multiprocessing.active_children():
         if not child.daemon:
             child.join()
-    # This process's own shard is live while open: close it (a later record reopens it).
-    sink = handler._sink
-    if sink.kind != "closed":
-        sink.close()
+    # This process's own shard is live while open: close it (a later record reopens it). Look
+    # the sink up by path: the handler may have been closed and replaced by a reconfiguration.
+    from ._strategy import _all_sinks
+
+    real = os.path.realpath(handler.baseFilename)
+    for sink in list(_all_sinks):
+        if sink.kind == "per-process" and sink.path == real:
+            sink.close()
     try:
         report = merge(handler.baseFilename)
     except Exception as exc:  # at exit there is no caller left to handle it

@@ -646,14 +646,16 @@ def test_two_process_merge_gives_the_same_bytes(tmp_path: Path, monkeypatch: pyt
 
 
 def test_merge_on_exit_after_the_handler_was_closed(tmp_path: Path) -> None:
-    """A handler closed before exit (logging.shutdown, handler.close) still gets its shards merged at exit."""
+    """A handler closed before exit and replaced by another on the same log still gets every shard merged at exit."""
     log = tmp_path / "app.log"
     code = (
         "import logging, safelog, sys\n"
         "h = safelog.PerProcessFileHandler(sys.argv[1], merge_on_exit=True)\n"
         "h.setFormatter(logging.Formatter('%(message)s'))\n"
-        "lg = logging.getLogger('x'); lg.addHandler(h); lg.warning('one'); lg.warning('two')\n"
-        "h.close()\n"
+        "lg = logging.getLogger('x'); lg.addHandler(h); lg.warning('one')\n"
+        "h.close(); lg.removeHandler(h)\n"
+        "h2 = safelog.PerProcessFileHandler(sys.argv[1])\n"  # a reconfiguration: new handler, same log
+        "h2.setFormatter(logging.Formatter('%(message)s')); lg.addHandler(h2); lg.warning('two')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code, str(log)], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stderr == ""
