@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TextIO
 
 __all__ = ["main"]
 
@@ -44,13 +44,17 @@ def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p.add_argument("logfile", metavar="LOGFILE", help="the log path the handler was configured with")
     p.add_argument("-o", "--output", metavar="OUT", help="write here instead of LOGFILE")
-    p.add_argument("--keep", action="store_true", help="leave the shards in place (a re-run merges only what is new)")
+    p.add_argument(
+        "--keep", action="store_true", help="leave the shards in place (a re-run merges only what is new)"
+    )
     p.add_argument(
         "--include-live",
         action="store_true",
         help="also read shards of running processes, up to their last complete record (never removed)",
     )
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary; problems are still reported")
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress and no summary; problems are still reported"
+    )
     p.set_defaults(func=_run_merge)
 
 
@@ -60,7 +64,9 @@ def _run_merge(args: argparse.Namespace) -> int:
     err = sys.stderr
     progress = _progress_printer(err) if not args.quiet and err.isatty() else None
     try:
-        report = merge(args.logfile, args.output, keep=args.keep, include_live=args.include_live, progress=progress)
+        report = merge(
+            args.logfile, args.output, keep=args.keep, include_live=args.include_live, progress=progress
+        )
     except MergeError as exc:
         if progress is not None:
             err.write("\n")
@@ -77,7 +83,7 @@ def _run_merge(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _progress_printer(err: object) -> Callable[[int, int], None]:
+def _progress_printer(err: TextIO) -> Callable[[int, int], None]:
     start = time.monotonic()
     last = [0.0]
 
@@ -88,7 +94,8 @@ def _progress_printer(err: object) -> Callable[[int, int], None]:
         last[0] = now
         pct = 100 * done // total if total else 100
         rate = done / max(now - start, 1e-6) / 1e6
-        sys.stderr.write(f"\rsafelog merge: {pct:3d}% {done / 1e6:,.0f}/{total / 1e6:,.0f} MB {rate:,.0f} MB/s")
-        sys.stderr.flush()
+        mb = f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB"
+        err.write(f"\rsafelog merge: {pct:3d}% {mb} {rate:,.0f} MB/s")
+        err.flush()
 
     return show

@@ -354,7 +354,8 @@ class _Reader:
             self._problem(self._line_of(self._offset), f"cannot read further: {exc}")
             return b""
         if self._raw is not None:
-            self.progress.advance(self._raw.tell() - self.progress.raw_seen.get(self.file.path, 0), self.file.path)
+            path = self.file.path
+            self.progress.advance(self._raw.tell() - self.progress.raw_seen.get(path, 0), path)
         else:
             self.progress.advance(len(data), self.file.path)
         return data or b""
@@ -376,7 +377,9 @@ class _Reader:
                 if len(buf) > _MAX_GARBAGE and _HEADER.match(buf, 1) is None:
                     # A megabyte without the start of a record: binary garbage, not a record
                     # being written. Skip it instead of buffering a whole file of it.
-                    self._problem(self._line_of(self._offset), "not a shard record (long run of bytes without a record)")
+                    self._problem(
+                        self._line_of(self._offset), "not a shard record (long run of bytes without a record)"
+                    )
                     self._offset += len(buf) - 1
                     buf = b"\n"
                 self._left = buf
@@ -403,9 +406,11 @@ class _Reader:
                 f.complete = True
             else:
                 # A record is one write(): one without its final line end was cut short (the
-                # writer died mid-write, the disk filled up). Its lines are not a whole record,
-                # so it is reported and left in the file, which is kept, not merged.
-                self._problem(self._line_of(self._offset), "truncated record (no line end; was the writer killed mid-write?)")
+                # writer died mid-write, the disk filled up). It is not merged but reported,
+                # and the file is moved aside instead of removed, so its bytes stay readable.
+                self._problem(
+                    self._line_of(self._offset), "truncated record (no line end: writer killed mid-write?)"
+                )
                 f.end = self._offset + len(left) - 1
                 f.complete = True
         else:
@@ -1028,7 +1033,8 @@ def _open_inputs(
                 f.live = not try_lock(f.fd, LOCK_EX)
                 st = os.fstat(f.fd)
                 f.size = st.st_size
-                if not f.live and netfs and f.host != hostname() and time.time() - st.st_mtime < _FOREIGN_QUIET:
+                recent = time.time() - st.st_mtime < _FOREIGN_QUIET
+                if not f.live and netfs and f.host != hostname() and recent:
                     f.live = True
             else:
                 f.size = os.stat(f.path).st_size

@@ -140,7 +140,8 @@ def test_multiprocess_run_merges_exactly(tmp_path: Path, method: str) -> None:
 
 
 def test_second_merge_appends_new_batch(tmp_path: Path) -> None:
-    """A later run's shards are appended after the earlier batch; the earlier content is kept byte for byte."""
+    """A later run's shards are appended after the earlier batch; the earlier content is kept byte for
+    byte."""
     log = tmp_path / "app.log"
     ctx = multiprocessing.get_context("fork")
     p = ctx.Process(target=child_logs, args=(str(log), "a", 50))
@@ -173,7 +174,8 @@ def test_tie_order_is_host_pid_position(tmp_path: Path) -> None:
 
 
 def test_text_is_exactly_what_the_formatter_produced(tmp_path: Path) -> None:
-    """Framing is stripped and continuation lines restored, including leading tabs, blank lines and non-ASCII."""
+    """Framing is stripped and continuation lines restored, including leading tabs, blank lines and non-
+    ASCII."""
     texts = ["plain", "\tstarts with a tab", "two\n\tlines", "", "a\n\nb\n", "ünï 💡", "x 12 y"]
     write_shard(tmp_path / "app.log.h.1.shard", [(1_800_000_000 + i, t) for i, t in enumerate(texts)])
     safelog.merge(tmp_path / "app.log")
@@ -207,7 +209,10 @@ def test_many_records_stream_in_bounded_chunks(tmp_path: Path, monkeypatch: pyte
     monkeypatch.setattr(_merge, "_CHUNK_MIN", 64)
     expected = []
     for k in range(5):
-        recs = [(1_800_000_000 + i * 0.37 + k * 0.05, f"s{k}-{i}" + ("\n\tdetail" if i % 7 == 0 else "")) for i in range(300)]
+        recs = [
+            (1_800_000_000 + i * 0.37 + k * 0.05, f"s{k}-{i}" + ("\n\tdetail" if i % 7 == 0 else ""))
+            for i in range(300)
+        ]
         write_shard(tmp_path / f"app.log.h.{k}.shard", recs)
         expected += [(shard_time(t), k, i, text) for i, (t, text) in enumerate(recs)]
     safelog.merge(tmp_path / "app.log")
@@ -235,8 +240,11 @@ class Crash(Exception):
 
 
 @pytest.mark.parametrize("point", ["replace", "unlink-1", "unlink-3", "state-final", "fsync-output"])
-def test_crash_then_rerun_neither_loses_nor_duplicates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str) -> None:
-    """A merge that dies at a given step, then a clean re-run, leaves every record exactly once and no shard."""
+def test_crash_then_rerun_neither_loses_nor_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    """A merge that dies at a given step, then a clean re-run, leaves every record exactly once and no
+    shard."""
     (tmp_path / "app.log").write_text("old\n")
     ids = _make_run(tmp_path)
     calls = {"unlink": 0, "save": 0, "fsync": 0}
@@ -288,7 +296,8 @@ KILLER = textwrap.dedent(
     from safelog import _merge
     point = sys.argv[2]
     die = lambda: os.kill(os.getpid(), signal.SIGKILL)
-    real_replace, real_unlink, real_save, real_write = os.replace, os.unlink, _merge._save_state, _merge._write_all
+    real_replace, real_unlink = os.replace, os.unlink
+    real_save, real_write = _merge._save_state, _merge._write_all
     n = {"w": 0, "u": 0}
     def write_all(fd, data):
         n["w"] += 1
@@ -319,7 +328,8 @@ KILLER = textwrap.dedent(
 
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkilled_merge_process_then_rerun_is_exact(tmp_path: Path, point: str) -> None:
-    """A real merge process SIGKILLed mid-way (writing, after the journal, after the replace, mid-removal) and a re-run give every record once."""
+    """A real merge process SIGKILLed mid-way (writing, after the journal, after the replace, mid-removal)
+    and a re-run give every record once."""
     ids = _make_run(tmp_path, runs=4, n=3000)
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-c", KILLER, str(tmp_path / "app.log"), point], env=env)
@@ -333,8 +343,11 @@ def test_sigkilled_merge_process_then_rerun_is_exact(tmp_path: Path, point: str)
 # -- hostile input -----------------------------------------------------------------------------
 
 
-def test_hostile_inputs_are_reported_and_good_records_kept(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Truncated record, garbage lines, binary junk, a foreign file and an empty shard: all good records merged, problems named by file:line, exit 1."""
+def test_hostile_inputs_are_reported_and_good_records_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Truncated record, garbage lines, binary junk, a foreign file and an empty shard: all good records
+    merged, problems named by file:line, exit 1."""
     d = tmp_path
     t = 1_800_000_000.0
     frame = ShardFrame("utf-8", "strict")
@@ -367,7 +380,9 @@ def test_hostile_inputs_are_reported_and_good_records_kept(tmp_path: Path, capsy
     assert len(_ids(d / "app.log")) == 5
 
 
-def test_unreadable_shard_is_reported_and_left_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreadable_shard_is_reported_and_left_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A shard that cannot be opened (permissions) is reported and kept; the others are merged; exit 1."""
     write_shard(tmp_path / "app.log.h.1.shard", [(1_800_000_000.0, "ok")])
     write_shard(tmp_path / "app.log.h.2.shard", [(1_800_000_001.0, "locked away")])
@@ -392,9 +407,12 @@ def test_unreadable_shard_is_reported_and_left_in_place(tmp_path: Path, monkeypa
     assert _ids(tmp_path / "app.log") == ["ok", "locked away"]
 
 
-def test_corrupt_compressed_backup_keeps_other_records(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corrupt_compressed_backup_keeps_other_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """A truncated .gz backup is reported and moved aside; the rest of the chain is merged."""
-    write_shard(tmp_path / "app.log.h.1.shard.1.gz", [(1_800_000_000.0 + i, f"old{i}") for i in range(200)], gzip.open)
+    old = [(1_800_000_000.0 + i, f"old{i}") for i in range(200)]
+    write_shard(tmp_path / "app.log.h.1.shard.1.gz", old, gzip.open)
     data = (tmp_path / "app.log.h.1.shard.1.gz").read_bytes()
     (tmp_path / "app.log.h.1.shard.1.gz").write_bytes(data[: len(data) // 2])
     write_shard(tmp_path / "app.log.h.1.shard", [(1_800_000_999.0, "new")])
@@ -409,7 +427,8 @@ def test_corrupt_compressed_backup_keeps_other_records(tmp_path: Path, capsys: p
 
 
 def test_live_shard_skipped_or_read_to_a_consistent_point(tmp_path: Path) -> None:
-    """A running writer's shard is skipped by default, read up to its last complete record with --include-live, never removed, and merged once when finished."""
+    """A running writer's shard is skipped by default, read up to its last complete record with --include-
+    live, never removed, and merged once when finished."""
     ctx = multiprocessing.get_context("spawn")
     log = tmp_path / "app.log"
     ready, go = ctx.Event(), ctx.Event()
@@ -496,7 +515,9 @@ def test_merge_on_exit_runs_once_in_the_parent(tmp_path: Path, method: str) -> N
     env = dict(os.environ, PYTHONPATH=ROOT)
     script = tmp_path / "prog.py"
     script.write_text(ON_EXIT)
-    proc = subprocess.run([sys.executable, str(script), str(log), method], env=env, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(log), method], env=env, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     got = _ids(log)
@@ -517,8 +538,11 @@ def test_merge_on_exit_needs_per_process() -> None:
 # -- CLI ---------------------------------------------------------------------------------------
 
 
-def test_cli_output_option_quiet_and_no_progress_off_tty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """-o writes elsewhere; the summary goes to stderr, --quiet silences it, and no progress is drawn off a terminal."""
+def test_cli_output_option_quiet_and_no_progress_off_tty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o writes elsewhere; the summary goes to stderr, --quiet silences it, and no progress is drawn off a
+    terminal."""
     _make_run(tmp_path, runs=2, n=5)
     out = tmp_path / "sub" / "merged.log"
     out.parent.mkdir()
@@ -550,7 +574,10 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     _make_run(tmp_path, runs=2, n=3)
     env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run(
-        [sys.executable, "-m", "safelog", "merge", str(tmp_path / "app.log")], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "safelog", "merge", str(tmp_path / "app.log")],
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert "merged 6 records" in proc.stderr
@@ -575,10 +602,15 @@ def test_progress_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert err.getvalue() == ""
 
 
-def test_time_going_backwards_in_a_shard_is_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A shard whose times step back (pid reused, clock stepped) loses nothing; the step is reported as a warning, exit 0."""
+def test_time_going_backwards_in_a_shard_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shard whose times step back (pid reused, clock stepped) loses nothing; the step is reported as a
+    warning, exit 0."""
     t = 1_800_000_000.0
-    data = ShardFrame("utf-8", "strict").encode("late-1", t + 10) + ShardFrame("utf-8", "strict").encode("early-1", t)
+    # two writers' frames in one file, the second starting earlier
+    data = ShardFrame("utf-8", "strict").encode("late-1", t + 10)
+    data += ShardFrame("utf-8", "strict").encode("early-1", t)
     (tmp_path / "app.log.h.1.shard").write_bytes(data)
     write_shard(tmp_path / "app.log.h.2.shard", [(t + 5, "middle")])
     assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 0
@@ -586,8 +618,11 @@ def test_time_going_backwards_in_a_shard_is_a_warning(tmp_path: Path, capsys: py
     assert f"warning: {tmp_path / 'app.log.h.1.shard'}:2: time goes backwards" in capsys.readouterr().err
 
 
-def test_shard_that_cannot_be_removed_is_not_merged_twice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """If a merged shard cannot be removed (directory not writable) it is reported, and a re-run does not merge it again."""
+def test_shard_that_cannot_be_removed_is_not_merged_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """If a merged shard cannot be removed (directory not writable) it is reported, and a re-run does not
+    merge it again."""
     _make_run(tmp_path, runs=2, n=4)
     real_unlink = os.unlink
 
@@ -607,7 +642,8 @@ def test_shard_that_cannot_be_removed_is_not_merged_twice(tmp_path: Path, monkey
 
 
 def test_two_process_merge_gives_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The forked upper-half worker produces byte-identical output, ties and tracebacks included, and reports its problems by file:line."""
+    """The forked upper-half worker produces byte-identical output, ties and tracebacks included, and
+    reports its problems by file:line."""
     import random
     import shutil
 
@@ -640,13 +676,19 @@ def test_two_process_merge_gives_the_same_bytes(tmp_path: Path, monkeypatch: pyt
     assert workers == [1]
     assert (a / "app.log").read_bytes() == (b / "app.log").read_bytes()
     assert ra.records == rb.records == 18001
-    assert [str(p).replace(str(a), "") for p in ra.problems] == [str(p).replace(str(b), "") for p in rb.problems]
-    assert [str(p) for p in ra.problems] == [f"{a / 'app.log.h1.5.shard'}:{3000 + 3000 // 13 * 3 + 3 + 1}: not a shard record: b'garbage near the end'"]
+    assert [str(p).replace(str(a), "") for p in ra.problems] == [
+        str(p).replace(str(b), "") for p in rb.problems
+    ]
+    garbage_line = 3000 + (3000 // 13 + 1) * 3 + 1  # records + traceback lines + 1
+    assert [str(p) for p in ra.problems] == [
+        f"{a / 'app.log.h1.5.shard'}:{garbage_line}: not a shard record: b'garbage near the end'"
+    ]
     assert shards(a) == shards(b) == ["app.log.h1.5.shard.damaged"]
 
 
 def test_merge_on_exit_after_the_handler_was_closed(tmp_path: Path) -> None:
-    """A handler closed before exit and replaced by another on the same log still gets every shard merged at exit."""
+    """A handler closed before exit and replaced by another on the same log still gets every shard merged
+    at exit."""
     log = tmp_path / "app.log"
     code = (
         "import logging, safelog, sys\n"
@@ -657,13 +699,17 @@ def test_merge_on_exit_after_the_handler_was_closed(tmp_path: Path) -> None:
         "h2 = safelog.PerProcessFileHandler(sys.argv[1])\n"  # a reconfiguration: new handler, same log
         "h2.setFormatter(logging.Formatter('%(message)s')); lg.addHandler(h2); lg.warning('two')\n"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(log)], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", code, str(log)], env=env, capture_output=True, text=True)
     assert proc.returncode == 0 and proc.stderr == ""
     assert _ids(log) == ["one", "two"] and shards(tmp_path) == []
 
 
-def test_writer_that_waited_for_a_merge_does_not_write_into_the_removed_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A process reusing a merged shard's pid waits for the merge's LOCK_EX and then writes to a new shard, not the removed one."""
+def test_writer_that_waited_for_a_merge_does_not_write_into_the_removed_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process reusing a merged shard's pid waits for the merge's LOCK_EX and then writes to a new shard,
+    not the removed one."""
     import threading
 
     from safelog import _perprocess
@@ -699,8 +745,11 @@ def test_writer_that_waited_for_a_merge_does_not_write_into_the_removed_shard(tm
     assert _ids(tmp_path / "app.log") == ["new record"]
 
 
-def test_other_hosts_recent_shards_count_as_live_on_network_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a network file system another host's unlocked shard is merged only once it has been quiet for a while (its lock may not reach us)."""
+def test_other_hosts_recent_shards_count_as_live_on_network_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a network file system another host's unlocked shard is merged only once it has been quiet for a
+    while (its lock may not reach us)."""
     from safelog._shard import hostname
 
     t = 1_800_000_000.0
