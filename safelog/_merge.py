@@ -561,7 +561,7 @@ class _Progress:
             self.callback(self.done, self.total)
 
 
-def _merge_into(readers: list[_Reader], fd: int) -> int:
+def _merge_into(readers: list[_Reader], fd: int, alive: Callable[[], bool] | None = None) -> int:
     """The k-way merge. Each step emits every buffered record whose key is below the smallest
     ``bound`` (no reader can still produce a smaller or equal key), sorted stably: the step's
     records are the concatenation of sorted runs in tie order, which timsort merges in C."""
@@ -570,6 +570,8 @@ def _merge_into(readers: list[_Reader], fd: int) -> int:
         r.fill()
     active = readers
     while active:
+        if alive is not None and not alive():
+            raise OSError("the merge this worker belongs to has ended")
         bounds = [r.bound for r in active if r.bound is not None]
         m = min(bounds) if bounds else None
         keys: list[bytes] = []
@@ -700,23 +702,47 @@ def _partition(spans: list[list[_Span]], total: int) -> list[list[_Span]]:
     return [c for c in upper if c]
 
 
+def _drop_locks(files: list[_File], needed: set[int], lock_fd: int) -> None:
+    """In the worker: read through descriptors of its own and close the inherited ones.
+
+    Inherited descriptors share the parent's open file descriptions, so they would keep the
+    merge lock and the shards' LOCK_EX alive if the parent were killed: a re-run would then
+    find "another merge running" and "live" shards until this worker finished.
+    """
+    os.close(lock_fd)
+    for f in files:
+        if f.fd < 0:
+            continue
+        inherited = f.fd
+        if id(f) in needed:
+            f.fd = os.open(f.path, os.O_RDONLY | _O_CLOEXEC | _O_BINARY)
+            if os.fstat(f.fd).st_ino != os.fstat(inherited).st_ino:
+                raise OSError(f"{f.path} was replaced during the merge")
+        os.close(inherited)
+
+
 class _Worker:
     """The forked process that merges the upper half into a side file."""
 
-    def __init__(self, spans: list[list[_Span]], chunk: int, files: list[_File], tmp: str) -> None:
+    def __init__(
+        self, spans: list[list[_Span]], chunk: int, files: list[_File], tmp: str, lock_fd: int
+    ) -> None:
         self.side = tmp[: -len(".tmp")] + "-upper.tmp"
         index = {id(f): i for i, f in enumerate(files)}
         finished = [index[id(sp.file)] for c in spans for sp in c]
         self.files = files
+        parent = os.getpid()
         rfd, wfd = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # pragma: no cover - runs in the child, which reports through the pipe
             code = 1
             try:
                 os.close(rfd)
+                _drop_locks(files, {id(sp.file) for c in spans for sp in c}, lock_fd)
                 sub = MergeReport("")
                 out = os.open(self.side, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
-                records = _merge_into([_Reader(c, chunk, sub, _Progress(0, None)) for c in spans], out)
+                readers = [_Reader(c, chunk, sub, _Progress(0, None)) for c in spans]
+                records = _merge_into(readers, out, alive=lambda: os.getppid() == parent)
                 os.close(out)
                 result = {
                     "records": records,
@@ -973,7 +999,7 @@ def merge(
         state = _load_state(out + STATE_SUFFIX)
         _recover(state, out, out + STATE_SUFFIX, report)
         chains, twins = _discover(directory, logname)
-        _run(chains, twins, out, state, report, keep, include_live, progress)
+        _run(chains, twins, out, state, report, keep, include_live, progress, lock_fd)
     except OSError as exc:
         raise MergeError(f"merge into {out} failed: {exc}") from None
     finally:
@@ -1072,6 +1098,7 @@ def _run(
     keep: bool,
     include_live: bool,
     progress_cb: Callable[[int, int], None] | None,
+    lock_fd: int,
 ) -> None:
     statefile = out + STATE_SUFFIX
     out_dir = os.path.dirname(out)
@@ -1114,7 +1141,7 @@ def _run(
                 _append_file(fd, old)
         except FileNotFoundError:
             pass
-        worker = _Worker(upper, chunk, files, tmp) if upper else None
+        worker = _Worker(upper, chunk, files, tmp, lock_fd) if upper else None
         try:
             report.records = _merge_into(readers, fd)
             if worker is not None:

@@ -288,21 +288,26 @@ def test_crash_then_rerun_neither_loses_nor_duplicates(
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
-KILL_POINTS = ["write", "journal", "after-replace", "after-unlink", "final-state"]
+KILL_POINTS = ["write", "parallel-write", "journal", "after-replace", "after-unlink", "final-state"]
 
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from safelog import _merge
     point = sys.argv[2]
-    die = lambda: os.kill(os.getpid(), signal.SIGKILL)
+    me = os.getpid()
+    def die():
+        if os.getpid() == me:  # not in the forked worker of a two-process merge
+            os.kill(me, signal.SIGKILL)
+    if point == "parallel-write":
+        _merge._PARALLEL_MIN = 0
     real_replace, real_unlink = os.replace, os.unlink
     real_save, real_write = _merge._save_state, _merge._write_all
     n = {"w": 0, "u": 0}
     def write_all(fd, data):
         n["w"] += 1
         real_write(fd, data[: len(data) // 2])
-        if point == "write" and n["w"] == 3:
+        if point in ("write", "parallel-write") and n["w"] == 3:
             die()
         real_write(fd, data[len(data) // 2 :])
     def save(path, state):
