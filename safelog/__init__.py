@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ._handler import STRATEGIES, SafeFileHandler
+from ._merge import MergeError, MergeReport, merge
 
 __all__ = [
     "SafeFileHandler",
@@ -19,6 +20,9 @@ __all__ = [
     "FlockFileHandler",
     "PerProcessFileHandler",
     "STRATEGIES",
+    "merge",
+    "MergeReport",
+    "MergeError",
 ]
 
 __version__ = "0.1.0"

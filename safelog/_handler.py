@@ -32,6 +32,8 @@ class SafeFileHandler(logging.Handler):
     A drop-in for ``logging.handlers.RotatingFileHandler`` (same positional arguments and
     keyword names) plus ``strategy`` (``"thread"``, ``"flock"``, ``"per-process"``) and
     snake-case aliases ``max_bytes``/``backup_count`` that also accept sizes like ``"10 MB"``.
+    ``merge_on_exit=True`` (``per-process`` only) runs :func:`safelog.merge` on the log when
+    the process that created the handler exits (not in its fork or multiprocessing children).
     """
 
     default_strategy: ClassVar[str] = "flock"
@@ -53,13 +55,15 @@ class SafeFileHandler(logging.Handler):
         namer: Callable[[str], str] | None = None,
         rotator: Callable[[str, str], None] | None = None,
         lock_dir: str | os.PathLike[str] | None = None,
+        merge_on_exit: bool = False,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
                 f"valid options: filename, strategy, max_bytes (maxBytes), backup_count "
-                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir"
+                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, "
+                f"merge_on_exit"
             )
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"filename must be a path, not {filename!r}")
@@ -71,6 +75,12 @@ class SafeFileHandler(logging.Handler):
                 f"{self.default_strategy!r} strategy; use safelog.SafeFileHandler instead"
             )
         self.strategy = check_choice("strategy", strategy, tuple(STRATEGIES))
+        self.merge_on_exit = check_bool("merge_on_exit", merge_on_exit)
+        if self.merge_on_exit and self.strategy != "per-process":
+            raise ValueError(
+                f"merge_on_exit=True needs strategy='per-process' (got {self.strategy!r}): "
+                f"only per-process shards are merged"
+            )
         size = _one_of("max_bytes", max_bytes, "maxBytes", maxBytes, 0)
         count = _one_of("backup_count", backup_count, "backupCount", backupCount, 0)
         self.maxBytes = parse_size("max_bytes", size)
@@ -126,6 +136,10 @@ class SafeFileHandler(logging.Handler):
         self._lost = 0
         self._lost_since = 0.0
         self._lost_error = ""
+        if self.merge_on_exit:
+            from ._merge import merge_at_exit
+
+            merge_at_exit(self)
         if not self.delay and self.strategy != "per-process":
             # Open now so a bad path fails at configuration time, like logging.FileHandler.
             try:
