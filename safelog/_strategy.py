@@ -203,13 +203,25 @@ _all_sinks: weakref.WeakSet[Sink] = weakref.WeakSet()
 
 def acquire(cls: type[Sink], path: str, options: FileOptions) -> Sink:
     """Return the process-wide sink of ``cls`` for ``path``, creating it on first use."""
-    key = (cls.kind, path) + options.key()
+    key = (path,) + options.key()
     with _registry_lock:
         sink = _registry.get(key)
         if sink is None:
             sink = cls(path, options)
             _registry[key] = sink
             _all_sinks.add(sink)
+        else:
+            # One file, one way of writing it: a second handler that asked for another strategy
+            # or encoding would otherwise be silently ignored (or, for strategies, rotate the
+            # file behind the first one's back).
+            mine = (cls.kind, options.encoding, options.errors)
+            theirs = (sink.kind, sink.options.encoding, sink.options.errors)
+            if mine != theirs:
+                raise ValueError(
+                    f"filename={path!r} is already open in this process with strategy="
+                    f"{theirs[0]!r}, encoding={theirs[1]!r}, errors={theirs[2]!r}; another handler "
+                    f"asked for strategy={mine[0]!r}, encoding={mine[1]!r}, errors={mine[2]!r}"
+                )
         sink.refs += 1
         return sink
 
@@ -220,7 +232,7 @@ def release(sink: Sink) -> None:
         sink.refs -= 1
         if sink.refs > 0:
             return
-        key = (sink.kind, sink.path) + sink.options.key()
+        key = (sink.path,) + sink.options.key()
         if _registry.get(key) is sink:
             del _registry[key]
     sink.close()
