@@ -180,10 +180,32 @@ class Sink:
         """One ``write()`` per record; loop only if the kernel took part of it."""
         fd = self._fd
         n = os.write(fd, data)
-        while n < len(data):
-            self._torn = True
-            data = data[n:]
-            n = os.write(fd, data)
+        if n == len(data):
+            return
+        try:
+            while n < len(data):
+                n += os.write(fd, data[n:])
+        except OSError:
+            self._untear(fd, n)
+            raise
+
+    def _untear(self, fd: int, written: int) -> None:
+        """Remove the ``written`` bytes of a record that failed half-way (disk full, file too
+        big), so that the next record, ours or another process's, does not glue onto them.
+
+        Every caller holds the exclusion of its strategy, so the record is the last thing in
+        the file. If the file grew past our own write anyway, or cannot be truncated, leave the
+        fragment and make the next write start a new line instead.
+        """
+        try:
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            if os.fstat(fd).st_size == end:
+                # Shrinking a file is allowed even at RLIMIT_FSIZE or with the disk full.
+                os.ftruncate(fd, end - written)
+                return
+        except OSError:
+            pass
+        self._torn = True
 
     def _after_fork(self) -> None:
         """In a forked child: a lock held by another parent thread at fork time stays held
