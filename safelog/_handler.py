@@ -25,6 +25,16 @@ STRATEGIES: dict[str, type[Sink]] = {
 
 _SENTINEL: Any = object()
 
+# escape_newlines: a message that carries a line break can forge whole log entries (CWE-117),
+# and terminal control sequences can rewrite what `tail -f` shows. Every C0/C1 control
+# character but TAB, plus DEL and the Unicode line/paragraph separators (which
+# str.splitlines() and some viewers treat as line ends), is written as a visible escape; the
+# terminator is added after, so each record stays exactly one line.
+_ESCAPES: dict[int, str] = {
+    c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09
+}
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
 
 class SafeFileHandler(logging.Handler):
     """A file handler that many threads, processes or an event loop can share safely.
@@ -32,6 +42,9 @@ class SafeFileHandler(logging.Handler):
     A drop-in for ``logging.handlers.RotatingFileHandler`` (same positional arguments and
     keyword names) plus ``strategy`` (``"thread"``, ``"flock"``, ``"per-process"``) and
     snake-case aliases ``max_bytes``/``backup_count`` that also accept sizes like ``"10 MB"``.
+
+    ``escape_newlines=True`` writes line breaks and other control characters inside a record
+    as ``\\n``, ``\\r``, ``\\xNN``, so that a logged value cannot forge extra log lines.
     """
 
     default_strategy: ClassVar[str] = "flock"
@@ -53,13 +66,15 @@ class SafeFileHandler(logging.Handler):
         namer: Callable[[str], str] | None = None,
         rotator: Callable[[str, str], None] | None = None,
         lock_dir: str | os.PathLike[str] | None = None,
+        escape_newlines: bool = False,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
                 f"valid options: filename, strategy, max_bytes (maxBytes), backup_count "
-                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir"
+                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, "
+                f"escape_newlines"
             )
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"filename must be a path, not {filename!r}")
@@ -100,6 +115,7 @@ class SafeFileHandler(logging.Handler):
         self.namer = namer
         self.rotator = rotator
         self.delay = check_bool("delay", delay)
+        self.escape_newlines = check_bool("escape_newlines", escape_newlines)
         self.baseFilename = os.path.abspath(os.fspath(filename))
         if os.path.isdir(self.baseFilename):
             raise ValueError(f"filename={os.fspath(filename)!r} is a directory")
@@ -149,6 +165,8 @@ class SafeFileHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             msg = self.format(record)
+            if self.escape_newlines:
+                msg = msg.translate(_ESCAPES)
         except Exception:
             self.handleError(record)
             return
@@ -211,7 +229,10 @@ class SafeFileHandler(logging.Handler):
             None,
         )
         try:
-            self._sink.write(self.format(note), note.created, self._rollover)
+            msg = self.format(note)
+            if self.escape_newlines:
+                msg = msg.translate(_ESCAPES)
+            self._sink.write(msg, note.created, self._rollover)
         except Exception as exc:
             with self._fail_lock:
                 self._lost += lost
