@@ -62,8 +62,10 @@ def open_append(path: str, mode: int, *, truncate: bool = False) -> int:
 
     ``O_APPEND`` makes every ``write()`` land at the current end of file atomically on local
     POSIX file systems, whoever else appends; it is what lets several processes share the file.
+    ``O_NOFOLLOW``: the handler resolved the path once, at configuration; a symlink found there
+    later (the log deleted and a link planted, in a shared directory) is refused, not followed.
     """
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
     if truncate:
         flags |= os.O_TRUNC
     try:
