@@ -10,6 +10,7 @@ from typing import Any, Callable, ClassVar
 
 from ._flock import FlockSink
 from ._options import check_bool, check_choice, check_int, check_str, parse_size
+from ._paths import resolve_log_path
 from ._perprocess import PerProcessSink
 from ._rotation import Rollover
 from ._strategy import FileOptions, Sink, acquire, release
@@ -136,7 +137,8 @@ class SafeFileHandler(logging.Handler):
             file_mode=0o666,
             lock_dir=lock_dir_s,
         )
-        self._sink = acquire(STRATEGIES[self.strategy], os.path.realpath(self.baseFilename), options)
+        real = resolve_log_path(self.baseFilename)
+        self._sink = acquire(STRATEGIES[self.strategy], real, options)
         self._fail_lock = threading.Lock()
         self._lost = 0
         self._lost_since = 0.0
