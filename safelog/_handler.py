@@ -180,6 +180,12 @@ class SafeFileHandler(logging.Handler):
         if self._lost:
             self._report_recovery()
 
+    def _at_fork_reinit(self) -> None:
+        # logging calls this in a forked child for every handler (3.9+). A parent thread that
+        # was reporting a failure at fork time holds _fail_lock forever in the child.
+        super()._at_fork_reinit()  # type: ignore[misc]  # private, logging 3.9+
+        self._fail_lock = threading.Lock()
+
     def flush(self) -> None:
         """Every record is written with its own ``write()``; there is nothing buffered."""
 
