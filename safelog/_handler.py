@@ -81,7 +81,7 @@ class SafeFileHandler(logging.Handler):
             raise TypeError(f"filename must be a path, not {filename!r}")
         if strategy is None:
             strategy = self.default_strategy
-        elif type(self).default_strategy != strategy and type(self) is not SafeFileHandler:
+        elif strategy != self.default_strategy and _pins_strategy(type(self)):
             raise ValueError(
                 f"strategy={strategy!r} conflicts with {type(self).__name__}, which is the "
                 f"{self.default_strategy!r} strategy; use safelog.SafeFileHandler instead"
@@ -248,6 +248,13 @@ class SafeFileHandler(logging.Handler):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
+
+
+def _pins_strategy(cls: type) -> bool:
+    """True for ThreadFileHandler & co.: a class that sets default_strategy itself. A user's
+    subclass of SafeFileHandler (to override handleError, say) keeps the strategy option."""
+    below = cls.__mro__[: cls.__mro__.index(SafeFileHandler)]
+    return any("default_strategy" in vars(c) for c in below)
 
 
 def _one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
