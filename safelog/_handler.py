@@ -79,6 +79,8 @@ class SafeFileHandler(logging.Handler):
             )
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"filename must be a path, not {filename!r}")
+        if "\0" in os.fspath(filename):
+            raise ValueError(f"filename={filename!r} contains a NUL character")
         if strategy is None:
             strategy = self.default_strategy
         elif strategy != self.default_strategy and _pins_strategy(type(self)):
@@ -109,6 +111,14 @@ class SafeFileHandler(logging.Handler):
             codecs.lookup_error(self.errors)
         except LookupError as exc:
             raise ValueError(f"encoding={self.encoding!r} / errors={self.errors!r}: {exc}") from None
+        if "a\n".encode(self.encoding) != b"a\n":
+            # Each record is encoded on its own: UTF-16/32 would put a byte-order mark in front
+            # of every record, and a line end that is not the byte 0x0A breaks every reader
+            # (tail, grep, merge, audit) that splits records on it.
+            raise ValueError(
+                f"encoding={self.encoding!r} is not ASCII-compatible; log files are read line by "
+                f"line, use an encoding such as 'utf-8'"
+            )
         if namer is not None and not callable(namer):
             raise TypeError(f"namer must be callable, not {namer!r}")
         if rotator is not None and not callable(rotator):
@@ -120,6 +130,10 @@ class SafeFileHandler(logging.Handler):
         self.baseFilename = os.path.abspath(os.fspath(filename))
         if os.path.isdir(self.baseFilename):
             raise ValueError(f"filename={os.fspath(filename)!r} is a directory")
+        if lock_dir is not None and (
+            not isinstance(lock_dir, (str, os.PathLike)) or not os.fspath(lock_dir)
+        ):
+            raise TypeError(f"lock_dir must be a directory path, not {lock_dir!r}")
         lock_dir_s = None if lock_dir is None else os.path.abspath(os.fspath(lock_dir))
         self.lock_dir = lock_dir_s
 
