@@ -10,7 +10,7 @@ from typing import Any, Callable, ClassVar
 
 from ._flock import FlockSink
 from ._options import check_bool, check_choice, check_int, check_str, parse_size
-from ._paths import resolve_log_path
+from ._paths import resolve_log_path, unwritable_dir
 from ._perprocess import PerProcessSink
 from ._rotation import Rollover
 from ._strategy import FileOptions, Sink, acquire, release
@@ -164,6 +164,13 @@ class SafeFileHandler(logging.Handler):
             except OSError as exc:
                 release(self._sink)
                 raise ValueError(f"filename={os.fspath(filename)!r} cannot be opened: {exc}") from exc
+        elif not self.delay:
+            # The shard is opened lazily, in the process that writes (after any fork); a
+            # directory it can never be created in should still fail here, not at emit time.
+            problem = unwritable_dir(real)
+            if problem is not None:
+                release(self._sink)
+                raise ValueError(f"filename={os.fspath(filename)!r} cannot be opened: {problem}")
 
     # -- logging.Handler -------------------------------------------------------------------
 

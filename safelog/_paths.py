@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["resolve_log_path"]
+__all__ = ["resolve_log_path", "unwritable_dir"]
 
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
 
@@ -59,3 +59,17 @@ def _check_link(link: str, st: os.stat_result, parent: str) -> None:
             f"{parent!r} and belongs to another user (uid {st.st_uid}), so anyone could have "
             f"planted it; use a log directory that only the application can write"
         )
+
+
+def unwritable_dir(path: str) -> str | None:
+    """Why files cannot be created beside ``path`` (``None`` when they can). The directory is
+    created on first write if missing, so its nearest existing ancestor is what must be
+    writable."""
+    d = os.path.dirname(path)
+    while not os.path.isdir(d) and os.path.dirname(d) != d:
+        if os.path.exists(d):
+            return f"{d!r} is not a directory"
+        d = os.path.dirname(d)
+    if not os.access(d, os.W_OK | os.X_OK):
+        return f"directory {d!r} is not writable"
+    return None
