@@ -41,10 +41,25 @@ class Rollover:
         ``namer`` and the move through its ``rotator``, as in ``logging.handlers``.
         """
         h = self._handler
-        for i in range(self.backup_count - 1, 0, -1):
+        for i in self._backups(path):
             src = h.rotation_filename(f"{path}.{i}")
             if os.path.exists(src):
                 # os.replace overwrites atomically: no moment where the older backup is gone
                 # and the newer one not yet in place.
                 os.replace(src, h.rotation_filename(f"{path}.{i + 1}"))
         h.rotate(path, h.rotation_filename(f"{path}.1"))
+
+    def _backups(self, path: str) -> list[int]:
+        """The numbers ``i`` to shift, highest first. Probing every number up to backup_count
+        costs one stat() each, under the lock every writer waits for: with a large count
+        ("keep everything") each rotation stalled all writers for seconds. Without a namer
+        the existing backups are known from one directory listing."""
+        if self._handler.namer is not None or self.backup_count <= 32:
+            return list(range(self.backup_count - 1, 0, -1))
+        directory, base = os.path.split(path)
+        found = []
+        for name in os.listdir(directory or "."):
+            suffix = name[len(base) + 1 :]
+            if name.startswith(base + ".") and suffix.isdigit() and 0 < int(suffix) < self.backup_count:
+                found.append(int(suffix))
+        return sorted(found, reverse=True)
