@@ -14,6 +14,7 @@ import time
 import pytest
 
 from safelog import STRATEGIES, SafeFileHandler
+from safelog import _rotation as rotation
 
 from tests.faults_helpers import FORK, CountingHandler, exact, join_all, make_logger
 
@@ -154,3 +155,56 @@ def test_unwritable_file_at_emit_time(base, strategy):
     r = _run_burst(path, strategy, lambda: os.chmod(path, 0o666))
     assert r["errors"] == 1 and r["lost"] == 1000
     exact(path, ["old"] + [f"ok{i}" for i in range(5)] + ["safelog: 1000"])
+
+
+def _rotate_blocked(path: str, strategy: str, failing, fixed) -> dict[str, object]:
+    h = CountingHandler(path, strategy=strategy, max_bytes=1000, backup_count=5)
+    log = make_logger(h)
+    for i in range(100):
+        log.info("rec r%d %s", i, "p" * 40)
+    size = os.path.getsize(path)
+    failing.set()
+    assert fixed.wait(30)
+    time.sleep(rotation.RETRY_INTERVAL)  # the documented retry delay, not a race
+    for i in range(100, 200):
+        log.info("rec r%d %s", i, "p" * 40)
+    h.close()
+    return {"errors": h.errors_reported, "lost": len(h.failed_ids), "size": size}
+
+
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_unwritable_directory_blocks_rotation_not_records(base, strategy):
+    """A writable log file in a directory the process cannot write cannot be rotated: records
+    go on to the file past max_bytes, the failure is reported once, and rotation resumes when
+    the directory is writable again."""
+    locked = os.path.join(base, "locked")
+    os.mkdir(locked, 0o755)
+    path = os.path.join(locked, "app.log")
+    for name in (path, path + ".lock"):
+        open(name, "w").close()
+        os.chmod(name, 0o666)
+    failing, fixed = FORK.Event(), FORK.Event()
+    recv, send = FORK.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            _drop_privileges()
+            send.send((True, _rotate_blocked(path, strategy, failing, fixed)))
+        except BaseException as exc:
+            send.send((False, f"{type(exc).__name__}: {exc}"))
+
+    p = FORK.Process(target=run)
+    p.start()
+    send.close()
+    assert failing.wait(60)
+    assert not os.path.exists(path + ".1")
+    os.chmod(locked, 0o777)
+    fixed.set()
+    assert recv.poll(60)
+    ok, r = recv.recv()
+    join_all([p])
+    assert ok, r
+    assert r["errors"] == 1 and r["lost"] == 0
+    assert r["size"] > 1000, "records must go on to the file while it cannot be rotated"
+    exact(path, [f"r{i}" for i in range(200)])
+    assert os.path.exists(path + ".1"), "rotation must resume"
