@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ._fsdetect import NetworkFileSystemWarning
 from ._handler import STRATEGIES, SafeFileHandler
 from ._merge import MergeError, MergeReport, merge
 
@@ -23,6 +24,7 @@ __all__ = [
     "merge",
     "MergeReport",
     "MergeError",
+    "NetworkFileSystemWarning",
 ]
 
 __version__ = "0.1.0"
