@@ -382,7 +382,7 @@ def markdown(summary: dict[str, list[Summary]], meta: dict[str, Any], checks: li
         lines.append("| target | measured | goal | met |")
         lines.append("| --- | ---: | ---: | :---: |")
         for what, measured, op, goal, ok in checks:
-            lines.append(f"| {what} | {measured:.2f}× | {op} {goal:.2f}× | {'yes' if ok else 'no'} |")
+            lines.append(f"| {what} | {measured:.3f}× | {op} {goal:.2f}× | {'yes' if ok else 'no'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -407,7 +407,7 @@ def _commit() -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=None, help="repetitions per row (default 5; 3 with --quick)")
-    p.add_argument("--records", type=int, default=None, help="records per run, split over all threads (default 80000; 20000 with --quick)")
+    p.add_argument("--records", type=int, default=None, help="records per run, split over all threads (default 60000; 20000 with --quick)")
     p.add_argument("--quick", action="store_true", help="fewer records and repetitions: a smoke run")
     p.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results", "throughput.json"), help="JSON results file (default benchmarks/results/throughput.json)")
     p.add_argument("--markdown", action="store_true", help="print only the markdown table, no progress")
@@ -416,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", default=None, help="where the log files go (default: the system temp dir)")
     args = p.parse_args(argv)
     reps = args.reps if args.reps is not None else (3 if args.quick else 5)
-    records = args.records if args.records is not None else (20_000 if args.quick else 80_000)
+    records = args.records if args.records is not None else (20_000 if args.quick else 60_000)
     wanted = [k.strip() for k in args.rows.split(",") if k.strip()]
     unknown = [k for k in wanted if k not in ROW_BY_KEY]
     if unknown or reps < 1 or records < 8:
