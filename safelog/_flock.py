@@ -33,6 +33,10 @@ def lock_path_for(path: str, lock_dir: str | None) -> str:
     return os.path.join(lock_dir, flat + ".lock")
 
 
+def _no_rotation(nbytes: int) -> int:  # pragma: no cover - never called without a policy
+    raise AssertionError("rotation without a policy")
+
+
 class FlockSink(Sink):
     kind = "flock"
 
@@ -44,6 +48,32 @@ class FlockSink(Sink):
         self._gen = -1
 
     def _append(self, data: bytes, rollover: Rollover | None) -> None:
+        self._lock_current()
+        try:
+            if rollover is not None and rollover.due(os.lseek(self._fd, 0, os.SEEK_END), len(data)):
+                self._rotate(rollover, len(data))
+            self._write_all(data)
+        finally:
+            flock(self._lockfd, LOCK_UN)
+
+    def _append_many(self, datas: list[bytes], rollover: Rollover | None) -> None:
+        self._lock_current()
+        try:
+            if rollover is None:
+                self._write_batch(datas, None, 0, _no_rotation)
+                return
+
+            def rotate(nbytes: int) -> int:
+                assert rollover is not None
+                self._rotate(rollover, nbytes)
+                return os.lseek(self._fd, 0, os.SEEK_END)
+
+            self._write_batch(datas, rollover, os.lseek(self._fd, 0, os.SEEK_END), rotate)
+        finally:
+            flock(self._lockfd, LOCK_UN)
+
+    def _lock_current(self) -> None:
+        """Take the lock and make sure the open log is the current one (not rotated away)."""
         if self._lockfd < 0:
             self._open_lock()
         flock(self._lockfd, LOCK_EX)
@@ -54,11 +84,9 @@ class FlockSink(Sink):
             if gen != self._gen or self._fd < 0:
                 self._open_log()
                 self._gen = gen
-            if rollover is not None and rollover.due(os.lseek(self._fd, 0, os.SEEK_END), len(data)):
-                self._rotate(rollover, len(data))
-            self._write_all(data)
-        finally:
+        except BaseException:
             flock(self._lockfd, LOCK_UN)
+            raise
 
     def _open_files(self) -> None:
         if self._lockfd < 0:
