@@ -9,8 +9,9 @@ import time
 from typing import Any, Callable, ClassVar
 
 from ._flock import FlockSink
-from ._options import check_bool, check_choice, check_int, check_str, parse_size
+from ._options import check_bool, check_choice, check_int, check_str, parse_duration, parse_size
 from ._perprocess import PerProcessSink
+from ._queue import QueueSettings, Writer, attach, detach, prepare
 from ._rotation import Rollover
 from ._strategy import FileOptions, Sink, acquire, release
 from ._thread import ThreadSink
@@ -32,6 +33,12 @@ class SafeFileHandler(logging.Handler):
     A drop-in for ``logging.handlers.RotatingFileHandler`` (same positional arguments and
     keyword names) plus ``strategy`` (``"thread"``, ``"flock"``, ``"per-process"``) and
     snake-case aliases ``max_bytes``/``backup_count`` that also accept sizes like ``"10 MB"``.
+
+    ``nonblocking=True`` moves formatting and I/O to one background thread per file: ``emit()``
+    freezes the record and queues it (``queue_size``, ``overflow="block"|"drop"``); the thread
+    writes batches of up to ``max_batch`` records with one lock and one ``write()``, at least
+    every ``flush_interval`` (seconds or ``"200 ms"``) and at once for records at or above
+    ``flush_level``.
     """
 
     default_strategy: ClassVar[str] = "flock"
@@ -53,13 +60,20 @@ class SafeFileHandler(logging.Handler):
         namer: Callable[[str], str] | None = None,
         rotator: Callable[[str, str], None] | None = None,
         lock_dir: str | os.PathLike[str] | None = None,
+        nonblocking: bool = False,
+        queue_size: int | None = None,
+        overflow: str | None = None,
+        flush_interval: float | str | None = None,
+        flush_level: int | str | None = None,
+        max_batch: int | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
                 f"valid options: filename, strategy, max_bytes (maxBytes), backup_count "
-                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir"
+                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, "
+                f"nonblocking, queue_size, overflow, flush_interval, flush_level, max_batch"
             )
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"filename must be a path, not {filename!r}")
@@ -105,6 +119,24 @@ class SafeFileHandler(logging.Handler):
             raise ValueError(f"filename={os.fspath(filename)!r} is a directory")
         lock_dir_s = None if lock_dir is None else os.path.abspath(os.fspath(lock_dir))
         self.lock_dir = lock_dir_s
+        self.nonblocking = check_bool("nonblocking", nonblocking)
+        queue_options = {
+            "queue_size": queue_size,
+            "overflow": overflow,
+            "flush_interval": flush_interval,
+            "flush_level": flush_level,
+            "max_batch": max_batch,
+        }
+        if not self.nonblocking and any(v is not None for v in queue_options.values()):
+            given = ", ".join(k for k, v in queue_options.items() if v is not None)
+            raise ValueError(f"{given} only apply with nonblocking=True")
+        self.overflow = check_choice("overflow", "block" if overflow is None else overflow, ("block", "drop"))
+        self.flush_level = _level("flush_level", logging.ERROR if flush_level is None else flush_level)
+        queue_settings = QueueSettings(
+            queue_size=check_int("queue_size", 10_000 if queue_size is None else queue_size, minimum=1),
+            flush_interval=parse_duration("flush_interval", 0.2 if flush_interval is None else flush_interval),
+            max_batch=check_int("max_batch", 1000 if max_batch is None else max_batch, minimum=1),
+        )
 
         # Size rotation needs somewhere to rotate to: with backupCount=0 the stdlib never
         # rotates either ("if either is zero, rollover never occurs").
@@ -132,6 +164,13 @@ class SafeFileHandler(logging.Handler):
             except OSError as exc:
                 release(self._sink)
                 raise ValueError(f"filename={os.fspath(filename)!r} cannot be opened: {exc}") from exc
+        self._writer: Writer | None = None
+        if self.nonblocking:
+            try:
+                self._writer = attach(self._sink, queue_settings)
+            except ValueError:
+                release(self._sink)
+                raise
 
     # -- logging.Handler -------------------------------------------------------------------
 
@@ -147,6 +186,17 @@ class SafeFileHandler(logging.Handler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
+        writer = self._writer
+        if writer is not None:
+            try:
+                prepared = prepare(record, self.formatter)
+            except Exception:
+                self.handleError(record)
+                return
+            if writer.put(self, prepared, record.levelno >= self.flush_level, self.overflow == "drop"):
+                return
+            # The writer has stopped (interpreter exit) or this is the writer thread itself.
+            record = prepared
         try:
             msg = self.format(record)
         except Exception:
@@ -161,9 +211,17 @@ class SafeFileHandler(logging.Handler):
             self._report_recovery()
 
     def flush(self) -> None:
-        """Every record is written with its own ``write()``; there is nothing buffered."""
+        """Wait until the queued records are written (non-blocking mode); a synchronous handler
+        writes every record with its own ``write()`` and has nothing buffered."""
+        writer = self._writer
+        if writer is not None:
+            writer.flush()
 
     def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # Drain before the sink can close: nothing queued is lost on close()/shutdown().
+            detach(writer)
         with self._fail_lock:
             sink, self._sink = self._sink, _ClosedSink()
         if not isinstance(sink, _ClosedSink):
@@ -221,6 +279,20 @@ class SafeFileHandler(logging.Handler):
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
 
 
+def _level(option: str, value: Any) -> int:
+    """A level number from an int or a level name such as ``"ERROR"``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{option} must be a level name or number, not {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        level = logging.getLevelName(value.strip().upper())
+        if isinstance(level, int):
+            return level
+        raise ValueError(f"{option}={value!r} is not a level name (e.g. 'ERROR', 'WARNING')")
+    raise TypeError(f"{option} must be a level name or number, not {value!r}")
+
+
 def _one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
     if value is not _SENTINEL and alias_value is not _SENTINEL and value != alias_value:
         raise ValueError(f"{name}={value!r} and {alias}={alias_value!r} disagree; give one of them")
@@ -240,4 +312,7 @@ class _ClosedSink(Sink):
         pass
 
     def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
+        raise ValueError("I/O operation on closed handler")
+
+    def write_many(self, items: Any, rollover: Rollover | None) -> None:
         raise ValueError("I/O operation on closed handler")
