@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 
 __all__ = ["FlockSink", "lock_path_for"]
 
+# Bound once: this is the per-record path, and module attribute lookups are measurable there.
+_flock, _LOCK_EX, _LOCK_UN = flock, LOCK_EX, LOCK_UN
+_lseek, _SEEK_END, _monotonic = os.lseek, os.SEEK_END, monotonic
+
 
 def lock_path_for(path: str, lock_dir: str | None) -> str:
     """``app.log`` → ``app.log.lock`` beside it, or in ``lock_dir`` when the log's own directory
@@ -48,17 +52,39 @@ class FlockSink(Sink):
         self._gen = -1
 
     def _append(self, data: bytes, rollover: Rollover | None) -> None:
-        self._lock_current()
+        if self._lockfd < 0:
+            self._open_lock()
+        lockfd = self._lockfd
+        _flock(lockfd, _LOCK_EX)
         try:
-            if rollover is not None and rollover.due(os.lseek(self._fd, 0, os.SEEK_END), len(data)):
+            if _monotonic() >= self._next_check:
+                self._check_paths()
+                lockfd = self._lockfd
+            gen = _lseek(lockfd, 0, _SEEK_END)
+            if gen != self._gen or self._fd < 0:
+                self._open_log()
+                self._gen = gen
+            if rollover is not None and rollover.due(_lseek(self._fd, 0, _SEEK_END), len(data)):
                 self._rotate(rollover, len(data))
             self._write_all(data)
         finally:
-            flock(self._lockfd, LOCK_UN)
+            # _check_paths/_rotate may have moved to a new lock file (the old one is already
+            # released then): release the one held now.
+            _flock(self._lockfd, _LOCK_UN)
 
     def _append_many(self, datas: list[bytes], rollover: Rollover | None) -> None:
-        self._lock_current()
+        # The same steps as _append, for a whole batch under one lock acquisition. (_append
+        # keeps its own inline copy: it is the per-record path of synchronous handlers.)
+        if self._lockfd < 0:
+            self._open_lock()
+        _flock(self._lockfd, _LOCK_EX)
         try:
+            if _monotonic() >= self._next_check:
+                self._check_paths()
+            gen = _lseek(self._lockfd, 0, _SEEK_END)
+            if gen != self._gen or self._fd < 0:
+                self._open_log()
+                self._gen = gen
             if rollover is None:
                 self._write_batch(datas, None, 0, _no_rotation)
                 return
@@ -66,27 +92,11 @@ class FlockSink(Sink):
             def rotate(nbytes: int) -> int:
                 assert rollover is not None
                 self._rotate(rollover, nbytes)
-                return os.lseek(self._fd, 0, os.SEEK_END)
+                return _lseek(self._fd, 0, _SEEK_END)
 
-            self._write_batch(datas, rollover, os.lseek(self._fd, 0, os.SEEK_END), rotate)
+            self._write_batch(datas, rollover, _lseek(self._fd, 0, _SEEK_END), rotate)
         finally:
-            flock(self._lockfd, LOCK_UN)
-
-    def _lock_current(self) -> None:
-        """Take the lock and make sure the open log is the current one (not rotated away)."""
-        if self._lockfd < 0:
-            self._open_lock()
-        flock(self._lockfd, LOCK_EX)
-        try:
-            if monotonic() >= self._next_check:
-                self._check_paths()
-            gen = os.lseek(self._lockfd, 0, os.SEEK_END)
-            if gen != self._gen or self._fd < 0:
-                self._open_log()
-                self._gen = gen
-        except BaseException:
-            flock(self._lockfd, LOCK_UN)
-            raise
+            _flock(self._lockfd, _LOCK_UN)
 
     def _open_files(self) -> None:
         if self._lockfd < 0:

@@ -142,7 +142,6 @@ class Sink:
                 # this record reached the file, so the retry cannot duplicate it.
                 self._close_files()
                 self._append(data, rollover)
-            self._torn = False
 
     def write_many(self, items: Sequence[tuple[str, float]], rollover: Rollover | None) -> None:
         """Append ``(msg, created)`` records in order with one lock acquisition and as few
@@ -170,7 +169,6 @@ class Sink:
                     self._append_many(datas[self._batch_done :], rollover)
             except Exception as exc:
                 raise PartialWrite(self._batch_done) from exc
-            self._torn = False
 
     def open(self) -> None:
         """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
@@ -254,10 +252,14 @@ class Sink:
         """One ``write()`` per record; loop only if the kernel took part of it."""
         fd = self._fd
         n = os.write(fd, data)
+        if n == len(data):
+            self._torn = False
+            return
         while n < len(data):
             self._torn = True
             data = data[n:]
             n = os.write(fd, data)
+        self._torn = False
 
     def _after_fork(self) -> None:
         """In a forked child: a lock held by another parent thread at fork time stays held
