@@ -113,12 +113,18 @@ class Writer:
 
     def put(self, handler: SafeFileHandler, record: logging.LogRecord, urgent: bool, drop: bool) -> bool:
         """Queue one prepared record. False means "write it yourself": the writer has stopped
-        (interpreter exit) or the caller is the writer thread (a record logged while writing,
-        which must not wait for itself)."""
+        (interpreter exit)."""
         with self._lock:
-            if self._closed or self._ident == threading.get_ident():
+            if self._closed:
                 return False
             q = self._queue
+            if self._ident == threading.get_ident():
+                # Logged from inside the writer (a rotator, namer or formatter that logs): it
+                # holds the file lock, so it can neither wait for room nor write now. The next
+                # batch takes it; one record over the bound is the lesser evil.
+                q.append((handler, record))
+                self._queued += 1
+                return True
             if len(q) >= self.settings.queue_size:
                 if drop:
                     self._dropped += 1
@@ -304,7 +310,8 @@ def attach(sink: Sink, settings: QueueSettings) -> Writer:
                 f"shares it, so give them the same values"
             )
         writer.refs += 1
-        return writer
+    _hook_multiprocessing()
+    return writer
 
 
 def detach(writer: Writer) -> None:
@@ -325,6 +332,29 @@ def _drain_all() -> None:
         writers = list(_writers.values())
     for writer in writers:
         writer.stop()
+
+
+_mp_hooked = False
+
+
+def _hook_multiprocessing() -> None:
+    """Drain in multiprocessing children too: they end with ``os._exit()``, which skips atexit,
+    after running multiprocessing's own exit finalizers (``multiprocessing.util.Finalize``)."""
+    global _mp_hooked
+    if _mp_hooked:
+        return
+    _mp_hooked = True
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _drain_all, exitpriority=10)
+    # multiprocessing clears its finalizers in every child it starts, then runs these hooks.
+    mp_util.register_after_fork(_drain_all, _register_mp_finalizer)
+
+
+def _register_mp_finalizer(_: object) -> None:
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _drain_all, exitpriority=10)
 
 
 def _after_fork_in_child() -> None:
