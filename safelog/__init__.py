@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ._atomic import atomic_write
 from ._handler import STRATEGIES, SafeFileHandler
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "FlockFileHandler",
     "PerProcessFileHandler",
     "STRATEGIES",
+    "atomic_write",
 ]
 
 __version__ = "0.1.0"
