@@ -131,6 +131,7 @@ class SafeFileHandler(logging.Handler):
             given = ", ".join(k for k, v in queue_options.items() if v is not None)
             raise ValueError(f"{given} only apply with nonblocking=True")
         self.overflow = check_choice("overflow", "block" if overflow is None else overflow, ("block", "drop"))
+        self._drop = self.overflow == "drop"
         self.flush_level = _level("flush_level", logging.ERROR if flush_level is None else flush_level)
         queue_settings = QueueSettings(
             queue_size=check_int("queue_size", 10_000 if queue_size is None else queue_size, minimum=1),
@@ -193,7 +194,7 @@ class SafeFileHandler(logging.Handler):
             except Exception:
                 self.handleError(record)
                 return
-            if writer.put(self, prepared, record.levelno >= self.flush_level, self.overflow == "drop"):
+            if writer.put(self, prepared, record.levelno >= self.flush_level, self._drop):
                 return
             # The writer has stopped (interpreter exit) or this is the writer thread itself.
             record = prepared

@@ -45,6 +45,7 @@ _SLICE = 0.001
 _YIELD = 0.0002
 
 _DEFAULT_FORMATTER = logging.Formatter()
+_new_object = object.__new__
 
 
 class QueueSettings(NamedTuple):
@@ -64,15 +65,17 @@ def prepare(record: logging.LogRecord, formatter: logging.Formatter | None) -> l
     The original record is left untouched for the other handlers that may receive it.
     """
     msg = record.getMessage()
-    new = logging.LogRecord.__new__(type(record))
-    new.__dict__.update(record.__dict__)
-    new.msg = msg
-    new.args = None
-    new.message = msg
+    # A shallow copy through the instance dict: a third of the cost of copy.copy(), and this is
+    # the caller's per-record path.
+    attrs = record.__dict__.copy()
+    attrs["msg"] = attrs["message"] = msg
+    attrs["args"] = None
     if record.exc_info:
-        if not new.exc_text:
-            new.exc_text = (formatter or _DEFAULT_FORMATTER).formatException(record.exc_info)
-        new.exc_info = None
+        if not attrs.get("exc_text"):
+            attrs["exc_text"] = (formatter or _DEFAULT_FORMATTER).formatException(record.exc_info)
+        attrs["exc_info"] = None
+    new = _new_object(type(record))
+    new.__dict__ = attrs
     return new
 
 
@@ -131,6 +134,8 @@ class Writer:
                     self._drop_handler = handler
                     return True
                 self._blocked += 1
+                # A full queue is written now, not at the end of flush_interval.
+                self._not_empty.notify()
                 try:
                     while len(q) >= self.settings.queue_size and not self._closed:
                         self._not_full.wait()
@@ -212,7 +217,9 @@ class Writer:
                         self._closed = True
                         self._not_full.notify_all()
                         return
-                    while not (self._urgent or self._stopping or self._flushing or len(q) >= max_batch):
+                    while not (
+                        self._urgent or self._stopping or self._flushing or self._blocked or len(q) >= max_batch
+                    ):
                         remaining = self._first_at + interval - monotonic()
                         if remaining <= 0:
                             break

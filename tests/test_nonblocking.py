@@ -208,14 +208,25 @@ def test_overflow_drop_counts_and_reports(tmp_path: Any, logger: logging.Logger)
     logger.info("id=after")
     handler.flush()
     lines = open(path).read().splitlines()
-    notices = [line for line in lines if line.startswith("safelog: dropped")]
-    # One notice per stretch of drops (the writer may free room once while the lock is held).
-    dropped = sum(int(line.split()[2]) for line in notices)
-    written = [line for line in lines if line.startswith("id=") and line != "id=after"]
-    assert notices and dropped > 0
-    assert len(written) + dropped == 200
-    assert len(set(written)) == len(written)
-    assert lines[-1] == "id=after" and lines[-2] == notices[-1]
+    # Records are written in order with one notice per stretch of drops, placed where the gap is:
+    # each notice counts exactly the ids missing between its neighbours ("after" counts as 200).
+    previous, dropped, notices = -1, 0, 0
+    for k, line in enumerate(lines):
+        if line.startswith("safelog: dropped"):
+            following = lines[k + 1]
+            nxt = 200 if following == "id=after" else int(following[3:])
+            assert int(line.split()[2]) == nxt - previous - 1, lines
+            dropped += nxt - previous - 1
+            notices += 1
+        elif line != "id=after":
+            current = int(line[3:])
+            assert current > previous
+            if current != previous + 1:
+                assert lines[k - 1].startswith("safelog: dropped"), lines
+            previous = current
+    assert notices >= 1 and dropped > 0
+    assert lines[-1] == "id=after"
+    assert len(lines) - notices - 1 + dropped == 200
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
