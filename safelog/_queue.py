@@ -40,8 +40,9 @@ __all__ = ["QueueSettings", "Writer", "attach", "detach", "prepare"]
 # back waits up to sys.getswitchinterval() (5 ms) before the interpreter forces a switch, so a
 # long batch would stall the loop by that much. Formatting in slices of _SLICE and then sleeping
 # _YIELD (long enough for the waiting thread to wake up and take the GIL, which a zero sleep is
-# not) bounds that stall to about one slice.
-_SLICE = 0.001
+# not) bounds that stall to about one slice. Not while draining for flush()/close(): then the
+# caller is waiting for the writer, and every pause is pure delay.
+_SLICE = 0.002
 _YIELD = 0.0002
 
 _DEFAULT_FORMATTER = logging.Formatter()
@@ -273,7 +274,8 @@ class Writer:
                 continue
             records.append(record)
             if k & 15 == 15 and perf_counter() > slice_end:
-                time.sleep(_YIELD)
+                if not (self._flushing or self._stopping):
+                    time.sleep(_YIELD)
                 slice_end = perf_counter() + _SLICE
         try:
             self.sink.write_many(msgs, handler._rollover)

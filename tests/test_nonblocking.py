@@ -337,6 +337,11 @@ def _mp_child(path: str, strategy: str, tag: str, ready: Any) -> None:
     # Returning ends the process with os._exit() after multiprocessing's finalizers: no atexit.
 
 
+# Forking while the writer thread runs is the point here; 3.12+ warns about any fork with threads.
+FORK_WITH_THREADS = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+
+
+@FORK_WITH_THREADS
 @pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
 def test_multiprocessing_children_drain_and_never_repeat_the_parent(tmp_path: Any, method: str) -> None:
     """Children (every start method) write all their records; a fork child does not rewrite the
@@ -370,6 +375,7 @@ def test_multiprocessing_children_drain_and_never_repeat_the_parent(tmp_path: An
     assert report.ok, report.summary()
 
 
+@FORK_WITH_THREADS
 def test_os_fork_child_gets_a_live_writer(tmp_path: Any, logger: logging.Logger) -> None:
     """After a bare os.fork() the child's records are written by a new thread, not lost to a dead one."""
     path = str(tmp_path / "app.log")
