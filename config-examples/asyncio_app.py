@@ -91,6 +91,7 @@ async def main(path: str, seconds: float, hold: float, control: bool = False) ->
     raw: list[float] = []
     logged: list[str] = []
     checks: list[bool] = []
+    during: list[int] = []
 
     async def ticker() -> None:
         waited = runqueue_clock()
@@ -120,6 +121,7 @@ async def main(path: str, seconds: float, hold: float, control: bool = False) ->
             log.error("request failed id=during-hold")
             logged.append("during-hold")
         t0 = time.perf_counter()
+        before = len(logged)
         waiting = loop.run_in_executor(None, released.wait)
         while not waiting.done():
             burst()
@@ -127,6 +129,7 @@ async def main(path: str, seconds: float, hold: float, control: bool = False) ->
                 # Mid-hold: the writer waits for the lock, the loop does not.
                 checks.append(b"during-hold" not in open(path, "rb").read())
             await asyncio.sleep(0.001)
+        during.append(len(logged) - before)
         end = time.perf_counter() + max(0.0, seconds - hold)
         while time.perf_counter() < end:
             burst()
@@ -135,7 +138,13 @@ async def main(path: str, seconds: float, hold: float, control: bool = False) ->
 
     await asyncio.gather(ticker(), app())
     holder.join()
-    return {"stalls": stalls, "raw": raw, "logged": logged, "blocked_writer_seen": checks == [True]}
+    return {
+        "stalls": stalls,
+        "raw": raw,
+        "logged": logged,
+        "during_hold": during[0],
+        "blocked_writer_seen": checks == [True],
+    }
 
 
 if __name__ == "__main__":
@@ -158,6 +167,7 @@ if __name__ == "__main__":
     report = audit(log_files(path), [] if args.control else result["logged"], r"\S+ \S+ (INFO|ERROR) app \S+ \S+ id=(?P<id>\S+)")
     figures = {
         "records": len(result["logged"]),
+        "records_during_hold": result["during_hold"],
         "longest_stall_ms": round(max(result["stalls"]) * 1000, 3),
         "longest_gap_incl_runqueue_ms": round(max(result["raw"]) * 1000, 3),
         "ticks": len(result["stalls"]),

@@ -37,7 +37,9 @@ def test_every_record_arrives_after_the_lock_is_released(run: dict[str, Any]) ->
     """Records logged while another process held the lock are all written afterwards (exact audit),
     and mid-hold the urgent record was still unwritten: the writer waited, the loop did not."""
     assert run["audit_ok"], run["audit"]
-    assert run["records"] > 1500
+    # Three records per loop iteration: a loop blocked by its logging for the hold would have
+    # logged a handful, a running one hundreds.
+    assert run["records_during_hold"] >= 150, run
     assert run["blocked_writer_seen"] is True
 
 
