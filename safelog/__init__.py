@@ -11,7 +11,9 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ._atomic import atomic_write
+from ._fsdetect import NetworkFileSystemWarning
 from ._handler import STRATEGIES, SafeFileHandler
+from ._merge import MergeError, MergeReport, merge
 
 __all__ = [
     "SafeFileHandler",
@@ -20,6 +22,10 @@ __all__ = [
     "FlockFileHandler",
     "PerProcessFileHandler",
     "STRATEGIES",
+    "merge",
+    "MergeReport",
+    "MergeError",
+    "NetworkFileSystemWarning",
     "atomic_write",
 ]
 

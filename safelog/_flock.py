@@ -15,6 +15,7 @@ import os
 from time import monotonic
 from typing import TYPE_CHECKING
 
+from ._fsdetect import warn_if_network
 from ._lock import LOCK_EX, LOCK_UN, flock
 from ._strategy import CHECK_INTERVAL, Sink, close_quietly, open_lockfile
 
@@ -50,6 +51,11 @@ class FlockSink(Sink):
         self._lockfd = -1
         self._lock_ino = -1
         self._gen = -1
+        # flock's promise does not hold on NFS/SMB/FUSE: worth one warning per network mount
+        # and process. stacklevel 4 points at the code that built the handler.
+        warn_if_network(path, "log file", stacklevel=4)
+        if options.lock_dir is not None:
+            warn_if_network(self.lock_path, "lock file", stacklevel=4)
 
     def _append(self, data: bytes, rollover: Rollover | None) -> None:
         if self._lockfd < 0:

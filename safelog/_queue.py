@@ -268,7 +268,7 @@ class Writer:
         for k, (_, item) in enumerate(items):
             record = _drop_notice(item, handler.baseFilename) if isinstance(item, int) else item
             try:
-                msgs.append((handler.format(record), record.created))
+                msgs.append((handler._render(record), record.created))
             except Exception:
                 handler.handleError(record)
                 continue

@@ -144,6 +144,15 @@ def test_arguments_and_exception_are_frozen_in_the_caller(tmp_path: Any, logger:
     assert "after" not in text
 
 
+def test_escape_newlines_applies_in_the_writer(tmp_path: Any, logger: logging.Logger) -> None:
+    """escape_newlines=True escapes a forged line break in non-blocking mode too."""
+    path = str(tmp_path / "app.log")
+    handler = _add(logger, path, escape_newlines=True)
+    logger.info("id=1 user=%s", "bob\nid=2 forged")
+    handler.flush()
+    assert open(path).read() == "id=1 user=bob\\nid=2 forged\n"
+
+
 def test_formatting_happens_in_the_writer_thread(tmp_path: Any, logger: logging.Logger) -> None:
     """The caller only freezes the record: the formatter runs in the background writer."""
     seen: list[str] = []
