@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _commit(),
         "wall_seconds": round(time.monotonic() - started, 1),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "load_average": [round(x, 1) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
     }
     print(markdown(rows, checks, meta))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
