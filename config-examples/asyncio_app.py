@@ -12,9 +12,10 @@ keeps logging; a fast ticker coroutine measures the loop's longest stall. At the
 is audited (each id exactly once). Exit status 0 when the audit is clean.
 
 The stall is the longest gap between two ticks of the ticker minus the time the kernel kept the
-runnable loop thread off the CPU (its run-queue wait, read from ``/proc/.../schedstat`` where
-Linux provides it): on an overloaded machine that time has nothing to do with logging, while
-waiting for the GIL or a lock is a sleep and still counts.
+runnable loop thread, or safelog's writer thread, off the CPU (their run-queue wait, read from
+``/proc/.../schedstat`` where Linux provides it): on an overloaded machine that time has nothing
+to do with logging. Waiting for a lock, or for the GIL while the writer runs, is not run-queue
+time and still counts.
 """
 
 from __future__ import annotations
@@ -73,12 +74,34 @@ def hold_lock(lock_path: str, seconds: float, held: Any, released: Any) -> None:
 
 
 def runqueue_clock() -> Callable[[], float]:
-    """Seconds the calling thread has been runnable but not running (0 without schedstat)."""
-    try:
-        fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
-    except OSError:
-        return lambda: 0.0
-    return lambda: int(os.pread(fd, 100, 0).split()[1]) / 1e9
+    """Seconds the loop thread and safelog's writer threads have been runnable but not running.
+
+    That is time the kernel gave the CPU to other work: the loop's own, and the writer's (a
+    writer preempted while it holds the GIL keeps the loop waiting for as long, through no
+    fault of the design). 0 where Linux schedstat is missing.
+    """
+    task = "/proc/self/task/{}/schedstat"
+    fds: dict[int, int] = {}
+
+    def read(tid: int) -> float:
+        if tid not in fds:
+            try:
+                fds[tid] = os.open(task.format(tid), os.O_RDONLY)
+            except OSError:
+                fds[tid] = -1
+        fd = fds[tid]
+        return int(os.pread(fd, 100, 0).split()[1]) / 1e9 if fd >= 0 else 0.0
+
+    loop_tid = threading.get_native_id()
+
+    def waited() -> float:
+        total = read(loop_tid)
+        for t in threading.enumerate():
+            if t.name.startswith("safelog-writer") and t.native_id is not None:
+                total += read(t.native_id)
+        return total
+
+    return waited
 
 
 async def main(path: str, seconds: float, hold: float, control: bool = False) -> dict[str, Any]:
