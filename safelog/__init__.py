@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ._atomic import atomic_write
 from ._fsdetect import NetworkFileSystemWarning
 from ._handler import STRATEGIES, SafeFileHandler
 from ._merge import MergeError, MergeReport, merge
@@ -25,6 +26,7 @@ __all__ = [
     "MergeReport",
     "MergeError",
     "NetworkFileSystemWarning",
+    "atomic_write",
 ]
 
 __version__ = "0.1.0"

@@ -9,9 +9,10 @@ import time
 from typing import Any, Callable, ClassVar
 
 from ._flock import FlockSink
-from ._options import check_bool, check_choice, check_int, check_str, parse_size
+from ._options import check_bool, check_choice, check_int, check_str, parse_duration, parse_size
 from ._paths import resolve_log_path, unwritable_dir
 from ._perprocess import PerProcessSink
+from ._queue import QueueSettings, Writer, attach, detach, prepare
 from ._rotation import Rollover
 from ._strategy import FileOptions, Sink, acquire, release
 from ._thread import ThreadSink
@@ -48,6 +49,12 @@ class SafeFileHandler(logging.Handler):
 
     ``escape_newlines=True`` writes line breaks and other control characters inside a record
     as ``\\n``, ``\\r``, ``\\xNN``, so that a logged value cannot forge extra log lines.
+
+    ``nonblocking=True`` moves formatting and I/O to one background thread per file: ``emit()``
+    freezes the record and queues it (``queue_size``, ``overflow="block"|"drop"``); the thread
+    writes batches of up to ``max_batch`` records with one lock and one ``write()``, at least
+    every ``flush_interval`` (seconds or ``"200 ms"``) and at once for records at or above
+    ``flush_level``.
     """
 
     default_strategy: ClassVar[str] = "flock"
@@ -71,6 +78,12 @@ class SafeFileHandler(logging.Handler):
         lock_dir: str | os.PathLike[str] | None = None,
         merge_on_exit: bool = False,
         escape_newlines: bool = False,
+        nonblocking: bool = False,
+        queue_size: int | None = None,
+        overflow: str | None = None,
+        flush_interval: float | str | None = None,
+        flush_level: int | str | None = None,
+        max_batch: int | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -78,7 +91,8 @@ class SafeFileHandler(logging.Handler):
                 f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
                 f"valid options: filename, strategy, max_bytes (maxBytes), backup_count "
                 f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, "
-                f"merge_on_exit, escape_newlines"
+                f"merge_on_exit, escape_newlines, nonblocking, queue_size, overflow, flush_interval, "
+                f"flush_level, max_batch"
             )
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"filename must be a path, not {filename!r}")
@@ -145,6 +159,25 @@ class SafeFileHandler(logging.Handler):
             raise TypeError(f"lock_dir must be a directory path, not {lock_dir!r}")
         lock_dir_s = None if lock_dir is None else os.path.abspath(os.fspath(lock_dir))
         self.lock_dir = lock_dir_s
+        self.nonblocking = check_bool("nonblocking", nonblocking)
+        queue_options = {
+            "queue_size": queue_size,
+            "overflow": overflow,
+            "flush_interval": flush_interval,
+            "flush_level": flush_level,
+            "max_batch": max_batch,
+        }
+        if not self.nonblocking and any(v is not None for v in queue_options.values()):
+            given = ", ".join(k for k, v in queue_options.items() if v is not None)
+            raise ValueError(f"{given} only apply with nonblocking=True")
+        self.overflow = check_choice("overflow", "block" if overflow is None else overflow, ("block", "drop"))
+        self._drop = self.overflow == "drop"
+        self.flush_level = _level("flush_level", logging.ERROR if flush_level is None else flush_level)
+        queue_settings = QueueSettings(
+            queue_size=check_int("queue_size", 10_000 if queue_size is None else queue_size, minimum=1),
+            flush_interval=parse_duration("flush_interval", 0.2 if flush_interval is None else flush_interval),
+            max_batch=check_int("max_batch", 1000 if max_batch is None else max_batch, minimum=1),
+        )
 
         # Size rotation needs somewhere to rotate to: with backupCount=0 the stdlib never
         # rotates either ("if either is zero, rollover never occurs").
@@ -185,6 +218,13 @@ class SafeFileHandler(logging.Handler):
             if problem is not None:
                 release(self._sink)
                 raise ValueError(f"filename={os.fspath(filename)!r} cannot be opened: {problem}")
+        self._writer: Writer | None = None
+        if self.nonblocking:
+            try:
+                self._writer = attach(self._sink, queue_settings)
+            except ValueError:
+                release(self._sink)
+                raise
 
     # -- logging.Handler -------------------------------------------------------------------
 
@@ -200,10 +240,19 @@ class SafeFileHandler(logging.Handler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
+        writer = self._writer
+        if writer is not None:
+            try:
+                prepared = prepare(record, self.formatter)
+            except Exception:
+                self.handleError(record)
+                return
+            if writer.put(self, prepared, record.levelno >= self.flush_level, self._drop):
+                return
+            # The writer has stopped (interpreter exit) or this is the writer thread itself.
+            record = prepared
         try:
-            msg = self.format(record)
-            if self.escape_newlines:
-                msg = msg.translate(_ESCAPES)
+            msg = self._render(record)
         except Exception:
             self.handleError(record)
             return
@@ -215,6 +264,16 @@ class SafeFileHandler(logging.Handler):
         if self._lost:
             self._report_recovery()
 
+    def _render(self, record: logging.LogRecord) -> str:
+        """The text written for ``record``: formatted, control characters escaped if asked.
+
+        One place for both paths: emit() in the caller and the non-blocking writer thread.
+        """
+        msg = self.format(record)
+        if self.escape_newlines:
+            msg = msg.translate(_ESCAPES)
+        return msg
+
     def _at_fork_reinit(self) -> None:
         # logging calls this in a forked child for every handler (3.9+). A parent thread that
         # was reporting a failure at fork time holds _fail_lock forever in the child.
@@ -222,9 +281,17 @@ class SafeFileHandler(logging.Handler):
         self._fail_lock = threading.Lock()
 
     def flush(self) -> None:
-        """Every record is written with its own ``write()``; there is nothing buffered."""
+        """Wait until the queued records are written (non-blocking mode); a synchronous handler
+        writes every record with its own ``write()`` and has nothing buffered."""
+        writer = self._writer
+        if writer is not None:
+            writer.flush()
 
     def close(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            # Drain before the sink can close: nothing queued is lost on close()/shutdown().
+            detach(writer)
         with self._fail_lock:
             sink, self._sink = self._sink, _ClosedSink(self)
         if not isinstance(sink, _ClosedSink):
@@ -272,10 +339,7 @@ class SafeFileHandler(logging.Handler):
             None,
         )
         try:
-            msg = self.format(note)
-            if self.escape_newlines:
-                msg = msg.translate(_ESCAPES)
-            self._sink.write(msg, note.created, self._rollover)
+            self._sink.write(self._render(note), note.created, self._rollover)
         except Exception as exc:
             with self._fail_lock:
                 self._lost += lost
@@ -308,6 +372,20 @@ def _pins_strategy(cls: type) -> bool:
     return any("default_strategy" in vars(c) for c in below)
 
 
+def _level(option: str, value: Any) -> int:
+    """A level number from an int or a level name such as ``"ERROR"``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{option} must be a level name or number, not {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        level = logging.getLevelName(value.strip().upper())
+        if isinstance(level, int):
+            return level
+        raise ValueError(f"{option}={value!r} is not a level name (e.g. 'ERROR', 'WARNING')")
+    raise TypeError(f"{option} must be a level name or number, not {value!r}")
+
+
 def _one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
     if value is not _SENTINEL and alias_value is not _SENTINEL and value != alias_value:
         raise ValueError(f"{name}={value!r} and {alias}={alias_value!r} disagree; give one of them")
@@ -331,3 +409,6 @@ class _ClosedSink(Sink):
 
     def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
         self._handler._reopen().write(msg, created, rollover)
+
+    def write_many(self, items: Any, rollover: Rollover | None) -> None:
+        self._handler._reopen().write_many(items, rollover)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["parse_size", "check_int", "check_choice", "check_bool", "check_str"]
+__all__ = ["parse_size", "parse_duration", "check_int", "check_choice", "check_bool", "check_str"]
 
 _UNITS = {
     "": 1,
@@ -91,3 +91,41 @@ def check_str(option: str, value: Any, *, optional: bool = True) -> str | None:
     if not isinstance(value, str) or not value:
         raise TypeError(f"{option} must be a non-empty string, not {value!r}")
     return value
+
+
+_DURATION_UNITS = {
+    "": 1.0,
+    "s": 1.0,
+    "sec": 1.0,
+    "second": 1.0,
+    "seconds": 1.0,
+    "ms": 0.001,
+    "millisecond": 0.001,
+    "milliseconds": 0.001,
+    "us": 0.000001,
+    "min": 60.0,
+    "minute": 60.0,
+    "minutes": 60.0,
+}
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_duration(option: str, value: Any, *, minimum: float = 0.0) -> float:
+    """Return seconds for ``value``: a number of seconds, or a string such as ``"200 ms"``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{option} must be seconds or a duration like '200 ms', not {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        m = _DURATION_RE.match(value)
+        if m is None or m.group(2).lower() not in _DURATION_UNITS:
+            raise ValueError(
+                f"Cannot parse {option} from {value!r}: expected seconds or a duration such as "
+                f"'200 ms', '0.5 s' or '1 min'"
+            )
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+    else:
+        raise TypeError(f"{option} must be seconds or a duration like '200 ms', not {value!r}")
+    if not seconds >= minimum:
+        raise ValueError(f"{option} must be >= {minimum} s, got {value!r}")
+    return seconds

@@ -16,12 +16,12 @@ import os
 import threading
 import weakref
 from time import monotonic
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Callable, ClassVar, Sequence
 
 if TYPE_CHECKING:
     from ._rotation import Rollover
 
-__all__ = ["Sink", "acquire", "release", "FileOptions"]
+__all__ = ["Sink", "acquire", "release", "FileOptions", "PartialWrite"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
@@ -93,6 +93,15 @@ def close_quietly(fd: int) -> None:
             pass
 
 
+class PartialWrite(Exception):
+    """:meth:`Sink.write_many` stopped early: ``written`` records reached the file, the rest did
+    not. The underlying error is chained as ``__cause__``."""
+
+    def __init__(self, written: int) -> None:
+        super().__init__(f"{written} record(s) of the batch were written")
+        self.written = written
+
+
 class Sink:
     """Per-process writer state for one real log path, shared by all handlers on it."""
 
@@ -110,6 +119,8 @@ class Sink:
         # with a line break so the torn fragment cannot glue itself to a good record.
         self._torn = False
         self._truncate = options.truncate
+        # Records of the current write_many() batch that reached the file (under _tlock).
+        self._batch_done = 0
 
     # -- called by the handler ------------------------------------------------------------
 
@@ -135,6 +146,34 @@ class Sink:
                 self._append(data, rollover)
             self._torn = False
 
+    def write_many(self, items: Sequence[tuple[str, float]], rollover: Rollover | None) -> None:
+        """Append ``(msg, created)`` records in order with one lock acquisition and as few
+        ``write()`` calls as rotation allows (one, unless the batch crosses the size limit).
+
+        Each record is encoded on its own (the per-process shard frame numbers records). Raises
+        :class:`PartialWrite` from the cause when an error stops the batch part-way.
+        """
+        with self._tlock:
+            datas = [self.encode(msg, created) for msg, created in items]
+            if not datas:
+                return
+            if self._torn:
+                datas[0] = b"\n" + datas[0]
+            self._batch_done = 0
+            try:
+                try:
+                    self._append_many(datas, rollover)
+                except OSError:
+                    if self._torn:
+                        raise
+                    # As in write(): a stale descriptor gets one reopen. Only the records that
+                    # did not reach the file are retried, so nothing is duplicated.
+                    self._close_files()
+                    self._append_many(datas[self._batch_done :], rollover)
+            except Exception as exc:
+                raise PartialWrite(self._batch_done) from exc
+            self._torn = False
+
     def open(self) -> None:
         """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
         with self._tlock:
@@ -149,6 +188,41 @@ class Sink:
 
     def _append(self, data: bytes, rollover: Rollover | None) -> None:
         raise NotImplementedError
+
+    def _append_many(self, datas: list[bytes], rollover: Rollover | None) -> None:
+        raise NotImplementedError
+
+    def _write_batch(
+        self,
+        datas: list[bytes],
+        rollover: Rollover | None,
+        size: int,
+        rotate: Callable[[int], int],
+    ) -> int:
+        """Write ``datas`` (under the strategy's exclusion) and return the file's new size.
+
+        A batch that would cross the size limit is split exactly where a record-by-record
+        writer would have rotated, so the files look the same in both modes: rotation is asked
+        per record (a comparison), the write is one per run of records that fit. ``rotate(n)``
+        rotates before a record of ``n`` bytes and returns the size of the file written next.
+        """
+        i, n = 0, len(datas)
+        while i < n:
+            first = len(datas[i])
+            if rollover is not None and rollover.due(size, first):
+                size = rotate(first)
+            j, total = i + 1, first
+            if rollover is None:
+                j, total = n, total + sum(len(d) for d in datas[i + 1 :])
+            else:
+                while j < n and not rollover.due(size + total, len(datas[j])):
+                    total += len(datas[j])
+                    j += 1
+            self._write_all(datas[i] if j == i + 1 else b"".join(datas[i:j]))
+            self._batch_done += j - i
+            size += total
+            i = j
+        return size
 
     def _open_files(self) -> None:
         self._open_log()

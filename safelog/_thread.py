@@ -35,3 +35,16 @@ class ThreadSink(Sink):
             self._open_log()
         self._write_all(data)
         self._size += len(data)
+
+    def _append_many(self, datas: list[bytes], rollover: Rollover | None) -> None:
+        if self._fd < 0 or (monotonic() >= self._next_check and self._path_moved()):
+            self._open_log()
+
+        def rotate(nbytes: int) -> int:
+            assert rollover is not None
+            rollover.rollover(self._target())
+            self._open_log()
+            # Keep the in-memory size true even if a later chunk of the batch fails.
+            return self._size
+
+        self._size = self._write_batch(datas, rollover, self._size, rotate)

@@ -1,0 +1,120 @@
+"""Make a file appear whole or not at all: write a temp file beside it, fsync, ``os.replace``.
+
+``os.replace`` is an atomic rename only within one file system, which is why the temp file lives
+in the target's own directory (a temp file in /tmp would make it a copy plus delete, and a crash
+in between leaves half a file). The data is fsynced before the rename and the directory after
+it, so after a power loss the name points either at the old content or at the complete new one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import stat
+from contextlib import contextmanager
+from typing import IO, Any, Iterator
+
+__all__ = ["atomic_write"]
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+@contextmanager
+def atomic_write(
+    path: str | os.PathLike[str],
+    mode: str = "w",
+    encoding: str | None = None,
+    errors: str | None = None,
+    newline: str | None = None,
+    *,
+    file_mode: int | None = None,
+    fsync: bool = True,
+) -> Iterator[IO[Any]]:
+    """Write ``path`` atomically: readers see the old content or the new one, never a mix.
+
+    Yields a file object (text for ``mode="w"``, binary for ``"wb"``) on a temp file created in
+    the same directory (``O_EXCL|O_NOFOLLOW``, named ``.<name>.<random>.tmp``). When the block
+    ends normally the data is flushed and fsynced, the temp file replaces ``path`` with
+    ``os.replace`` and the directory is fsynced. If the block raises, the temp file is removed and
+    ``path`` keeps its old content. The new file gets the permissions of the file it replaces,
+    or ``file_mode`` (default ``0o666`` minus the umask) for a new file. Text is UTF-8 unless
+    ``encoding`` says otherwise. When ``path`` is a
+    symbolic link, the file it points to is replaced and the link stays.
+    """
+    if mode not in ("w", "wt", "wb"):
+        raise ValueError(f"mode must be 'w', 'wt' or 'wb', not {mode!r}")
+    binary = "b" in mode
+    if binary and (encoding is not None or errors is not None or newline is not None):
+        raise ValueError("encoding, errors and newline apply to text mode only")
+    target = os.path.realpath(os.fspath(path))
+    directory, name = os.path.split(target)
+    try:
+        old = os.stat(target)
+    except FileNotFoundError:
+        old = None
+    perms = stat.S_IMODE(old.st_mode) if old is not None else file_mode
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
+    fd = os.open(tmp, flags, 0o600 if perms is not None else 0o666)
+    try:
+        if perms is not None:
+            # Set explicitly: the mode given to open() is reduced by the umask.
+            if hasattr(os, "fchmod"):
+                os.fchmod(fd, perms)
+            else:  # pragma: no cover - Windows
+                os.chmod(tmp, perms)
+        if old is not None and hasattr(os, "fchown") and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+            # A file owned by someone else (root rewriting a service's file) keeps its owner
+            # where we are allowed to set it.
+            try:
+                os.fchown(fd, old.st_uid, old.st_gid)
+            except PermissionError:
+                pass
+        raw = os.fdopen(fd, "wb")
+    except BaseException:
+        os.close(fd)
+        _remove(tmp)
+        raise
+    f: IO[Any] = raw
+    try:
+        if not binary:
+            f = io.TextIOWrapper(raw, encoding=encoding or "utf-8", errors=errors, newline=newline)
+        yield f
+        f.flush()
+        if fsync:
+            os.fsync(raw.fileno())
+        f.close()
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            f.close()
+        except Exception:
+            pass
+        _remove(tmp)
+        raise
+    if fsync:
+        _fsync_dir(directory)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(directory: str) -> None:
+    """Persist the rename itself: it lives in the directory, not in the file."""
+    try:
+        fd = os.open(directory or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - Windows cannot open a directory
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - some file systems refuse fsync on a directory
+        pass
+    finally:
+        os.close(fd)

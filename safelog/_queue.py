@@ -1,0 +1,382 @@
+"""Non-blocking mode: the caller only enqueues; one background thread per log file writes.
+
+``emit()`` in the caller freezes the record (:func:`prepare`: message merged with its args,
+exception text rendered) and appends it to the :class:`Writer` of the handler's sink. There is
+one writer per sink, i.e. per real path and strategy in this process, whatever the number of
+handlers on it. The writer formats the records (formatting is most of a record's cost, so it
+stays out of the caller) and hands the whole batch to :meth:`Sink.write_many`: one lock
+acquisition and one ``write()`` for up to ``max_batch`` records.
+
+When it writes: as soon as the oldest queued record has waited ``flush_interval``, as soon as a
+record at or above ``flush_level`` is queued, when ``max_batch`` records are waiting, and on
+``flush()``/``close()``/``logging.shutdown()``/interpreter exit, which drain everything.
+
+Lifecycle: the thread starts on the first record. In a forked child the queue is emptied (the
+parent's writer writes those records) and a new thread starts on the child's first record, so a
+child never waits on a thread that does not exist. At exit, :func:`_drain_all` (registered with
+``atexit`` after ``logging`` registered ``logging.shutdown``, so it runs first) drains and stops
+every writer; records logged after that are written directly by the caller.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+from collections import deque
+from time import monotonic, perf_counter
+from typing import TYPE_CHECKING, NamedTuple, Union
+
+from ._strategy import PartialWrite, Sink
+
+if TYPE_CHECKING:
+    from ._handler import SafeFileHandler
+
+__all__ = ["QueueSettings", "Writer", "attach", "detach", "prepare"]
+
+# The writer formats records while holding the GIL. An event loop thread that wants the GIL
+# back waits up to sys.getswitchinterval() (5 ms) before the interpreter forces a switch, so a
+# long batch would stall the loop by that much. Formatting in slices of _SLICE and then sleeping
+# _YIELD (long enough for the waiting thread to wake up and take the GIL, which a zero sleep is
+# not) bounds that stall to about one slice. Not while draining for flush()/close(): then the
+# caller is waiting for the writer, and every pause is pure delay.
+_SLICE = 0.002
+_YIELD = 0.0002
+
+_DEFAULT_FORMATTER = logging.Formatter()
+_new_object = object.__new__
+
+
+class QueueSettings(NamedTuple):
+    """The options that belong to the shared writer of a file, not to one handler."""
+
+    queue_size: int
+    flush_interval: float
+    max_batch: int
+
+
+def prepare(record: logging.LogRecord, formatter: logging.Formatter | None) -> logging.LogRecord:
+    """Freeze ``record`` in the caller: a copy whose message is final and whose exception is text.
+
+    Merging the args now means later mutation of an argument cannot change what is logged; the
+    traceback is rendered now because the frames it refers to change as the caller goes on.
+    The full format (time, level, layout) is cheap to defer because it reads only plain values.
+    The original record is left untouched for the other handlers that may receive it.
+    """
+    msg = record.getMessage()
+    # A shallow copy through the instance dict: a third of the cost of copy.copy(), and this is
+    # the caller's per-record path.
+    attrs = record.__dict__.copy()
+    attrs["msg"] = attrs["message"] = msg
+    attrs["args"] = None
+    if record.exc_info:
+        if not attrs.get("exc_text"):
+            attrs["exc_text"] = (formatter or _DEFAULT_FORMATTER).formatException(record.exc_info)
+        attrs["exc_info"] = None
+    new = _new_object(type(record))
+    new.__dict__ = attrs
+    return new
+
+
+# A queued item: the handler that formats it and either a prepared record or, for the notice of
+# records dropped on overflow, their number.
+_Item = tuple["SafeFileHandler", Union[logging.LogRecord, int]]
+
+
+class Writer:
+    """The bounded queue and background thread of one sink."""
+
+    def __init__(self, sink: Sink, settings: QueueSettings) -> None:
+        self.sink = sink
+        self.settings = settings
+        self.refs = 0
+        self._closed = False
+        self._reset()
+
+    def _reset(self) -> None:
+        self._lock = threading.Lock()
+        self._not_empty = threading.Condition(self._lock)
+        self._not_full = threading.Condition(self._lock)
+        self._done = threading.Condition(self._lock)
+        self._queue: deque[_Item] = deque()
+        self._thread: threading.Thread | None = None
+        self._ident = -1
+        self._first_at = 0.0
+        self._urgent = False
+        self._stopping = False
+        self._flushing = 0
+        self._blocked = 0
+        self._queued = 0
+        self._written = 0
+        self._dropped = 0
+        self._drop_handler: SafeFileHandler | None = None
+
+    # -- caller side ------------------------------------------------------------------------
+
+    def put(self, handler: SafeFileHandler, record: logging.LogRecord, urgent: bool, drop: bool) -> bool:
+        """Queue one prepared record. False means "write it yourself": the writer has stopped
+        (interpreter exit)."""
+        with self._lock:
+            if self._closed:
+                return False
+            q = self._queue
+            if self._ident == threading.get_ident():
+                # Logged from inside the writer (a rotator, namer or formatter that logs): it
+                # holds the file lock, so it can neither wait for room nor write now. The next
+                # batch takes it; one record over the bound is the lesser evil.
+                q.append((handler, record))
+                self._queued += 1
+                return True
+            if len(q) >= self.settings.queue_size:
+                if drop:
+                    self._dropped += 1
+                    self._drop_handler = handler
+                    return True
+                self._blocked += 1
+                # A full queue is written now, not at the end of flush_interval.
+                self._not_empty.notify()
+                try:
+                    while len(q) >= self.settings.queue_size and not self._closed:
+                        self._not_full.wait()
+                finally:
+                    self._blocked -= 1
+                if self._closed:
+                    return False
+            if self._thread is None:
+                self._start()
+            if not q:
+                self._first_at = monotonic()
+                self._not_empty.notify()
+            if self._dropped:
+                # The notice goes where the gap is: after the records queued before the drops,
+                # before the first one that found room again.
+                assert self._drop_handler is not None
+                q.append((self._drop_handler, self._dropped))
+                self._queued += 1
+                self._dropped = 0
+            q.append((handler, record))
+            self._queued += 1
+            if urgent:
+                self._urgent = True
+                self._not_empty.notify()
+            elif len(q) == self.settings.max_batch:
+                self._not_empty.notify()
+            return True
+
+    def flush(self) -> None:
+        """Return once every record queued before the call is written (or reported lost)."""
+        with self._lock:
+            if self._thread is None or self._ident == threading.get_ident():
+                return
+            target = self._queued
+            self._flushing += 1
+            self._not_empty.notify()
+            try:
+                while self._written < target and self._thread is not None:
+                    self._done.wait()
+            finally:
+                self._flushing -= 1
+
+    def stop(self) -> None:
+        """Drain the queue, end the thread; later records are written by their callers."""
+        with self._lock:
+            self._stopping = True
+            thread = self._thread
+            if thread is None:
+                self._closed = True
+                self._not_full.notify_all()
+                return
+            self._not_empty.notify()
+        if thread is not threading.current_thread():
+            thread.join()
+
+    # -- writer side ------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        thread = threading.Thread(target=self._run, name=f"safelog-writer {self.sink.path}")
+        # Daemon, so that interpreter exit does not wait for it before atexit runs; the atexit
+        # drain (and logging.shutdown) are what write its last records.
+        thread.daemon = True
+        self._thread = thread
+        thread.start()
+
+    def _run(self) -> None:
+        self._ident = threading.get_ident()
+        interval = self.settings.flush_interval
+        max_batch = self.settings.max_batch
+        q = self._queue
+        try:
+            while True:
+                with self._lock:
+                    while not q and not self._stopping:
+                        self._not_empty.wait()
+                    if not q:
+                        # Closed under the same lock as the emptiness check: no caller can slip
+                        # a record in after the last batch.
+                        self._closed = True
+                        self._not_full.notify_all()
+                        return
+                    while not (
+                        self._urgent or self._stopping or self._flushing or self._blocked or len(q) >= max_batch
+                    ):
+                        remaining = self._first_at + interval - monotonic()
+                        if remaining <= 0:
+                            break
+                        self._not_empty.wait(remaining)
+                    if len(q) <= max_batch:
+                        batch = list(q)
+                        q.clear()
+                        self._urgent = False
+                    else:
+                        # A backlog: the rest is already overdue, so the next round writes it
+                        # at once (_first_at stays in the past).
+                        batch = [q.popleft() for _ in range(max_batch)]
+                    if self._blocked:
+                        self._not_full.notify_all()
+                try:
+                    self._write(batch)
+                finally:
+                    with self._lock:
+                        self._written += len(batch)
+                        self._done.notify_all()
+        finally:
+            with self._lock:
+                self._thread = None
+                self._ident = -1
+                self._done.notify_all()
+                self._not_full.notify_all()
+
+    def _write(self, batch: list[_Item]) -> None:
+        i, n = 0, len(batch)
+        while i < n:
+            handler = batch[i][0]
+            j = i + 1
+            while j < n and batch[j][0] is handler:
+                j += 1
+            try:
+                self._write_group(handler, batch[i:j])
+            except Exception:  # pragma: no cover - a bug must not kill the writer
+                handler.handleError(logging.makeLogRecord({"msg": "safelog writer"}))
+            i = j
+
+    def _write_group(self, handler: SafeFileHandler, items: list[_Item]) -> None:
+        records: list[logging.LogRecord] = []
+        msgs: list[tuple[str, float]] = []
+        slice_end = perf_counter() + _SLICE
+        for k, (_, item) in enumerate(items):
+            record = _drop_notice(item, handler.baseFilename) if isinstance(item, int) else item
+            try:
+                msgs.append((handler._render(record), record.created))
+            except Exception:
+                handler.handleError(record)
+                continue
+            records.append(record)
+            if k & 15 == 15 and perf_counter() > slice_end:
+                if not (self._flushing or self._stopping):
+                    time.sleep(_YIELD)
+                slice_end = perf_counter() + _SLICE
+        try:
+            self.sink.write_many(msgs, handler._rollover)
+        except PartialWrite as exc:
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            for record in records[exc.written :]:
+                handler._write_failed(record, cause)
+            return
+        if handler._lost:
+            handler._report_recovery()
+
+
+def _drop_notice(count: int, path: str) -> logging.LogRecord:
+    return logging.LogRecord(
+        "safelog",
+        logging.WARNING,
+        __file__,
+        0,
+        "safelog: dropped %d record(s): the queue of %s was full (overflow='drop')",
+        (count, path),
+        None,
+    )
+
+
+_writers: dict[int, Writer] = {}
+_writers_lock = threading.Lock()
+
+
+def attach(sink: Sink, settings: QueueSettings) -> Writer:
+    """The writer of ``sink``, created on first use; a second handler must agree on its settings."""
+    with _writers_lock:
+        writer = _writers.get(id(sink))
+        if writer is None or writer.sink is not sink:
+            writer = Writer(sink, settings)
+            _writers[id(sink)] = writer
+        elif writer.settings != settings:
+            raise ValueError(
+                f"{sink.path} already has a non-blocking writer with queue_size="
+                f"{writer.settings.queue_size}, flush_interval={writer.settings.flush_interval}, "
+                f"max_batch={writer.settings.max_batch}; every non-blocking handler of one file "
+                f"shares it, so give them the same values"
+            )
+        writer.refs += 1
+    _hook_multiprocessing()
+    return writer
+
+
+def detach(writer: Writer) -> None:
+    """Drop one handler's reference: drain what is queued; the last one stops the thread."""
+    with _writers_lock:
+        writer.refs -= 1
+        last = writer.refs <= 0
+        if last and _writers.get(id(writer.sink)) is writer:
+            del _writers[id(writer.sink)]
+    if last:
+        writer.stop()
+    else:
+        writer.flush()
+
+
+def _drain_all() -> None:
+    with _writers_lock:
+        writers = list(_writers.values())
+    for writer in writers:
+        writer.stop()
+
+
+_mp_hooked = False
+
+
+def _hook_multiprocessing() -> None:
+    """Drain in multiprocessing children too: they end with ``os._exit()``, which skips atexit,
+    after running multiprocessing's own exit finalizers (``multiprocessing.util.Finalize``)."""
+    global _mp_hooked
+    if _mp_hooked:
+        return
+    _mp_hooked = True
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _drain_all, exitpriority=10)
+    # multiprocessing clears its finalizers in every child it starts, then runs these hooks.
+    mp_util.register_after_fork(_drain_all, _register_mp_finalizer)
+
+
+def _register_mp_finalizer(_: object) -> None:
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(None, _drain_all, exitpriority=10)
+
+
+def _after_fork_in_child() -> None:
+    global _writers_lock
+    _writers_lock = threading.Lock()
+    for writer in _writers.values():
+        # The queued records belong to the parent, whose writer writes them; keeping them would
+        # write them twice. The parent's thread does not exist here: start afresh.
+        writer._reset()
+
+
+# Registered after logging's own atexit hook (logging is imported first), so it runs before
+# logging.shutdown() and before the files close.
+atexit.register(_drain_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
