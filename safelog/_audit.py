@@ -51,7 +51,7 @@ def log_files(path: str) -> list[str]:
     directory, name = os.path.split(os.path.abspath(path))
     out = []
     for entry in sorted(os.listdir(directory)):
-        if entry == name or (entry.startswith(name + ".") and not entry.endswith(".lock")):
+        if entry == name or (entry.startswith(name + ".") and not entry.endswith((".lock", ".merge-state"))):
             out.append(os.path.join(directory, entry))
     return out
 

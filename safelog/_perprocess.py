@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 __all__ = ["PerProcessSink"]
 
+# How much of an existing shard's end is read to find its last record header on reopen.
+_TAIL = 64 * 1024
+
 
 class PerProcessSink(ThreadSink):
     kind = "per-process"
@@ -31,6 +34,9 @@ class PerProcessSink(ThreadSink):
         self._frame = ShardFrame(options.encoding, options.errors)
 
     def encode(self, msg: str, created: float) -> bytes:
+        if self._fd < 0:
+            # Open before framing: reopening an existing shard resumes its clamp and numbering.
+            self._open_log()
         return self._frame.encode(msg, created)
 
     def _target(self) -> str:
@@ -47,9 +53,13 @@ class PerProcessSink(ThreadSink):
             # Only a shard the path still names is ours.
             try:
                 if os.stat(self._target()).st_ino == self._ino:
-                    return
+                    break
             except FileNotFoundError:
                 pass
+        if self._frame.seq == 0 and self._size > 0:
+            with open(self._target(), "rb") as f:
+                f.seek(max(self._size - _TAIL, 0))
+                self._frame.resume(f.read(_TAIL))
 
     def _after_fork(self) -> None:
         super()._after_fork()

@@ -14,6 +14,7 @@ which is what lets a merge stream it.
 
 from __future__ import annotations
 
+import calendar
 import os
 import re
 import socket
@@ -32,16 +33,18 @@ __all__ = [
 ]
 
 HEADER_RE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")
-_SHARD_NAME = r"\.(?P<host>[A-Za-z0-9._-]+?)\.(?P<pid>\d+)\.shard(?:\.(?P<n>\d+))?(?:\.(?P<ext>gz|bz2|xz))?$"
+# The host part has no dots (hostname() maps them to "_"): with dots, the shards of a log named
+# ``app.log.old`` would parse as shards of ``app.log`` from a host called ``old.<host>``.
+_SHARD_NAME = r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.shard(?:\.(?P<n>\d+))?(?:\.(?P<ext>gz|bz2|xz))?$"
 
 _host: str | None = None
 
 
 def hostname() -> str:
-    """This machine's name, reduced to characters that are safe in a file name."""
+    """This machine's name reduced to ``[A-Za-z0-9_-]`` (``web1.example.com`` → ``web1_example_com``)."""
     global _host
     if _host is None:
-        _host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname()) or "localhost"
+        _host = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname()) or "localhost"
     return _host
 
 
@@ -68,6 +71,23 @@ class ShardFrame:
         self._last = 0.0
         self._sec = -1
         self._sec_text = ""
+
+    def resume(self, tail: bytes) -> None:
+        """Continue the clamp and the numbering of a shard that already holds records.
+
+        A process that closes its last handler and configures a new one (``dictConfig`` again,
+        a gunicorn HUP with ``--preload``) reopens the same shard; starting the clamp from zero
+        there could write a record older than the shard's last one and unsort the shard.
+        """
+        for line in reversed(tail.split(b"\n")):
+            m = HEADER_RE.match(line)
+            if m is None:
+                continue
+            text = m.group(1).decode("ascii")
+            sec = calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
+            self._last = max(self._last, sec + int(text[20:26]) / 1_000_000)
+            self.seq = max(self.seq, int(m.group(2)))
+            return
 
     def encode(self, msg: str, created: float) -> bytes:
         if created < self._last:

@@ -770,3 +770,44 @@ def test_other_hosts_recent_shards_count_as_live_on_network_storage(
     monkeypatch.setattr(_merge, "_network_fs", lambda path: None)
     safelog.merge(tmp_path / "app.log")
     assert _ids(tmp_path / "app.log")[-1] == "other, just written"
+
+
+def test_merge_leaves_the_shards_of_a_log_whose_name_extends_this_one(tmp_path):
+    """Merging app.log must not take (and delete) the shards of a log called app.log.old."""
+    import logging as _logging
+
+    for name, n in (("app.log", 3), ("app.log.old", 2)):
+        h = safelog.SafeFileHandler(str(tmp_path / name), strategy="per-process", delay=True)
+        for i in range(n):
+            h.emit(_logging.makeLogRecord({"msg": f"{name} {i}", "created": 1000.0 + i}))
+        h.close()
+    report = safelog.merge(str(tmp_path / "app.log"))
+    assert report.ok and report.records == 3
+    assert (tmp_path / "app.log").read_text().splitlines() == ["app.log 0", "app.log 1", "app.log 2"]
+    old_shards = [p for p in os.listdir(tmp_path) if p.startswith("app.log.old.") and p.endswith(".shard")]
+    assert len(old_shards) == 1
+    assert safelog.merge(str(tmp_path / "app.log.old")).records == 2
+
+
+def test_reopened_shard_continues_the_time_clamp_and_numbering(tmp_path):
+    """A handler reopened on the same shard in one process keeps the shard sorted and numbered."""
+    import logging as _logging
+
+    from safelog._shard import iter_records
+
+    path = str(tmp_path / "app.log")
+    h = safelog.SafeFileHandler(path, strategy="per-process", delay=True)
+    h.emit(_logging.makeLogRecord({"msg": "a", "created": 1000.5}))
+    h.emit(_logging.makeLogRecord({"msg": "b", "created": 999.0}))
+    h.close()
+    h = safelog.SafeFileHandler(path, strategy="per-process", delay=True)
+    h.emit(_logging.makeLogRecord({"msg": "c", "created": 999.2}))
+    h.close()
+    shard = [p for p in os.listdir(tmp_path) if p.endswith(".shard")]
+    with open(tmp_path / shard[0], "rb") as f:
+        recs = list(iter_records(f))
+    assert [(r.text, r.seq) for r in recs] == [(b"a", 1), (b"b", 2), (b"c", 3)]
+    assert [r.time for r in recs] == sorted(r.time for r in recs)
+    report = safelog.merge(path)
+    assert report.ok and not report.warnings
+    assert open(path).read().splitlines() == ["a", "b", "c"]
