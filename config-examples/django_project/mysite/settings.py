@@ -28,6 +28,10 @@ MIDDLEWARE: list[str] = []
 ROOT_URLCONF = "mysite.urls"
 DATABASES: dict[str, dict[str, str]] = {}
 USE_TZ = True
+# Django sets the TZ of every process it configures (default America/Chicago). gunicorn's master
+# does not load settings, so without this its lines and the workers' would be in different zones
+# in one file, and a time-ordered merge of per-process shards would read as out of order.
+TIME_ZONE = "UTC"
 WSGI_APPLICATION = "mysite.wsgi.application"
 
 LOG_DIR = os.environ.get("LOG_DIR", "logs")
