@@ -23,6 +23,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import threading
 import time
 from collections import deque
@@ -179,6 +180,20 @@ class Writer:
             finally:
                 self._flushing -= 1
 
+    def stop_within(self, deadline: float) -> None:
+        """:meth:`stop` for a signal handler: it may have interrupted this very thread inside
+        ``put()`` holding the queue lock, so never wait past ``deadline`` for anything."""
+        if not self._lock.acquire(timeout=max(deadline - monotonic(), 0)):
+            return
+        try:
+            self._stopping = True
+            thread = self._thread
+            self._not_empty.notify()
+        finally:
+            self._lock.release()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(deadline - monotonic(), 0))
+
     def stop(self) -> None:
         """Drain the queue, end the thread; later records are written by their callers."""
         with self._lock:
@@ -320,6 +335,7 @@ def attach(sink: Sink, settings: QueueSettings) -> Writer:
             )
         writer.refs += 1
     _hook_multiprocessing()
+    _hook_sigterm()
     return writer
 
 
@@ -344,6 +360,38 @@ def _drain_all() -> None:
 
 
 _mp_hooked = False
+_sigterm_hooked = False
+
+# How long a SIGTERM may wait for queued records before the process dies as the signal wants.
+SIGTERM_DRAIN = 2.0
+
+
+def _hook_sigterm() -> None:
+    """Drain before dying of SIGTERM, when nobody else handles it.
+
+    SIGTERM's default action ends the process without atexit, so records still queued would be
+    lost; servers that restore the default and re-raise it after their own shutdown (uvicorn's
+    workers do) would lose their last lines. Installed only where SIGTERM has its default
+    action, from the main thread; after draining, the default is restored and the signal
+    re-raised, so the process still ends by SIGTERM with the same status.
+    """
+    global _sigterm_hooked
+    if _sigterm_hooked or threading.current_thread() is not threading.main_thread():
+        return
+    _sigterm_hooked = True
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - no SIGTERM, or embedded
+        pass
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    deadline = monotonic() + SIGTERM_DRAIN
+    for writer in list(_writers.values()):
+        writer.stop_within(deadline)
+    signal.signal(signum, signal.SIG_DFL)
+    signal.raise_signal(signum)
 
 
 def _hook_multiprocessing() -> None:

@@ -493,3 +493,27 @@ def test_coexists_with_the_queuehandler_dictconfig_form(tmp_path: Any) -> None:
     report = audit([path], _ids("", 300), RECORD)
     assert not (report.lost or report.malformed or report.unexpected), report.summary()
     assert set(report.duplicated.values()) == {2}  # once through each handler
+
+
+def test_sigterm_with_default_action_drains_the_queue_then_dies_by_sigterm(tmp_path):
+    """A process ended by SIGTERM (default action) still writes every queued record first."""
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    path = tmp_path / "app.log"
+    code = textwrap.dedent(
+        f"""
+        import logging, os, signal, safelog
+        h = safelog.SafeFileHandler({str(path)!r}, nonblocking=True, flush_interval=60)
+        log = logging.getLogger("t"); log.addHandler(h); log.propagate = False
+        for i in range(500):
+            log.warning("id=%d", i)
+        os.kill(os.getpid(), signal.SIGTERM)
+        """
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=root), timeout=60)
+    assert proc.returncode == -signal.SIGTERM
+    assert path.read_text().splitlines() == [f"id={i}" for i in range(500)]
