@@ -43,7 +43,7 @@ __all__ = ["QueueSettings", "Writer", "attach", "detach", "prepare"]
 # _YIELD (long enough for the waiting thread to wake up and take the GIL, which a zero sleep is
 # not) bounds that stall to about one slice. Not while draining for flush()/close(): then the
 # caller is waiting for the writer, and every pause is pure delay.
-_SLICE = 0.002
+_SLICE = 0.001
 _YIELD = 0.0002
 
 _DEFAULT_FORMATTER = logging.Formatter()
