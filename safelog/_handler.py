@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import threading
@@ -9,9 +10,12 @@ import time
 from typing import Any, Callable, ClassVar
 
 from ._flock import FlockSink
+from ._compress import parse_compress
 from ._options import check_bool, check_choice, check_int, check_str, parse_size
+from ._perms import Perms, parse_chmod, parse_owner
 from ._perprocess import PerProcessSink
 from ._rotation import Rollover
+from ._timepolicy import parse_duration, parse_time_policy
 from ._strategy import FileOptions, Sink, acquire, release
 from ._thread import ThreadSink
 
@@ -32,6 +36,9 @@ class SafeFileHandler(logging.Handler):
     A drop-in for ``logging.handlers.RotatingFileHandler`` (same positional arguments and
     keyword names) plus ``strategy`` (``"thread"``, ``"flock"``, ``"per-process"``) and
     snake-case aliases ``max_bytes``/``backup_count`` that also accept sizes like ``"10 MB"``.
+    Time rotation takes the ``TimedRotatingFileHandler`` names (``when``, ``interval``, ``utc``,
+    ``atTime``) or ``rotate_every="1 hour"``; ``compress``, ``retention``, ``chmod`` and
+    ``owner`` apply to every strategy.
     """
 
     default_strategy: ClassVar[str] = "flock"
@@ -53,13 +60,23 @@ class SafeFileHandler(logging.Handler):
         namer: Callable[[str], str] | None = None,
         rotator: Callable[[str, str], None] | None = None,
         lock_dir: str | os.PathLike[str] | None = None,
+        when: str | None = None,
+        interval: int = 1,
+        utc: bool = False,
+        atTime: datetime.time | str | None = None,
+        rotate_every: str | datetime.timedelta | None = None,
+        compress: str | None = None,
+        retention: str | datetime.timedelta | None = None,
+        chmod: int | str | None = None,
+        owner: str | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
             raise TypeError(
                 f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
                 f"valid options: filename, strategy, max_bytes (maxBytes), backup_count "
-                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir"
+                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, when, "
+                f"interval, utc, atTime, rotate_every, compress, retention, chmod, owner"
             )
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"filename must be a path, not {filename!r}")
@@ -106,19 +123,40 @@ class SafeFileHandler(logging.Handler):
         lock_dir_s = None if lock_dir is None else os.path.abspath(os.fspath(lock_dir))
         self.lock_dir = lock_dir_s
 
+        self.utc = check_bool("utc", utc)
+        timing = parse_time_policy(when, interval, self.utc, atTime, rotate_every)
+        codec = parse_compress(compress)
+        max_age = parse_duration("retention", retention)
+        file_chmod = parse_chmod(chmod)
+        uid, gid = parse_owner(owner)
+        perms = Perms(file_chmod, uid, gid)
+        self.when = None if timing is None else timing.when
+        self.interval = 1 if timing is None else timing.interval
+        self.atTime = None if timing is None else timing.at_time
+
         # Size rotation needs somewhere to rotate to: with backupCount=0 the stdlib never
-        # rotates either ("if either is zero, rollover never occurs").
+        # rotates either ("if either is zero, rollover never occurs"). Time rotation names
+        # backups by period, so there backupCount=0 means "keep them all", as in the stdlib.
         self._rollover: Rollover | None = None
-        if self.maxBytes > 0 and self.backupCount > 0:
-            self._rollover = Rollover(self, self.maxBytes, self.backupCount)
+        if timing is not None or (self.maxBytes > 0 and self.backupCount > 0):
+            self._rollover = Rollover(
+                self, self.maxBytes, self.backupCount, timing, codec, max_age, perms if perms.active else None
+            )
+        elif codec is not None or max_age is not None:
+            what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
+            raise ValueError(
+                f"{what} applies to rotated backups, but this handler never rotates: give "
+                f"max_bytes and backup_count, or when / rotate_every"
+            )
 
         super().__init__()
         options = FileOptions(
             encoding=self.encoding,
             errors=self.errors,
             truncate=mode == "w",
-            file_mode=0o666,
+            file_mode=perms.create_mode,
             lock_dir=lock_dir_s,
+            perms=perms if perms.active else None,
         )
         self._sink = acquire(STRATEGIES[self.strategy], os.path.realpath(self.baseFilename), options)
         self._fail_lock = threading.Lock()

@@ -1,50 +1,309 @@
-"""Rotation policy, parsed once: when a file is due, and how its backups are named and shifted.
+"""Rotation policy, parsed once: when a file is due, how backups are named, which ones to keep.
 
-The policy is a value built in the handler's constructor; a strategy asks :meth:`Rollover.due`
-per record (a comparison, no parsing, no syscall) and calls :meth:`Rollover.rollover` while it
-holds whatever exclusion it needs, so that across all writers it happens exactly once.
+The policy is a value built in the handler's constructor. A strategy asks :meth:`Rollover.due`
+per record (two comparisons, no parsing, no syscall), and while it holds whatever exclusion
+makes it the only rotating writer, calls :meth:`Rollover.rollover` (the rename) and
+:meth:`Rollover.after_rollover` (retention, and queueing compression, which runs later in a
+background thread outside the lock). That is what makes each rotation happen exactly once.
+
+Backup names, as in ``logging.handlers``:
+
+* size only: ``app.log.1`` (newest) … ``app.log.N`` (oldest), shifted on every rotation;
+* time (with or without a size limit): ``app.log.<period>`` with the stdlib suffix of ``when``
+  (``app.log.2026-11-26_18`` hourly, ``app.log.2026-11-26`` daily), named after the period the
+  file covered. A second backup of the same period (the size limit was reached, or the hour
+  repeated when DST ends) gets ``.1``, ``.2`` … in time order. A backup is never overwritten.
+
+Compressed backups add the codec's extension (``app.log.1.gz``); the ``namer`` hook names every
+backup, and retention only ever considers names this policy (with that namer) produces.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from typing import TYPE_CHECKING
+import re
+import sys
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
+
+from . import _compress
+from ._compress import EXTENSIONS, TMP_SUFFIX, Codec
+from ._lock import LOCK_EX, try_lock
+from ._timepolicy import TimePolicy
 
 if TYPE_CHECKING:
     from ._handler import SafeFileHandler
+    from ._perms import Perms
 
-__all__ = ["Rollover"]
+__all__ = ["Rollover", "SIZE", "TIME"]
+
+SIZE = 1
+TIME = 2
+_FORMS = ("",) + EXTENSIONS
+_TMP_RE = re.compile(r"^\.(?P<name>.+?)(?:\.gz|\.bz2|\.xz)\.[0-9a-f]{12}" + re.escape(TMP_SUFFIX) + "$")
 
 
 class Rollover:
-    """Size rotation with the stdlib backup scheme (``app.log.1`` newest … ``.N`` oldest)."""
+    """Size and/or time rotation, retention and compression of one handler's log."""
 
-    __slots__ = ("max_bytes", "backup_count", "_handler")
+    __slots__ = ("max_bytes", "backup_count", "timing", "codec", "max_age", "perms", "_handler")
 
-    def __init__(self, handler: SafeFileHandler, max_bytes: int, backup_count: int) -> None:
+    def __init__(
+        self,
+        handler: SafeFileHandler,
+        max_bytes: int,
+        backup_count: int,
+        timing: TimePolicy | None = None,
+        codec: Codec | None = None,
+        max_age: float | None = None,
+        perms: Perms | None = None,
+    ) -> None:
         self.max_bytes = max_bytes
         self.backup_count = backup_count
+        self.timing = timing
+        self.codec = codec
+        self.max_age = max_age
+        self.perms = perms
         self._handler = handler
 
-    def due(self, size: int, nbytes: int) -> bool:
-        """True when appending ``nbytes`` to a file of ``size`` bytes would pass the limit.
+    # -- per record -----------------------------------------------------------------------------
 
-        An empty file is never due, so a single record larger than the limit is written whole
-        instead of producing an endless series of empty files.
+    def due(self, size: int, nbytes: int, created: float, rollover_at: float = math.inf) -> int:
+        """``TIME`` when the record's time reached the end of the file's period, ``SIZE`` when
+        appending ``nbytes`` to a file of ``size`` bytes would pass the limit, else 0.
+
+        An empty file is never due for size, so a single record larger than the limit is
+        written whole instead of producing an endless series of empty files.
         """
-        return size > 0 and size + nbytes > self.max_bytes
+        if created >= rollover_at:
+            return TIME
+        if self.max_bytes and size > 0 and size + nbytes > self.max_bytes:
+            return SIZE
+        return 0
 
-    def rollover(self, path: str) -> None:
-        """Shift ``path.1 … path.N-1`` up by one and move ``path`` to ``path.1``.
+    # -- periods --------------------------------------------------------------------------------
 
-        The caller holds the exclusion of its strategy; the names go through the handler's
-        ``namer`` and the move through its ``rotator``, as in ``logging.handlers``.
+    def first_period(self, fd: int, size: int, created: float) -> float | None:
+        """The period of a file this process did not create by rotating: an existing file
+        belongs to the period of its last write (its mtime, as the stdlib does), a new one to the
+        period of its first record."""
+        if self.timing is None:
+            return None
+        t = created
+        if size > 0:
+            t = min(t, os.fstat(fd).st_mtime)
+        return self.timing.period_start(t)
+
+    def boundary(self, period: float | None) -> float:
+        """When the file of ``period`` is due (infinity without time rotation)."""
+        if self.timing is None or period is None:
+            return math.inf
+        return self.timing.next_boundary(period)
+
+    # -- under the strategy's exclusion ---------------------------------------------------------
+
+    def rollover(self, path: str, kind: int, size: int, period: float | None, created: float) -> tuple[float | None, str]:
+        """Move ``path`` to its backup name; return the new file's period and the backup name.
+
+        A time boundary reached by an empty file starts the new period without a backup: a
+        machine that was down for a week rotates once, and only if something was written.
         """
+        new_period = period
+        if kind == TIME and self.timing is not None:
+            new_period = self.timing.period_start(created)
+        if size == 0:
+            return new_period, ""
         h = self._handler
-        for i in range(self.backup_count - 1, 0, -1):
-            src = h.rotation_filename(f"{path}.{i}")
-            if os.path.exists(src):
-                # os.replace overwrites atomically: no moment where the older backup is gone
-                # and the newer one not yet in place.
-                os.replace(src, h.rotation_filename(f"{path}.{i + 1}"))
-        h.rotate(path, h.rotation_filename(f"{path}.1"))
+        if self.timing is None:
+            dest = self._shift(path)
+        else:
+            assert period is not None
+            dest = self._free_name(path, period)
+        h.rotate(path, dest)
+        return new_period, dest
+
+    def _name(self, path: str, i: int) -> str:
+        return self._handler.rotation_filename(f"{path}.{i}")
+
+    def _shift(self, path: str) -> str:
+        """``path.1 … path.N-1`` → ``path.2 … path.N`` (with their compressed forms)."""
+        n = self.backup_count
+        forms = ("", self.codec.ext) if self.codec is not None else ("",)
+        first = self._name(path, 1)
+        directory = os.path.dirname(first)
+        try:
+            present = set(os.listdir(directory or "."))
+        except OSError:
+            present = None
+
+        def exists(p: str) -> bool:
+            if present is not None and os.path.dirname(p) == directory:
+                return os.path.basename(p) in present
+            return os.path.lexists(p)
+
+        for ext in forms:
+            oldest = self._name(path, n) + ext
+            if exists(oldest):
+                _unlink(oldest)
+        for i in range(n - 1, 0, -1):
+            src = self._name(path, i)
+            for ext in forms:
+                if exists(src + ext):
+                    # os.replace overwrites atomically: no moment where the older backup is
+                    # gone and the newer one not yet in place.
+                    os.replace(src + ext, self._name(path, i + 1) + ext)
+        return first
+
+    def _free_name(self, path: str, period: float) -> str:
+        assert self.timing is not None
+        stem = f"{path}.{self.timing.stamp(period)}"
+        n = 0
+        while True:
+            dest = self._handler.rotation_filename(stem if n == 0 else f"{stem}.{n}")
+            if not any(os.path.lexists(dest + ext) for ext in _FORMS):
+                return dest
+            n += 1
+
+    def after_rollover(self, path: str, now: float, guard: Callable[[], ContextManager[Any]]) -> None:
+        """Retention, then queue the uncompressed backups for compression (in the background).
+
+        Runs once per rotation, in the rotating process, under its exclusion, so two processes
+        never delete concurrently. Failures are reported and do not fail the record.
+        """
+        if not (self.codec is not None or self.max_age is not None or (self.timing and self.backup_count)):
+            return
+        try:
+            backups, tmps = self.list_backups(path)
+        except OSError as exc:
+            _report(path, exc)
+            return
+        doomed: set[tuple[Any, ...]] = set()
+        if self.timing is not None and self.backup_count > 0:
+            doomed.update(k for k in sorted(backups)[: -self.backup_count])
+        if self.max_age is not None:
+            limit = now - self.max_age
+            for k, files in backups.items():
+                try:
+                    if max(os.stat(f).st_mtime for f in files) < limit:
+                        doomed.add(k)
+                except OSError:
+                    pass
+        for k in doomed:
+            for f in backups.pop(k):
+                _unlink(f)
+        for t in tmps:
+            _remove_stale_temp(t)
+        if self.codec is None:
+            return
+
+        def locate(src: str, key: tuple[int, int]) -> str | None:
+            return self.locate(path, src, key)
+
+        for files in backups.values():
+            for f in files:
+                if not f.endswith(EXTENSIONS):
+                    _compress.submit(f, self.codec, locate, guard, self.perms, _compress.report_error)
+
+    # -- recognising our own backups ------------------------------------------------------------
+
+    def list_backups(self, path: str) -> tuple[dict[tuple[Any, ...], list[str]], list[str]]:
+        """This log's backups, keyed so that sorting the keys orders them oldest first, and the
+        temp files of their compression. Nothing else in the directory can match."""
+        sample = self._name(path, 1)
+        directory = os.path.dirname(sample) or "."
+        backups: dict[tuple[Any, ...], list[str]] = {}
+        tmps = []
+        key_of = self._key_function(path)
+        for entry in os.listdir(directory):
+            full = os.path.join(directory, entry)
+            if entry.startswith("."):
+                m = _TMP_RE.match(entry)
+                if m and key_of(os.path.join(directory, m.group("name"))) is not None:
+                    tmps.append(full)
+                continue
+            plain = entry
+            for ext in EXTENSIONS:
+                if entry.endswith(ext):
+                    plain = entry[: -len(ext)]
+                    break
+            key = key_of(os.path.join(directory, plain))
+            if key is not None:
+                backups.setdefault(key, []).append(full)
+        return backups, tmps
+
+    def _key_function(self, path: str) -> Callable[[str], tuple[Any, ...] | None]:
+        h = self._handler
+        if self.timing is None:
+            # Size backups: exactly the names .1 … .N (through the namer).
+            names = {self._name(path, i): i for i in range(1, self.backup_count + 1)}
+            return lambda p: (-names[p],) if p in names else None
+        stamp = self.timing.stamp_re
+        if h.namer is None:
+            rx = re.compile(re.escape(path) + r"\.(" + stamp + r")(?:\.(\d+))?$")
+
+            def key(p: str) -> tuple[Any, ...] | None:
+                m = rx.match(p)
+                return None if m is None else (m.group(1), int(m.group(2) or 0))
+
+            return key
+        srx = re.compile(stamp)
+
+        def key_named(p: str) -> tuple[Any, ...] | None:
+            # With a namer the stamp can sit anywhere: accept a name only if the namer turns
+            # one of our own default names into exactly it.
+            for m in srx.finditer(os.path.basename(p)):
+                stem = f"{path}.{m.group(0)}"
+                if h.rotation_filename(stem) == p:
+                    return (m.group(0), 0)
+                for n in re.findall(r"\d+", os.path.basename(p)[m.end() :]):
+                    if h.rotation_filename(f"{stem}.{int(n)}") == p:
+                        return (m.group(0), int(n))
+            return None
+
+        return key_named
+
+    def locate(self, path: str, src: str, key: tuple[int, int]) -> str | None:
+        """Where the backup of ``path`` first named ``src`` (inode ``key``) is now: size
+        rotations in other processes shift names. Called under the log's exclusion."""
+        candidates = [src]
+        if self.timing is None:
+            candidates += [self._name(path, i) for i in range(1, self.backup_count + 1)]
+        for c in candidates:
+            try:
+                st = os.stat(c)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == key:
+                return c
+        return None
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        _report(path, exc)
+
+
+def _remove_stale_temp(path: str) -> None:
+    """Remove a compression temp file whose writer died (nobody holds its lock any more)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return
+    try:
+        if try_lock(fd, LOCK_EX):
+            os.unlink(path)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _report(path: str, exc: BaseException) -> None:
+    import logging
+
+    if logging.raiseExceptions and sys.stderr:
+        sys.stderr.write(f"--- safelog: retention could not remove {path}: {type(exc).__name__}: {exc}\n")

@@ -32,7 +32,13 @@ __all__ = [
 ]
 
 HEADER_RE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")
-_SHARD_NAME = r"\.(?P<host>[A-Za-z0-9._-]+?)\.(?P<pid>\d+)\.shard(?:\.(?P<n>\d+))?(?:\.(?P<ext>gz|bz2|xz))?$"
+# A shard's backups: ``.shard.N`` (size rotation) or ``.shard.<period>[.N]`` (time rotation, the
+# stdlib suffix of ``when``, e.g. ``2026-11-26_18``), optionally compressed.
+_SHARD_NAME = (
+    r"\.(?P<host>[A-Za-z0-9._-]+?)\.(?P<pid>\d+)\.shard"
+    r"(?:\.(?P<period>\d{4}-\d\d-\d\d(?:_\d\d(?:-\d\d){0,2})?))?"
+    r"(?:\.(?P<n>\d+))?(?:\.(?P<ext>gz|bz2|xz))?$"
+)
 
 _host: str | None = None
 

@@ -12,11 +12,14 @@ partial writes) is here once.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import weakref
 from time import monotonic
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, ContextManager
+
+from ._perms import Perms, create_exclusive
 
 if TYPE_CHECKING:
     from ._rotation import Rollover
@@ -37,7 +40,7 @@ _O_BINARY = getattr(os, "O_BINARY", 0)
 class FileOptions:
     """The open-time options every strategy needs, validated by the handler."""
 
-    __slots__ = ("encoding", "errors", "truncate", "file_mode", "lock_dir")
+    __slots__ = ("encoding", "errors", "truncate", "file_mode", "lock_dir", "perms")
 
     def __init__(
         self,
@@ -46,26 +49,32 @@ class FileOptions:
         truncate: bool,
         file_mode: int,
         lock_dir: str | None,
+        perms: Perms | None = None,
     ) -> None:
         self.encoding = encoding
         self.errors = errors
         self.truncate = truncate
         self.file_mode = file_mode
         self.lock_dir = lock_dir
+        self.perms = perms
 
     def key(self) -> tuple[object, ...]:
         return (self.lock_dir,)
 
 
-def open_append(path: str, mode: int, *, truncate: bool = False) -> int:
+def open_append(path: str, mode: int, *, truncate: bool = False, perms: Perms | None = None) -> int:
     """Open ``path`` for appending, creating its directory if needed.
 
     ``O_APPEND`` makes every ``write()`` land at the current end of file atomically on local
     POSIX file systems, whoever else appends; it is what lets several processes share the file.
+    With ``perms`` the file is created exclusively first, so that only the process that created
+    it sets its mode and owner, on the descriptor.
     """
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
     if truncate:
         flags |= os.O_TRUNC
+    if perms is not None and perms.active:
+        return _create_or_open(path, flags, perms.create_mode, perms, follow=True)
     try:
         return os.open(path, flags, mode)
     except FileNotFoundError:
@@ -73,14 +82,34 @@ def open_append(path: str, mode: int, *, truncate: bool = False) -> int:
         return os.open(path, flags, mode)
 
 
-def open_lockfile(path: str, mode: int) -> int:
-    """Open (creating) a lock file without following a symlink planted in its place."""
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
-    try:
-        return os.open(path, flags, mode)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return os.open(path, flags, mode)
+def open_lockfile(path: str, mode: int, perms: Perms | None = None) -> int:
+    """Open (creating) a lock file without following a symlink planted in its place.
+
+    Created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and opened with ``O_NOFOLLOW``: in a shared
+    directory nobody can make safelog create or lock a file of their choosing.
+    """
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
+    if perms is not None and perms.active:
+        mode = perms.create_mode
+    return _create_or_open(path, flags, mode, perms, follow=False)
+
+
+def _create_or_open(path: str, flags: int, mode: int, perms: Perms | None, *, follow: bool) -> int:
+    open_flags = flags & ~os.O_CREAT & ~os.O_TRUNC
+    if not follow:
+        open_flags |= _O_NOFOLLOW
+    while True:
+        try:
+            return create_exclusive(path, flags & ~os.O_CREAT & ~os.O_TRUNC, mode, perms)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            continue
+        try:
+            return os.open(path, open_flags | (flags & os.O_TRUNC))
+        except FileNotFoundError:
+            continue  # removed between the two calls (rotation by another process): create it
 
 
 def close_quietly(fd: int) -> None:
@@ -108,6 +137,11 @@ class Sink:
         # with a line break so the torn fragment cannot glue itself to a good record.
         self._torn = False
         self._truncate = options.truncate
+        # Time rotation: start of the period the open file belongs to (None: not known yet), and
+        # the instant that period ends. Kept here, per real path, because all handlers of the
+        # path in this process write the same file.
+        self._period: float | None = None
+        self._rollover_at = math.inf
 
     # -- called by the handler ------------------------------------------------------------
 
@@ -122,7 +156,7 @@ class Sink:
             if self._torn:
                 data = b"\n" + data
             try:
-                self._append(data, rollover)
+                self._append(data, created, rollover)
             except OSError:
                 if self._torn:
                     raise
@@ -130,7 +164,7 @@ class Sink:
                 # remounted, descriptor closed by a library): reopen once and retry. Nothing of
                 # this record reached the file, so the retry cannot duplicate it.
                 self._close_files()
-                self._append(data, rollover)
+                self._append(data, created, rollover)
 
     def open(self) -> None:
         """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
@@ -144,8 +178,26 @@ class Sink:
 
     # -- for strategies ---------------------------------------------------------------------
 
-    def _append(self, data: bytes, rollover: Rollover | None) -> None:
+    def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         raise NotImplementedError
+
+    def rotation_guard(self) -> ContextManager[Any]:
+        """The exclusion under which this log's backups may be renamed or removed (used by the
+        background compressor for its final renames). One writer per file: the thread lock."""
+        return self._tlock
+
+    def _set_period(self, rollover: Rollover, period: float | None) -> None:
+        self._period = period
+        self._rollover_at = rollover.boundary(period)
+
+    def _rotate_own(self, rollover: Rollover, kind: int, size: int, created: float) -> None:
+        """Rotate a file this process alone writes (``thread``, ``per-process``), under its
+        thread lock: nobody else can be appending, so no re-check is needed."""
+        target = self._target()
+        period, _ = rollover.rollover(target, kind, size, self._period, created)
+        self._open_log()
+        self._set_period(rollover, period)
+        rollover.after_rollover(target, created, self.rotation_guard)
 
     def _open_files(self) -> None:
         self._open_log()
@@ -157,7 +209,9 @@ class Sink:
     def _open_log(self) -> None:
         close_quietly(self._fd)
         self._fd = -1
-        fd = open_append(self._target(), self.options.file_mode, truncate=self._truncate)
+        fd = open_append(
+            self._target(), self.options.file_mode, truncate=self._truncate, perms=self.options.perms
+        )
         self._truncate = False
         self._fd = fd
         self._ino = os.fstat(fd).st_ino
