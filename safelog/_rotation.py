@@ -24,7 +24,7 @@ import math
 import os
 import re
 import sys
-from typing import TYPE_CHECKING, Any, Callable, ContextManager
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
 from . import _compress
 from ._compress import EXTENSIONS, TMP_SUFFIX, Codec
@@ -126,29 +126,27 @@ class Rollover:
         return self._handler.rotation_filename(f"{path}.{i}")
 
     def _shift(self, path: str) -> str:
-        """``path.1 … path.N-1`` → ``path.2 … path.N`` (with their compressed forms)."""
+        """``path.1 … path.N-1`` → ``path.2 … path.N`` (with their compressed forms).
+
+        Only the backups that exist are touched (one directory listing), so a large
+        ``backup_count`` costs nothing per rotation.
+        """
         n = self.backup_count
-        forms = ("", self.codec.ext) if self.codec is not None else ("",)
         first = self._name(path, 1)
-        directory = os.path.dirname(first)
-        try:
-            present = set(os.listdir(directory or "."))
-        except OSError:
-            present = None
-
-        def exists(p: str) -> bool:
-            if present is not None and os.path.dirname(p) == directory:
-                return os.path.basename(p) in present
-            return os.path.lexists(p)
-
-        for ext in forms:
-            oldest = self._name(path, n) + ext
-            if exists(oldest):
-                _unlink(oldest)
-        for i in range(n - 1, 0, -1):
+        directory = os.path.dirname(first) or "."
+        key_of = self._key_function(path)
+        present: dict[int, list[str]] = {}
+        for entry in os.listdir(directory):
+            plain, ext = _split_ext(entry)
+            key = key_of(os.path.join(directory, plain))
+            if key is not None:
+                present.setdefault(-key[0], []).append(ext)
+        for i in sorted(present, reverse=True):
             src = self._name(path, i)
-            for ext in forms:
-                if exists(src + ext):
+            for ext in present[i]:
+                if i >= n:
+                    _unlink(src + ext)
+                else:
                     # os.replace overwrites atomically: no moment where the older backup is
                     # gone and the newer one not yet in place.
                     os.replace(src + ext, self._name(path, i + 1) + ext)
@@ -221,11 +219,7 @@ class Rollover:
                 if m and key_of(os.path.join(directory, m.group("name"))) is not None:
                     tmps.append(full)
                 continue
-            plain = entry
-            for ext in EXTENSIONS:
-                if entry.endswith(ext):
-                    plain = entry[: -len(ext)]
-                    break
+            plain, _ = _split_ext(entry)
             key = key_of(os.path.join(directory, plain))
             if key is not None:
                 backups.setdefault(key, []).append(full)
@@ -235,7 +229,16 @@ class Rollover:
         h = self._handler
         if self.timing is None:
             # Size backups: exactly the names .1 … .N (through the namer).
-            names = {self._name(path, i): i for i in range(1, self.backup_count + 1)}
+            n = self.backup_count
+            if h.namer is None:
+                srx = re.compile(re.escape(path) + r"\.([1-9]\d*)$")
+
+                def size_key(p: str) -> tuple[Any, ...] | None:
+                    m = srx.match(p)
+                    return (-int(m.group(1)),) if m and int(m.group(1)) <= n else None
+
+                return size_key
+            names = {self._name(path, i): i for i in range(1, n + 1)}
             return lambda p: (-names[p],) if p in names else None
         stamp = self.timing.stamp_re
         if h.namer is None:
@@ -265,10 +268,7 @@ class Rollover:
     def locate(self, path: str, src: str, key: tuple[int, int]) -> str | None:
         """Where the backup of ``path`` first named ``src`` (inode ``key``) is now: size
         rotations in other processes shift names. Called under the log's exclusion."""
-        candidates = [src]
-        if self.timing is None:
-            candidates += [self._name(path, i) for i in range(1, self.backup_count + 1)]
-        for c in candidates:
+        for c in self._candidates(path, src):
             try:
                 st = os.stat(c)
             except OSError:
@@ -276,6 +276,22 @@ class Rollover:
             if (st.st_dev, st.st_ino) == key:
                 return c
         return None
+
+    def _candidates(self, path: str, src: str) -> Iterator[str]:
+        yield src
+        if self.timing is None:
+            # Shifts only ever move a backup to a higher number.
+            key = self._key_function(path)(src)
+            start = -key[0] + 1 if key else 1
+            for i in range(start, self.backup_count + 1):
+                yield self._name(path, i)
+
+
+def _split_ext(name: str) -> tuple[str, str]:
+    for ext in EXTENSIONS:
+        if name.endswith(ext):
+            return name[: -len(ext)], ext
+    return name, ""
 
 
 def _unlink(path: str) -> None:
