@@ -18,7 +18,8 @@ Why it cannot hurt a writer:
   same directory (created with ``O_EXCL|O_NOFOLLOW``), fsynced, then ``os.replace``-d over the
   target; the uncompressed backup is removed only after that rename is durable. A crash at any
   point leaves the uncompressed backup (and maybe a stale temp file, which the next rotation
-  removes once no live process holds its lock); never a truncated ``.gz``.
+  removes once no live process holds its lock); never a truncated ``.gz``. The original is
+  renamed away under the lock and unlinked afterwards (see :func:`trash`).
 
 The temp-file + fsync + ``os.replace`` steps are a private helper here; they are the same as the
 shared atomic-replace helper and can move there.
@@ -27,6 +28,7 @@ shared atomic-replace helper and can move there.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import gzip
 import io
 import lzma
@@ -41,13 +43,14 @@ from typing import IO, Any, Callable
 from ._lock import LOCK_EX, flock
 from ._perms import Perms, create_exclusive
 
-__all__ = ["Codec", "CODECS", "EXTENSIONS", "parse_compress", "submit", "wait", "TMP_SUFFIX"]
+__all__ = ["Codec", "CODECS", "EXTENSIONS", "parse_compress", "submit", "trash", "discard", "wait", "TMP_SUFFIX", "DEL_SUFFIX"]
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _CHUNK = 1 << 20
 TMP_SUFFIX = ".tmp"
+DEL_SUFFIX = ".del"
 
 
 class Codec:
@@ -110,7 +113,9 @@ OnError = Callable[[str, BaseException], None]
 class _Job:
     __slots__ = ("src", "codec", "locate", "guard", "perms", "on_error")
 
-    def __init__(self, src: str, codec: Codec, locate: Locate, guard: Guard, perms: Perms | None, on_error: OnError) -> None:
+    def __init__(
+        self, src: str, codec: Codec | None, locate: Locate, guard: Guard, perms: Perms | None, on_error: OnError
+    ) -> None:
         self.src = src
         self.codec = codec
         self.locate = locate
@@ -134,11 +139,46 @@ _chunk_hook: Callable[[str], None] | None = None
 
 def submit(src: str, codec: Codec, locate: Locate, guard: Guard, perms: Perms | None, on_error: OnError) -> None:
     """Queue ``src`` for compression; returns at once."""
+    _queue(_Job(src, codec, locate, guard, perms, on_error))
+
+
+def discard(path: str) -> None:
+    """Unlink ``path`` (a name nobody else uses: see :func:`trash`) in the background."""
+    _queue(_Job(path, None, _nowhere, _no_guard, None, report_error))
+
+
+def trash(path: str) -> None:
+    """Remove ``path`` without making the caller wait for the file system to free its blocks.
+
+    Unlinking a 50 MB file can take tens of milliseconds; done under the log's lock, every
+    writer would wait that long. So under the lock the file is only renamed to a hidden name of
+    its own (cheap, and it leaves the backup names at once), and the unlink happens in the
+    background. A crash in between leaves a ``.<name>.<random>.del`` file that the next
+    rotation removes.
+    """
+    directory, name = os.path.split(path)
+    hidden = os.path.join(directory, f".{name}.{secrets.token_hex(6)}{DEL_SUFFIX}")
+    try:
+        os.rename(path, hidden)
+    except FileNotFoundError:
+        return
+    discard(hidden)
+
+
+def _nowhere(src: str, key: tuple[int, int]) -> str | None:
+    return None
+
+
+def _no_guard() -> AbstractContextManager[Any]:
+    return contextlib.nullcontext()
+
+
+def _queue(job: _Job) -> None:
     global _worker
     with _cond:
-        if any(j.src == src for j in _jobs):
+        if any(j.src == job.src for j in _jobs):
             return
-        _jobs.append(_Job(src, codec, locate, guard, perms, on_error))
+        _jobs.append(job)
         if _worker is None:
             _worker = threading.Thread(target=_run, name="safelog-compress", daemon=False)
             _worker.start()
@@ -161,7 +201,13 @@ def _run() -> None:
             job = _jobs.popleft()
             _busy += 1
         try:
-            compress_file(job)
+            if job.codec is None:
+                try:
+                    os.unlink(job.src)
+                except FileNotFoundError:
+                    pass
+            else:
+                compress_file(job)
         except BaseException as exc:  # the backup stays uncompressed; say why, keep going
             try:
                 job.on_error(job.src, exc)
@@ -196,6 +242,7 @@ def compress_file(job: _Job) -> None:
 
 
 def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -> None:
+    assert job.codec is not None
     directory, name = os.path.split(job.src)
     tmp, tfd = create_temp(directory, name + job.codec.ext, job.perms)
     try:
@@ -229,8 +276,7 @@ def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -
         with job.guard():
             where = job.locate(job.src, key)
             if where is not None:
-                os.unlink(where)
-        fsync_dir(directory)
+                trash(where)
     except BaseException:
         if tmp:
             try:

@@ -27,7 +27,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
 from . import _compress
-from ._compress import EXTENSIONS, TMP_SUFFIX, Codec
+from ._compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec
 from ._lock import LOCK_EX, try_lock
 from ._timepolicy import TimePolicy
 
@@ -41,6 +41,7 @@ SIZE = 1
 TIME = 2
 _FORMS = ("",) + EXTENSIONS
 _TMP_RE = re.compile(r"^\.(?P<name>.+?)(?:\.gz|\.bz2|\.xz)\.[0-9a-f]{12}" + re.escape(TMP_SUFFIX) + "$")
+_DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) + "$")
 
 
 class Rollover:
@@ -145,7 +146,7 @@ class Rollover:
             src = self._name(path, i)
             for ext in present[i]:
                 if i >= n:
-                    _unlink(src + ext)
+                    _compress.trash(src + ext)
                 else:
                     # os.replace overwrites atomically: no moment where the older backup is
                     # gone and the newer one not yet in place.
@@ -188,9 +189,12 @@ class Rollover:
                     pass
         for k in doomed:
             for f in backups.pop(k):
-                _unlink(f)
+                _compress.trash(f)
         for t in tmps:
-            _remove_stale_temp(t)
+            if t.endswith(DEL_SUFFIX):
+                _compress.discard(t)
+            else:
+                _remove_stale_temp(t)
         if self.codec is None:
             return
 
@@ -215,8 +219,10 @@ class Rollover:
         for entry in os.listdir(directory):
             full = os.path.join(directory, entry)
             if entry.startswith("."):
-                m = _TMP_RE.match(entry)
-                if m and key_of(os.path.join(directory, m.group("name"))) is not None:
+                # Leftovers of a process that died half-way: a compression temp file, or a
+                # backup renamed away to be unlinked (see _compress.trash).
+                m = _TMP_RE.match(entry) or _DEL_RE.match(entry)
+                if m and key_of(os.path.join(directory, _split_ext(m.group("name"))[0])) is not None:
                     tmps.append(full)
                 continue
             plain, _ = _split_ext(entry)
@@ -294,15 +300,6 @@ def _split_ext(name: str) -> tuple[str, str]:
     return name, ""
 
 
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        _report(path, exc)
-
-
 def _remove_stale_temp(path: str) -> None:
     """Remove a compression temp file whose writer died (nobody holds its lock any more)."""
     try:
@@ -322,4 +319,4 @@ def _report(path: str, exc: BaseException) -> None:
     import logging
 
     if logging.raiseExceptions and sys.stderr:
-        sys.stderr.write(f"--- safelog: retention could not remove {path}: {type(exc).__name__}: {exc}\n")
+        sys.stderr.write(f"--- safelog: retention could not list the backups of {path}: {type(exc).__name__}: {exc}\n")

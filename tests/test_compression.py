@@ -143,7 +143,8 @@ def _crashing_writer(path: str, n: int, started: Any, written: Any) -> None:
 
 def test_crash_mid_compression_leaves_the_uncompressed_backup(tmp_path: Any, make_handler: Any) -> None:
     """A process killed while compressing leaves its backup whole and no .gz; the next rotation
-    removes the dead temp file and compresses the leftover; nothing is lost or duplicated."""
+    removes the dead temp file (and a dead .del), compresses the leftover; nothing is lost or
+    duplicated."""
     path = str(tmp_path / "app.log")
     ctx: Any = multiprocessing.get_context("fork")
     started, written = ctx.Event(), ctx.Event()
@@ -162,6 +163,8 @@ def test_crash_mid_compression_leaves_the_uncompressed_backup(tmp_path: Any, mak
     ids = [f"c-{i}" for i in range(n)]
     assert audit(log_files(path), ids, PATTERN).ok
 
+    # A backup renamed away for unlinking by a process that died before the unlink.
+    (tmp_path / ".app.log.3.0123456789ab.del").write_text("already compressed\n")
     h = make_handler(path, strategy="flock", max_bytes=2_000_000, backup_count=5, compress="gzip")
     more = [f"d-{i}" for i in range(n)]
     for rid in more:

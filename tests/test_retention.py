@@ -76,6 +76,7 @@ def test_backup_count_keeps_the_newest_time_backups(tmp_path: Any, make_handler:
     h = make_handler(path, strategy="flock", when="D", utc=True, backup_count=3)
     for d in range(7):
         emit(h, f"d{d}", BASE + d * DAY)
+    assert _compress.wait(30)  # removed backups are unlinked in the background
     kept = sorted(n for n in os.listdir(tmp_path) if n.startswith("app.log.2026"))
     assert kept == ["app.log.2026-11-29", "app.log.2026-11-30", "app.log.2026-12-01"]
     assert audit(log_files(path), ["d3", "d4", "d5", "d6"], PATTERN).ok
@@ -97,6 +98,7 @@ def test_age_retention_removes_backups_older_than_the_limit(tmp_path: Any, make_
         os.utime(path, (BASE + d * DAY + 20, BASE + d * DAY + 20))
         h = make_handler(path, strategy="thread", when="D", utc=True, retention="3 days")
     emit(h, "d6", BASE + 6 * DAY + 10)
+    assert _compress.wait(30)
     kept = sorted(n for n in os.listdir(tmp_path) if n.startswith("app.log.2026"))
     # At day 6 + 10 s the limit is day 3 + 10 s: the day-3 backup (written at day 3 + 20 s) stays.
     assert kept == ["app.log.2026-11-29", "app.log.2026-11-30", "app.log.2026-12-01"]
@@ -147,6 +149,7 @@ def test_retention_with_a_namer_only_removes_names_the_namer_makes(tmp_path: Any
     h.namer = lambda name: name.replace("app.log.", "app-") + ".log"
     for d in range(5):
         emit(h, f"d{d}", BASE + d * DAY)
+    assert _compress.wait(30)
     assert sorted(os.listdir(tmp_path)) == [
         "app-2026-11-26.log.old",
         "app-2026-11-26.txt",
@@ -163,6 +166,7 @@ def _rotating_worker(path: str, wid: int, barrier: Any, start: float) -> None:
         for i in range(20):
             emit(h, f"{wid}-{m}-{i}", start + m * 60 + i * 0.01)
     h.close()
+    _compress.wait(30)
 
 
 def test_many_processes_apply_retention_once_per_rotation(tmp_path: Any) -> None:
