@@ -40,7 +40,9 @@ __all__ = ["Rollover", "SIZE", "TIME"]
 SIZE = 1
 TIME = 2
 _FORMS = ("",) + EXTENSIONS
-_TMP_RE = re.compile(r"^\.(?P<name>.+?)(?:\.gz|\.bz2|\.xz)\.[0-9a-f]{12}" + re.escape(TMP_SUFFIX) + "$")
+_TMP_RE = re.compile(
+    r"^\.(?P<name>.+?)(?:\.gz|\.bz2|\.xz)\.(?:(?P<ino>[0-9a-f]+)-)?[0-9a-f]{12}" + re.escape(TMP_SUFFIX) + "$"
+)
 _DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) + "$")
 
 
@@ -190,11 +192,14 @@ class Rollover:
         for k in doomed:
             for f in backups.pop(k):
                 _compress.trash(f)
+        busy = set()
         for t in tmps:
             if t.endswith(DEL_SUFFIX):
                 _compress.discard(t)
-            else:
-                _remove_stale_temp(t)
+            elif _temp_is_live(t):
+                m = _TMP_RE.match(os.path.basename(t))
+                if m and m.group("ino"):
+                    busy.add(int(m.group("ino"), 16))
         if self.codec is None:
             return
 
@@ -203,8 +208,16 @@ class Rollover:
 
         for files in backups.values():
             for f in files:
-                if not f.endswith(EXTENSIONS):
-                    _compress.submit(f, self.codec, locate, guard, self.perms, _compress.report_error)
+                if f.endswith(EXTENSIONS):
+                    continue
+                # The new backup, or one a dead process left uncompressed. One that a live
+                # process (maybe another one) is compressing right now is left to it.
+                try:
+                    if os.stat(f).st_ino in busy:
+                        continue
+                except OSError:
+                    continue
+                _compress.submit(f, self.codec, locate, guard, self.perms, _compress.report_error)
 
     # -- recognising our own backups ------------------------------------------------------------
 
@@ -300,19 +313,22 @@ def _split_ext(name: str) -> tuple[str, str]:
     return name, ""
 
 
-def _remove_stale_temp(path: str) -> None:
-    """Remove a compression temp file whose writer died (nobody holds its lock any more)."""
+def _temp_is_live(path: str) -> bool:
+    """True when a live process is writing this compression temp file (it holds its lock);
+    otherwise its writer died: remove it."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError:
-        return
+        return False
     try:
-        if try_lock(fd, LOCK_EX):
-            os.unlink(path)
+        if not try_lock(fd, LOCK_EX):
+            return True
+        os.unlink(path)
     except OSError:
         pass
     finally:
         os.close(fd)
+    return False
 
 
 def _report(path: str, exc: BaseException) -> None:

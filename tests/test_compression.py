@@ -252,3 +252,44 @@ def test_many_processes_compress_without_losing_a_record(tmp_path: Any) -> None:
     assert len(files) > 50
     assert not [x for x in names(tmp_path) if x.endswith(".tmp")]
     assert audit(files, [f"{w}-{i}" for w in range(4) for i in range(n)], PATTERN).ok
+
+
+def _slow_compressor(path: str, limit: int, started: Any, release: Any) -> None:
+    def stall(src: str) -> None:
+        started.set()
+        assert release.wait(60)
+
+    _compress._chunk_hook = stall
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=limit, backup_count=5, compress="gzip")
+    for i in range(401):
+        emit(h, f"a-{i}")  # the 401st rotates: this process compresses app.log.1, slowly
+    h.close()
+    assert _compress.wait(60)
+
+
+def test_a_backup_being_compressed_elsewhere_is_not_compressed_twice(tmp_path: Any, make_handler: Any, hook: Any) -> None:
+    """While another process is compressing app.log.1, a rotation here shifts it to app.log.2
+    and compresses only its own new backup; the other process finishes app.log.2.gz."""
+    path = str(tmp_path / "app.log")
+    limit = sum(len(f"id=a-{i} {FILL}\n") for i in range(400))
+    ctx: Any = multiprocessing.get_context("fork")
+    started, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_slow_compressor, args=(path, limit, started, release))
+    p.start()
+    compressed_here: list[str] = []
+    try:
+        assert started.wait(60)
+        hook(compressed_here.append)
+        h = make_handler(path, strategy="flock", max_bytes=limit, backup_count=5, compress="gzip")
+        mine = [f"b-{i:03d}" for i in range(400)]  # same length as a-NNN: fills the file, then rotates
+        for rid in mine:
+            emit(h, rid)
+        assert _compress.wait(30)
+    finally:
+        release.set()
+        p.join(60)
+    assert p.exitcode == 0
+    assert set(compressed_here) == {path + ".1"}
+    assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.2.gz", "app.log.lock"]
+    assert audit([path + ".2.gz"], [f"a-{i}" for i in range(400)], PATTERN).ok
+    assert audit(log_files(path), [f"a-{i}" for i in range(401)] + mine, PATTERN).ok
