@@ -7,7 +7,8 @@ file, so its backup is gzipped while both keep logging. The run ends when the ba
 ``app.log.1.gz`` (and the plain one is gone). Reported per handler: the worst and the 99th
 percentile emit latency over all writers, and how long the backup took to compress, as medians
 over the runs (handlers interleaved run by run, so a noisy minute hurts both alike). Every run
-is audited: each record logged during it exactly once, across app.log and app.log.1.gz.
+is audited: each record logged during it exactly once, across app.log and app.log.1.gz. A third
+row, safelog with the same rotation but no compression, shows the machine's own noise floor.
 
     python benchmarks/compress_latency.py              # 5 runs each (about a minute)
     python benchmarks/compress_latency.py --runs 3 --size-mb 20
@@ -59,10 +60,11 @@ def prefill(path: str, size: int) -> None:
 
 
 def make_handler(kind: str, path: str, size: int) -> logging.Handler:
-    if kind == "safelog":
+    if kind in ("safelog", "plain"):
         import safelog
 
-        return safelog.SafeFileHandler(path, strategy="flock", max_bytes=size, backup_count=5, compress="gzip")
+        compress = "gzip" if kind == "safelog" else None
+        return safelog.SafeFileHandler(path, strategy="flock", max_bytes=size, backup_count=5, compress=compress)
     from concurrent_log_handler import ConcurrentRotatingFileHandler
 
     return ConcurrentRotatingFileHandler(path, maxBytes=size, backupCount=5, use_gzip=True)
@@ -109,7 +111,13 @@ def one_run(kind: str, size: int, writers: int, pace: float, template: str) -> d
         t0 = time.monotonic()
         go.set()
         gz = path + ".1.gz"
-        while not (os.path.exists(gz) and not os.path.exists(path + ".1")):
+
+        def done() -> bool:
+            if kind == "plain":  # the floor: same rotation, nothing compressed, 3 seconds
+                return time.monotonic() - t0 > 3 and os.path.exists(path + ".1")
+            return os.path.exists(gz) and not os.path.exists(path + ".1")
+
+        while not done():
             if time.monotonic() - t0 > 300:
                 raise RuntimeError(f"{kind}: backup not compressed after 300 s")
             time.sleep(0.005)
@@ -120,7 +128,7 @@ def one_run(kind: str, size: int, writers: int, pace: float, template: str) -> d
         for p in procs:
             p.join(120)
         ids = [f"w{wid}-{i}" for wid, n, _, _ in results for i in range(n)]
-        report = audit([path, gz], ids, PATTERN)
+        report = audit([path, path + ".1" if kind == "plain" else gz], ids, PATTERN)
         # The pre-filled old lines are in the backup too; they are not ours to count.
         assert not report.lost and not report.duplicated, report.summary()
         return {
@@ -137,10 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size-mb", type=int, default=50)
     ap.add_argument("--writers", type=int, default=2)
     ap.add_argument("--pace-us", type=int, default=500, help="sleep between records (default %(default)s µs)")
-    ap.add_argument("--only", choices=("safelog", "clh"))
+    ap.add_argument("--only", choices=("safelog", "clh", "plain"))
     args = ap.parse_args(argv)
     size = args.size_mb * 1000 * 1000
-    kinds = [args.only] if args.only else ["safelog", "clh"]
+    kinds = [args.only] if args.only else ["plain", "safelog", "clh"]
     with tempfile.TemporaryDirectory(prefix="compress-template-") as d:
         template = os.path.join(d, "template.log")
         prefill(template, size)
@@ -159,8 +167,13 @@ def main(argv: list[str] | None = None) -> int:
     print("| --- | --- | --- | --- |")
     for k in kinds:
         med = {key: statistics.median(x[key] for x in rows[k]) for key in rows[k][0]}
-        name = "safelog (flock)" if k == "safelog" else "concurrent-log-handler 0.9.31"
-        print(f"| {name} | {med['worst_ms']:.1f} ms | {med['p99_ms']:.2f} ms | {med['compress_s']:.2f} s |")
+        name = {
+            "plain": "safelog (flock), no compression: the floor",
+            "safelog": "safelog (flock), gzip",
+            "clh": "concurrent-log-handler 0.9.31, use_gzip",
+        }[k]
+        after = "-" if k == "plain" else f"{med['compress_s']:.2f} s"
+        print(f"| {name} | {med['worst_ms']:.1f} ms | {med['p99_ms']:.2f} ms | {after} |")
     return 0
 
 
