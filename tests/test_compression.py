@@ -110,7 +110,8 @@ def test_writers_never_wait_for_compression(tmp_path: Any, make_handler: Any, ho
     for rid in ids:
         emit(h, rid)  # about 210 KB: rotates once, compression starts and stalls
     assert started.wait(30)
-    ctx: Any = multiprocessing.get_context("fork")
+    # spawn: forking while the compressor thread runs is what a fork-safe app would avoid.
+    ctx: Any = multiprocessing.get_context("spawn")
     done = ctx.Event()
     p = ctx.Process(target=_other_writer, args=(path, 300, done))
     p.start()
