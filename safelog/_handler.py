@@ -158,7 +158,8 @@ class SafeFileHandler(logging.Handler):
             lock_dir=lock_dir_s,
             perms=perms if perms.active else None,
         )
-        self._sink = acquire(STRATEGIES[self.strategy], os.path.realpath(self.baseFilename), options)
+        self._sink_key: tuple[type[Sink], str, FileOptions] = (STRATEGIES[self.strategy], os.path.realpath(self.baseFilename), options)
+        self._sink = acquire(*self._sink_key)
         self._fail_lock = threading.Lock()
         self._lost = 0
         self._lost_since = 0.0
@@ -203,7 +204,7 @@ class SafeFileHandler(logging.Handler):
 
     def close(self) -> None:
         with self._fail_lock:
-            sink, self._sink = self._sink, _ClosedSink()
+            sink, self._sink = self._sink, _ClosedSink(self)
         if not isinstance(sink, _ClosedSink):
             release(sink)
         super().close()
@@ -255,6 +256,22 @@ class SafeFileHandler(logging.Handler):
                 self._lost += lost
             self._write_failed(note, exc)
 
+    def _reopen(self) -> Sink:
+        """The sink for a record that arrived after close(), as logging.FileHandler reopens.
+
+        A second dictConfig() (Django's LOGGING after gunicorn's logconfig_dict, a Flask app's
+        config) closes every existing handler but leaves the ones on loggers it does not
+        configure attached: gunicorn.access keeps a closed handler. Dropping its records would
+        silently lose the access log, so a closed handler in append mode reopens, like the
+        stdlib's; in mode 'w' it does not, as reopening would truncate the file again.
+        """
+        with self._fail_lock:
+            if isinstance(self._sink, _ClosedSink):
+                if self.mode == "w":
+                    raise ValueError("I/O operation on closed handler")
+                self._sink = acquire(*self._sink_key)
+            return self._sink
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
 
@@ -270,12 +287,15 @@ def _one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -
 
 
 class _ClosedSink(Sink):
-    """Stands in after close(): records logged to a closed handler are reported, not written."""
+    """Stands in after close(): the next record reopens the handler (see ``_reopen``).
+
+    Reopening here rather than testing for a closed handler in emit() keeps the hot path as is.
+    """
 
     kind = "closed"
 
-    def __init__(self) -> None:  # noqa: D107 - no file behind it
-        pass
+    def __init__(self, handler: SafeFileHandler) -> None:  # noqa: D107 - no file behind it
+        self._handler = handler
 
     def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
-        raise ValueError("I/O operation on closed handler")
+        self._handler._reopen().write(msg, created, rollover)

@@ -121,10 +121,13 @@ def iter_records(stream: IO[bytes]) -> Iterator[ShardRecord | FrameError]:
     parts: list[bytes] = []
     for lineno, line in enumerate(stream, 1):
         if not line.endswith(b"\n"):
-            if current is not None:
+            # A cut continuation line is the tail of the current record: that record is
+            # incomplete and must not be handed on as whole. A cut header line ends the
+            # current record, which is then complete.
+            if current is not None and not line.startswith(b"\t"):
                 current.text = b"\n".join(parts)
                 yield current
-                current = None
+            current = None
             yield FrameError(lineno, line, "truncated record (no line end)")
             continue
         if line.startswith(b"\t"):

@@ -1,0 +1,174 @@
+"""Options are validated at construction: bad values fail early, naming the option and the value."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Callable
+
+import pytest
+
+import safelog
+from safelog._audit import log_files
+from safelog._options import parse_size
+
+# (keyword arguments, exception type, texts the message must contain)
+BAD_OPTIONS: list[tuple[dict[str, Any], type[Exception], tuple[str, ...]]] = [
+    ({"strategy": "flok"}, ValueError, ("strategy", "'flok'")),
+    ({"strategy": 3}, ValueError, ("strategy", "3")),
+    ({"max_bytes": "ten"}, ValueError, ("max_bytes", "'ten'")),
+    ({"maxBytes": "ten"}, ValueError, ("max_bytes", "'ten'")),
+    ({"max_bytes": "10 XB"}, ValueError, ("max_bytes", "'10 XB'")),
+    ({"max_bytes": -5}, ValueError, ("max_bytes", "-5")),
+    ({"max_bytes": 1.5}, TypeError, ("max_bytes", "1.5")),
+    ({"max_bytes": True}, TypeError, ("max_bytes", "True")),
+    ({"backup_count": -1}, ValueError, ("backup_count", "-1")),
+    ({"backupCount": -3}, ValueError, ("backup_count", "-3")),
+    ({"backup_count": "three"}, TypeError, ("backup_count", "'three'")),
+    ({"colour": "red"}, TypeError, ("colour",)),
+    ({"maxbytes": 10}, TypeError, ("maxbytes",)),
+    ({"strategy": "flock", "mode": "w"}, ValueError, ("mode='w'", "flock")),
+    ({"mode": "r"}, ValueError, ("mode", "'r'")),
+    ({"maxBytes": 1000, "max_bytes": 2000}, ValueError, ("max_bytes=2000", "maxBytes=1000")),
+    ({"backupCount": 1, "backup_count": 2}, ValueError, ("backup_count=2", "backupCount=1")),
+    ({"encoding": "no-such-codec"}, ValueError, ("encoding", "'no-such-codec'")),
+    ({"errors": "no-such-handler"}, ValueError, ("errors", "'no-such-handler'")),
+    ({"encoding": 8}, TypeError, ("encoding", "8")),
+    ({"delay": "maybe"}, TypeError, ("delay", "'maybe'")),
+    ({"namer": "not callable"}, TypeError, ("namer", "'not callable'")),
+    ({"rotator": 42}, TypeError, ("rotator", "42")),
+]
+
+
+def _case_id(case: tuple[dict[str, Any], type[Exception], tuple[str, ...]]) -> str:
+    return ",".join(f"{k}={v!r}" for k, v in case[0].items())
+
+
+@pytest.mark.parametrize(("options", "exc_type", "texts"), BAD_OPTIONS, ids=[_case_id(c) for c in BAD_OPTIONS])
+def test_bad_option_raises_naming_it(
+    tmp_path: Any, options: dict[str, Any], exc_type: type[Exception], texts: tuple[str, ...]
+) -> None:
+    """A bad option raises ValueError/TypeError naming the option and value, and creates no file."""
+    path = tmp_path / "logs" / "app.log"
+    with pytest.raises(exc_type) as info:
+        safelog.SafeFileHandler(str(path), **options)
+    for text in texts:
+        assert text in str(info.value), (text, str(info.value))
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(("options", "exc_type", "texts"), BAD_OPTIONS, ids=[_case_id(c) for c in BAD_OPTIONS])
+def test_bad_option_fails_dictconfig_naming_it(
+    tmp_path: Any, options: dict[str, Any], exc_type: type[Exception], texts: tuple[str, ...],
+    dict_config: Callable[..., logging.Logger],
+) -> None:
+    """Through dictConfig the same error is the cause of "Unable to configure handler 'file'"."""
+    path = tmp_path / "logs" / "app.log"
+    with pytest.raises(ValueError, match="Unable to configure handler 'file'") as info:
+        dict_config({"class": "safelog.SafeFileHandler", "filename": str(path), **options})
+    cause = info.value.__cause__
+    assert isinstance(cause, exc_type), repr(cause)
+    for text in texts:
+        assert text in str(cause), (text, str(cause))
+    assert not (tmp_path / "logs").exists()
+
+
+def test_filename_that_is_a_directory(tmp_path: Any, dict_config: Callable[..., logging.Logger]) -> None:
+    """A directory as filename is refused directly and through dictConfig, naming the path."""
+    with pytest.raises(ValueError, match="filename=.* is a directory") as info:
+        safelog.SafeFileHandler(str(tmp_path), strategy="thread")
+    assert str(tmp_path) in str(info.value)
+    with pytest.raises(ValueError, match="Unable to configure handler") as info:
+        dict_config({"class": "safelog.SafeFileHandler", "filename": str(tmp_path), "strategy": "per-process"})
+    assert "is a directory" in str(info.value.__cause__) and str(tmp_path) in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize("filename", [None, "", 17])
+def test_filename_must_be_a_path(filename: Any) -> None:
+    """A missing or non-path filename is a TypeError naming the value."""
+    with pytest.raises(TypeError, match=f"filename must be a path, not {filename!r}"):
+        safelog.SafeFileHandler(filename)
+
+
+def test_unopenable_path_fails_at_construction(tmp_path: Any) -> None:
+    """A log path below a regular file cannot be opened: the error says so when configuring."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="cannot be opened"):
+        safelog.SafeFileHandler(str(tmp_path / "file" / "app.log"), strategy="flock")
+
+
+@pytest.mark.parametrize(
+    ("cls", "strategy"),
+    [(safelog.ThreadFileHandler, "flock"), (safelog.FlockFileHandler, "per-process"),
+     (safelog.PerProcessFileHandler, "thread"), (safelog.RotatingFileHandler, "thread")],
+)
+def test_strategy_class_refuses_another_strategy(tmp_path: Any, cls: type[safelog.SafeFileHandler], strategy: str) -> None:
+    """A per-strategy class given a different strategy raises instead of silently ignoring it."""
+    with pytest.raises(ValueError, match=f"strategy='{strategy}' conflicts with {cls.__name__}"):
+        cls(str(tmp_path / "app.log"), strategy=strategy)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("512 KB", 512_000),
+        ("10MB", 10_000_000),
+        ("1 GiB", 1024**3),
+        ("2 KiB", 2048),
+        ("1.5 KB", 1500),
+        ("10 mb", 10_000_000),
+        ("3 b", 3),
+        ("  7 MiB ", 7 * 1024**2),
+        ("100", 100),
+        ("0", 0),
+        (4096, 4096),
+        (0, 0),
+        (None, 0),
+    ],
+)
+def test_parse_size_accepts(value: Any, expected: int) -> None:
+    """Sizes are ints or strings with decimal (KB) or binary (KiB) units; 0 and None mean never."""
+    assert parse_size("max_bytes", value) == expected
+
+
+@pytest.mark.parametrize("value", ["ten", "", "10 XB", "-1 MB", "1e3", "10 MB extra", "MB", "1,000"])
+def test_parse_size_rejects(value: str) -> None:
+    """A size string that is not a number with a known unit is a ValueError quoting it."""
+    with pytest.raises(ValueError, match=f"Cannot parse max_bytes from {value!r}"):
+        parse_size("max_bytes", value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("512 KB", 512_000), ("1 GiB", 1024**3), (300, 300)])
+def test_size_strings_reach_the_handler(
+    tmp_path: Any, value: Any, expected: int, make_handler: Callable[..., Any]
+) -> None:
+    """max_bytes and maxBytes both take size strings; the handler keeps the byte count."""
+    a = make_handler(str(tmp_path / "a.log"), strategy="thread", max_bytes=value, backup_count=2)
+    b = make_handler(str(tmp_path / "b.log"), strategy="thread", maxBytes=value, backupCount=2)
+    assert a.maxBytes == b.maxBytes == expected
+
+
+def test_numeric_strings_for_counts(tmp_path: Any, make_handler: Callable[..., Any]) -> None:
+    """backup_count and delay accept the strings an INI file (fileConfig) produces."""
+    h = make_handler(str(tmp_path / "app.log"), strategy="thread", backup_count="3", delay="true")
+    assert (h.backupCount, h.delay) == (3, True)
+
+
+def test_same_value_under_both_spellings_is_accepted(tmp_path: Any, make_handler: Callable[..., Any]) -> None:
+    """Giving maxBytes and max_bytes the same value is not a conflict."""
+    h = make_handler(str(tmp_path / "app.log"), maxBytes=1000, max_bytes=1000, backupCount=2, backup_count=2)
+    assert (h.maxBytes, h.backupCount) == (1000, 2)
+
+
+@pytest.mark.parametrize(
+    "options", [{"max_bytes": 0, "backup_count": 5}, {"max_bytes": None, "backup_count": 5}, {"max_bytes": 100}]
+)
+def test_no_rotation_without_size_or_backups(
+    strategy: str, log_path: str, options: dict[str, Any], make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """max_bytes 0/None, or backup_count 0 (as in the stdlib), mean the file never rotates."""
+    logger.addHandler(make_handler(log_path, strategy=strategy, **options))
+    for i in range(50):
+        logger.info("record %d with some padding to pass one hundred bytes quickly", i)
+    (name,) = log_files(log_path)
+    assert os.path.getsize(name) > 50 * 60

@@ -1,0 +1,259 @@
+"""Size rotation: exactly once per crossing across processes, the stdlib backup scheme, limits."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import threading
+from typing import Any, Callable
+
+import pytest
+
+import safelog
+import safelog._flock
+import safelog._strategy
+from safelog._audit import audit, log_files
+from safelog._shard import iter_records
+
+WAIT = 120
+LINE = 100  # every plain record is exactly this many bytes, newline included
+PATTERN = r"(?P<id>\d+-\d{6}) x+"
+
+
+def message(w: int, i: int) -> str:
+    prefix = f"{w}-{i:06d} "
+    return prefix + "x" * (LINE - 1 - len(prefix))
+
+
+def simulate(lengths: list[int], max_bytes: int) -> list[int]:
+    """The sizes of the files a correct size rotation leaves: [oldest backup, ..., current]."""
+    sizes = [0]
+    for n in lengths:
+        if sizes[-1] > 0 and sizes[-1] + n > max_bytes:
+            sizes.append(0)
+        sizes[-1] += n
+    return sizes
+
+
+def record_lengths(strategy: str, n: int) -> list[int]:
+    """Bytes on disk of records 1..n of one writer: a shard header adds time and sequence number."""
+    if strategy != "per-process":
+        return [LINE] * n
+    header = len("2026-01-01T00:00:00.000000Z ") + len(" ")
+    return [header + len(str(seq)) + LINE for seq in range(1, n + 1)]
+
+
+def backups_newest_first(path: str) -> list[str]:
+    """``path.1`` (newest), ``path.2`` ... as long as they exist, without a gap."""
+    out = []
+    while os.path.exists(f"{path}.{len(out) + 1}"):
+        out.append(f"{path}.{len(out) + 1}")
+    return out
+
+
+def _writer(w: int, path: str, strategy: str, max_bytes: int, n: int, barrier: Any) -> None:
+    # Enough backups that none is dropped (the shift loop stats every slot, so not more).
+    handler = safelog.SafeFileHandler(path, strategy=strategy, max_bytes=max_bytes, backup_count=200)
+    log = logging.Logger(f"writer-{w}")
+    log.addHandler(handler)
+    barrier.wait(timeout=WAIT)
+    for i in range(n):
+        log.info(message(w, i))
+    handler.close()
+
+
+@pytest.mark.parametrize("strategy", ["flock", "per-process"])
+def test_rotation_happens_exactly_once_per_crossing_across_processes(strategy: str, log_path: str) -> None:
+    """4 processes share a 10 KB limit: file count and every file size match a serial model."""
+    procs, per_proc, max_bytes = 4, 1500, 10_000
+    ctx = multiprocessing.get_context("fork")
+    barrier = ctx.Barrier(procs)
+    children = [
+        ctx.Process(target=_writer, args=(w, log_path, strategy, max_bytes, per_proc, barrier)) for w in range(procs)
+    ]
+    for c in children:
+        c.start()
+    try:
+        for c in children:
+            c.join(WAIT)
+        assert [c.exitcode for c in children] == [0] * procs
+    finally:
+        for c in children:
+            if c.is_alive():
+                c.kill()
+                c.join()
+    files = log_files(log_path)
+    report = audit(files, [f"{w}-{i:06d}" for w in range(procs) for i in range(per_proc)], PATTERN)
+    assert report.ok, report.summary()
+    if strategy == "flock":
+        # 6,000 records of 100 bytes, 100 per file: 59 full backups and a full current file.
+        # One extra rotation anywhere (two processes rotating for one crossing) would leave a
+        # short file and a 61st file.
+        backups = backups_newest_first(log_path)
+        assert len(files) == len(backups) + 1 == 60
+        assert [os.path.getsize(f) for f in files] == [max_bytes] * 60
+        assert sum(os.path.getsize(f) for f in files) == procs * per_proc * LINE
+    else:
+        for c in children:
+            shard = next(f for f in files if f.endswith(f".{c.pid}.shard"))
+            # Every record of a shard has the same text length; only the sequence number in
+            # its header grows, so the model knows each record's size.
+            expected = simulate(record_lengths(strategy, per_proc), max_bytes)
+            backups = backups_newest_first(shard)
+            assert [os.path.getsize(f) for f in reversed(backups)] + [os.path.getsize(shard)] == expected
+
+
+def test_threads_rotate_exactly_once(log_path: str, make_handler: Callable[..., Any]) -> None:
+    """4 threads of one process through the thread strategy: only full backups, none extra."""
+    handler = make_handler(log_path, strategy="thread", max_bytes=10_000, backup_count=200)
+    log = logging.Logger("threads")
+    log.addHandler(handler)
+    start = threading.Barrier(4)
+
+    def run(t: int) -> None:
+        start.wait(timeout=WAIT)
+        for i in range(1000):
+            log.info(message(t, i))
+
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(WAIT)
+    files = log_files(log_path)
+    assert [os.path.getsize(f) for f in files] == [10_000] * 40
+    report = audit(files, [f"{t}-{i:06d}" for t in range(4) for i in range(1000)], PATTERN)
+    assert report.ok, report.summary()
+
+
+def _read_ids(path: str) -> list[str]:
+    ids = []
+    with open(path, "rb") as f:
+        if ".shard" in path:
+            texts = [r.text for r in iter_records(f)]  # type: ignore[union-attr]
+        else:
+            texts = f.read().splitlines()
+    for text in texts:
+        m = re.fullmatch(PATTERN, text.decode())
+        assert m, text
+        ids.append(m.group("id"))
+    return ids
+
+
+def test_stdlib_suffix_scheme_newest_is_one(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """Backups are .1 (newest) to .N (oldest): read oldest first, they replay the log in order."""
+    handler = make_handler(log_path, strategy=strategy, max_bytes=1000, backup_count=100)
+    logger.addHandler(handler)
+    for i in range(95):
+        logger.info(message(0, i))
+    current = handler._sink._target()
+    backups = backups_newest_first(current)
+    sizes = simulate(record_lengths(strategy, 95), 1000)
+    assert [os.path.getsize(f) for f in reversed(backups)] + [os.path.getsize(current)] == sizes
+    replay = [rid for f in list(reversed(backups)) + [current] for rid in _read_ids(f)]
+    assert replay == [f"0-{i:06d}" for i in range(95)]
+    assert sorted(log_files(log_path)) == sorted(backups + [current])
+
+
+def test_backup_count_drops_the_oldest(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """With backup_count=3 only .1-.3 exist; exactly the oldest records are gone."""
+    handler = make_handler(log_path, strategy=strategy, max_bytes=1000, backup_count=3)
+    logger.addHandler(handler)
+    for i in range(105):
+        logger.info(message(0, i))
+    current = handler._sink._target()
+    assert backups_newest_first(current) == [f"{current}.1", f"{current}.2", f"{current}.3"]
+    assert sorted(log_files(log_path)) == sorted([current, f"{current}.1", f"{current}.2", f"{current}.3"])
+    per_file = len(_read_ids(f"{current}.3"))
+    kept = per_file * 3 + len(_read_ids(current))
+    report = audit(log_files(log_path), [f"0-{i:06d}" for i in range(105)], PATTERN)
+    assert report.lost == [f"0-{i:06d}" for i in range(105 - kept)]
+    assert not (report.duplicated or report.unexpected or report.malformed)
+    if strategy != "per-process":
+        assert per_file == 10 and kept == 35
+
+
+def test_single_record_larger_than_max_bytes_is_written_whole(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """A record bigger than max_bytes gets a file of its own, whole; no empty backup appears."""
+    handler = make_handler(log_path, strategy=strategy, max_bytes=100, backup_count=10)
+    logger.addHandler(handler)
+    big = "1-000001 " + "x" * 500
+    logger.info(big)  # into an empty file: written, no rotation
+    current = handler._sink._target()
+    assert backups_newest_first(current) == []
+    logger.info(message(0, 2))
+    logger.info(big.replace("000001", "000003"))
+    logger.info(message(0, 4))
+    assert [_read_ids(f) for f in [f"{current}.3", f"{current}.2", f"{current}.1", current]] == [
+        ["1-000001"], ["0-000002"], ["1-000003"], ["0-000004"]
+    ]
+    assert os.path.getsize(f"{current}.1") > 500
+    assert not os.path.exists(f"{current}.4")
+
+
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_existing_file_over_the_limit_rotates_on_first_record(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """The size of a file left by an earlier run counts: it is rotated before the first record."""
+    with open(log_path, "w") as f:
+        f.write(message(9, 0) + "\n" + message(9, 1) + "\n")
+    logger.addHandler(make_handler(log_path, strategy=strategy, max_bytes=150, backup_count=3))
+    logger.info(message(0, 0))
+    assert _read_ids(log_path + ".1") == ["9-000000", "9-000001"]
+    assert _read_ids(log_path) == ["0-000000"]
+
+
+def _remote_writer(path: str, conn: Any) -> None:
+    handler = safelog.SafeFileHandler(path, strategy="flock", max_bytes=100, backup_count=5)
+    log = logging.Logger("remote")
+    log.addHandler(handler)
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            break
+        log.info(msg)
+        conn.send("written")
+    handler.close()
+
+
+def test_writers_follow_another_process_rotation(
+    log_path: str, make_handler: Callable[..., Any], logger: logging.Logger, monkeypatch: Any
+) -> None:
+    """After another process rotated, a writer's next record goes to the new file, not the backup."""
+    # The second writer's record would still fit in the renamed file, so only the rotation
+    # counter in the lock file can tell it to reopen; the periodic path check is switched off.
+    monkeypatch.setattr(safelog._strategy, "CHECK_INTERVAL", 3600.0)
+    monkeypatch.setattr(safelog._flock, "CHECK_INTERVAL", 3600.0)
+    logger.addHandler(make_handler(log_path, strategy="flock", max_bytes=100, backup_count=5))
+    a, b, c, d = "rec a " + "x" * 53, "rec b " + "x" * 23, "rec c " + "x" * 53, "rec d"
+    ctx = multiprocessing.get_context("fork")
+    parent_end, child_end = ctx.Pipe()
+    child = ctx.Process(target=_remote_writer, args=(log_path, child_end))
+    child.start()
+    try:
+        logger.info(a)  # 60 bytes
+        parent_end.send(b)  # 30 bytes: the child now holds the file open
+        assert parent_end.poll(WAIT) and parent_end.recv() == "written"
+        logger.info(c)  # 90 + 60 > 100: the parent rotates
+        parent_end.send(d)  # 6 bytes would still fit into the renamed file
+        assert parent_end.poll(WAIT) and parent_end.recv() == "written"
+        parent_end.send(None)
+        child.join(WAIT)
+        assert child.exitcode == 0
+    finally:
+        if child.is_alive():
+            child.kill()
+            child.join()
+    with open(log_path + ".1") as f:
+        assert f.read() == f"{a}\n{b}\n"
+    with open(log_path) as f:
+        assert f.read() == f"{c}\n{d}\n"
