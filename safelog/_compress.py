@@ -27,6 +27,7 @@ shared atomic-replace helper and can move there.
 
 from __future__ import annotations
 
+import atexit
 import bz2
 import contextlib
 import gzip
@@ -124,9 +125,10 @@ class _Job:
         self.on_error = on_error
 
 
-# One worker thread per process, started on demand and gone when the queue is empty. It is not
-# a daemon: a normal interpreter exit waits for the backup being compressed. A killed process
-# leaves the uncompressed backup, which the next rotation queues again.
+# One worker thread per process, started once (when a handler with compression is built, or at
+# the first job) and then idle on a condition: queueing a job is a deque append, never a thread
+# start under the log's lock. A normal interpreter exit waits for the queue (atexit); a killed
+# process leaves the uncompressed backup, which the next rotation queues again.
 _cond = threading.Condition()
 _jobs: deque[_Job] = deque()
 _busy = 0
@@ -174,14 +176,25 @@ def _no_guard() -> AbstractContextManager[Any]:
 
 
 def _queue(job: _Job) -> None:
-    global _worker
     with _cond:
         if any(j.src == job.src for j in _jobs):
             return
         _jobs.append(job)
-        if _worker is None:
-            _worker = threading.Thread(target=_run, name="safelog-compress", daemon=False)
-            _worker.start()
+        _start_locked()
+        _cond.notify_all()
+
+
+def start_worker() -> None:
+    """Start this process's worker now (outside any log lock), if it is not running."""
+    with _cond:
+        _start_locked()
+
+
+def _start_locked() -> None:
+    global _worker
+    if _worker is None:
+        _worker = threading.Thread(target=_run, name="safelog-compress", daemon=True)
+        _worker.start()
 
 
 def wait(timeout: float | None = None) -> bool:
@@ -191,14 +204,13 @@ def wait(timeout: float | None = None) -> bool:
 
 
 def _run() -> None:
-    global _worker, _busy
+    global _busy
     _lower_priority()
+    cond = _cond
     while True:
-        with _cond:
-            if not _jobs:
-                _worker = None
-                _cond.notify_all()
-                return
+        with cond:
+            while not _jobs:
+                cond.wait()
             job = _jobs.popleft()
             _busy += 1
         try:
@@ -334,6 +346,14 @@ def report_error(src: str, exc: BaseException) -> None:
 
     if logging.raiseExceptions and sys.stderr:
         sys.stderr.write(f"--- safelog: compressing {src} failed, left uncompressed: {type(exc).__name__}: {exc}\n")
+
+
+@atexit.register
+def _drain() -> None:
+    # Registered after logging's own atexit hook, so it runs before it: the last rotation's
+    # backup is compressed before the process exits.
+    if _worker is not None:
+        wait()
 
 
 def _reinit_after_fork() -> None:

@@ -294,3 +294,21 @@ def test_a_backup_being_compressed_elsewhere_is_not_compressed_twice(tmp_path: A
     assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.2.gz", "app.log.lock"]
     assert audit([path + ".2.gz"], [f"a-{i}" for i in range(400)], PATTERN).ok
     assert audit(log_files(path), [f"a-{i}" for i in range(401)] + mine, PATTERN).ok
+
+
+def test_normal_exit_finishes_the_compression_it_started(tmp_path: Any) -> None:
+    """A script that rotates and exits at once still leaves only the compressed backup."""
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "app.log")
+    code = (
+        "import logging, safelog\n"
+        f"h = safelog.SafeFileHandler({path!r}, max_bytes=100_000, backup_count=3, compress='xz')\n"
+        "log = logging.getLogger('exit-test'); log.addHandler(h)\n"
+        "for i in range(3000): log.warning('id=%d ' + 'x' * 200, i)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ, "PYTHONPATH": root})
+    left = names(tmp_path)
+    assert left == ["app.log", "app.log.1.xz", "app.log.2.xz", "app.log.3.xz", "app.log.lock"]
