@@ -351,9 +351,10 @@ def report_error(src: str, exc: BaseException) -> None:
 @atexit.register
 def _drain() -> None:
     # Registered after logging's own atexit hook, so it runs before it: the last rotation's
-    # backup is compressed before the process exits.
+    # backup is compressed before the process exits. Bounded, so that a worker stuck on a
+    # lock held by a hung process cannot keep the process alive; what it leaves is safe.
     if _worker is not None:
-        wait()
+        wait(300)
 
 
 def _reinit_after_fork() -> None:
