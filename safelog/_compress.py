@@ -125,10 +125,11 @@ class _Job:
         self.on_error = on_error
 
 
-# One worker thread per process, started once (when a handler with compression is built, or at
-# the first job) and then idle on a condition: queueing a job is a deque append, never a thread
-# start under the log's lock. A normal interpreter exit waits for the queue (atexit); a killed
-# process leaves the uncompressed backup, which the next rotation queues again.
+# At most one worker thread per process, started by the rotation that queued the work, right
+# after that writer released the log's lock (see Sink.write): queueing under the lock is a deque
+# append, never a thread start. It exits when the queue is empty. A normal interpreter exit
+# waits for the queue (atexit); a killed process leaves the uncompressed backup, which the next
+# rotation queues again.
 _cond = threading.Condition()
 _jobs: deque[_Job] = deque()
 _busy = 0
@@ -180,19 +181,18 @@ def _queue(job: _Job) -> None:
         if any(j.src == job.src for j in _jobs):
             return
         _jobs.append(job)
-        _start_locked()
         _cond.notify_all()
 
 
 def start_worker() -> None:
-    """Start this process's worker now (outside any log lock), if it is not running."""
+    """Start this process's worker if jobs wait and it is not running (call outside log locks)."""
     with _cond:
         _start_locked()
 
 
 def _start_locked() -> None:
     global _worker
-    if _worker is None:
+    if _worker is None and _jobs:
         _worker = threading.Thread(target=_run, name="safelog-compress", daemon=True)
         _worker.start()
 
@@ -200,17 +200,21 @@ def _start_locked() -> None:
 def wait(timeout: float | None = None) -> bool:
     """Block until every queued backup is compressed (tests, orderly shutdown)."""
     with _cond:
+        _start_locked()
         return _cond.wait_for(lambda: not _jobs and not _busy, timeout)
 
 
 def _run() -> None:
-    global _busy
+    global _busy, _worker
     _lower_priority()
-    cond = _cond
     while True:
-        with cond:
-            while not _jobs:
-                cond.wait()
+        with _cond:
+            if not _jobs:
+                # Gone when idle: a process that forks later (a pool, a gunicorn master after
+                # a rotation) does not fork with a thread running.
+                _worker = None
+                _cond.notify_all()
+                return
             job = _jobs.popleft()
             _busy += 1
         try:
@@ -353,7 +357,7 @@ def _drain() -> None:
     # Registered after logging's own atexit hook, so it runs before it: the last rotation's
     # backup is compressed before the process exits. Bounded, so that a worker stuck on a
     # lock held by a hung process cannot keep the process alive; what it leaves is safe.
-    if _worker is not None:
+    if _worker is not None or _jobs:
         wait(300)
 
 

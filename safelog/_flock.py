@@ -145,6 +145,7 @@ class FlockSink(Sink):
         # Retention runs here, still under the lock, so only this process deletes; the
         # compression it queues runs in a background thread after the lock is released.
         rollover.after_rollover(self.path, created, self.rotation_guard)
+        self._rotated = True
 
     def rotation_guard(self) -> ContextManager[Any]:
         return self._exclusive()

@@ -68,8 +68,6 @@ class Rollover:
         self.max_age = max_age
         self.perms = perms
         self._handler = handler
-        if codec is not None:
-            _compress.start_worker()
 
     # -- per record -----------------------------------------------------------------------------
 

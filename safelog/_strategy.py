@@ -19,6 +19,7 @@ import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ClassVar, ContextManager
 
+from . import _compress
 from ._perms import Perms, create_exclusive
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ class Sink:
         # path in this process write the same file.
         self._period: float | None = None
         self._rollover_at = math.inf
+        self._rotated = False
 
     # -- called by the handler ------------------------------------------------------------
 
@@ -165,6 +167,11 @@ class Sink:
                 # this record reached the file, so the retry cannot duplicate it.
                 self._close_files()
                 self._append(data, created, rollover)
+        if self._rotated:
+            # The rotation queued background work (compression, unlinks): start the worker now
+            # that the lock is released, so no writer waited for a thread to start.
+            self._rotated = False
+            _compress.start_worker()
 
     def open(self) -> None:
         """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
@@ -198,6 +205,7 @@ class Sink:
         self._open_log()
         self._set_period(rollover, period)
         rollover.after_rollover(target, created, self.rotation_guard)
+        self._rotated = True
 
     def _open_files(self) -> None:
         self._open_log()
