@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from ._fsdetect import NetworkFileSystemWarning
 from ._handler import STRATEGIES, SafeFileHandler
+from ._merge import MergeError, MergeReport, merge
 
 __all__ = [
     "SafeFileHandler",
@@ -19,6 +21,10 @@ __all__ = [
     "FlockFileHandler",
     "PerProcessFileHandler",
     "STRATEGIES",
+    "merge",
+    "MergeReport",
+    "MergeError",
+    "NetworkFileSystemWarning",
 ]
 
 __version__ = "0.1.0"

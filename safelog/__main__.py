@@ -1,3 +1,5 @@
+"""``python -m safelog``: see :mod:`safelog._cli`."""
+
 from ._cli import main
 
 if __name__ == "__main__":

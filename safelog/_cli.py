@@ -1,15 +1,40 @@
-"""Command line: ``python -m safelog <command>`` (also installed as ``safelog``)."""
+"""The ``safelog`` command line: ``python -m safelog <command> ...``.
+
+One ``_add_<command>(subparsers)`` function per subcommand registers its parser and sets
+``func``; :func:`main` dispatches. Tests call :func:`main` as a function.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import Sequence
+import sys
+import time
+from typing import Callable, Sequence, TextIO
 
 __all__ = ["main"]
 
 
-def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("demo", help="run several processes through every strategy and audit the logs")
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (0 ok, 1 data skipped, 2 error)."""
+    parser = argparse.ArgumentParser(prog="safelog", description="Tools for safelog log files.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_demo(subparsers)
+    _add_merge(subparsers)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    func: Callable[[argparse.Namespace], int] = args.func
+    return func(args)
+
+
+# -- demo -------------------------------------------------------------------------------------
+
+
+def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "demo", help="run several processes through every strategy and audit the logs"
+    )
     p.add_argument("--dir", help="keep the logs in this directory (default: a temporary one, removed)")
     p.add_argument("--processes", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
@@ -25,10 +50,75 @@ def _run_demo(args: argparse.Namespace) -> int:
     return run_demo(args.dir, args.processes, args.threads, args.records, args.max_bytes, args.start_method)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of ``python -m safelog``; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="safelog", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_demo(sub)
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+# -- merge ------------------------------------------------------------------------------------
+
+
+def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "merge",
+        help="join the shards of a per-process log into one time-ordered file",
+        description=(
+            "Merge the shards of the per-process log LOGFILE (all hosts, pids, rotated and "
+            "compressed backups) into one file in time order, appended to OUT (default: "
+            "LOGFILE itself). Finished shards are removed once the output is on disk; shards "
+            "of running processes are left alone. Exit status: 0 ok, 1 some input was damaged "
+            "or unreadable (reported, everything good merged), 2 the merge could not run."
+        ),
+    )
+    p.add_argument("logfile", metavar="LOGFILE", help="the log path the handler was configured with")
+    p.add_argument("-o", "--output", metavar="OUT", help="write here instead of LOGFILE")
+    p.add_argument(
+        "--keep", action="store_true", help="leave the shards in place (a re-run merges only what is new)"
+    )
+    p.add_argument(
+        "--include-live",
+        action="store_true",
+        help="also read shards of running processes, up to their last complete record (never removed)",
+    )
+    p.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress and no summary; problems are still reported"
+    )
+    p.set_defaults(func=_run_merge)
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    from ._merge import MergeError, merge
+
+    err = sys.stderr
+    progress = _progress_printer(err) if not args.quiet and err.isatty() else None
+    try:
+        report = merge(
+            args.logfile, args.output, keep=args.keep, include_live=args.include_live, progress=progress
+        )
+    except MergeError as exc:
+        if progress is not None:
+            err.write("\n")
+        print(f"safelog merge: error: {exc}", file=err)
+        return 2
+    if progress is not None:
+        err.write("\r\033[K")
+    for w in report.warnings:
+        print(f"safelog merge: warning: {w}", file=err)
+    for p in report.problems:
+        print(f"safelog merge: {p}", file=err)
+    if not args.quiet:
+        print(f"safelog merge: {report.summary()}", file=err)
+    return 0 if report.ok else 1
+
+
+def _progress_printer(err: TextIO) -> Callable[[int, int], None]:
+    start = time.monotonic()
+    last = [0.0]
+
+    def show(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.2 and done < total:
+            return
+        last[0] = now
+        pct = 100 * done // total if total else 100
+        rate = done / max(now - start, 1e-6) / 1e6
+        mb = f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB"
+        err.write(f"\rsafelog merge: {pct:3d}% {mb} {rate:,.0f} MB/s")
+        err.flush()
+
+    return show

@@ -109,6 +109,19 @@ def run_demo(
     for strategy, procs in (("thread", 1), ("flock", processes), ("per-process", processes)):
         report, rate = run_one(directory, strategy, procs, threads, records, max_bytes, method)
         rows.append((strategy, f"{procs}x{threads}", report, rate))
+    # The per-process shards, joined into one time-ordered app.log and audited again.
+    from ._merge import merge
+
+    merged_path = os.path.join(directory, "per-process", "app.log")
+    started = time.perf_counter()
+    merged = merge(merged_path)
+    merge_rate = merged.records / max(time.perf_counter() - started, 1e-9)
+    expected = [f"{w}-{t}-{i}" for w in range(processes) for t in range(threads) for i in range(records)]
+    report = audit([merged_path], expected, PATTERN)
+    report.malformed.extend((p.path, p.lineno, p.message) for p in merged.problems)
+    left = [f for f in log_files(merged_path) if ".shard" in os.path.basename(f)]
+    report.malformed.extend((merged_path, 0, f"shard left behind: {f}") for f in left)
+    rows.append(("  + merge", "", report, merge_rate))
     print(
         f"safelog demo: {processes} processes x {threads} threads x {records} records "
         f"({method}), rotation every {max_bytes}, files in {directory}",

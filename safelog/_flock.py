@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
+from ._fsdetect import warn_if_network
 from ._lock import LOCK_EX, LOCK_UN, flock
 from ._strategy import CHECK_INTERVAL, Sink, close_quietly, open_lockfile
 
@@ -47,6 +48,11 @@ class FlockSink(Sink):
         self._lockfd = -1
         self._lock_ino = -1
         self._gen = -1
+        # flock's promise does not hold on NFS/SMB/FUSE: worth one warning per network mount
+        # and process. stacklevel 4 points at the code that built the handler.
+        warn_if_network(path, "log file", stacklevel=4)
+        if options.lock_dir is not None:
+            warn_if_network(self.lock_path, "lock file", stacklevel=4)
 
     def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         if self._lockfd < 0:
@@ -138,7 +144,10 @@ class FlockSink(Sink):
         kind = rollover.due(size, nbytes, created, self._rollover_at)
         if not kind:
             return
-        period, _ = rollover.rollover(self.path, kind, size, self._period, created)
+        done = rollover.rollover(self.path, kind, size, self._period, created)
+        if done is None:
+            return  # could not rename: nothing changed, write on to the current file
+        period, _ = done
         self._record(period if rollover.timing is not None else None)
         self._open_log()
         self._set_period(rollover, period)

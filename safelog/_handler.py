@@ -12,6 +12,7 @@ from typing import Any, Callable, ClassVar
 from ._flock import FlockSink
 from ._compress import parse_compress
 from ._options import check_bool, check_choice, check_int, check_str, parse_size
+from ._paths import resolve_log_path, unwritable_dir
 from ._perms import Perms, parse_chmod, parse_owner
 from ._perprocess import PerProcessSink
 from ._rotation import Rollover
@@ -29,6 +30,16 @@ STRATEGIES: dict[str, type[Sink]] = {
 
 _SENTINEL: Any = object()
 
+# escape_newlines: a message that carries a line break can forge whole log entries (CWE-117),
+# and terminal control sequences can rewrite what `tail -f` shows. Every C0/C1 control
+# character but TAB, plus DEL and the Unicode line/paragraph separators (which
+# str.splitlines() and some viewers treat as line ends), is written as a visible escape; the
+# terminator is added after, so each record stays exactly one line.
+_ESCAPES: dict[int, str] = {
+    c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09
+}
+_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
 
 class SafeFileHandler(logging.Handler):
     """A file handler that many threads, processes or an event loop can share safely.
@@ -39,6 +50,11 @@ class SafeFileHandler(logging.Handler):
     Time rotation takes the ``TimedRotatingFileHandler`` names (``when``, ``interval``, ``utc``,
     ``atTime``) or ``rotate_every="1 hour"``; ``compress``, ``retention``, ``chmod`` and
     ``owner`` apply to every strategy.
+    ``merge_on_exit=True`` (``per-process`` only) runs :func:`safelog.merge` on the log when
+    the process that created the handler exits (not in its fork or multiprocessing children).
+
+    ``escape_newlines=True`` writes line breaks and other control characters inside a record
+    as ``\\n``, ``\\r``, ``\\xNN``, so that a logged value cannot forge extra log lines.
     """
 
     default_strategy: ClassVar[str] = "flock"
@@ -60,6 +76,8 @@ class SafeFileHandler(logging.Handler):
         namer: Callable[[str], str] | None = None,
         rotator: Callable[[str, str], None] | None = None,
         lock_dir: str | os.PathLike[str] | None = None,
+        merge_on_exit: bool = False,
+        escape_newlines: bool = False,
         when: str | None = None,
         interval: int = 1,
         utc: bool = False,
@@ -75,19 +93,28 @@ class SafeFileHandler(logging.Handler):
             raise TypeError(
                 f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
                 f"valid options: filename, strategy, max_bytes (maxBytes), backup_count "
-                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, when, "
-                f"interval, utc, atTime, rotate_every, compress, retention, chmod, owner"
+                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, "
+                f"merge_on_exit, escape_newlines, when, interval, utc, atTime, rotate_every, "
+                f"compress, retention, chmod, owner"
             )
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"filename must be a path, not {filename!r}")
+        if "\0" in os.fspath(filename):
+            raise ValueError(f"filename={filename!r} contains a NUL character")
         if strategy is None:
             strategy = self.default_strategy
-        elif type(self).default_strategy != strategy and type(self) is not SafeFileHandler:
+        elif strategy != self.default_strategy and _pins_strategy(type(self)):
             raise ValueError(
                 f"strategy={strategy!r} conflicts with {type(self).__name__}, which is the "
                 f"{self.default_strategy!r} strategy; use safelog.SafeFileHandler instead"
             )
         self.strategy = check_choice("strategy", strategy, tuple(STRATEGIES))
+        self.merge_on_exit = check_bool("merge_on_exit", merge_on_exit)
+        if self.merge_on_exit and self.strategy != "per-process":
+            raise ValueError(
+                f"merge_on_exit=True needs strategy='per-process' (got {self.strategy!r}): "
+                f"only per-process shards are merged"
+            )
         size = _one_of("max_bytes", max_bytes, "maxBytes", maxBytes, 0)
         count = _one_of("backup_count", backup_count, "backupCount", backupCount, 0)
         self.maxBytes = parse_size("max_bytes", size)
@@ -110,6 +137,14 @@ class SafeFileHandler(logging.Handler):
             codecs.lookup_error(self.errors)
         except LookupError as exc:
             raise ValueError(f"encoding={self.encoding!r} / errors={self.errors!r}: {exc}") from None
+        if "a\n".encode(self.encoding) != b"a\n":
+            # Each record is encoded on its own: UTF-16/32 would put a byte-order mark in front
+            # of every record, and a line end that is not the byte 0x0A breaks every reader
+            # (tail, grep, merge, audit) that splits records on it.
+            raise ValueError(
+                f"encoding={self.encoding!r} is not ASCII-compatible; log files are read line by "
+                f"line, use an encoding such as 'utf-8'"
+            )
         if namer is not None and not callable(namer):
             raise TypeError(f"namer must be callable, not {namer!r}")
         if rotator is not None and not callable(rotator):
@@ -117,9 +152,14 @@ class SafeFileHandler(logging.Handler):
         self.namer = namer
         self.rotator = rotator
         self.delay = check_bool("delay", delay)
+        self.escape_newlines = check_bool("escape_newlines", escape_newlines)
         self.baseFilename = os.path.abspath(os.fspath(filename))
         if os.path.isdir(self.baseFilename):
             raise ValueError(f"filename={os.fspath(filename)!r} is a directory")
+        if lock_dir is not None and (
+            not isinstance(lock_dir, (str, os.PathLike)) or not os.fspath(lock_dir)
+        ):
+            raise TypeError(f"lock_dir must be a directory path, not {lock_dir!r}")
         lock_dir_s = None if lock_dir is None else os.path.abspath(os.fspath(lock_dir))
         self.lock_dir = lock_dir_s
 
@@ -158,12 +198,17 @@ class SafeFileHandler(logging.Handler):
             lock_dir=lock_dir_s,
             perms=perms if perms.active else None,
         )
-        self._sink_key: tuple[type[Sink], str, FileOptions] = (STRATEGIES[self.strategy], os.path.realpath(self.baseFilename), options)
+        real = resolve_log_path(self.baseFilename)
+        self._sink_key: tuple[type[Sink], str, FileOptions] = (STRATEGIES[self.strategy], real, options)
         self._sink = acquire(*self._sink_key)
         self._fail_lock = threading.Lock()
         self._lost = 0
         self._lost_since = 0.0
         self._lost_error = ""
+        if self.merge_on_exit:
+            from ._merge import merge_at_exit
+
+            merge_at_exit(self)
         if not self.delay and self.strategy != "per-process":
             # Open now so a bad path fails at configuration time, like logging.FileHandler.
             try:
@@ -171,6 +216,13 @@ class SafeFileHandler(logging.Handler):
             except OSError as exc:
                 release(self._sink)
                 raise ValueError(f"filename={os.fspath(filename)!r} cannot be opened: {exc}") from exc
+        elif not self.delay:
+            # The shard is opened lazily, in the process that writes (after any fork); a
+            # directory it can never be created in should still fail here, not at emit time.
+            problem = unwritable_dir(real)
+            if problem is not None:
+                release(self._sink)
+                raise ValueError(f"filename={os.fspath(filename)!r} cannot be opened: {problem}")
 
     # -- logging.Handler -------------------------------------------------------------------
 
@@ -188,6 +240,8 @@ class SafeFileHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             msg = self.format(record)
+            if self.escape_newlines:
+                msg = msg.translate(_ESCAPES)
         except Exception:
             self.handleError(record)
             return
@@ -198,6 +252,12 @@ class SafeFileHandler(logging.Handler):
             return
         if self._lost:
             self._report_recovery()
+
+    def _at_fork_reinit(self) -> None:
+        # logging calls this in a forked child for every handler (3.9+). A parent thread that
+        # was reporting a failure at fork time holds _fail_lock forever in the child.
+        super()._at_fork_reinit()  # type: ignore[misc]  # private, logging 3.9+
+        self._fail_lock = threading.Lock()
 
     def flush(self) -> None:
         """Every record is written with its own ``write()``; there is nothing buffered."""
@@ -250,7 +310,10 @@ class SafeFileHandler(logging.Handler):
             None,
         )
         try:
-            self._sink.write(self.format(note), note.created, self._rollover)
+            msg = self.format(note)
+            if self.escape_newlines:
+                msg = msg.translate(_ESCAPES)
+            self._sink.write(msg, note.created, self._rollover)
         except Exception as exc:
             with self._fail_lock:
                 self._lost += lost
@@ -274,6 +337,13 @@ class SafeFileHandler(logging.Handler):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
+
+
+def _pins_strategy(cls: type) -> bool:
+    """True for ThreadFileHandler & co.: a class that sets default_strategy itself. A user's
+    subclass of SafeFileHandler (to override handleError, say) keeps the strategy option."""
+    below = cls.__mro__[: cls.__mro__.index(SafeFileHandler)]
+    return any("default_strategy" in vars(c) for c in below)
 
 
 def _one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:

@@ -39,8 +39,17 @@ class PerProcessSink(ThreadSink):
         return self._shard
 
     def _open_log(self) -> None:
-        super()._open_log()
-        flock(self._fd, LOCK_SH)
+        while True:
+            super()._open_log()
+            flock(self._fd, LOCK_SH)
+            # A merge holds LOCK_EX on a finished shard until it has removed it; a process
+            # that reuses that pid waits above and would then append to the removed file.
+            # Only a shard the path still names is ours.
+            try:
+                if os.stat(self._target()).st_ino == self._ino:
+                    return
+            except FileNotFoundError:
+                pass
 
     def _after_fork(self) -> None:
         super()._after_fork()

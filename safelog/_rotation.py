@@ -20,10 +20,12 @@ backup, and retention only ever considers names this policy (with that namer) pr
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
 import sys
+from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
 from . import _compress
@@ -45,11 +47,18 @@ _TMP_RE = re.compile(
 )
 _DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) + "$")
 
+# After a failed rotation (log directory not writable, a backup name taken by a directory),
+# records go on to the current file and the rotation is retried this often: losing records
+# because the file cannot be renamed would be worse than a file over its size limit.
+RETRY_INTERVAL = 1.0
+
 
 class Rollover:
     """Size and/or time rotation, retention and compression of one handler's log."""
 
-    __slots__ = ("max_bytes", "backup_count", "timing", "codec", "max_age", "perms", "_handler")
+    __slots__ = (
+        "max_bytes", "backup_count", "timing", "codec", "max_age", "perms", "_handler", "_retry_at", "_failing"
+    )
 
     def __init__(
         self,
@@ -68,6 +77,8 @@ class Rollover:
         self.max_age = max_age
         self.perms = perms
         self._handler = handler
+        self._retry_at = 0.0
+        self._failing = False
 
     # -- per record -----------------------------------------------------------------------------
 
@@ -79,10 +90,12 @@ class Rollover:
         written whole instead of producing an endless series of empty files.
         """
         if created >= rollover_at:
-            return TIME
-        if self.max_bytes and size > 0 and size + nbytes > self.max_bytes:
-            return SIZE
-        return 0
+            kind = TIME
+        elif self.max_bytes and size > 0 and size + nbytes > self.max_bytes:
+            kind = SIZE
+        else:
+            return 0
+        return kind if monotonic() >= self._retry_at else 0
 
     # -- periods --------------------------------------------------------------------------------
 
@@ -105,8 +118,11 @@ class Rollover:
 
     # -- under the strategy's exclusion ---------------------------------------------------------
 
-    def rollover(self, path: str, kind: int, size: int, period: float | None, created: float) -> tuple[float | None, str]:
-        """Move ``path`` to its backup name; return the new file's period and the backup name.
+    def rollover(
+        self, path: str, kind: int, size: int, period: float | None, created: float
+    ) -> tuple[float | None, str] | None:
+        """Move ``path`` to its backup name; return the new file's period and the backup name,
+        or None when the rename failed (the caller then writes on to the current file).
 
         A time boundary reached by an empty file starts the new period without a backup: a
         machine that was down for a week rotates once, and only if something was written.
@@ -117,12 +133,28 @@ class Rollover:
         if size == 0:
             return new_period, ""
         h = self._handler
-        if self.timing is None:
-            dest = self._shift(path)
-        else:
-            assert period is not None
-            dest = self._free_name(path, period)
-        h.rotate(path, dest)
+        try:
+            if self.timing is None:
+                dest = self._shift(path)
+            else:
+                assert period is not None
+                dest = self._free_name(path, period)
+            h.rotate(path, dest)
+        except OSError:
+            self._retry_at = monotonic() + RETRY_INTERVAL
+            if not self._failing:
+                self._failing = True
+                # One report per failure burst, with the traceback of this error; the record
+                # that found the file due is still written, to the current file.
+                h.handleError(
+                    logging.makeLogRecord(
+                        {"name": "safelog", "levelno": logging.ERROR, "levelname": "ERROR",
+                         "msg": "safelog: cannot rotate %s; writing on to it, retrying every %.0f s",
+                         "args": (path, RETRY_INTERVAL)}
+                    )
+                )  # fmt: skip
+            return None
+        self._failing = False
         return new_period, dest
 
     def _name(self, path: str, i: int) -> str:

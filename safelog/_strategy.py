@@ -68,14 +68,16 @@ def open_append(path: str, mode: int, *, truncate: bool = False, perms: Perms | 
 
     ``O_APPEND`` makes every ``write()`` land at the current end of file atomically on local
     POSIX file systems, whoever else appends; it is what lets several processes share the file.
+    ``O_NOFOLLOW``: the handler resolved the path once, at configuration; a symlink found there
+    later (the log deleted and a link planted, in a shared directory) is refused, not followed.
     With ``perms`` the file is created exclusively first, so that only the process that created
     it sets its mode and owner, on the descriptor.
     """
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
     if truncate:
         flags |= os.O_TRUNC
     if perms is not None and perms.active:
-        return _create_or_open(path, flags, perms.create_mode, perms, follow=True)
+        return _create_or_open(path, flags, perms.create_mode, perms)
     try:
         return os.open(path, flags, mode)
     except FileNotFoundError:
@@ -92,13 +94,11 @@ def open_lockfile(path: str, mode: int, perms: Perms | None = None) -> int:
     flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
     if perms is not None and perms.active:
         mode = perms.create_mode
-    return _create_or_open(path, flags, mode, perms, follow=False)
+    return _create_or_open(path, flags, mode, perms)
 
 
-def _create_or_open(path: str, flags: int, mode: int, perms: Perms | None, *, follow: bool) -> int:
-    open_flags = flags & ~os.O_CREAT & ~os.O_TRUNC
-    if not follow:
-        open_flags |= _O_NOFOLLOW
+def _create_or_open(path: str, flags: int, mode: int, perms: Perms | None) -> int:
+    open_flags = (flags & ~os.O_CREAT & ~os.O_TRUNC) | _O_NOFOLLOW
     while True:
         try:
             return create_exclusive(path, flags & ~os.O_CREAT & ~os.O_TRUNC, mode, perms)
@@ -167,6 +167,7 @@ class Sink:
                 # this record reached the file, so the retry cannot duplicate it.
                 self._close_files()
                 self._append(data, created, rollover)
+            self._torn = False
         if self._rotated:
             # The rotation queued background work (compression, unlinks): start the worker now
             # that the lock is released, so no writer waited for a thread to start.
@@ -201,7 +202,10 @@ class Sink:
         """Rotate a file this process alone writes (``thread``, ``per-process``), under its
         thread lock: nobody else can be appending, so no re-check is needed."""
         target = self._target()
-        period, _ = rollover.rollover(target, kind, size, self._period, created)
+        done = rollover.rollover(target, kind, size, self._period, created)
+        if done is None:
+            return  # could not rename: write on to the current file, retry later
+        period, _ = done
         self._open_log()
         self._set_period(rollover, period)
         rollover.after_rollover(target, created, self.rotation_guard)
@@ -242,13 +246,31 @@ class Sink:
         fd = self._fd
         n = os.write(fd, data)
         if n == len(data):
-            self._torn = False
             return
-        while n < len(data):
-            self._torn = True
-            data = data[n:]
-            n = os.write(fd, data)
-        self._torn = False
+        try:
+            while n < len(data):
+                n += os.write(fd, data[n:])
+        except OSError:
+            self._untear(fd, n)
+            raise
+
+    def _untear(self, fd: int, written: int) -> None:
+        """Remove the ``written`` bytes of a record that failed half-way (disk full, file too
+        big), so that the next record, ours or another process's, does not glue onto them.
+
+        Every caller holds the exclusion of its strategy, so the record is the last thing in
+        the file. If the file grew past our own write anyway, or cannot be truncated, leave the
+        fragment and make the next write start a new line instead.
+        """
+        try:
+            end = os.lseek(fd, 0, os.SEEK_CUR)
+            if os.fstat(fd).st_size == end:
+                # Shrinking a file is allowed even at RLIMIT_FSIZE or with the disk full.
+                os.ftruncate(fd, end - written)
+                return
+        except OSError:
+            pass
+        self._torn = True
 
     def _after_fork(self) -> None:
         """In a forked child: a lock held by another parent thread at fork time stays held
@@ -265,13 +287,25 @@ _all_sinks: weakref.WeakSet[Sink] = weakref.WeakSet()
 
 def acquire(cls: type[Sink], path: str, options: FileOptions) -> Sink:
     """Return the process-wide sink of ``cls`` for ``path``, creating it on first use."""
-    key = (cls.kind, path) + options.key()
+    key = (path,) + options.key()
     with _registry_lock:
         sink = _registry.get(key)
         if sink is None:
             sink = cls(path, options)
             _registry[key] = sink
             _all_sinks.add(sink)
+        else:
+            # One file, one way of writing it: a second handler that asked for another strategy
+            # or encoding would otherwise be silently ignored (or, for strategies, rotate the
+            # file behind the first one's back).
+            mine = (cls.kind, options.encoding, options.errors)
+            theirs = (sink.kind, sink.options.encoding, sink.options.errors)
+            if mine != theirs:
+                raise ValueError(
+                    f"filename={path!r} is already open in this process with strategy="
+                    f"{theirs[0]!r}, encoding={theirs[1]!r}, errors={theirs[2]!r}; another handler "
+                    f"asked for strategy={mine[0]!r}, encoding={mine[1]!r}, errors={mine[2]!r}"
+                )
         sink.refs += 1
         return sink
 
@@ -282,7 +316,7 @@ def release(sink: Sink) -> None:
         sink.refs -= 1
         if sink.refs > 0:
             return
-        key = (sink.kind, sink.path) + sink.options.key()
+        key = (sink.path,) + sink.options.key()
         if _registry.get(key) is sink:
             del _registry[key]
     sink.close()

@@ -172,3 +172,19 @@ def test_no_rotation_without_size_or_backups(
         logger.info("record %d with some padding to pass one hundred bytes quickly", i)
     (name,) = log_files(log_path)
     assert os.path.getsize(name) > 50 * 60
+
+
+def test_second_handler_on_same_path_with_other_strategy_or_encoding_is_refused(tmp_path):
+    """A second handler on an open path must not silently get another strategy's or encoding's file."""
+    path = str(tmp_path / "app.log")
+    first = safelog.SafeFileHandler(path, strategy="flock")
+    try:
+        with pytest.raises(ValueError, match=r"strategy='flock'.*strategy='thread'"):
+            safelog.SafeFileHandler(path, strategy="thread")
+        with pytest.raises(ValueError, match=r"encoding='latin-1'"):
+            safelog.SafeFileHandler(path, strategy="flock", encoding="latin-1")
+        same = safelog.SafeFileHandler(path, strategy="flock")
+        assert same._sink is first._sink
+        same.close()
+    finally:
+        first.close()

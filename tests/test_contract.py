@@ -84,7 +84,7 @@ def test_one_write_per_record(
         if strategy == "per-process":
             decoded = list(iter_records(io.BytesIO(data)))
             assert len(decoded) == 1 and not isinstance(decoded[0], FrameError), data
-            text = decoded[0].text  # type: ignore[union-attr]
+            text = decoded[0].text
         else:
             assert data.endswith(b"\n"), data
             text = data[:-1]
@@ -258,12 +258,27 @@ def test_logging_after_close_reopens_in_append_mode(
     handler.close()
     handler.close()  # closing twice is harmless, as for logging.FileHandler
     reported: list[str] = []
-    handler.handleError = lambda record: reported.append(record.getMessage())  # type: ignore[method-assign]
+    handler.handleError = lambda record: reported.append(record.getMessage())
     logger.info(rec(2))
     logger.info(rec(3))
     assert reported == []
     report = audit(log_files(log_path), ids(3, 1), PATTERN)
     assert report.ok and report.records == 3, report
+
+
+def test_formatting_error_goes_to_handle_error(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """A record that cannot be formatted goes to handleError, and the next record is written."""
+    handler = make_handler(log_path, strategy=strategy)
+    logger.addHandler(handler)
+    reported: list[str] = []
+    handler.handleError = lambda record: reported.append(record.msg)
+    logger.info("rec %05d payload", "not a number")
+    logger.info(rec(1))
+    assert reported == ["rec %05d payload"]
+    report = audit(log_files(log_path), ids(1, 1), PATTERN)
+    assert report.ok and report.records == 1, report
 
 
 @pytest.mark.parametrize("strategy", ["thread", "per-process"])
@@ -276,7 +291,7 @@ def test_logging_after_close_in_mode_w_reports_once_and_does_not_raise(
     logger.info(rec(1))
     handler.close()
     reported: list[str] = []
-    handler.handleError = lambda record: reported.append(record.getMessage())  # type: ignore[method-assign]
+    handler.handleError = lambda record: reported.append(record.getMessage())
     logger.info(rec(2))
     logger.info(rec(3))
     assert reported == [rec(2)]

@@ -117,7 +117,7 @@ def test_child_write_waits_while_the_parent_holds_the_lock(log_path: str, logger
         # Wait until the kernel lists the child as blocked on the lock file; a child that
         # wrote without waiting sets `done` instead and fails the test.
         deadline = time.monotonic() + WAIT
-        while not _blocked_waiter(child.pid, lock_inode):  # type: ignore[arg-type]
+        while not _blocked_waiter(child.pid, lock_inode):
             assert not done.is_set(), "child wrote while the parent held the lock"
             assert time.monotonic() < deadline and child.is_alive(), "child never blocked on the lock"
             time.sleep(0.005)
@@ -235,7 +235,7 @@ def test_spawned_child_configures_via_dictconfig(method: str, strategy: str, log
         "handlers": {"file": {"formatter": "plain", **handler_config}},
         "loggers": {log.name: {"handlers": ["file"], "level": "DEBUG", "propagate": False}},
     }
-    ctx = multiprocessing.get_context(method)
+    ctx: Any = multiprocessing.get_context(method)
     go = ctx.Event()
     child = ctx.Process(target=_configured_child, args=(config, log.name, 500, go))
     child.start()

@@ -47,7 +47,7 @@ def record_lengths(strategy: str, n: int) -> list[int]:
 
 def backups_newest_first(path: str) -> list[str]:
     """``path.1`` (newest), ``path.2`` ... as long as they exist, without a gap."""
-    out = []
+    out: list[str] = []
     while os.path.exists(f"{path}.{len(out) + 1}"):
         out.append(f"{path}.{len(out) + 1}")
     return out

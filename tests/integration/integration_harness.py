@@ -17,12 +17,16 @@ import sys
 import threading
 import time
 import uuid
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+from safelog import merge
 from safelog._audit import AuditReport, audit, log_files
-from safelog._shard import FrameError, iter_records
+from safelog._merge import STATE_SUFFIX
+from safelog._shard import FrameError, iter_records, parse_shard_name
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "config-examples"
@@ -242,21 +246,157 @@ def wait_for(predicate: Callable[[], bool], what: str, server: Server, deadline:
 
 # -- reading logs back ----------------------------------------------------------------------
 
+SHARD_RE = re.compile(r"\.shard(?:\.\d+)?(?:\.(?:gz|bz2|xz))?$")
+# The CLI's one-line summary (stderr) of a merge that found nothing wrong.
+MERGE_SUMMARY_RE = re.compile(
+    r"safelog merge: merged (?P<records>\d+) records from (?P<shards>\d+) shard file\(s\) into (?P<out>.+?)"
+    r"(?:; removed (?P<removed>\d+))?"
+)
+# Every line the example formatters write starts with asctime and the writer's pid.
+TIME_PID_RE = re.compile(r"(?P<t>" + TS + r") (?P<pid>\d+) ")
 
-def files_to_audit(path: Path, strategy: str) -> list[str]:
+
+def is_shard(path: str) -> bool:
+    return SHARD_RE.search(os.path.basename(path)) is not None
+
+
+@dataclass
+class Merged:
+    """A ``per-process`` log whose shards were merged into the log path once its writers stopped."""
+
+    path: Path
+    records: int
+    # Every shard file (rotated backups included) and its size just before the merge.
+    shards: dict[str, int]
+
+
+# One merge per log: every later look at the log (audits, record scans) reads its result.
+_merged: dict[Path, Merged] = {}
+
+
+def merge_log(path: Path, *, cli: bool = False) -> Merged:
+    """Merge the shards of the ``per-process`` log ``path`` into ``path`` and check the merge.
+
+    Only after every writer stopped: the merge must then find no live shard, report no problem,
+    leave no shard behind, and write the records in time order. ``cli`` runs
+    ``python -m safelog merge`` in a subprocess instead of calling :func:`safelog.merge`.
+    """
+    path = Path(path)
+    if path in _merged:
+        return _merged[path]
+    shards = {f: os.path.getsize(f) for f in log_files(str(path)) if is_shard(f)}
+    assert shards, f"no shards of {path}"
+    written = shard_chains(path, list(shards))
+    # per-process never writes the log path itself: the merged file is this one batch.
+    assert not path.exists(), f"{path} exists before the merge"
+    if cli:
+        proc = subprocess.run(
+            [sys.executable, "-m", "safelog", "merge", str(path)],
+            env=dict(os.environ, PYTHONPATH=str(REPO)),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        # Exit 0 and nothing but the summary: no warning, no problem, no live shard.
+        m = MERGE_SUMMARY_RE.fullmatch(proc.stderr.strip())
+        assert proc.returncode == 0 and m is not None and proc.stdout == "", (proc.returncode, proc.stderr)
+        assert m.group("out") == str(path), proc.stderr
+        assert int(m.group("shards")) == len(shards) == int(m.group("removed") or 0), (proc.stderr, shards)
+        records = int(m.group("records"))
+    else:
+        report = merge(path)
+        assert report.ok, [str(p) for p in report.problems[:5]]
+        assert not report.warnings, [str(p) for p in report.warnings[:5]]
+        assert not report.live, f"live shards after the writers stopped: {report.live}"
+        assert sorted(report.shards) == sorted(shards), (report.shards, shards)
+        assert sorted(report.removed) == sorted(shards), (report.removed, shards)
+        assert not report.moved, report.moved
+        records = report.records
+    left = [f for f in log_files(str(path)) if f != str(path) and not f.endswith(STATE_SUFFIX)]
+    assert not left, f"left behind by the merge: {left}"
+    assert records > 0 and records == assert_time_ordered(path), (records, path)
+    # Every writer's records exactly once, in the order it wrote them: nothing lost, doubled,
+    # altered or reordered within a writer (the time-order check relies on the last).
+    merged: dict[str, list[str]] = defaultdict(list)
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            merged[line.split(" ", 3)[2]].append(line[:-1])
+    assert set(merged) == set(written), (sorted(merged), sorted(written))
+    for pid, texts in written.items():
+        assert merged[pid] == texts, f"{path}: records of pid {pid} differ from its shards"
+    _merged[path] = Merged(path, records, shards)
+    return _merged[path]
+
+
+def shard_chains(path: Path, shards: list[str]) -> dict[str, list[str]]:
+    """pid -> the record texts of its shards in the order it wrote them (oldest backup first).
+
+    The shards must be whole: the writers stopped gracefully. The pid in the text (every
+    example formatter writes %(process)d) is the pid in the shard name.
+    """
+    chains: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for shard in shards:
+        parts = parse_shard_name(path.name, os.path.basename(shard))
+        assert parts is not None and not parts["ext"], shard
+        chains[str(parts["pid"])].append((-int(parts["n"] or 0), shard))
+    written: dict[str, list[str]] = {}
+    for pid, files in chains.items():
+        texts = written[pid] = []
+        for _, shard in sorted(files):
+            with open(shard, "rb") as fh:
+                for item in iter_records(fh):
+                    assert not isinstance(item, FrameError), f"{shard}: {item}"
+                    text = item.text.decode("utf-8")
+                    assert "\n" not in text and text.split(" ", 3)[2] == pid, f"{shard}: {text!r}"
+                    texts.append(text)
+    return written
+
+
+def assert_time_ordered(path: Path) -> int:
+    """The merged log is in the order of its shard header times; returns its line count.
+
+    The header time is ``record.created`` clamped per shard: a record whose creation time is
+    below the latest one its writer already wrote (a gthread worker's threads format in one
+    order and write in another) gets that latest time. The merge sorts by that time and keeps
+    each writer's records in its write order (``merge_log`` checks that), so the running maximum
+    of each pid's own times is its header times, which must never decrease over the file.
+    asctime (what the formatters write, in UTC: see ``server_env``) is created truncated to
+    milliseconds, a monotone function of it, so the same holds at millisecond resolution.
+    """
+    latest: dict[str, float] = {}  # pid -> running maximum of its record times
+    last = 0.0
+    n = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            m = TIME_PID_RE.match(line)
+            assert m is not None, f"{path}:{n}: no time and pid: {line!r}"
+            pid = m.group("pid")
+            t = max(asctime(m.group("t")), latest.get(pid, 0.0))
+            latest[pid] = t
+            assert t >= last, f"{path}:{n}: out of time order ({t} after {last}): {line!r}"
+            last = t
+    return n
+
+
+def files_to_audit(path: Path, strategy: str, *, live: bool = False) -> list[str]:
     """The files holding everything written to the log ``path``.
 
-    ``per-process`` shards are audited directly (the audit decodes their framing). When
-    ``safelog merge`` exists, merge them here and return the merged file instead, so every
-    per-process test checks the merge too.
+    ``per-process`` shards are merged here (once, see :func:`merge_log`) and the merged file is
+    returned, so every per-process test checks the merge too. ``live``: the writers are still
+    running, so the shards are read as they are (a merge would skip the live ones).
     """
     files = log_files(str(path))
-    if strategy == "per-process":
-        return [f for f in files if ".shard" in os.path.basename(f)]
-    return files
+    if strategy != "per-process":
+        return files
+    if live:
+        return [f for f in files if is_shard(f)]
+    merge_log(path)
+    return [str(path)]
 
 
-def audit_log(path: Path, strategy: str, expected: Iterable[str], pattern: re.Pattern[str]) -> AuditReport:
+def audit_log(
+    path: Path, strategy: str, expected: Iterable[str], pattern: str | re.Pattern[str]
+) -> AuditReport:
     report = audit(files_to_audit(path, strategy), expected, pattern)
     assert report.records > 0, f"nothing logged in {path}"
     return report
@@ -270,9 +410,9 @@ def assert_exact(report: AuditReport, what: str) -> None:
     )
 
 
-def records(path: Path, strategy: str) -> Iterator[tuple[str, str]]:
+def records(path: Path, strategy: str, *, live: bool = False) -> Iterator[tuple[str, str]]:
     """(file, record text) for every record of the log ``path``, shards decoded."""
-    for f in files_to_audit(path, strategy):
+    for f in files_to_audit(path, strategy, live=live):
         with open(f, "rb") as fh:
             if ".shard" in os.path.basename(f):
                 for item in iter_records(fh):
@@ -291,8 +431,15 @@ def asctime(text: str) -> float:
 
 def assert_backups_within_limit(path: Path, strategy: str) -> int:
     """Every rotated file stays within max_bytes: a writer still appending to a renamed file
-    would grow it past the limit. Returns how many rotations happened."""
-    rotated = [f for f in files_to_audit(path, strategy) if re.search(r"\.\d+$", f)]
-    over = {f: os.path.getsize(f) for f in rotated if os.path.getsize(f) > MAX_BYTES}
+    would grow it past the limit. Returns how many rotations happened.
+
+    A ``per-process`` log is checked on its shards as they were just before the merge.
+    """
+    if strategy == "per-process":
+        sizes = merge_log(path).shards
+    else:
+        sizes = {f: os.path.getsize(f) for f in files_to_audit(path, strategy)}
+    rotated = [f for f in sizes if re.search(r"\.\d+$", f)]
+    over = {f: sizes[f] for f in rotated if sizes[f] > MAX_BYTES}
     assert not over, f"rotated files over {MAX_BYTES} bytes: {over}"
     return len(rotated)

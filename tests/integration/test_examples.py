@@ -38,7 +38,7 @@ def run_example(tmp_path: Path, *args: str, **env: str) -> None:
 
 @pytest.mark.parametrize("strategy", ["flock", "per-process"])
 def test_dictconfig_python_dict(tmp_path: Path, strategy: str) -> None:
-    """logging_dict.py: four processes, one rotating log (or one shard each), every record once."""
+    """logging_dict.py: four processes, one rotating log (or one shard each, merged), every record once."""
     run_example(tmp_path, str(EXAMPLES / "logging_dict.py"), SAFELOG_STRATEGY=strategy)
     log = tmp_path / "logs" / "app.log"
     assert_exact(audit_log(log, strategy, EXPECTED, LINE_RE), "app.log")

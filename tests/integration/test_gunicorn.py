@@ -21,6 +21,7 @@ from integration_harness import (
     BIN,
     EXAMPLES,
     GUNICORN_ACCESS_RE,
+    REPO,
     SERVER_RE,
     Load,
     Server,
@@ -30,6 +31,7 @@ from integration_harness import (
     audit_log,
     drive,
     free_port,
+    merge_log,
     new_ids,
     records,
     server_env,
@@ -78,21 +80,33 @@ def start_gunicorn(
         argv.append("--no-control-socket")
     argv.append(module)
     logs = tmp_path / "logs"
-    server = Server(argv, cwd, server_env(logs, strategy), tmp_path / "gunicorn.out")
+    extra = {}
+    if app == "django":
+        # The example's settings with TIME_ZONE = "UTC": see django_utc_settings.py.
+        extra = dict(
+            DJANGO_SETTINGS_MODULE="django_utc_settings",
+            PYTHONPATH=os.pathsep.join([str(REPO), str(Path(__file__).parent)]),
+        )
+    server = Server(argv, cwd, server_env(logs, strategy, **extra), tmp_path / "gunicorn.out")
     return server, port, logs
 
 
 def _has_setting(name: str) -> bool:
-    from gunicorn.config import KNOWN_SETTINGS
+    from gunicorn.config import KNOWN_SETTINGS  # type: ignore[import-untyped]
 
     return any(s.name == name for s in KNOWN_SETTINGS)
 
 
-def worker_lines(logs: Path, strategy: str) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
-    """pid -> the files holding its "Booting worker" / "Worker exiting" lines in error.log."""
+def worker_lines(
+    logs: Path, strategy: str, *, live: bool = False
+) -> tuple[dict[int, list[str]], dict[int, list[str]]]:
+    """pid -> the files holding its "Booting worker" / "Worker exiting" lines in error.log.
+
+    ``live``: the server is running (per-process shards are read as they are, not merged).
+    """
     booted: dict[int, list[str]] = defaultdict(list)
     exited: dict[int, list[str]] = defaultdict(list)
-    for f, text in records(logs / "error.log", strategy):
+    for f, text in records(logs / "error.log", strategy, live=live):
         m = SERVER_RE.fullmatch(text)
         assert m is not None, f"malformed line in {f}: {text!r}"
         msg, pid = m.group("id"), int(m.group("pid"))
@@ -105,11 +119,17 @@ def worker_lines(logs: Path, strategy: str) -> tuple[dict[int, list[str]], dict[
 
 def wait_for_workers(server: Server, logs: Path, strategy: str, n: int) -> None:
     """Until every worker has booted: the load then meets all of them from the first request."""
-    wait_for(lambda: len(worker_lines(logs, strategy)[0]) >= n, f"{n} workers to boot", server)
+    wait_for(lambda: len(worker_lines(logs, strategy, live=True)[0]) >= n, f"{n} workers to boot", server)
+
+
+LOGS = ("app.log", "access.log", "error.log")
 
 
 def check_logs(logs: Path, strategy: str, ids: list[str]) -> dict[int, list[str]]:
-    """The exact audits every run ends with; returns pid -> files of its boot line."""
+    """The exact audits every run ends with; returns pid -> files of its boot line.
+
+    A per-process log is audited as merged (see ``files_to_audit``): one file, in time order.
+    """
     assert_exact(audit_log(logs / "app.log", strategy, ids, APP_RE), "app.log")
     assert_exact(audit_log(logs / "access.log", strategy, ids, GUNICORN_ACCESS_RE), "access.log")
     # A whole-line check of the server log too (the pattern accepts any message).
@@ -136,21 +156,22 @@ def served_by(logs: Path, strategy: str, ids: set[str]) -> set[int]:
 
 
 MATRIX = [
-    # app, strategy, worker class, preload (Django with --preload, sync, flock: the HUP test)
-    ("flask", "flock", "sync", False),
-    ("flask", "flock", "sync", True),
-    ("django", "flock", "sync", False),
-    ("flask", "flock", "gthread", False),
-    ("django", "flock", "gthread", True),
-    ("flask", "per-process", "sync", True),
-    ("django", "per-process", "sync", False),
-    ("django", "per-process", "gthread", True),
+    # app, strategy, worker class, preload, how per-process shards are merged after the stop
+    # (Django with --preload, sync, flock: the HUP test)
+    ("flask", "flock", "sync", False, None),
+    ("flask", "flock", "sync", True, None),
+    ("django", "flock", "sync", False, None),
+    ("flask", "flock", "gthread", False, None),
+    ("django", "flock", "gthread", True, None),
+    ("flask", "per-process", "sync", True, "cli"),
+    ("django", "per-process", "sync", False, "api"),
+    ("django", "per-process", "gthread", True, "api"),
 ]
 
 
-@pytest.mark.parametrize(("app", "strategy", "worker_class", "preload"), MATRIX)
+@pytest.mark.parametrize(("app", "strategy", "worker_class", "preload", "merge"), MATRIX)
 def test_gunicorn_concurrent_requests(
-    tmp_path: Path, app: str, strategy: str, worker_class: str, preload: bool
+    tmp_path: Path, app: str, strategy: str, worker_class: str, preload: bool, merge: str | None
 ) -> None:
     """Concurrent requests to several workers: each id once in app.log and access.log, untorn."""
     workers = 4 if worker_class == "sync" else 2
@@ -164,6 +185,11 @@ def test_gunicorn_concurrent_requests(
         drive(port, batch)
         ids += batch
         assert server.stop() == 0, server.output()
+    if merge == "cli":
+        # `python -m safelog merge`, as an operator would run it; the audits below then read
+        # what it wrote (check_logs merges with safelog.merge() when nothing did yet).
+        for name in LOGS:
+            merge_log(logs / name, cli=True)
     booted = check_logs(logs, strategy, ids)
     assert len(booted) == workers
     # The requests really were spread over several processes writing at the same time.
@@ -183,7 +209,7 @@ def test_gunicorn_hup_replaces_workers_without_loss(tmp_path: Path, app: str, pr
         load = Load(port, phases)
         try:
             load.run_phase(0)
-            first, _ = worker_lines(logs, "flock")
+            first, _ = worker_lines(logs, "flock", live=True)
             # HUP while the second phase is in flight.
             load.release[1].set()
             load.wait_completed(len(phases[0]) + 100)
@@ -191,7 +217,7 @@ def test_gunicorn_hup_replaces_workers_without_loss(tmp_path: Path, app: str, pr
             load.wait_phase(1)
 
             def replaced() -> bool:
-                booted, exited = worker_lines(logs, "flock")
+                booted, exited = worker_lines(logs, "flock", live=True)
                 return len(set(booted) - set(first)) == 4 and set(first) <= set(exited)
 
             # The last phase starts only once every old worker is gone: it is served by the
@@ -212,7 +238,6 @@ def test_gunicorn_hup_replaces_workers_without_loss(tmp_path: Path, app: str, pr
 def test_gunicorn_usr1_after_external_rename(tmp_path: Path) -> None:
     """logrotate-style rename + kill -USR1 under load: nothing lost, writers leave the old files."""
     server, port, logs = start_gunicorn(tmp_path, "flask", "flock")
-    names = ("app.log", "access.log", "error.log")
     with server:
         ids = wait_ready(server, port)
         wait_for_workers(server, logs, "flock", 4)
@@ -225,7 +250,7 @@ def test_gunicorn_usr1_after_external_rename(tmp_path: Path) -> None:
                 load.wait_completed(100)
                 # Rename (what logrotate does without copytruncate) while requests are in
                 # flight, then signal as its postrotate script would.
-                for name in names:
+                for name in LOGS:
                     os.rename(logs / name, logs / f"{name}.moved-{round_}")
                 renames.append(time.time())
                 server.signal(signal.SIGUSR1)
@@ -248,7 +273,7 @@ def test_gunicorn_usr1_after_external_rename(tmp_path: Path) -> None:
 
     booted = check_logs(logs, "flock", ids)
     final_set = set(final)
-    for name in names:
+    for name in LOGS:
         for f, text in records(logs / name, "flock"):
             m = re.search(r"\.moved-(\d)$", f)
             if m is None:

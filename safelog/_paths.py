@@ -1,0 +1,75 @@
+"""Resolve a configured log path once, without following symlinks an attacker may plant.
+
+A handler resolves its path once, at configuration, so that every handler on the same file
+shares one sink and later opens use ``O_NOFOLLOW``. Resolving with ``os.path.realpath`` and then
+opening the result would defeat the kernel's ``fs.protected_symlinks``: ``readlink`` is not
+restricted, so a symlink planted in ``/tmp`` by another user would be followed to, say,
+``/etc/passwd``. The same rule is applied here: a symlink in a sticky, world-writable directory
+is followed only if it belongs to this process's user or to the directory's owner.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+__all__ = ["resolve_log_path", "unwritable_dir"]
+
+_MAX_LINKS = 40  # as the kernel's ELOOP limit
+
+
+def resolve_log_path(path: str) -> str:
+    """The real path of ``path``; ``ValueError`` for a symlink planted in a shared directory."""
+    if os.name != "posix":
+        return os.path.realpath(path)
+    return _resolve(os.path.abspath(path), _MAX_LINKS)
+
+
+def _resolve(path: str, budget: int) -> str:
+    cur = os.sep
+    parts = [p for p in path.split(os.sep) if p]
+    for i, part in enumerate(parts):
+        if part == "..":
+            cur = os.path.dirname(cur)
+            continue
+        if part == ".":
+            continue
+        nxt = os.path.join(cur, part)
+        try:
+            st = os.lstat(nxt)
+        except OSError:
+            # Not there (yet): the rest is created by us, as regular files and directories.
+            return os.path.normpath(os.path.join(cur, *parts[i:]))
+        if stat.S_ISLNK(st.st_mode):
+            if budget <= 0:
+                raise ValueError(f"filename={path!r}: too many levels of symbolic links")
+            _check_link(nxt, st, cur)
+            target = os.path.join(cur, os.readlink(nxt))
+            nxt = _resolve(target, budget - 1)
+        cur = nxt
+    return cur
+
+
+def _check_link(link: str, st: os.stat_result, parent: str) -> None:
+    pst = os.stat(parent)
+    shared = pst.st_mode & stat.S_ISVTX and pst.st_mode & stat.S_IWOTH
+    if shared and st.st_uid not in (os.geteuid(), pst.st_uid):
+        raise ValueError(
+            f"filename: refusing to follow symlink {link!r}: it is in the world-writable directory "
+            f"{parent!r} and belongs to another user (uid {st.st_uid}), so anyone could have "
+            f"planted it; use a log directory that only the application can write"
+        )
+
+
+def unwritable_dir(path: str) -> str | None:
+    """Why files cannot be created beside ``path`` (``None`` when they can). The directory is
+    created on first write if missing, so its nearest existing ancestor is what must be
+    writable."""
+    d = os.path.dirname(path)
+    while not os.path.isdir(d) and os.path.dirname(d) != d:
+        if os.path.exists(d):
+            return f"{d!r} is not a directory"
+        d = os.path.dirname(d)
+    if not os.access(d, os.W_OK | os.X_OK):
+        return f"directory {d!r} is not writable"
+    return None

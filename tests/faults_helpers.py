@@ -1,0 +1,132 @@
+"""Shared helpers of the fault tests: children, handshakes on kernel state, exact audits."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import time
+from typing import Any, Callable, Iterable
+
+from safelog import SafeFileHandler
+from safelog._audit import AuditReport, audit, log_files
+
+FORK = multiprocessing.get_context("fork")
+
+# Every record the fault tests write is "rec <id> <padding>"; the audit counts the id. The
+# notice the handler writes after a failure burst, "safelog: N record(s) could not be written
+# ...", counts as the id "safelog: N".
+RECORD = r"(?:rec )?(?P<id>safelog: \d+|\S+)(?: .*)?"
+
+
+def make_logger(handler: logging.Handler, name: str | None = None) -> logging.Logger:
+    """A private logger that sends everything to ``handler`` only."""
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(name or f"faults.{id(handler)}.{os.getpid()}")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    return logger
+
+
+def exact(
+    path: str,
+    expected: Iterable[str],
+    *,
+    maybe: Iterable[str] = (),
+    pattern: str = RECORD,
+    files: list[str] | None = None,
+) -> AuditReport:
+    """Audit ``path`` and its backups: ``expected`` ids exactly once, ``maybe`` ids (records in
+    flight when a process was killed) at most once, nothing else, nothing malformed."""
+    report = audit(files if files is not None else log_files(path), expected, pattern)
+    maybe = set(maybe)
+    extra = [u for u in report.unexpected if u not in maybe]
+    dup = {k: n for k, n in report.duplicated.items()}
+    assert not report.lost, f"lost {len(report.lost)}: {report.lost[:10]} ({report.summary()})"
+    assert not dup, f"duplicated: {list(dup.items())[:10]}"
+    assert not extra, f"unexpected: {extra[:10]}"
+    assert not report.malformed, f"malformed: {report.malformed[:5]}"
+    return report
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``cond`` until it is true; fail after ``timeout``. For kernel state that offers no
+    event to wait on (a process blocked in flock()), not for hoping that time fixes a race."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.005)
+
+
+def flock_waiters(path: str) -> set[int]:
+    """PIDs blocked in ``flock()`` on the file ``path`` right now, from ``/proc/locks``."""
+    ino = os.stat(path).st_ino
+    pids = set()
+    with open("/proc/locks") as f:
+        for line in f:
+            # "3: -> FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF": "->" marks a waiter.
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "->" and fields[2] == "FLOCK":
+                if int(fields[6].rsplit(":", 1)[1]) == ino:
+                    pids.add(int(fields[5]))
+    return pids
+
+
+def join_all(procs: Iterable[Any], timeout: float = 60.0) -> None:
+    """Join every child; kill and fail on one that does not finish (a hang is a failure)."""
+    hung = []
+    for p in procs:
+        p.join(timeout)
+        if p.is_alive():
+            p.kill()
+            p.join()
+            hung.append(p.pid)
+    assert not hung, f"children hung: {hung}"
+
+
+def in_child(fn: Callable[..., Any], *args: Any, timeout: float = 60.0) -> Any:
+    """Run ``fn(*args)`` in a forked child and return its result (exceptions re-raised here)."""
+    recv, send = FORK.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            send.send((True, fn(*args)))
+        except BaseException as exc:  # report everything, including AssertionError
+            send.send((False, f"{type(exc).__name__}: {exc}"))
+
+    p = FORK.Process(target=run)
+    p.start()
+    send.close()
+    if not recv.poll(timeout):
+        p.kill()
+        p.join()
+        raise AssertionError(f"child did not answer within {timeout} s (hang)")
+    ok, value = recv.recv()
+    join_all([p])
+    if not ok:
+        raise AssertionError(f"in child: {value}")
+    return value
+
+
+class CountingHandler(SafeFileHandler):
+    """Counts handleError calls and remembers which record ids were reported lost."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.errors_reported = 0
+        self.failed_ids: list[str] = []
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.errors_reported += 1
+
+    def _write_failed(self, record: logging.LogRecord, exc: BaseException) -> None:
+        m = re.match(r"rec (\S+)", record.getMessage())
+        if m:
+            self.failed_ids.append(m.group(1))
+        super()._write_failed(record, exc)

@@ -1,0 +1,191 @@
+"""Hostile configuration: wrong types and values, paths that are not files, planted symlinks."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import os
+import stat
+
+import pytest
+
+from safelog import STRATEGIES, FlockFileHandler, SafeFileHandler, ThreadFileHandler
+from safelog import _flock, _strategy
+
+from tests.faults_helpers import CountingHandler, exact, make_logger
+
+BAD_OPTIONS = [
+    # (options, exception, text the message must contain: the option's name)
+    ({"filename": None}, TypeError, "filename"),
+    ({"filename": 123}, TypeError, "filename"),
+    ({"filename": ""}, TypeError, "filename"),
+    ({"filename": b"app.log"}, TypeError, "filename"),
+    ({"filename": "a\0b.log"}, ValueError, "filename"),
+    ({"strategy": "fast"}, ValueError, "strategy"),
+    ({"strategy": "FLOCK"}, ValueError, "strategy"),
+    ({"strategy": 1}, ValueError, "strategy"),
+    ({"max_bytes": -1}, ValueError, "max_bytes"),
+    ({"max_bytes": "-1 MB"}, ValueError, "max_bytes"),
+    ({"max_bytes": "10 XB"}, ValueError, "max_bytes"),
+    ({"max_bytes": "lots"}, ValueError, "max_bytes"),
+    ({"max_bytes": 1.5}, TypeError, "max_bytes"),
+    ({"max_bytes": True}, TypeError, "max_bytes"),
+    ({"max_bytes": [10]}, TypeError, "max_bytes"),
+    ({"maxBytes": 10, "max_bytes": 20}, ValueError, "max_bytes"),
+    ({"backup_count": -1}, ValueError, "backup_count"),
+    ({"backup_count": "x"}, TypeError, "backup_count"),
+    ({"backup_count": 2.0}, TypeError, "backup_count"),
+    ({"backup_count": True}, TypeError, "backup_count"),
+    ({"backupCount": 1, "backup_count": 2}, ValueError, "backup_count"),
+    ({"mode": "r"}, ValueError, "mode"),
+    ({"mode": "a+"}, ValueError, "mode"),
+    ({"mode": "w", "strategy": "flock"}, ValueError, "mode='w'"),
+    ({"encoding": "no-such-codec"}, ValueError, "encoding"),
+    ({"encoding": "rot13"}, ValueError, "encoding"),
+    ({"encoding": "utf-16"}, ValueError, "encoding"),
+    ({"encoding": "utf-8-sig"}, ValueError, "encoding"),
+    ({"encoding": 8}, TypeError, "encoding"),
+    ({"errors": "no-such-handler"}, ValueError, "errors"),
+    ({"errors": ""}, TypeError, "errors"),
+    ({"delay": "maybe"}, TypeError, "delay"),
+    ({"delay": None}, TypeError, "delay"),
+    ({"delay": 1}, TypeError, "delay"),
+    ({"escape_newlines": "perhaps"}, TypeError, "escape_newlines"),
+    ({"namer": "str.upper"}, TypeError, "namer"),
+    ({"rotator": 42}, TypeError, "rotator"),
+    ({"lock_dir": 123}, TypeError, "lock_dir"),
+    ({"lock_dir": ""}, TypeError, "lock_dir"),
+    ({"max_size": "10 MB"}, TypeError, "max_size"),
+]
+
+
+@pytest.mark.parametrize(("options", "exc", "names"), BAD_OPTIONS, ids=lambda v: repr(v)[:40])
+def test_bad_option_fails_at_construction_naming_it(tmp_path, options, exc, names):
+    """Every option with a wrong type or value raises TypeError/ValueError at construction, and
+    the message names the option."""
+    kwargs = {"filename": str(tmp_path / "app.log"), **options}
+    with pytest.raises(exc) as info:
+        SafeFileHandler(**kwargs)
+    assert names in str(info.value)
+    assert os.listdir(tmp_path) == [], "a rejected configuration must not create files"
+
+
+def test_strategy_class_conflict(tmp_path):
+    """A strategy class given another strategy says which class to use instead."""
+    with pytest.raises(ValueError, match="SafeFileHandler"):
+        ThreadFileHandler(str(tmp_path / "app.log"), strategy="flock")
+
+
+def test_user_subclass_may_choose_the_strategy(tmp_path):
+    """A user's subclass of SafeFileHandler that does not pin a strategy accepts any of them."""
+
+    class Mine(SafeFileHandler):
+        pass
+
+    for strategy in STRATEGIES:
+        Mine(str(tmp_path / f"{strategy}.log"), strategy=strategy).close()
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_filename_that_is_a_directory(tmp_path, strategy):
+    """A directory given as filename is rejected at construction, for every strategy and with
+    delay too."""
+    for delay in (False, True):
+        with pytest.raises(ValueError, match="is a directory"):
+            SafeFileHandler(str(tmp_path), strategy=strategy, delay=delay)
+
+
+def test_filename_below_a_regular_file(tmp_path):
+    """A path whose parent is a regular file fails at construction with the path in the message."""
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="cannot be opened.*Not a directory"):
+        FlockFileHandler(str(tmp_path / "file" / "app.log"))
+
+
+def test_dictconfig_reports_the_option(tmp_path):
+    """A bad option in dictConfig fails configuration, and the cause names the option."""
+    config = {
+        "version": 1,
+        "handlers": {
+            "file": {"class": "safelog.SafeFileHandler", "filename": str(tmp_path / "a.log"),
+                     "strategy": "per-thread"},
+        },
+        "root": {"handlers": ["file"]},
+    }
+    with pytest.raises(ValueError, match="file") as info:
+        logging.config.dictConfig(config)
+    assert "strategy" in str(info.value.__cause__)
+
+
+def _shared_dir(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)  # like /tmp: sticky and world-writable
+    return shared
+
+
+def test_planted_lock_file_symlink_is_not_followed(tmp_path):
+    """A symlink planted where the lock file goes is refused (O_NOFOLLOW) at configuration,
+    and its target is not touched."""
+    shared = _shared_dir(tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    os.symlink(victim, shared / "app.log.lock")
+    with pytest.raises(ValueError, match="cannot be opened"):
+        FlockFileHandler(str(shared / "app.log"))
+    assert victim.read_bytes() == b"precious\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a symlink owned by another user")
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_foreign_symlink_in_shared_directory_is_refused(tmp_path, strategy):
+    """A log path that is another user's symlink in a sticky world-writable directory is
+    refused at configuration (as fs.protected_symlinks would), and its target is not touched."""
+    shared = _shared_dir(tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    link = shared / "app.log"
+    os.symlink(victim, link)
+    os.lchown(link, 65534, 65534)
+    for delay in (False, True):
+        with pytest.raises(ValueError, match="refusing to follow symlink"):
+            SafeFileHandler(str(link), strategy=strategy, delay=delay)
+    assert victim.read_bytes() == b"precious\n"
+
+
+def test_own_symlink_is_followed(tmp_path):
+    """A symlink the application's own user made (log path pointing elsewhere on purpose) is
+    followed, as logging.FileHandler does."""
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    os.symlink(real_dir, tmp_path / "logs")
+    h = FlockFileHandler(str(tmp_path / "logs" / "app.log"))
+    make_logger(h).info("rec 1")
+    h.close()
+    exact(str(real_dir / "app.log"), ["1"])
+
+
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_symlink_planted_after_configuration_is_not_followed(tmp_path, strategy, monkeypatch):
+    """When the log file is deleted and a symlink put in its place, the writer refuses to
+    follow it (O_NOFOLLOW), reports it once, and resumes once the link is gone."""
+    monkeypatch.setattr(_strategy, "CHECK_INTERVAL", 0.0)
+    monkeypatch.setattr(_flock, "CHECK_INTERVAL", 0.0)
+    shared = _shared_dir(tmp_path)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious\n")
+    path = shared / "app.log"
+    h = CountingHandler(str(path), strategy=strategy)
+    log = make_logger(h)
+    log.info("rec 1")
+    path.unlink()
+    os.symlink(victim, path)
+    for i in range(2, 6):
+        log.info("rec %d", i)
+    assert victim.read_bytes() == b"precious\n"
+    assert h.errors_reported == 1 and h.failed_ids == ["2", "3", "4", "5"]
+    path.unlink()
+    log.info("rec 6")
+    h.close()
+    exact(str(path), ["6", "safelog: 4"])
+    assert stat.S_ISREG(os.lstat(path).st_mode)

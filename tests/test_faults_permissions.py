@@ -1,0 +1,210 @@
+"""Permissions: an unwritable directory or file gives one clear error, no crash, no busy loop.
+
+Root ignores permission bits, so when the suite runs as root each scenario runs in a forked
+child that has dropped to the ``nobody`` user first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+
+import pytest
+
+from safelog import STRATEGIES, SafeFileHandler
+from safelog import _rotation as rotation
+
+from tests.faults_helpers import FORK, CountingHandler, exact, join_all, make_logger
+
+NOBODY = 65534
+
+
+def _drop_privileges() -> None:
+    if os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(NOBODY)
+        os.setuid(NOBODY)
+
+
+@pytest.fixture
+def base():
+    """A directory the unprivileged child can reach (pytest's tmp_path is private to root)."""
+    d = tempfile.mkdtemp(prefix="safelog-perm-")
+    os.chmod(d, 0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d)
+
+
+def _in_child_unprivileged(fn, *args):
+    recv, send = FORK.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            _drop_privileges()
+            send.send((True, fn(*args)))
+        except BaseException as exc:
+            send.send((False, f"{type(exc).__name__}: {exc}"))
+
+    p = FORK.Process(target=run)
+    p.start()
+    send.close()
+    assert recv.poll(60), "child hung"
+    ok, value = recv.recv()
+    join_all([p])
+    assert ok, value
+    return value
+
+
+def _configure(path: str, strategy: str) -> str:
+    try:
+        SafeFileHandler(path, strategy=strategy)
+    except ValueError as exc:
+        return str(exc)
+    return "no error"
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_unwritable_directory_fails_at_configuration(base, strategy):
+    """Without delay, a log in a directory the process cannot write fails at construction with
+    a ValueError that names the file and the reason."""
+    locked = os.path.join(base, "locked")
+    os.mkdir(locked, 0o755)
+    msg = _in_child_unprivileged(_configure, os.path.join(locked, "sub", "app.log"), strategy)
+    assert "cannot be opened" in msg and "app.log" in msg
+    assert "Permission denied" in msg or "not writable" in msg
+    assert os.listdir(locked) == []
+
+
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_unwritable_file_fails_at_configuration(base, strategy):
+    """Without delay, an existing log file the process may not write fails at construction."""
+    path = os.path.join(base, "app.log")
+    open(path, "w").close()
+    os.chmod(base, 0o777)
+    os.chmod(path, 0o644)  # owned by root
+    msg = _in_child_unprivileged(_configure, path, strategy)
+    assert "cannot be opened" in msg and "Permission denied" in msg
+
+
+def _burst(path: str, strategy: str, failing, fixed) -> dict[str, object]:
+    h = CountingHandler(path, strategy=strategy, delay=True)
+    log = make_logger(h)
+    cpu = time.process_time()
+    for i in range(1000):
+        log.info("rec x%d", i)
+    cpu = time.process_time() - cpu
+    failing.set()
+    assert fixed.wait(30)
+    for i in range(5):
+        log.info("rec ok%d", i)
+    h.close()
+    return {"errors": h.errors_reported, "lost": len(h.failed_ids), "cpu": cpu}
+
+
+def _run_burst(path: str, strategy: str, fix) -> dict[str, object]:
+    failing, fixed = FORK.Event(), FORK.Event()
+    recv, send = FORK.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            _drop_privileges()
+            send.send((True, _burst(path, strategy, failing, fixed)))
+        except BaseException as exc:
+            send.send((False, f"{type(exc).__name__}: {exc}"))
+
+    p = FORK.Process(target=run)
+    p.start()
+    send.close()
+    assert failing.wait(60), "child did not get through the failing records"
+    fix()
+    fixed.set()
+    assert recv.poll(60)
+    ok, value = recv.recv()
+    join_all([p])
+    assert ok, value
+    return value
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_unwritable_directory_at_emit_time(base, strategy):
+    """With delay, 1000 records into an unwritable directory cost one handleError call and
+    little CPU (no retry loop); once the directory is writable, logging resumes with a notice
+    counting the lost records."""
+    locked = os.path.join(base, "locked")
+    os.mkdir(locked, 0o755)
+    path = os.path.join(locked, "app.log")
+    r = _run_burst(path, strategy, lambda: os.chmod(locked, 0o777))
+    assert r["errors"] == 1 and r["lost"] == 1000
+    assert r["cpu"] < 1.0, f"1000 failing records took {r['cpu']:.2f} s of CPU"
+    exact(path, [f"ok{i}" for i in range(5)] + ["safelog: 1000"])
+
+
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_unwritable_file_at_emit_time(base, strategy):
+    """With delay, an existing log file the process may not write costs one handleError call
+    per burst; once it is writable, logging resumes with the notice."""
+    os.chmod(base, 0o777)
+    path = os.path.join(base, "app.log")
+    with open(path, "w") as f:
+        f.write("rec old\n")
+    os.chmod(path, 0o644)
+    r = _run_burst(path, strategy, lambda: os.chmod(path, 0o666))
+    assert r["errors"] == 1 and r["lost"] == 1000
+    exact(path, ["old"] + [f"ok{i}" for i in range(5)] + ["safelog: 1000"])
+
+
+def _rotate_blocked(path: str, strategy: str, failing, fixed) -> dict[str, object]:
+    h = CountingHandler(path, strategy=strategy, max_bytes=1000, backup_count=5)
+    log = make_logger(h)
+    for i in range(100):
+        log.info("rec r%d %s", i, "p" * 40)
+    size = os.path.getsize(path)
+    failing.set()
+    assert fixed.wait(30)
+    time.sleep(rotation.RETRY_INTERVAL)  # the documented retry delay, not a race
+    for i in range(100, 200):
+        log.info("rec r%d %s", i, "p" * 40)
+    h.close()
+    return {"errors": h.errors_reported, "lost": len(h.failed_ids), "size": size}
+
+
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_unwritable_directory_blocks_rotation_not_records(base, strategy):
+    """A writable log file in a directory the process cannot write cannot be rotated: records
+    go on to the file past max_bytes, the failure is reported once, and rotation resumes when
+    the directory is writable again."""
+    locked = os.path.join(base, "locked")
+    os.mkdir(locked, 0o755)
+    path = os.path.join(locked, "app.log")
+    for name in (path, path + ".lock"):
+        open(name, "w").close()
+        os.chmod(name, 0o666)
+    failing, fixed = FORK.Event(), FORK.Event()
+    recv, send = FORK.Pipe(duplex=False)
+
+    def run() -> None:
+        try:
+            _drop_privileges()
+            send.send((True, _rotate_blocked(path, strategy, failing, fixed)))
+        except BaseException as exc:
+            send.send((False, f"{type(exc).__name__}: {exc}"))
+
+    p = FORK.Process(target=run)
+    p.start()
+    send.close()
+    assert failing.wait(60)
+    assert not os.path.exists(path + ".1")
+    os.chmod(locked, 0o777)
+    fixed.set()
+    assert recv.poll(60)
+    ok, r = recv.recv()
+    join_all([p])
+    assert ok, r
+    assert r["errors"] == 1 and r["lost"] == 0
+    assert r["size"] > 1000, "records must go on to the file while it cannot be rotated"
+    exact(path, [f"r{i}" for i in range(200)])
+    assert os.path.exists(path + ".1"), "rotation must resume"

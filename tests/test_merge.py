@@ -1,0 +1,772 @@
+"""``safelog merge``: exact audits of merged per-process logs, crashes, hostile input, live shards."""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import logging
+import lzma
+import multiprocessing
+import os
+import re
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+import safelog
+from safelog import _merge
+from safelog._cli import main
+from safelog._lock import LOCK_EX, flock
+from safelog._shard import ShardFrame
+
+ROOT = str(Path(__file__).resolve().parent.parent)
+
+# -- helpers ------------------------------------------------------------------------------------
+
+
+def shard_time(created: float) -> str:
+    """The shard header time of ``created``, computed exactly as ShardFrame does."""
+    sec = int(created)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{int((created - sec) * 1_000_000):06d}Z"
+
+
+class ShardTimeFormatter(logging.Formatter):
+    """Puts the shard time in front of each record, so the test can check the merged order."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.shardtime = shard_time(record.created)
+        return super().format(record)
+
+
+FORMAT = "%(shardtime)s %(process)d id=%(message)s"
+RECORD_RE = re.compile(r"(?P<t>\S+) (?P<pid>\d+) id=(?P<id>\S+)")
+TRACEBACK_RE = re.compile(
+    r"Traceback \(most recent call last\):\n(?:  .*\n)+ValueError: boom (?P<id>\S+)$"
+)
+
+
+def write_shard(path: Path, records: list[tuple[float, str]], opener: Callable[..., Any] = open) -> None:
+    """A shard file written with the real encoder."""
+    frame = ShardFrame("utf-8", "strict")
+    with opener(path, "wb") as f:
+        for created, text in records:
+            f.write(frame.encode(text, created))
+
+
+def parse_output(path: Path) -> list[tuple[str, str, str]]:
+    """(time, id, rest) per record of a merged log; a record is a RECORD_RE line plus the
+    lines that follow it up to the next such line."""
+    records: list[tuple[str, str, str]] = []
+    for line in path.read_text().split("\n")[:-1]:
+        m = RECORD_RE.fullmatch(line)
+        if m:
+            records.append((m.group("t"), m.group("id"), ""))
+        else:
+            assert records, f"output starts with a continuation: {line!r}"
+            t, i, rest = records[-1]
+            records[-1] = (t, i, rest + line + "\n")
+    return records
+
+
+def child_logs(path: str, name: str, n: int, ready: Any = None, go: Any = None) -> None:
+    """A worker: ``n`` records through a per-process handler, every 10th with a traceback."""
+    handler = safelog.PerProcessFileHandler(path)
+    handler.setFormatter(ShardTimeFormatter(FORMAT))
+    log = logging.getLogger(f"merge-test-{name}")
+    log.propagate = False
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    for i in range(n):
+        rid = f"{name}-{i}"
+        if i % 10 == 3:
+            try:
+                raise ValueError(f"boom {rid}")
+            except ValueError:
+                log.exception(rid)
+        else:
+            log.info(rid)
+    if ready is not None:
+        ready.set()
+        go.wait(30)
+        log.info(f"{name}-{n}")
+    handler.close()
+
+
+def audit_merged(out: Path, expected: set[str]) -> None:
+    """Every id once, time order, and every traceback whole and after its own record."""
+    records = parse_output(out)
+    ids = [r[1] for r in records]
+    assert len(ids) == len(set(ids)), "duplicated records"
+    assert set(ids) == expected
+    times = [r[0] for r in records]
+    assert times == sorted(times), "not in time order"
+    for _, rid, rest in records:
+        if int(rid.rsplit("-", 1)[1]) % 10 == 3:
+            m = TRACEBACK_RE.fullmatch(rest.rstrip("\n"))
+            assert m is not None and m.group("id") == rid, f"traceback of {rid} torn: {rest!r}"
+        else:
+            assert rest == "", f"{rid} has stray lines {rest!r}"
+
+
+def shards(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if ".shard" in p.name)
+
+
+# -- real multi-process runs -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocess_run_merges_exactly(tmp_path: Path, method: str) -> None:
+    """Shards of 4 fork/spawn workers merge into one file: every id once, time order, tracebacks whole."""
+    ctx = multiprocessing.get_context(method)
+    log = tmp_path / "app.log"
+    procs = [ctx.Process(target=child_logs, args=(str(log), f"w{k}", 500)) for k in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    assert len(shards(tmp_path)) == 4
+    report = safelog.merge(log)
+    assert report.ok and report.records == 2000 and len(report.removed) == 4
+    assert shards(tmp_path) == []
+    audit_merged(log, {f"w{k}-{i}" for k in range(4) for i in range(500)})
+
+
+def test_second_merge_appends_new_batch(tmp_path: Path) -> None:
+    """A later run's shards are appended after the earlier batch; the earlier content is kept byte for
+    byte."""
+    log = tmp_path / "app.log"
+    ctx = multiprocessing.get_context("fork")
+    p = ctx.Process(target=child_logs, args=(str(log), "a", 50))
+    p.start()
+    p.join()
+    safelog.merge(log)
+    first = log.read_bytes()
+    p = ctx.Process(target=child_logs, args=(str(log), "b", 50))
+    p.start()
+    p.join()
+    assert safelog.merge(log).records == 50
+    assert log.read_bytes().startswith(first)
+    ids = [r[1] for r in parse_output(log)]
+    assert ids == [f"a-{i}" for i in range(50)] + [f"b-{i}" for i in range(50)]
+
+
+# -- order, framing, discovery -----------------------------------------------------------------
+
+
+def test_tie_order_is_host_pid_position(tmp_path: Path) -> None:
+    """Records with the same time come out by host, then pid, then the writer's order."""
+    t = 1_800_000_000.5
+    write_shard(tmp_path / "app.log.hostb.7.shard", [(t, "b7-1"), (t, "b7-2")])
+    write_shard(tmp_path / "app.log.hosta.20.shard", [(t, "a20-1"), (t + 1, "a20-2")])
+    write_shard(tmp_path / "app.log.hosta.3.shard", [(t - 1, "a3-0"), (t, "a3-1"), (t, "a3-2")])
+    safelog.merge(tmp_path / "app.log")
+    assert (tmp_path / "app.log").read_text().split("\n") == [
+        "a3-0", "a3-1", "a3-2", "a20-1", "b7-1", "b7-2", "a20-2", "",
+    ]
+
+
+def test_text_is_exactly_what_the_formatter_produced(tmp_path: Path) -> None:
+    """Framing is stripped and continuation lines restored, including leading tabs, blank lines and non-
+    ASCII."""
+    texts = ["plain", "\tstarts with a tab", "two\n\tlines", "", "a\n\nb\n", "ünï 💡", "x 12 y"]
+    write_shard(tmp_path / "app.log.h.1.shard", [(1_800_000_000 + i, t) for i, t in enumerate(texts)])
+    safelog.merge(tmp_path / "app.log")
+    assert (tmp_path / "app.log").read_text() == "".join(t + "\n" for t in texts)
+
+
+def test_rotated_and_compressed_backups_are_one_chain(tmp_path: Path) -> None:
+    """`.shard.N` backups, gzip/bz2/xz ones, and a plain+compressed twin are each merged once, in order."""
+    base = 1_800_000_000.0
+    recs = [(base + i, f"r{i}") for i in range(12)]
+    d = tmp_path
+    write_shard(d / "app.log.h.5.shard.4.xz", recs[0:3], lzma.open)
+    write_shard(d / "app.log.h.5.shard.3.bz2", recs[3:6], bz2.open)
+    write_shard(d / "app.log.h.5.shard.2", recs[6:8])
+    write_shard(d / "app.log.h.5.shard.2.gz", recs[6:8], gzip.open)  # compressor not done yet
+    write_shard(d / "app.log.h.5.shard.1.gz", recs[8:10], gzip.open)
+    write_shard(d / "app.log.h.5.shard", recs[10:12])
+    write_shard(d / "app.log.h.6.shard", [(base + 5.5, "other")])
+    (d / "app.log.1").write_text("a rotated plain log, not a shard\n")
+    report = safelog.merge(d / "app.log")
+    assert report.ok, report.problems
+    lines = (d / "app.log").read_text().split("\n")[:-1]
+    assert lines == [f"r{i}" for i in range(6)] + ["other"] + [f"r{i}" for i in range(6, 12)]
+    assert shards(d) == []
+    assert (d / "app.log.1").exists()
+
+
+def test_many_records_stream_in_bounded_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With tiny chunks (many refills, records crossing chunk edges) the result is the same sorted merge."""
+    monkeypatch.setattr(_merge, "_CHUNK_MAX", 64)
+    monkeypatch.setattr(_merge, "_CHUNK_MIN", 64)
+    expected = []
+    for k in range(5):
+        recs = [
+            (1_800_000_000 + i * 0.37 + k * 0.05, f"s{k}-{i}" + ("\n\tdetail" if i % 7 == 0 else ""))
+            for i in range(300)
+        ]
+        write_shard(tmp_path / f"app.log.h.{k}.shard", recs)
+        expected += [(shard_time(t), k, i, text) for i, (t, text) in enumerate(recs)]
+    safelog.merge(tmp_path / "app.log")
+    assert (tmp_path / "app.log").read_text() == "".join(e[3] + "\n" for e in sorted(expected))
+
+
+# -- crashes -----------------------------------------------------------------------------------
+
+
+def _make_run(d: Path, runs: int = 3, n: int = 40) -> set[str]:
+    ids = set()
+    for k in range(runs):
+        recs = [(1_800_000_000 + i * 0.01 + k * 0.003, f"k{k}-{i}") for i in range(n)]
+        write_shard(d / f"app.log.h.{100 + k}.shard", recs)
+        ids |= {t for _, t in recs}
+    return ids
+
+
+def _ids(path: Path) -> list[str]:
+    return path.read_text().split("\n")[:-1] if path.exists() else []
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("point", ["replace", "unlink-1", "unlink-3", "state-final", "fsync-output"])
+def test_crash_then_rerun_neither_loses_nor_duplicates(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
+) -> None:
+    """A merge that dies at a given step, then a clean re-run, leaves every record exactly once and no
+    shard."""
+    (tmp_path / "app.log").write_text("old\n")
+    ids = _make_run(tmp_path)
+    calls = {"unlink": 0, "save": 0, "fsync": 0}
+    real_unlink, real_replace, real_save, real_fsync = os.unlink, os.replace, _merge._save_state, os.fsync
+
+    def unlink(p: Any, *a: Any, **k: Any) -> None:
+        if ".shard" in str(p):
+            calls["unlink"] += 1
+            if point == f"unlink-{calls['unlink']}":
+                raise Crash
+        real_unlink(p, *a, **k)
+
+    def replace(src: Any, dst: Any) -> None:
+        if point == "replace" and str(dst).endswith("app.log"):
+            raise Crash
+        real_replace(src, dst)
+
+    def save(path: str, state: dict[str, Any]) -> None:
+        calls["save"] += 1
+        if point == "state-final" and state.get("pending") is None and calls["save"] > 1:
+            raise Crash
+        real_save(path, state)
+
+    def fsync(fd: int) -> None:
+        calls["fsync"] += 1
+        if point == "fsync-output" and calls["fsync"] == 1:
+            raise Crash
+        real_fsync(fd)
+
+    monkeypatch.setattr(_merge.os, "unlink", unlink)
+    monkeypatch.setattr(_merge.os, "replace", replace)
+    monkeypatch.setattr(_merge, "_save_state", save)
+    monkeypatch.setattr(_merge.os, "fsync", fsync)
+    with pytest.raises(Crash):
+        safelog.merge(tmp_path / "app.log")
+    monkeypatch.undo()
+    assert safelog.merge(tmp_path / "app.log").ok
+    got = _ids(tmp_path / "app.log")
+    assert got[0] == "old" and sorted(got[1:]) == sorted(ids) and len(got) == len(ids) + 1
+    assert shards(tmp_path) == []
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+KILL_POINTS = ["write", "parallel-write", "journal", "after-replace", "after-unlink", "final-state"]
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    from safelog import _merge
+    point = sys.argv[2]
+    me = os.getpid()
+    def die():
+        if os.getpid() == me:  # not in the forked worker of a two-process merge
+            os.kill(me, signal.SIGKILL)
+    if point == "parallel-write":
+        _merge._PARALLEL_MIN = 0
+    real_replace, real_unlink = os.replace, os.unlink
+    real_save, real_write = _merge._save_state, _merge._write_all
+    n = {"w": 0, "u": 0}
+    def write_all(fd, data):
+        n["w"] += 1
+        real_write(fd, data[: len(data) // 2])
+        if point in ("write", "parallel-write") and n["w"] == 3:
+            die()
+        real_write(fd, data[len(data) // 2 :])
+    def save(path, state):
+        real_save(path, state)
+        if point == "journal" and state.get("pending"):
+            die()
+        if point == "final-state" and not state.get("pending"):
+            die()
+    def replace(src, dst):
+        real_replace(src, dst)
+        if point == "after-replace" and dst.endswith("app.log"):
+            die()
+    def unlink(p):
+        real_unlink(p)
+        if point == "after-unlink" and ".shard" in p:
+            die()
+    _merge._write_all, _merge._save_state = write_all, save
+    _merge.os.replace, _merge.os.unlink = replace, unlink
+    _merge.merge(sys.argv[1])
+    """
+)
+
+
+@pytest.mark.parametrize("point", KILL_POINTS)
+def test_sigkilled_merge_process_then_rerun_is_exact(tmp_path: Path, point: str) -> None:
+    """A real merge process SIGKILLed mid-way (writing, after the journal, after the replace, mid-removal)
+    and a re-run give every record once."""
+    ids = _make_run(tmp_path, runs=4, n=3000)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(tmp_path / "app.log"), point], env=env)
+    assert proc.returncode == -signal.SIGKILL
+    assert main(["merge", str(tmp_path / "app.log"), "--quiet"]) == 0
+    got = _ids(tmp_path / "app.log")
+    assert len(got) == len(ids) and set(got) == ids
+    assert shards(tmp_path) == []
+
+
+# -- hostile input -----------------------------------------------------------------------------
+
+
+def test_hostile_inputs_are_reported_and_good_records_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Truncated record, garbage lines, binary junk, a foreign file and an empty shard: all good records
+    merged, problems named by file:line, exit 1."""
+    d = tmp_path
+    t = 1_800_000_000.0
+    frame = ShardFrame("utf-8", "strict")
+    good = [frame.encode(f"g{i}", t + i) for i in range(6)]
+    # killed mid-write: the last record lacks its line end
+    (d / "app.log.h.1.shard").write_bytes(good[0] + good[1] + good[2][:-5])
+    # a garbage line between records, a continuation line that follows no record, and a
+    # record glued to NUL bytes
+    (d / "app.log.h.2.shard").write_bytes(
+        good[3] + b"this is not a record\n" + b"\tstray continuation\n" + b"\0" * 50 + good[4] + good[5]
+    )
+    (d / "app.log.h.3.shard").write_bytes(os.urandom(3000).replace(b"\n", b"x") + b"\n")
+    (d / "app.log.h.4.shard").write_text("Nov 26 18:49:28 host sshd[1]: a syslog line\n")
+    (d / "app.log.h.5.shard").write_bytes(b"")
+    rc = main(["merge", str(d / "app.log")])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "Traceback" not in err
+    assert (d / "app.log").read_text().split("\n")[:-1] == ["g0", "g1", "g3", "g4", "g5"]
+    assert f"{d / 'app.log.h.1.shard'}:3: truncated record" in err
+    assert f"{d / 'app.log.h.2.shard'}:2: not a shard record" in err
+    assert f"{d / 'app.log.h.2.shard'}:3: continuation line without a record" in err
+    assert f"{d / 'app.log.h.2.shard'}:4: not a shard record" in err
+    assert f"{d / 'app.log.h.3.shard'}:1: not a shard record" in err
+    assert f"{d / 'app.log.h.4.shard'}:1: not a shard record" in err
+    # damaged files are moved aside, never deleted; the empty one is removed
+    assert shards(d) == [f"app.log.h.{k}.shard.damaged" for k in (1, 2, 3, 4)]
+    # a re-run has nothing left to do and does not duplicate anything
+    assert main(["merge", str(d / "app.log"), "-q"]) == 0
+    assert len(_ids(d / "app.log")) == 5
+
+
+def test_unreadable_shard_is_reported_and_left_in_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shard that cannot be opened (permissions) is reported and kept; the others are merged; exit 1."""
+    write_shard(tmp_path / "app.log.h.1.shard", [(1_800_000_000.0, "ok")])
+    write_shard(tmp_path / "app.log.h.2.shard", [(1_800_000_001.0, "locked away")])
+    (tmp_path / "app.log.h.3.shard").mkdir()  # cannot be read as a file either
+    real_open = os.open
+
+    def deny(path: Any, flags: int, *a: Any) -> int:
+        if str(path).endswith("h.2.shard"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(_merge.os, "open", deny)
+    assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'app.log.h.2.shard'}: cannot read: Permission denied" in err
+    assert f"{tmp_path / 'app.log.h.3.shard'}: cannot read" in err
+    assert _ids(tmp_path / "app.log") == ["ok"]
+    assert shards(tmp_path) == ["app.log.h.2.shard", "app.log.h.3.shard"]
+    monkeypatch.undo()
+    (tmp_path / "app.log.h.3.shard").rmdir()
+    assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 0
+    assert _ids(tmp_path / "app.log") == ["ok", "locked away"]
+
+
+def test_corrupt_compressed_backup_keeps_other_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A truncated .gz backup is reported and moved aside; the rest of the chain is merged."""
+    old = [(1_800_000_000.0 + i, f"old{i}") for i in range(200)]
+    write_shard(tmp_path / "app.log.h.1.shard.1.gz", old, gzip.open)
+    data = (tmp_path / "app.log.h.1.shard.1.gz").read_bytes()
+    (tmp_path / "app.log.h.1.shard.1.gz").write_bytes(data[: len(data) // 2])
+    write_shard(tmp_path / "app.log.h.1.shard", [(1_800_000_999.0, "new")])
+    assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 1
+    assert "app.log.h.1.shard.1.gz" in capsys.readouterr().err
+    got = _ids(tmp_path / "app.log")
+    assert got[-1] == "new" and got[:-1] == [f"old{i}" for i in range(len(got) - 1)]
+    assert shards(tmp_path) == ["app.log.h.1.shard.1.gz.damaged"]
+
+
+# -- live shards -------------------------------------------------------------------------------
+
+
+def test_live_shard_skipped_or_read_to_a_consistent_point(tmp_path: Path) -> None:
+    """A running writer's shard is skipped by default, read up to its last complete record with --include-
+    live, never removed, and merged once when finished."""
+    ctx = multiprocessing.get_context("spawn")
+    log = tmp_path / "app.log"
+    ready, go = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=child_logs, args=(str(log), "live", 30, ready, go))
+    p.start()
+    try:
+        assert ready.wait(60)
+        write_shard(tmp_path / "app.log.h.1.shard", [(1.0, "done-0")])
+        assert main(["merge", str(log), "-q"]) == 0
+        assert _ids(log) == ["done-0"]
+        assert len(shards(tmp_path)) == 1
+        assert main(["merge", str(log), "--include-live", "-q"]) == 0
+        # the final record of a live shard is held back: the writer may still be writing it
+        assert len(shards(tmp_path)) == 1
+        assert log.read_text().startswith("done-0\n")
+        assert parse_output_after_first(log) == [f"live-{i}" for i in range(29)]
+        # merging again while it is still live adds nothing
+        assert main(["merge", str(log), "--include-live", "-q"]) == 0
+        assert parse_output_after_first(log) == [f"live-{i}" for i in range(29)]
+    finally:
+        go.set()
+        p.join(60)
+    assert p.exitcode == 0
+    assert main(["merge", str(log), "-q"]) == 0
+    assert parse_output_after_first(log) == [f"live-{i}" for i in range(31)]
+    assert shards(tmp_path) == []
+
+
+def parse_output_after_first(log: Path) -> list[str]:
+    text = log.read_text().split("\n", 1)[1]
+    tmp = log.with_name("view.log")
+    tmp.write_text(text)
+    return [r[1] for r in parse_output(tmp)]
+
+
+def test_keep_leaves_shards_and_rerun_adds_nothing(tmp_path: Path) -> None:
+    """--keep merges without removing; a re-run (with or without --keep) writes no record twice."""
+    ids = _make_run(tmp_path, runs=2, n=10)
+    assert main(["merge", str(tmp_path / "app.log"), "--keep", "-q"]) == 0
+    assert len(shards(tmp_path)) == 2
+    assert main(["merge", str(tmp_path / "app.log"), "--keep", "-q"]) == 0
+    assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 0
+    assert sorted(_ids(tmp_path / "app.log")) == sorted(ids)
+    assert shards(tmp_path) == []
+
+
+# -- merge_on_exit -----------------------------------------------------------------------------
+
+ON_EXIT = textwrap.dedent(
+    """
+    import logging, multiprocessing, os, sys
+    import safelog
+    path, method = sys.argv[1], sys.argv[2]
+
+    def work(n):
+        logging.getLogger("w").info("child-%d", n)
+
+    if __name__ == "__main__":
+        h = safelog.PerProcessFileHandler(path, merge_on_exit=True)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger().addHandler(h)
+        logging.getLogger().setLevel(logging.INFO)
+        logging.info("parent-start")
+        pid = os.fork()
+        if pid == 0:
+            logging.info("forked-child")
+            sys.exit(0)  # runs atexit hooks: must not merge
+        os.waitpid(pid, 0)
+        assert not os.path.exists(path), "a fork child merged"
+        ctx = multiprocessing.get_context(method)
+        if method == "spawn":
+            logging.getLogger("w").propagate = True
+        with ctx.Pool(2) as pool:
+            pool.map(work, range(4))
+        logging.info("parent-end")
+    """
+)
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_merge_on_exit_runs_once_in_the_parent(tmp_path: Path, method: str) -> None:
+    """merge_on_exit=True merges every shard when the creating process exits, and never in a child."""
+    log = tmp_path / "app.log"
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    script = tmp_path / "prog.py"
+    script.write_text(ON_EXIT)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(log), method], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    got = _ids(log)
+    expected = ["parent-start", "forked-child", "parent-end"]
+    if method == "fork":
+        expected += [f"child-{n}" for n in range(4)]
+    assert sorted(got) == sorted(expected)
+    assert got[0] == "parent-start" and got[-1] == "parent-end"
+    assert shards(tmp_path) == []
+
+
+def test_merge_on_exit_needs_per_process() -> None:
+    """merge_on_exit with another strategy fails at construction, naming the option."""
+    with pytest.raises(ValueError, match="merge_on_exit"):
+        safelog.SafeFileHandler("x.log", strategy="thread", merge_on_exit=True, delay=True)
+
+
+# -- CLI ---------------------------------------------------------------------------------------
+
+
+def test_cli_output_option_quiet_and_no_progress_off_tty(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """-o writes elsewhere; the summary goes to stderr, --quiet silences it, and no progress is drawn off a
+    terminal."""
+    _make_run(tmp_path, runs=2, n=5)
+    out = tmp_path / "sub" / "merged.log"
+    out.parent.mkdir()
+    assert main(["merge", str(tmp_path / "app.log"), "-o", str(out)]) == 0
+    cap = capsys.readouterr()
+    assert cap.out == "" and "\r" not in cap.err and "merged 10 records" in cap.err
+    assert len(_ids(out)) == 10 and not (tmp_path / "app.log").exists()
+    _make_run(tmp_path, runs=1, n=5)
+    assert main(["merge", str(tmp_path / "app.log"), "-o", str(out), "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+    assert len(_ids(out)) == 15
+
+
+def test_cli_errors_exit_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A missing directory or a merge already running is one error line and exit status 2."""
+    assert main(["merge", str(tmp_path / "nope" / "app.log")]) == 2
+    assert capsys.readouterr().err.startswith("safelog merge: error: no such directory")
+    fd = os.open(str(tmp_path / "app.log.merge.lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        flock(fd, LOCK_EX)
+        assert main(["merge", str(tmp_path / "app.log")]) == 2
+        assert "another merge" in capsys.readouterr().err
+    finally:
+        os.close(fd)
+
+
+def test_python_dash_m_entry_point(tmp_path: Path) -> None:
+    """`python -m safelog merge` runs the same command in a real interpreter."""
+    _make_run(tmp_path, runs=2, n=3)
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-m", "safelog", "merge", str(tmp_path / "app.log")],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "merged 6 records" in proc.stderr
+
+
+def test_progress_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a TTY stderr gets a progress line (cleared at the end); --quiet draws none."""
+    import io
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    _make_run(tmp_path, runs=2, n=5)
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["merge", str(tmp_path / "app.log"), "--keep", "-o", str(tmp_path / "a.log")]) == 0
+    assert "\rsafelog merge: 100%" in err.getvalue() and "\r\033[K" in err.getvalue()
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main(["merge", str(tmp_path / "app.log"), "--quiet", "-o", str(tmp_path / "b.log")]) == 0
+    assert err.getvalue() == ""
+
+
+def test_time_going_backwards_in_a_shard_is_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A shard whose times step back (pid reused, clock stepped) loses nothing; the step is reported as a
+    warning, exit 0."""
+    t = 1_800_000_000.0
+    # two writers' frames in one file, the second starting earlier
+    data = ShardFrame("utf-8", "strict").encode("late-1", t + 10)
+    data += ShardFrame("utf-8", "strict").encode("early-1", t)
+    (tmp_path / "app.log.h.1.shard").write_bytes(data)
+    write_shard(tmp_path / "app.log.h.2.shard", [(t + 5, "middle")])
+    assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 0
+    assert sorted(_ids(tmp_path / "app.log")) == ["early-1", "late-1", "middle"]
+    assert f"warning: {tmp_path / 'app.log.h.1.shard'}:2: time goes backwards" in capsys.readouterr().err
+
+
+def test_shard_that_cannot_be_removed_is_not_merged_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """If a merged shard cannot be removed (directory not writable) it is reported, and a re-run does not
+    merge it again."""
+    _make_run(tmp_path, runs=2, n=4)
+    real_unlink = os.unlink
+
+    def unlink(p: Any) -> None:
+        if str(p).endswith(".101.shard"):
+            raise PermissionError(13, "Permission denied", str(p))
+        real_unlink(p)
+
+    monkeypatch.setattr(_merge.os, "unlink", unlink)
+    assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 1
+    assert "app.log.h.101.shard: merged, but cannot remove: Permission denied" in capsys.readouterr().err
+    assert shards(tmp_path) == ["app.log.h.101.shard"]
+    monkeypatch.undo()
+    assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 0
+    assert len(_ids(tmp_path / "app.log")) == 8
+    assert shards(tmp_path) == []
+
+
+def test_two_process_merge_gives_the_same_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The forked upper-half worker produces byte-identical output, ties and tracebacks included, and
+    reports its problems by file:line."""
+    import random
+    import shutil
+
+    rng = random.Random(7)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    for k in range(6):
+        t = 1_800_000_000.0
+        recs = []
+        for i in range(3000):
+            t += rng.choice([0.0, 0.0, 0.001, 0.002])  # many equal times, also across shards
+            recs.append((t, f"s{k}-{i}" + ("\nTraceback:\n  line\nValueError" if i % 13 == 0 else "")))
+        write_shard(a / f"app.log.h{k % 2}.{k}.shard", recs)
+    with open(a / "app.log.h1.5.shard", "ab") as f:
+        f.write(b"garbage near the end\n" + ShardFrame("utf-8", "strict").encode("tail", 1_800_000_999.0))
+    shutil.copytree(a, b)
+    workers = []
+    real_worker = _merge._Worker
+
+    def spy(*args: Any) -> Any:
+        workers.append(1)
+        return real_worker(*args)
+
+    monkeypatch.setattr(_merge, "_Worker", spy)
+    monkeypatch.setattr(_merge, "_PARALLEL_MIN", 0)
+    ra = safelog.merge(a / "app.log")
+    assert workers == [1]
+    monkeypatch.setattr(_merge, "_PARALLEL_MIN", 1 << 60)
+    rb = safelog.merge(b / "app.log")
+    assert workers == [1]
+    assert (a / "app.log").read_bytes() == (b / "app.log").read_bytes()
+    assert ra.records == rb.records == 18001
+    assert [str(p).replace(str(a), "") for p in ra.problems] == [
+        str(p).replace(str(b), "") for p in rb.problems
+    ]
+    garbage_line = 3000 + (3000 // 13 + 1) * 3 + 1  # records + traceback lines + 1
+    assert [str(p) for p in ra.problems] == [
+        f"{a / 'app.log.h1.5.shard'}:{garbage_line}: not a shard record: b'garbage near the end'"
+    ]
+    assert shards(a) == shards(b) == ["app.log.h1.5.shard.damaged"]
+
+
+def test_merge_on_exit_after_the_handler_was_closed(tmp_path: Path) -> None:
+    """A handler closed before exit and replaced by another on the same log still gets every shard merged
+    at exit."""
+    log = tmp_path / "app.log"
+    code = (
+        "import logging, safelog, sys\n"
+        "h = safelog.PerProcessFileHandler(sys.argv[1], merge_on_exit=True)\n"
+        "h.setFormatter(logging.Formatter('%(message)s'))\n"
+        "lg = logging.getLogger('x'); lg.addHandler(h); lg.warning('one')\n"
+        "h.close(); lg.removeHandler(h)\n"
+        "h2 = safelog.PerProcessFileHandler(sys.argv[1])\n"  # a reconfiguration: new handler, same log
+        "h2.setFormatter(logging.Formatter('%(message)s')); lg.addHandler(h2); lg.warning('two')\n"
+    )
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-c", code, str(log)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert _ids(log) == ["one", "two"] and shards(tmp_path) == []
+
+
+def test_writer_that_waited_for_a_merge_does_not_write_into_the_removed_shard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process reusing a merged shard's pid waits for the merge's LOCK_EX and then writes to a new shard,
+    not the removed one."""
+    import threading
+
+    from safelog import _perprocess
+    from safelog._shard import shard_path
+
+    log = str(tmp_path / "app.log")
+    path = shard_path(log)
+    write_shard(Path(path), [(1.0, "from the earlier process with this pid")])
+    merge_fd = os.open(path, os.O_RDONLY)
+    flock(merge_fd, LOCK_EX)  # what a merge holds until it has removed the shard
+    waiting = threading.Event()
+    real_flock = _perprocess.flock
+
+    def flock_spy(fd: int, op: int) -> None:
+        waiting.set()
+        real_flock(fd, op)
+
+    monkeypatch.setattr(_perprocess, "flock", flock_spy)
+    handler = safelog.PerProcessFileHandler(log)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    record = logging.LogRecord("t", logging.INFO, __file__, 1, "new record", None, None)
+    t = threading.Thread(target=handler.emit, args=(record,))
+    t.start()
+    try:
+        assert waiting.wait(10)
+        os.unlink(path)
+        os.close(merge_fd)  # the merge is done: lock released
+        t.join(10)
+    finally:
+        handler.close()
+    assert not t.is_alive()
+    assert _merge.merge(log).records == 1
+    assert _ids(tmp_path / "app.log") == ["new record"]
+
+
+def test_other_hosts_recent_shards_count_as_live_on_network_storage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a network file system another host's unlocked shard is merged only once it has been quiet for a
+    while (its lock may not reach us)."""
+    from safelog._shard import hostname
+
+    t = 1_800_000_000.0
+    write_shard(tmp_path / f"app.log.{hostname()}.1.shard", [(t, "mine")])
+    write_shard(tmp_path / "app.log.otherhost.2.shard", [(t + 1, "other, quiet")])
+    write_shard(tmp_path / "app.log.otherhost.3.shard", [(t + 2, "other, just written")])
+    old = time.time() - 2 * _merge._FOREIGN_QUIET
+    os.utime(tmp_path / "app.log.otherhost.2.shard", (old, old))
+    monkeypatch.setattr(_merge, "_network_fs", lambda path: "nfs4")
+    report = safelog.merge(tmp_path / "app.log")
+    assert _ids(tmp_path / "app.log") == ["mine", "other, quiet"]
+    assert report.live == [str(tmp_path / "app.log.otherhost.3.shard")]
+    monkeypatch.setattr(_merge, "_network_fs", lambda path: None)
+    safelog.merge(tmp_path / "app.log")
+    assert _ids(tmp_path / "app.log")[-1] == "other, just written"
