@@ -444,3 +444,29 @@ def test_per_process_shards_rotate_on_their_own(tmp_path: Any) -> None:
     assert names == sorted(
         ["app.log.<shard>"] * 2 + ["app.log.<shard>.2026-11-26_00-00"] * 2 + ["app.log.<shard>.2026-11-26_00-01"]
     )
+
+
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_failed_time_rotation_writes_on_and_retries_under_the_old_period(
+    tmp_path: Any, make_handler: Any, monkeypatch: Any, strategy: str
+) -> None:
+    """A rename that fails at a boundary is reported once, the record goes to the current file,
+    and the retry names the backup after the period the file was started in."""
+    monkeypatch.setattr("safelog._rotation.RETRY_INTERVAL", 0.0)
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy=strategy, when="H", utc=True)
+    reports: list[logging.LogRecord] = []
+    monkeypatch.setattr(h, "handleError", reports.append)
+    base = 1_795_651_200.0
+
+    def refuse(src: str, dst: str) -> None:
+        raise PermissionError(13, "Permission denied", dst)
+
+    emit(h, "a", base)
+    h.rotator = refuse
+    emit(h, "b", base + 3600)
+    emit(h, "c", base + 3601)
+    assert len(reports) == 1 and files_by_name(path) == {"app.log": {"a", "b", "c"}}
+    h.rotator = None
+    emit(h, "d", base + 3602)
+    assert files_by_name(path) == {"app.log.2026-11-26_00": {"a", "b", "c"}, "app.log": {"d"}}
