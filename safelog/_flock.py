@@ -12,8 +12,9 @@ reopens the path before writing, so after a rotation nobody appends to the renam
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
 from ._fsdetect import warn_if_network
 from ._lock import LOCK_EX, LOCK_UN, flock
@@ -38,7 +39,7 @@ def lock_path_for(path: str, lock_dir: str | None) -> str:
     return os.path.join(lock_dir, flat + ".lock")
 
 
-def _no_rotation(nbytes: int) -> int:  # pragma: no cover - never called without a policy
+def _no_rotation(kind: int, nbytes: int, created: float, size: int) -> int:  # pragma: no cover - never called without a policy
     raise AssertionError("rotation without a policy")
 
 
@@ -57,7 +58,7 @@ class FlockSink(Sink):
         if options.lock_dir is not None:
             warn_if_network(self.lock_path, "lock file", stacklevel=4)
 
-    def _append(self, data: bytes, rollover: Rollover | None) -> None:
+    def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         if self._lockfd < 0:
             self._open_lock()
         lockfd = self._lockfd
@@ -70,17 +71,21 @@ class FlockSink(Sink):
             if gen != self._gen or self._fd < 0:
                 self._open_log()
                 self._gen = gen
-            if rollover is not None and rollover.due(_lseek(self._fd, 0, _SEEK_END), len(data)):
-                self._rotate(rollover, len(data))
+                if rollover is not None and rollover.timing is not None:
+                    self._load_period(rollover)
+            if rollover is not None:
+                if self._period is None and rollover.timing is not None:
+                    self._establish_period(rollover, created)
+                if rollover.due(_lseek(self._fd, 0, _SEEK_END), len(data), created, self._rollover_at):
+                    self._rotate(rollover, len(data), created)
             self._write_all(data)
         finally:
             # _check_paths/_rotate may have moved to a new lock file (the old one is already
             # released then): release the one held now.
             _flock(self._lockfd, _LOCK_UN)
 
-    def _append_many(self, datas: list[bytes], rollover: Rollover | None) -> None:
-        # The same steps as _append, for a whole batch under one lock acquisition. (_append
-        # keeps its own inline copy: it is the per-record path of synchronous handlers.)
+    def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
+        # The same steps as _append, for a whole batch under one lock acquisition.
         if self._lockfd < 0:
             self._open_lock()
         _flock(self._lockfd, _LOCK_EX)
@@ -91,16 +96,20 @@ class FlockSink(Sink):
             if gen != self._gen or self._fd < 0:
                 self._open_log()
                 self._gen = gen
+                if rollover is not None and rollover.timing is not None:
+                    self._load_period(rollover)
             if rollover is None:
-                self._write_batch(datas, None, 0, _no_rotation)
+                self._write_batch(datas, createds, None, 0, _no_rotation)
                 return
+            if self._period is None and rollover.timing is not None:
+                self._establish_period(rollover, createds[0])
 
-            def rotate(nbytes: int) -> int:
+            def rotate(kind: int, nbytes: int, created: float, size: int) -> int:
                 assert rollover is not None
-                self._rotate(rollover, nbytes)
+                self._rotate(rollover, nbytes, created)
                 return _lseek(self._fd, 0, _SEEK_END)
 
-            self._write_batch(datas, rollover, _lseek(self._fd, 0, _SEEK_END), rotate)
+            self._write_batch(datas, createds, rollover, _lseek(self._fd, 0, _SEEK_END), rotate)
         finally:
             _flock(self._lockfd, _LOCK_UN)
 
@@ -109,26 +118,105 @@ class FlockSink(Sink):
             self._open_lock()
         self._open_log()
 
-    def _rotate(self, rollover: Rollover, nbytes: int) -> None:
-        # Two processes can both see the file over the limit; only the first one through the
-        # lock renames. The second arrives here after the counter moved and has reopened, so
-        # it sees the new, small file and does not rotate again. What remains to rule out is a
-        # lock file replaced while we hold the old one, which would let another process rotate
-        # at the same time: verify we hold the lock the path names.
+    # The lock file holds the rotation state of the log. Its size is the rotation counter: every
+    # rotation appends one line. With time rotation the line is the start of the period of the
+    # new current file (seconds since the epoch), so every process, including one started late
+    # or restarted, learns from the last line which period the file belongs to, and the first
+    # writer past the end of that period rotates; the others see the counter move, reopen, read
+    # the new period and find nothing due. A machine that was down for days rotates once: the
+    # new period is the one of the record that found the file due.
+
+    def _resync(self, rollover: Rollover) -> None:
+        """Under the exclusive lock, on the lock file the path names: catch up with rotations
+        done by others since we last looked."""
         self._verify_lock()
         gen = os.lseek(self._lockfd, 0, os.SEEK_END)
-        if gen != self._gen or self._path_moved():
+        if gen != self._gen or self._fd < 0 or self._path_moved():
             self._open_log()
             self._gen = gen
-            if not rollover.due(os.lseek(self._fd, 0, os.SEEK_END), nbytes):
-                return
-        rollover.rollover(self.path)
-        os.write(self._lockfd, b"\n")
+            if rollover.timing is not None:
+                self._load_period(rollover)
+
+    def _load_period(self, rollover: Rollover) -> None:
+        period = None
+        end = self._gen
+        if end > 0:
+            n = min(end, 32)
+            os.lseek(self._lockfd, end - n, os.SEEK_SET)
+            tail = os.read(self._lockfd, n)
+            if tail.endswith(b"\n"):
+                line = tail[:-1].rsplit(b"\n", 1)[-1]
+                if line.lstrip(b"-").isdigit():
+                    period = float(int(line))
+        self._set_period(rollover, period)
+
+    def _record(self, period: float | None) -> None:
+        """Append one rotation line (the counter moves, every writer reopens)."""
+        os.write(self._lockfd, b"\n" if period is None else b"%d\n" % period)
         self._gen = os.lseek(self._lockfd, 0, os.SEEK_END)
+
+    def _establish_period(self, rollover: Rollover, created: float) -> None:
+        """No process has recorded the file's period yet (new lock file, or a log that had only
+        size rotation so far): work it out once and record it for all."""
+        self._resync(rollover)
+        if self._period is None:
+            period = rollover.first_period(self._fd, os.lseek(self._fd, 0, os.SEEK_END), created)
+            self._record(period)
+            self._set_period(rollover, period)
+
+    def _rotate(self, rollover: Rollover, nbytes: int, created: float) -> None:
+        # Two processes can both find the file due; only the first one through the lock
+        # rotates. The second arrives here after the counter moved and has reopened, so it sees
+        # the new, small file of the new period and does not rotate again. What remains to rule
+        # out is a lock file replaced while we hold the old one, which would let another process
+        # rotate at the same time: _resync verifies we hold the lock the path names.
+        self._resync(rollover)
+        if self._period is None and rollover.timing is not None:
+            self._establish_period(rollover, created)
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        kind = rollover.due(size, nbytes, created, self._rollover_at)
+        if not kind:
+            return
+        done = rollover.rollover(self.path, kind, size, self._period, created)
+        if done is None:
+            return  # could not rename: nothing changed, write on to the current file
+        period, _ = done
+        self._record(period if rollover.timing is not None else None)
         self._open_log()
+        self._set_period(rollover, period)
+        # Retention runs here, still under the lock, so only this process deletes; the
+        # compression it queues runs in a background thread after the lock is released.
+        rollover.after_rollover(self.path, created, self.rotation_guard)
+        self._rotated = True
+
+    def rotation_guard(self) -> ContextManager[Any]:
+        return self._exclusive()
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """The log's exclusive lock on a descriptor of its own: flock locks belong to the open
+        file description, so this excludes this process's writers too, without their thread
+        lock (the compressor must never hold that)."""
+        while True:
+            fd = open_lockfile(self.lock_path, self.options.file_mode, self.options.perms)
+            try:
+                flock(fd, LOCK_EX)
+                same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            except BaseException:
+                close_quietly(fd)
+                raise
+            if same:
+                break
+            close_quietly(fd)
+        try:
+            yield
+        finally:
+            close_quietly(fd)
 
     def _open_lock(self) -> None:
-        fd = open_lockfile(self.lock_path, self.options.file_mode)
+        fd = open_lockfile(self.lock_path, self.options.file_mode, self.options.perms)
         self._lockfd = fd
         self._lock_ino = os.fstat(fd).st_ino
 

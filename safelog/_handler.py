@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import threading
@@ -9,11 +10,14 @@ import time
 from typing import Any, Callable, ClassVar
 
 from ._flock import FlockSink
+from ._compress import parse_compress
 from ._options import check_bool, check_choice, check_int, check_str, parse_duration, parse_size
 from ._paths import resolve_log_path, unwritable_dir
+from ._perms import Perms, parse_chmod, parse_owner
 from ._perprocess import PerProcessSink
 from ._queue import QueueSettings, Writer, attach, detach, prepare
 from ._rotation import Rollover
+from ._timepolicy import parse_time_policy
 from ._strategy import FileOptions, Sink, acquire, release
 from ._thread import ThreadSink
 
@@ -44,6 +48,9 @@ class SafeFileHandler(logging.Handler):
     A drop-in for ``logging.handlers.RotatingFileHandler`` (same positional arguments and
     keyword names) plus ``strategy`` (``"thread"``, ``"flock"``, ``"per-process"``) and
     snake-case aliases ``max_bytes``/``backup_count`` that also accept sizes like ``"10 MB"``.
+    Time rotation takes the ``TimedRotatingFileHandler`` names (``when``, ``interval``, ``utc``,
+    ``atTime``) or ``rotate_every="1 hour"``; ``compress``, ``retention``, ``chmod`` and
+    ``owner`` apply to every strategy.
     ``merge_on_exit=True`` (``per-process`` only) runs :func:`safelog.merge` on the log when
     the process that created the handler exits (not in its fork or multiprocessing children).
 
@@ -84,6 +91,15 @@ class SafeFileHandler(logging.Handler):
         flush_interval: float | str | None = None,
         flush_level: int | str | None = None,
         max_batch: int | None = None,
+        when: str | None = None,
+        interval: int = 1,
+        utc: bool = False,
+        atTime: datetime.time | str | None = None,
+        rotate_every: str | datetime.timedelta | None = None,
+        compress: str | None = None,
+        retention: str | datetime.timedelta | None = None,
+        chmod: int | str | None = None,
+        owner: str | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -92,7 +108,8 @@ class SafeFileHandler(logging.Handler):
                 f"valid options: filename, strategy, max_bytes (maxBytes), backup_count "
                 f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, "
                 f"merge_on_exit, escape_newlines, nonblocking, queue_size, overflow, flush_interval, "
-                f"flush_level, max_batch"
+                f"flush_level, max_batch, when, interval, utc, atTime, rotate_every, compress, "
+                f"retention, chmod, owner"
             )
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"filename must be a path, not {filename!r}")
@@ -179,19 +196,40 @@ class SafeFileHandler(logging.Handler):
             max_batch=check_int("max_batch", 1000 if max_batch is None else max_batch, minimum=1),
         )
 
+        self.utc = check_bool("utc", utc)
+        timing = parse_time_policy(when, interval, self.utc, atTime, rotate_every)
+        codec = parse_compress(compress)
+        max_age = None if retention is None else parse_duration("retention", retention, positive=True)
+        file_chmod = parse_chmod(chmod)
+        uid, gid = parse_owner(owner)
+        perms = Perms(file_chmod, uid, gid)
+        self.when = None if timing is None else timing.when
+        self.interval = 1 if timing is None else timing.interval
+        self.atTime = None if timing is None else timing.at_time
+
         # Size rotation needs somewhere to rotate to: with backupCount=0 the stdlib never
-        # rotates either ("if either is zero, rollover never occurs").
+        # rotates either ("if either is zero, rollover never occurs"). Time rotation names
+        # backups by period, so there backupCount=0 means "keep them all", as in the stdlib.
         self._rollover: Rollover | None = None
-        if self.maxBytes > 0 and self.backupCount > 0:
-            self._rollover = Rollover(self, self.maxBytes, self.backupCount)
+        if timing is not None or (self.maxBytes > 0 and self.backupCount > 0):
+            self._rollover = Rollover(
+                self, self.maxBytes, self.backupCount, timing, codec, max_age, perms if perms.active else None
+            )
+        elif codec is not None or max_age is not None:
+            what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
+            raise ValueError(
+                f"{what} applies to rotated backups, but this handler never rotates: give "
+                f"max_bytes and backup_count, or when / rotate_every"
+            )
 
         super().__init__()
         options = FileOptions(
             encoding=self.encoding,
             errors=self.errors,
             truncate=mode == "w",
-            file_mode=0o666,
+            file_mode=perms.create_mode,
             lock_dir=lock_dir_s,
+            perms=perms if perms.active else None,
         )
         real = resolve_log_path(self.baseFilename)
         self._sink_key: tuple[type[Sink], str, FileOptions] = (STRATEGIES[self.strategy], real, options)

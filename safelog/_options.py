@@ -6,6 +6,7 @@ normalised here into a plain Python value; nothing in the emit path parses anyth
 
 from __future__ import annotations
 
+import datetime
 import re
 from typing import Any
 
@@ -94,38 +95,37 @@ def check_str(option: str, value: Any, *, optional: bool = True) -> str | None:
 
 
 _DURATION_UNITS = {
-    "": 1.0,
-    "s": 1.0,
-    "sec": 1.0,
-    "second": 1.0,
-    "seconds": 1.0,
-    "ms": 0.001,
-    "millisecond": 0.001,
-    "milliseconds": 0.001,
-    "us": 0.000001,
-    "min": 60.0,
-    "minute": 60.0,
-    "minutes": 60.0,
-}
+    "": 1.0, "s": 1.0, "sec": 1.0, "secs": 1.0, "second": 1.0, "seconds": 1.0,
+    "ms": 0.001, "millisecond": 0.001, "milliseconds": 0.001, "us": 0.000001,
+    "m": 60.0, "min": 60.0, "mins": 60.0, "minute": 60.0, "minutes": 60.0,
+    "h": 3600.0, "hr": 3600.0, "hrs": 3600.0, "hour": 3600.0, "hours": 3600.0,
+    "d": 86400.0, "day": 86400.0, "days": 86400.0,
+    "w": 604800.0, "week": 604800.0, "weeks": 604800.0,
+}  # fmt: skip
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
-def parse_duration(option: str, value: Any, *, minimum: float = 0.0) -> float:
-    """Return seconds for ``value``: a number of seconds, or a string such as ``"200 ms"``."""
+def parse_duration(option: str, value: Any, *, minimum: float = 0.0, positive: bool = False) -> float:
+    """Return seconds for ``value``: a number of seconds, a ``timedelta``, or a string such as
+    ``"200 ms"``, ``"12 hours"`` or ``"14 days"``."""
     if isinstance(value, bool):
         raise TypeError(f"{option} must be seconds or a duration like '200 ms', not {value!r}")
-    if isinstance(value, (int, float)):
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
         m = _DURATION_RE.match(value)
         if m is None or m.group(2).lower() not in _DURATION_UNITS:
             raise ValueError(
                 f"Cannot parse {option} from {value!r}: expected seconds or a duration such as "
-                f"'200 ms', '0.5 s' or '1 min'"
+                f"'200 ms', '1 min', '12 hours' or '14 days'"
             )
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
     else:
         raise TypeError(f"{option} must be seconds or a duration like '200 ms', not {value!r}")
+    if positive and not seconds > 0:
+        raise ValueError(f"{option} must be a positive duration, got {value!r}")
     if not seconds >= minimum:
         raise ValueError(f"{option} must be >= {minimum} s, got {value!r}")
     return seconds

@@ -1,21 +1,51 @@
-"""Rotation policy, parsed once: when a file is due, and how its backups are named and shifted.
+"""Rotation policy, parsed once: when a file is due, how backups are named, which ones to keep.
 
-The policy is a value built in the handler's constructor; a strategy asks :meth:`Rollover.due`
-per record (a comparison, no parsing, no syscall) and calls :meth:`Rollover.rollover` while it
-holds whatever exclusion it needs, so that across all writers it happens exactly once.
+The policy is a value built in the handler's constructor. A strategy asks :meth:`Rollover.due`
+per record (two comparisons, no parsing, no syscall), and while it holds whatever exclusion
+makes it the only rotating writer, calls :meth:`Rollover.rollover` (the rename) and
+:meth:`Rollover.after_rollover` (retention, and queueing compression, which runs later in a
+background thread outside the lock). That is what makes each rotation happen exactly once.
+
+Backup names, as in ``logging.handlers``:
+
+* size only: ``app.log.1`` (newest) … ``app.log.N`` (oldest), shifted on every rotation;
+* time (with or without a size limit): ``app.log.<period>`` with the stdlib suffix of ``when``
+  (``app.log.2026-11-26_18`` hourly, ``app.log.2026-11-26`` daily), named after the period the
+  file covered. A second backup of the same period (the size limit was reached, or the hour
+  repeated when DST ends) gets ``.1``, ``.2`` … in time order. A backup is never overwritten.
+
+Compressed backups add the codec's extension (``app.log.1.gz``); the ``namer`` hook names every
+backup, and retention only ever considers names this policy (with that namer) produces.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import re
+import sys
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
+
+from . import _compress
+from ._compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec
+from ._lock import LOCK_EX, try_lock
+from ._timepolicy import TimePolicy
 
 if TYPE_CHECKING:
     from ._handler import SafeFileHandler
+    from ._perms import Perms
 
-__all__ = ["Rollover"]
+__all__ = ["Rollover", "SIZE", "TIME"]
+
+SIZE = 1
+TIME = 2
+_FORMS = ("",) + EXTENSIONS
+_TMP_RE = re.compile(
+    r"^\.(?P<name>.+?)(?:\.gz|\.bz2|\.xz)\.(?:(?P<ino>[0-9a-f]+)-)?[0-9a-f]{12}" + re.escape(TMP_SUFFIX) + "$"
+)
+_DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) + "$")
 
 # After a failed rotation (log directory not writable, a backup name taken by a directory),
 # records go on to the current file and the rotation is retried this often: losing records
@@ -24,70 +54,317 @@ RETRY_INTERVAL = 1.0
 
 
 class Rollover:
-    """Size rotation with the stdlib backup scheme (``app.log.1`` newest … ``.N`` oldest)."""
+    """Size and/or time rotation, retention and compression of one handler's log."""
 
-    __slots__ = ("max_bytes", "backup_count", "_handler", "_retry_at", "_failing")
+    __slots__ = (
+        "max_bytes", "backup_count", "timing", "codec", "max_age", "perms", "_handler", "_retry_at", "_failing"
+    )
 
-    def __init__(self, handler: SafeFileHandler, max_bytes: int, backup_count: int) -> None:
+    def __init__(
+        self,
+        handler: SafeFileHandler,
+        max_bytes: int,
+        backup_count: int,
+        timing: TimePolicy | None = None,
+        codec: Codec | None = None,
+        max_age: float | None = None,
+        perms: Perms | None = None,
+    ) -> None:
         self.max_bytes = max_bytes
         self.backup_count = backup_count
+        self.timing = timing
+        self.codec = codec
+        self.max_age = max_age
+        self.perms = perms
         self._handler = handler
         self._retry_at = 0.0
         self._failing = False
 
-    def due(self, size: int, nbytes: int) -> bool:
-        """True when appending ``nbytes`` to a file of ``size`` bytes would pass the limit.
+    # -- per record -----------------------------------------------------------------------------
 
-        An empty file is never due, so a single record larger than the limit is written whole
-        instead of producing an endless series of empty files.
+    def due(self, size: int, nbytes: int, created: float, rollover_at: float = math.inf) -> int:
+        """``TIME`` when the record's time reached the end of the file's period, ``SIZE`` when
+        appending ``nbytes`` to a file of ``size`` bytes would pass the limit, else 0.
+
+        An empty file is never due for size, so a single record larger than the limit is
+        written whole instead of producing an endless series of empty files.
         """
-        return size > 0 and size + nbytes > self.max_bytes and monotonic() >= self._retry_at
+        if created >= rollover_at:
+            kind = TIME
+        elif self.max_bytes and size > 0 and size + nbytes > self.max_bytes:
+            kind = SIZE
+        else:
+            return 0
+        return kind if monotonic() >= self._retry_at else 0
 
-    def rollover(self, path: str) -> None:
-        """Shift ``path.1 … path.N-1`` up by one and move ``path`` to ``path.1``.
+    # -- periods --------------------------------------------------------------------------------
 
-        The caller holds the exclusion of its strategy; the names go through the handler's
-        ``namer`` and the move through its ``rotator``, as in ``logging.handlers``.
+    def first_period(self, fd: int, size: int, created: float) -> float | None:
+        """The period of a file this process did not create by rotating: an existing file
+        belongs to the period of its last write (its mtime, as the stdlib does), a new one to the
+        period of its first record."""
+        if self.timing is None:
+            return None
+        t = created
+        if size > 0:
+            t = min(t, os.fstat(fd).st_mtime)
+        return self.timing.period_start(t)
+
+    def boundary(self, period: float | None) -> float:
+        """When the file of ``period`` is due (infinity without time rotation)."""
+        if self.timing is None or period is None:
+            return math.inf
+        return self.timing.next_boundary(period)
+
+    # -- under the strategy's exclusion ---------------------------------------------------------
+
+    def rollover(
+        self, path: str, kind: int, size: int, period: float | None, created: float
+    ) -> tuple[float | None, str] | None:
+        """Move ``path`` to its backup name; return the new file's period and the backup name,
+        or None when the rename failed (the caller then writes on to the current file).
+
+        A time boundary reached by an empty file starts the new period without a backup: a
+        machine that was down for a week rotates once, and only if something was written.
         """
+        new_period = period
+        if kind == TIME and self.timing is not None:
+            new_period = self.timing.period_start(created)
+        if size == 0:
+            return new_period, ""
+        h = self._handler
         try:
-            self._shift(path)
+            if self.timing is None:
+                dest = self._shift(path)
+            else:
+                assert period is not None
+                dest = self._free_name(path, period)
+            h.rotate(path, dest)
         except OSError:
             self._retry_at = monotonic() + RETRY_INTERVAL
             if not self._failing:
                 self._failing = True
                 # One report per failure burst, with the traceback of this error; the record
                 # that found the file due is still written, to the current file.
-                self._handler.handleError(
+                h.handleError(
                     logging.makeLogRecord(
                         {"name": "safelog", "levelno": logging.ERROR, "levelname": "ERROR",
                          "msg": "safelog: cannot rotate %s; writing on to it, retrying every %.0f s",
                          "args": (path, RETRY_INTERVAL)}
                     )
-                )
-            return
+                )  # fmt: skip
+            return None
         self._failing = False
+        return new_period, dest
 
-    def _shift(self, path: str) -> None:
+    def _name(self, path: str, i: int) -> str:
+        return self._handler.rotation_filename(f"{path}.{i}")
+
+    def _shift(self, path: str) -> str:
+        """``path.1 … path.N-1`` → ``path.2 … path.N`` (with their compressed forms).
+
+        Only the backups that exist are touched (one directory listing), so a large
+        ``backup_count`` costs nothing per rotation.
+        """
+        n = self.backup_count
+        first = self._name(path, 1)
+        directory = os.path.dirname(first) or "."
+        key_of = self._key_function(path)
+        present: dict[int, list[str]] = {}
+        for entry in os.listdir(directory):
+            plain, ext = _split_ext(entry)
+            key = key_of(os.path.join(directory, plain))
+            if key is not None:
+                present.setdefault(-key[0], []).append(ext)
+        for i in sorted(present, reverse=True):
+            src = self._name(path, i)
+            for ext in present[i]:
+                if i >= n:
+                    _compress.trash(src + ext)
+                else:
+                    # os.replace overwrites atomically: no moment where the older backup is
+                    # gone and the newer one not yet in place.
+                    os.replace(src + ext, self._name(path, i + 1) + ext)
+        return first
+
+    def _free_name(self, path: str, period: float) -> str:
+        assert self.timing is not None
+        stem = f"{path}.{self.timing.stamp(period)}"
+        n = 0
+        while True:
+            dest = self._handler.rotation_filename(stem if n == 0 else f"{stem}.{n}")
+            if not any(os.path.lexists(dest + ext) for ext in _FORMS):
+                return dest
+            n += 1
+
+    def after_rollover(self, path: str, now: float, guard: Callable[[], ContextManager[Any]]) -> None:
+        """Retention, then queue the uncompressed backups for compression (in the background).
+
+        Runs once per rotation, in the rotating process, under its exclusion, so two processes
+        never delete concurrently. Failures are reported and do not fail the record.
+        """
+        if not (self.codec is not None or self.max_age is not None or (self.timing and self.backup_count)):
+            return
+        try:
+            backups, tmps = self.list_backups(path)
+        except OSError as exc:
+            _report(path, exc)
+            return
+        doomed: set[tuple[Any, ...]] = set()
+        if self.timing is not None and self.backup_count > 0:
+            doomed.update(k for k in sorted(backups)[: -self.backup_count])
+        if self.max_age is not None:
+            limit = now - self.max_age
+            for k, files in backups.items():
+                try:
+                    if max(os.stat(f).st_mtime for f in files) < limit:
+                        doomed.add(k)
+                except OSError:
+                    pass
+        for k in doomed:
+            for f in backups.pop(k):
+                _compress.trash(f)
+        busy = set()
+        for t in tmps:
+            if t.endswith(DEL_SUFFIX):
+                _compress.discard(t)
+            elif _temp_is_live(t):
+                m = _TMP_RE.match(os.path.basename(t))
+                if m and m.group("ino"):
+                    busy.add(int(m.group("ino"), 16))
+        if self.codec is None:
+            return
+
+        def locate(src: str, key: tuple[int, int]) -> str | None:
+            return self.locate(path, src, key)
+
+        for files in backups.values():
+            for f in files:
+                if f.endswith(EXTENSIONS):
+                    continue
+                # The new backup, or one a dead process left uncompressed. One that a live
+                # process (maybe another one) is compressing right now is left to it.
+                try:
+                    if os.stat(f).st_ino in busy:
+                        continue
+                except OSError:
+                    continue
+                _compress.submit(f, self.codec, locate, guard, self.perms, _compress.report_error)
+
+    # -- recognising our own backups ------------------------------------------------------------
+
+    def list_backups(self, path: str) -> tuple[dict[tuple[Any, ...], list[str]], list[str]]:
+        """This log's backups, keyed so that sorting the keys orders them oldest first, and the
+        temp files of their compression. Nothing else in the directory can match."""
+        sample = self._name(path, 1)
+        directory = os.path.dirname(sample) or "."
+        backups: dict[tuple[Any, ...], list[str]] = {}
+        tmps = []
+        key_of = self._key_function(path)
+        for entry in os.listdir(directory):
+            full = os.path.join(directory, entry)
+            if entry.startswith("."):
+                # Leftovers of a process that died half-way: a compression temp file, or a
+                # backup renamed away to be unlinked (see _compress.trash).
+                m = _TMP_RE.match(entry) or _DEL_RE.match(entry)
+                if m and key_of(os.path.join(directory, _split_ext(m.group("name"))[0])) is not None:
+                    tmps.append(full)
+                continue
+            plain, _ = _split_ext(entry)
+            key = key_of(os.path.join(directory, plain))
+            if key is not None:
+                backups.setdefault(key, []).append(full)
+        return backups, tmps
+
+    def _key_function(self, path: str) -> Callable[[str], tuple[Any, ...] | None]:
         h = self._handler
-        for i in self._backups(path):
-            src = h.rotation_filename(f"{path}.{i}")
-            if os.path.exists(src):
-                # os.replace overwrites atomically: no moment where the older backup is gone
-                # and the newer one not yet in place.
-                os.replace(src, h.rotation_filename(f"{path}.{i + 1}"))
-        h.rotate(path, h.rotation_filename(f"{path}.1"))
+        if self.timing is None:
+            # Size backups: exactly the names .1 … .N (through the namer).
+            n = self.backup_count
+            if h.namer is None:
+                srx = re.compile(re.escape(path) + r"\.([1-9]\d*)$")
 
-    def _backups(self, path: str) -> list[int]:
-        """The numbers ``i`` to shift, highest first. Probing every number up to backup_count
-        costs one stat() each, under the lock every writer waits for: with a large count
-        ("keep everything") each rotation stalled all writers for seconds. Without a namer
-        the existing backups are known from one directory listing."""
-        if self._handler.namer is not None or self.backup_count <= 32:
-            return list(range(self.backup_count - 1, 0, -1))
-        directory, base = os.path.split(path)
-        found = []
-        for name in os.listdir(directory or "."):
-            suffix = name[len(base) + 1 :]
-            if name.startswith(base + ".") and suffix.isdigit() and 0 < int(suffix) < self.backup_count:
-                found.append(int(suffix))
-        return sorted(found, reverse=True)
+                def size_key(p: str) -> tuple[Any, ...] | None:
+                    m = srx.match(p)
+                    return (-int(m.group(1)),) if m and int(m.group(1)) <= n else None
+
+                return size_key
+            names = {self._name(path, i): i for i in range(1, n + 1)}
+            return lambda p: (-names[p],) if p in names else None
+        stamp = self.timing.stamp_re
+        if h.namer is None:
+            rx = re.compile(re.escape(path) + r"\.(" + stamp + r")(?:\.(\d+))?$")
+
+            def key(p: str) -> tuple[Any, ...] | None:
+                m = rx.match(p)
+                return None if m is None else (m.group(1), int(m.group(2) or 0))
+
+            return key
+        srx = re.compile(stamp)
+
+        def key_named(p: str) -> tuple[Any, ...] | None:
+            # With a namer the stamp can sit anywhere: accept a name only if the namer turns
+            # one of our own default names into exactly it.
+            for m in srx.finditer(os.path.basename(p)):
+                stem = f"{path}.{m.group(0)}"
+                if h.rotation_filename(stem) == p:
+                    return (m.group(0), 0)
+                for n in re.findall(r"\d+", os.path.basename(p)[m.end() :]):
+                    if h.rotation_filename(f"{stem}.{int(n)}") == p:
+                        return (m.group(0), int(n))
+            return None
+
+        return key_named
+
+    def locate(self, path: str, src: str, key: tuple[int, int]) -> str | None:
+        """Where the backup of ``path`` first named ``src`` (inode ``key``) is now: size
+        rotations in other processes shift names. Called under the log's exclusion."""
+        for c in self._candidates(path, src):
+            try:
+                st = os.stat(c)
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == key:
+                return c
+        return None
+
+    def _candidates(self, path: str, src: str) -> Iterator[str]:
+        yield src
+        if self.timing is None:
+            # Shifts only ever move a backup to a higher number.
+            key = self._key_function(path)(src)
+            start = -key[0] + 1 if key else 1
+            for i in range(start, self.backup_count + 1):
+                yield self._name(path, i)
+
+
+def _split_ext(name: str) -> tuple[str, str]:
+    for ext in EXTENSIONS:
+        if name.endswith(ext):
+            return name[: -len(ext)], ext
+    return name, ""
+
+
+def _temp_is_live(path: str) -> bool:
+    """True when a live process is writing this compression temp file (it holds its lock);
+    otherwise its writer died: remove it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return False
+    try:
+        if not try_lock(fd, LOCK_EX):
+            return True
+        os.unlink(path)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return False
+
+
+def _report(path: str, exc: BaseException) -> None:
+    import logging
+
+    if logging.raiseExceptions and sys.stderr:
+        sys.stderr.write(f"--- safelog: retention could not list the backups of {path}: {type(exc).__name__}: {exc}\n")

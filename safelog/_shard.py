@@ -33,9 +33,15 @@ __all__ = [
 ]
 
 HEADER_RE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")
-# The host part has no dots (hostname() maps them to "_"): with dots, the shards of a log named
-# ``app.log.old`` would parse as shards of ``app.log`` from a host called ``old.<host>``.
-_SHARD_NAME = r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.shard(?:\.(?P<n>\d+))?(?:\.(?P<ext>gz|bz2|xz))?$"
+# A shard's backups: ``.shard.N`` (size rotation) or ``.shard.<period>[.N]`` (time rotation, the
+# stdlib suffix of ``when``, e.g. ``2026-11-26_18``), optionally compressed. The host part has no
+# dots (hostname() maps them to "_"): with dots, the shards of a log named ``app.log.old`` would
+# parse as shards of ``app.log`` from a host called ``old.<host>``.
+_SHARD_NAME = (
+    r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.shard"
+    r"(?:\.(?P<period>\d{4}-\d\d-\d\d(?:_\d\d(?:-\d\d){0,2})?))?"
+    r"(?:\.(?P<n>\d+))?(?:\.(?P<ext>gz|bz2|xz))?$"
+)
 
 _host: str | None = None
 

@@ -12,11 +12,15 @@ partial writes) is here once.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import weakref
 from time import monotonic
-from typing import TYPE_CHECKING, Callable, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Sequence
+
+from . import _compress
+from ._perms import Perms, create_exclusive
 
 if TYPE_CHECKING:
     from ._rotation import Rollover
@@ -37,7 +41,7 @@ _O_BINARY = getattr(os, "O_BINARY", 0)
 class FileOptions:
     """The open-time options every strategy needs, validated by the handler."""
 
-    __slots__ = ("encoding", "errors", "truncate", "file_mode", "lock_dir")
+    __slots__ = ("encoding", "errors", "truncate", "file_mode", "lock_dir", "perms")
 
     def __init__(
         self,
@@ -46,28 +50,34 @@ class FileOptions:
         truncate: bool,
         file_mode: int,
         lock_dir: str | None,
+        perms: Perms | None = None,
     ) -> None:
         self.encoding = encoding
         self.errors = errors
         self.truncate = truncate
         self.file_mode = file_mode
         self.lock_dir = lock_dir
+        self.perms = perms
 
     def key(self) -> tuple[object, ...]:
         return (self.lock_dir,)
 
 
-def open_append(path: str, mode: int, *, truncate: bool = False) -> int:
+def open_append(path: str, mode: int, *, truncate: bool = False, perms: Perms | None = None) -> int:
     """Open ``path`` for appending, creating its directory if needed.
 
     ``O_APPEND`` makes every ``write()`` land at the current end of file atomically on local
     POSIX file systems, whoever else appends; it is what lets several processes share the file.
     ``O_NOFOLLOW``: the handler resolved the path once, at configuration; a symlink found there
     later (the log deleted and a link planted, in a shared directory) is refused, not followed.
+    With ``perms`` the file is created exclusively first, so that only the process that created
+    it sets its mode and owner, on the descriptor.
     """
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
     if truncate:
         flags |= os.O_TRUNC
+    if perms is not None and perms.active:
+        return _create_or_open(path, flags, perms.create_mode, perms)
     try:
         return os.open(path, flags, mode)
     except FileNotFoundError:
@@ -75,14 +85,32 @@ def open_append(path: str, mode: int, *, truncate: bool = False) -> int:
         return os.open(path, flags, mode)
 
 
-def open_lockfile(path: str, mode: int) -> int:
-    """Open (creating) a lock file without following a symlink planted in its place."""
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
-    try:
-        return os.open(path, flags, mode)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return os.open(path, flags, mode)
+def open_lockfile(path: str, mode: int, perms: Perms | None = None) -> int:
+    """Open (creating) a lock file without following a symlink planted in its place.
+
+    Created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and opened with ``O_NOFOLLOW``: in a shared
+    directory nobody can make safelog create or lock a file of their choosing.
+    """
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
+    if perms is not None and perms.active:
+        mode = perms.create_mode
+    return _create_or_open(path, flags, mode, perms)
+
+
+def _create_or_open(path: str, flags: int, mode: int, perms: Perms | None) -> int:
+    open_flags = (flags & ~os.O_CREAT & ~os.O_TRUNC) | _O_NOFOLLOW
+    while True:
+        try:
+            return create_exclusive(path, flags & ~os.O_CREAT & ~os.O_TRUNC, mode, perms)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            continue
+        try:
+            return os.open(path, open_flags | (flags & os.O_TRUNC))
+        except FileNotFoundError:
+            continue  # removed between the two calls (rotation by another process): create it
 
 
 def close_quietly(fd: int) -> None:
@@ -121,6 +149,12 @@ class Sink:
         self._truncate = options.truncate
         # Records of the current write_many() batch that reached the file (under _tlock).
         self._batch_done = 0
+        # Time rotation: start of the period the open file belongs to (None: not known yet), and
+        # the instant that period ends. Kept here, per real path, because all handlers of the
+        # path in this process write the same file.
+        self._period: float | None = None
+        self._rollover_at = math.inf
+        self._rotated = False
 
     # -- called by the handler ------------------------------------------------------------
 
@@ -135,7 +169,7 @@ class Sink:
             if self._torn:
                 data = b"\n" + data
             try:
-                self._append(data, rollover)
+                self._append(data, created, rollover)
             except OSError:
                 if self._torn:
                     raise
@@ -143,8 +177,13 @@ class Sink:
                 # remounted, descriptor closed by a library): reopen once and retry. Nothing of
                 # this record reached the file, so the retry cannot duplicate it.
                 self._close_files()
-                self._append(data, rollover)
+                self._append(data, created, rollover)
             self._torn = False
+        if self._rotated:
+            # The rotation queued background work (compression, unlinks): start the worker now
+            # that the lock is released, so no writer waited for a thread to start.
+            self._rotated = False
+            _compress.start_worker()
 
     def write_many(self, items: Sequence[tuple[str, float]], rollover: Rollover | None) -> None:
         """Append ``(msg, created)`` records in order with one lock acquisition and as few
@@ -157,22 +196,27 @@ class Sink:
             datas = [self.encode(msg, created) for msg, created in items]
             if not datas:
                 return
+            createds = [created for _, created in items]
             if self._torn:
                 datas[0] = b"\n" + datas[0]
             self._batch_done = 0
             try:
                 try:
-                    self._append_many(datas, rollover)
+                    self._append_many(datas, createds, rollover)
                 except OSError:
                     if self._torn:
                         raise
                     # As in write(): a stale descriptor gets one reopen. Only the records that
                     # did not reach the file are retried, so nothing is duplicated.
                     self._close_files()
-                    self._append_many(datas[self._batch_done :], rollover)
+                    done = self._batch_done
+                    self._append_many(datas[done:], createds[done:], rollover)
             except Exception as exc:
                 raise PartialWrite(self._batch_done) from exc
             self._torn = False
+        if self._rotated:
+            self._rotated = False
+            _compress.start_worker()
 
     def open(self) -> None:
         """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
@@ -186,36 +230,40 @@ class Sink:
 
     # -- for strategies ---------------------------------------------------------------------
 
-    def _append(self, data: bytes, rollover: Rollover | None) -> None:
+    def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         raise NotImplementedError
 
-    def _append_many(self, datas: list[bytes], rollover: Rollover | None) -> None:
+    def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
         raise NotImplementedError
 
     def _write_batch(
         self,
         datas: list[bytes],
+        createds: list[float],
         rollover: Rollover | None,
         size: int,
-        rotate: Callable[[int], int],
+        rotate: Callable[[int, int, float, int], int],
     ) -> int:
         """Write ``datas`` (under the strategy's exclusion) and return the file's new size.
 
         A batch that would cross the size limit is split exactly where a record-by-record
         writer would have rotated, so the files look the same in both modes: rotation is asked
-        per record (a comparison), the write is one per run of records that fit. ``rotate(n)``
-        rotates before a record of ``n`` bytes and returns the size of the file written next.
+        per record (a comparison), the write is one per run of records that fit.
+        ``rotate(kind, n, created, size)`` rotates the file of ``size`` bytes before a record of
+        ``n`` bytes and returns the size of the file written next.
         """
         i, n = 0, len(datas)
         while i < n:
             first = len(datas[i])
-            if rollover is not None and rollover.due(size, first):
-                size = rotate(first)
+            if rollover is not None:
+                kind = rollover.due(size, first, createds[i], self._rollover_at)
+                if kind:
+                    size = rotate(kind, first, createds[i], size)
             j, total = i + 1, first
             if rollover is None:
                 j, total = n, total + sum(len(d) for d in datas[i + 1 :])
             else:
-                while j < n and not rollover.due(size + total, len(datas[j])):
+                while j < n and not rollover.due(size + total, len(datas[j]), createds[j], self._rollover_at):
                     total += len(datas[j])
                     j += 1
             self._write_all(datas[i] if j == i + 1 else b"".join(datas[i:j]))
@@ -223,6 +271,28 @@ class Sink:
             size += total
             i = j
         return size
+
+    def rotation_guard(self) -> ContextManager[Any]:
+        """The exclusion under which this log's backups may be renamed or removed (used by the
+        background compressor for its final renames). One writer per file: the thread lock."""
+        return self._tlock
+
+    def _set_period(self, rollover: Rollover, period: float | None) -> None:
+        self._period = period
+        self._rollover_at = rollover.boundary(period)
+
+    def _rotate_own(self, rollover: Rollover, kind: int, size: int, created: float) -> None:
+        """Rotate a file this process alone writes (``thread``, ``per-process``), under its
+        thread lock: nobody else can be appending, so no re-check is needed."""
+        target = self._target()
+        done = rollover.rollover(target, kind, size, self._period, created)
+        if done is None:
+            return  # could not rename: write on to the current file, retry later
+        period, _ = done
+        self._open_log()
+        self._set_period(rollover, period)
+        rollover.after_rollover(target, created, self.rotation_guard)
+        self._rotated = True
 
     def _open_files(self) -> None:
         self._open_log()
@@ -234,7 +304,9 @@ class Sink:
     def _open_log(self) -> None:
         close_quietly(self._fd)
         self._fd = -1
-        fd = open_append(self._target(), self.options.file_mode, truncate=self._truncate)
+        fd = open_append(
+            self._target(), self.options.file_mode, truncate=self._truncate, perms=self.options.perms
+        )
         self._truncate = False
         self._fd = fd
         self._ino = os.fstat(fd).st_ino

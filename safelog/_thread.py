@@ -6,6 +6,7 @@ re-check: the thread lock is the whole story.
 
 from __future__ import annotations
 
+import math
 import os
 from time import monotonic
 from typing import TYPE_CHECKING
@@ -26,25 +27,34 @@ class ThreadSink(Sink):
     def _open_log(self) -> None:
         super()._open_log()
         self._size = os.lseek(self._fd, 0, os.SEEK_END)
+        # A (re)opened file may be another one than before (first open, rotation, logrotate):
+        # its period is worked out again from the file on the next record.
+        self._period = None
+        self._rollover_at = math.inf
 
-    def _append(self, data: bytes, rollover: Rollover | None) -> None:
+    def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         if self._fd < 0 or (monotonic() >= self._next_check and self._path_moved()):
             self._open_log()
-        if rollover is not None and rollover.due(self._size, len(data)):
-            rollover.rollover(self._target())
-            self._open_log()
+        if rollover is not None:
+            if self._period is None and rollover.timing is not None:
+                self._set_period(rollover, rollover.first_period(self._fd, self._size, created))
+            kind = rollover.due(self._size, len(data), created, self._rollover_at)
+            if kind:
+                self._rotate_own(rollover, kind, self._size, created)
         self._write_all(data)
         self._size += len(data)
 
-    def _append_many(self, datas: list[bytes], rollover: Rollover | None) -> None:
+    def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
         if self._fd < 0 or (monotonic() >= self._next_check and self._path_moved()):
             self._open_log()
+        if rollover is not None and self._period is None and rollover.timing is not None:
+            self._set_period(rollover, rollover.first_period(self._fd, self._size, createds[0]))
 
-        def rotate(nbytes: int) -> int:
+        def rotate(kind: int, nbytes: int, created: float, size: int) -> int:
             assert rollover is not None
-            rollover.rollover(self._target())
-            self._open_log()
+            self._size = size
+            self._rotate_own(rollover, kind, size, created)
             # Keep the in-memory size true even if a later chunk of the batch fails.
             return self._size
 
-        self._size = self._write_batch(datas, rollover, self._size, rotate)
+        self._size = self._write_batch(datas, createds, rollover, self._size, rotate)

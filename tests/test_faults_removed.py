@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import time
+from typing import Any
 
 import pytest
 
@@ -150,7 +151,7 @@ def _count_rollovers(stats, inside=None, go=None) -> None:
 
     real = Rollover.rollover
 
-    def rollover(self: Rollover, p: str) -> None:
+    def rollover(self: Rollover, p: str, *args: Any) -> Any:
         current, peak, total = stats
         with current.get_lock():
             current.value += 1
@@ -160,7 +161,7 @@ def _count_rollovers(stats, inside=None, go=None) -> None:
             if inside is not None:
                 inside.set()
                 go.wait()
-            real(self, p)
+            return real(self, p, *args)
         finally:
             with current.get_lock():
                 current.value -= 1

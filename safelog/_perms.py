@@ -1,0 +1,107 @@
+"""File permissions of everything safelog creates: log files, lock files, compressed backups.
+
+``chmod`` gives exact permission bits, applied with ``fchmod`` on the descriptor right after
+creating the file (so the umask cannot narrow them, and there is no path to swap in between);
+``owner`` (``"user"``, ``"user:group"`` or ``":group"``) does the same with ``fchown``. Without
+them files are created with mode 0o666 filtered by the umask, like ``logging.FileHandler``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+__all__ = ["Perms", "parse_chmod", "parse_owner", "create_exclusive"]
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_BINARY = getattr(os, "O_BINARY", 0)
+
+
+class Perms:
+    """Permission bits and ownership for newly created files (``None``/``-1``: leave as created)."""
+
+    __slots__ = ("chmod", "uid", "gid")
+
+    def __init__(self, chmod: int | None = None, uid: int = -1, gid: int = -1) -> None:
+        self.chmod = chmod
+        self.uid = uid
+        self.gid = gid
+
+    @property
+    def active(self) -> bool:
+        return self.chmod is not None or self.uid != -1 or self.gid != -1
+
+    @property
+    def create_mode(self) -> int:
+        """The mode passed to ``open()``: already the final bits where the umask allows them."""
+        return 0o666 if self.chmod is None else self.chmod
+
+    def apply(self, fd: int) -> None:
+        """Give a file this process has just created its configured mode and owner."""
+        if self.chmod is not None and hasattr(os, "fchmod"):
+            os.fchmod(fd, self.chmod)
+        if (self.uid != -1 or self.gid != -1) and hasattr(os, "fchown"):
+            os.fchown(fd, self.uid, self.gid)
+
+
+def parse_chmod(value: Any) -> int | None:
+    """``chmod``: permission bits as an int (``0o640``) or an octal string (``"0640"``, ``"0o640"``)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"chmod must be permission bits such as 0o640 or '0640', not {value!r}")
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*(?:0o)?([0-7]{1,4})\s*", value)
+        if m is None:
+            raise ValueError(f"Cannot parse chmod from {value!r}: expected octal bits such as '0640'")
+        value = int(m.group(1), 8)
+    if not isinstance(value, int):
+        raise TypeError(f"chmod must be permission bits such as 0o640 or '0640', not {value!r}")
+    if not 0 <= value <= 0o7777:
+        raise ValueError(f"chmod must be permission bits between 0 and 0o7777, got {value!r}")
+    if not value & 0o200:
+        # The writers open the file for appending after it exists; without the owner's write
+        # bit every reopen (rotation, restart) would fail.
+        raise ValueError(f"chmod={oct(value)} leaves the log unwritable for its owner; add 0o200")
+    return value
+
+
+def parse_owner(value: Any) -> tuple[int, int]:
+    """``owner``: ``"user"``, ``"user:group"``, ``":group"`` (names or numeric ids) → (uid, gid)."""
+    if value is None:
+        return -1, -1
+    if not isinstance(value, str) or not value.strip(":"):
+        raise TypeError(f"owner must be a string 'user', 'user:group' or ':group', not {value!r}")
+    try:
+        import grp
+        import pwd
+    except ImportError:  # pragma: no cover - Windows
+        raise ValueError(f"owner={value!r}: file ownership is only supported on POSIX") from None
+    user, _, group = value.partition(":")
+    uid = gid = -1
+    try:
+        if user:
+            uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+        if group:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError as exc:
+        raise ValueError(f"owner={value!r}: unknown user or group {exc}") from None
+    return uid, gid
+
+
+def create_exclusive(path: str, flags: int, mode: int, perms: Perms | None = None) -> int:
+    """Create ``path``, failing if anything (a file, a planted symlink) already has the name.
+
+    ``O_EXCL`` with ``O_CREAT`` never follows a symlink at the last component, so in a shared
+    directory another user cannot redirect the file safelog is about to write.
+    """
+    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY, mode)
+    if perms is not None and perms.active:
+        try:
+            perms.apply(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd

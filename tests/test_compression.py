@@ -1,0 +1,314 @@
+"""Compression of rotated backups: every codec, outside the lock, atomic, crash-safe, exact audits."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from typing import Any, Iterator
+
+import pytest
+
+import safelog
+from safelog import _compress
+from safelog._audit import audit, log_files
+
+PATTERN = r"id=(?P<id>\S+) .*"
+FILL = "x" * 200
+
+
+@pytest.fixture
+def make_handler() -> Iterator[Any]:
+    """Build handlers and close every one after the test (and let compression finish)."""
+    made: list[logging.Handler] = []
+
+    def make(*args: Any, **kwargs: Any) -> safelog.SafeFileHandler:
+        handler = safelog.SafeFileHandler(*args, **kwargs)
+        made.append(handler)
+        return handler
+
+    yield make
+    for handler in made:
+        handler.close()
+    assert _compress.wait(30)
+
+
+@pytest.fixture
+def hook() -> Iterator[Any]:
+    """Install a per-chunk hook in the compressor for one test."""
+
+    def install(fn: Any) -> None:
+        _compress._chunk_hook = fn
+
+    yield install
+    _compress._chunk_hook = None
+
+
+def emit(handler: logging.Handler, rid: str) -> None:
+    handler.handle(logging.makeLogRecord({"msg": f"id={rid} {FILL}"}))
+
+
+def names(directory: Any) -> list[str]:
+    return sorted(os.listdir(directory))
+
+
+@pytest.mark.parametrize("codec,ext", [("gzip", ".gz"), ("bz2", ".bz2"), ("xz", ".xz")])
+@pytest.mark.parametrize("strategy", ["thread", "flock", "per-process"])
+def test_every_codec_compresses_every_backup(tmp_path: Any, make_handler: Any, strategy: str, codec: str, ext: str) -> None:
+    """Each backup ends up compressed with the chosen codec, none is left plain, no temp file
+    remains, and the audit reads every record exactly once through the compressed files."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy=strategy, max_bytes=2000, backup_count=50, compress=codec)
+    ids = [str(i) for i in range(60)]
+    for rid in ids:
+        emit(h, rid)
+    assert _compress.wait(30)
+    files = log_files(path)
+    live = [f for f in files if f.endswith((".log", ".shard"))]
+    backups = [f for f in files if f not in live]
+    assert len(live) == 1 and len(backups) >= 5
+    assert all(f.endswith(ext) for f in backups), backups
+    assert not [n for n in names(tmp_path) if n.endswith(".tmp")]
+    assert audit(files, ids, PATTERN).ok
+
+
+def test_time_backups_are_compressed_under_their_period_name(tmp_path: Any, make_handler: Any) -> None:
+    """A time backup app.log.<period> becomes app.log.<period>.gz."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy="flock", when="H", utc=True, compress="gzip")
+    base = 1_795_651_200.0
+    h.handle(logging.makeLogRecord({"msg": f"id=a {FILL}", "created": base}))
+    h.handle(logging.makeLogRecord({"msg": f"id=b {FILL}", "created": base + 3600}))
+    assert _compress.wait(30)
+    assert names(tmp_path) == ["app.log", "app.log.2026-11-26_00.gz", "app.log.lock"]
+    assert audit(log_files(path), ["a", "b"], PATTERN).ok
+
+
+def _other_writer(path: str, n: int, done: Any) -> None:
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes="50 MB", backup_count=5)
+    for i in range(n):
+        emit(h, f"other-{i}")
+    h.close()
+    done.set()
+
+
+def test_writers_never_wait_for_compression(tmp_path: Any, make_handler: Any, hook: Any) -> None:
+    """While the compressor is stopped half-way through a backup, this process's threads and
+    another process keep writing to the log under the lock: compression holds no lock."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy="flock", max_bytes=200_000, backup_count=5, compress="gzip")
+    started, release = threading.Event(), threading.Event()
+
+    def stall(src: str) -> None:
+        started.set()
+        assert release.wait(60)
+
+    hook(stall)
+    ids = [f"first-{i}" for i in range(1000)]
+    for rid in ids:
+        emit(h, rid)  # about 210 KB: rotates once, compression starts and stalls
+    assert started.wait(30)
+    # spawn: forking while the compressor thread runs is what a fork-safe app would avoid.
+    ctx: Any = multiprocessing.get_context("spawn")
+    done = ctx.Event()
+    p = ctx.Process(target=_other_writer, args=(path, 300, done))
+    p.start()
+    try:
+        for i in range(300):
+            emit(h, f"then-{i}")
+        assert done.wait(30), "another process could not write while a backup was being compressed"
+    finally:
+        release.set()
+        p.join(30)
+    assert p.exitcode == 0
+    assert _compress.wait(30)
+    ids += [f"then-{i}" for i in range(300)] + [f"other-{i}" for i in range(300)]
+    assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.lock"]
+    assert audit(log_files(path), ids, PATTERN).ok
+
+
+def _crashing_writer(path: str, n: int, started: Any, written: Any) -> None:
+    def stall(src: str) -> None:
+        started.set()
+        threading.Event().wait()  # until killed
+
+    _compress._chunk_hook = stall
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=2_000_000, backup_count=5, compress="gzip")
+    for i in range(n):
+        emit(h, f"c-{i}")
+    written.set()
+    threading.Event().wait()
+
+
+def test_crash_mid_compression_leaves_the_uncompressed_backup(tmp_path: Any, make_handler: Any) -> None:
+    """A process killed while compressing leaves its backup whole and no .gz; the next rotation
+    removes the dead temp file (and a dead .del), compresses the leftover; nothing is lost or
+    duplicated."""
+    path = str(tmp_path / "app.log")
+    ctx: Any = multiprocessing.get_context("fork")
+    started, written = ctx.Event(), ctx.Event()
+    n = 12_000  # about 2.5 MB: one rotation, several 1 MiB chunks
+    p = ctx.Process(target=_crashing_writer, args=(path, n, started, written))
+    p.start()
+    try:
+        assert started.wait(60) and written.wait(60)
+        os.kill(p.pid, signal.SIGKILL)
+    finally:
+        p.join(30)
+    assert p.exitcode == -signal.SIGKILL
+    after_crash = names(tmp_path)
+    assert "app.log.1" in after_crash and "app.log.1.gz" not in after_crash
+    assert [x for x in after_crash if x.startswith(".app.log.1.gz.") and x.endswith(".tmp")]
+    ids = [f"c-{i}" for i in range(n)]
+    assert audit(log_files(path), ids, PATTERN).ok
+
+    # A backup renamed away for unlinking by a process that died before the unlink.
+    (tmp_path / ".app.log.3.0123456789ab.del").write_text("already compressed\n")
+    h = make_handler(path, strategy="flock", max_bytes=2_000_000, backup_count=5, compress="gzip")
+    more = [f"d-{i}" for i in range(n)]
+    for rid in more:
+        emit(h, rid)
+    assert _compress.wait(30)
+    assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.2.gz", "app.log.lock"]
+    assert audit(log_files(path), ids + more, PATTERN).ok
+
+
+def test_failed_compression_keeps_the_backup_and_says_so(tmp_path: Any, make_handler: Any, hook: Any, capsys: Any) -> None:
+    """A compression error (here a simulated full disk) leaves the plain backup and no temp
+    file, is reported on stderr, and logging goes on."""
+    path = str(tmp_path / "app.log")
+
+    def full(src: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    hook(full)
+    h = make_handler(path, strategy="thread", max_bytes=3000, backup_count=5, compress="gzip")
+    ids = [str(i) for i in range(20)]
+    for rid in ids:
+        emit(h, rid)
+    assert _compress.wait(30)
+    assert names(tmp_path) == ["app.log", "app.log.1"]
+    assert "No space left on device" in capsys.readouterr().err
+    assert audit(log_files(path), ids, PATTERN).ok
+
+
+def test_backup_shifted_during_compression_is_compressed_under_its_new_name(
+    tmp_path: Any, make_handler: Any, hook: Any
+) -> None:
+    """A size rotation that shifts app.log.1 to app.log.2 while .1 is being compressed: the
+    result is app.log.2.gz holding the first records, and app.log.1 is compressed next."""
+    path = str(tmp_path / "app.log")
+    started, release = threading.Event(), threading.Event()
+    calls = []
+
+    def stall_first(src: str) -> None:
+        calls.append(src)
+        if len(calls) == 1:
+            started.set()
+            assert release.wait(60)
+
+    hook(stall_first)
+    first = [f"a-{i}" for i in range(400)]
+    limit = sum(len(f"id={rid} {FILL}\n") for rid in first)  # the first batch fills a file exactly
+    h = make_handler(path, strategy="thread", max_bytes=limit, backup_count=5, compress="gzip")
+    for rid in first:
+        emit(h, rid)
+    second = [f"b-{i}" for i in range(400)]
+    emit(h, second[0])  # rotation 1: app.log.1 holds the first batch; its compression stalls
+    assert started.wait(30)
+    for rid in second[1:] + ["c-0"]:
+        emit(h, rid)  # c-0 is rotation 2: .1 → .2 while .1 is being read
+    release.set()
+    assert _compress.wait(30)
+    assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.2.gz"]
+    assert audit([path + ".2.gz"], first, PATTERN).ok
+    assert audit([path + ".1.gz"], second, PATTERN).ok
+    assert audit(log_files(path), first + second + ["c-0"], PATTERN).ok
+
+
+def _busy_writer(path: str, wid: int, n: int) -> None:
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=20_000, backup_count=10_000, compress="gzip")
+    for i in range(n):
+        emit(h, f"{wid}-{i}")
+    h.close()
+    _compress.wait()
+
+
+def test_many_processes_compress_without_losing_a_record(tmp_path: Any) -> None:
+    """Four flock writers rotate every ~90 records and compress as they go: a backup compressed
+    while some writer still appended to it would lose records; the audit is exact."""
+    path = str(tmp_path / "app.log")
+    ctx: Any = multiprocessing.get_context("fork")
+    n = 1500
+    procs = [ctx.Process(target=_busy_writer, args=(path, w, n)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0] * 4
+    files = log_files(path)
+    assert all(f.endswith(".gz") for f in files if f != path)
+    assert len(files) > 50
+    assert not [x for x in names(tmp_path) if x.endswith(".tmp")]
+    assert audit(files, [f"{w}-{i}" for w in range(4) for i in range(n)], PATTERN).ok
+
+
+def _slow_compressor(path: str, limit: int, started: Any, release: Any) -> None:
+    def stall(src: str) -> None:
+        started.set()
+        assert release.wait(60)
+
+    _compress._chunk_hook = stall
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=limit, backup_count=5, compress="gzip")
+    for i in range(401):
+        emit(h, f"a-{i}")  # the 401st rotates: this process compresses app.log.1, slowly
+    h.close()
+    assert _compress.wait(60)
+
+
+def test_a_backup_being_compressed_elsewhere_is_not_compressed_twice(tmp_path: Any, make_handler: Any, hook: Any) -> None:
+    """While another process is compressing app.log.1, a rotation here shifts it to app.log.2
+    and compresses only its own new backup; the other process finishes app.log.2.gz."""
+    path = str(tmp_path / "app.log")
+    limit = sum(len(f"id=a-{i} {FILL}\n") for i in range(400))
+    ctx: Any = multiprocessing.get_context("fork")
+    started, release = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_slow_compressor, args=(path, limit, started, release))
+    p.start()
+    compressed_here: list[str] = []
+    try:
+        assert started.wait(60)
+        hook(compressed_here.append)
+        h = make_handler(path, strategy="flock", max_bytes=limit, backup_count=5, compress="gzip")
+        mine = [f"b-{i:03d}" for i in range(400)]  # same length as a-NNN: fills the file, then rotates
+        for rid in mine:
+            emit(h, rid)
+        assert _compress.wait(30)
+    finally:
+        release.set()
+        p.join(60)
+    assert p.exitcode == 0
+    assert set(compressed_here) == {path + ".1"}
+    assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.2.gz", "app.log.lock"]
+    assert audit([path + ".2.gz"], [f"a-{i}" for i in range(400)], PATTERN).ok
+    assert audit(log_files(path), [f"a-{i}" for i in range(401)] + mine, PATTERN).ok
+
+
+def test_normal_exit_finishes_the_compression_it_started(tmp_path: Any) -> None:
+    """A script that rotates and exits at once still leaves only the compressed backup."""
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "app.log")
+    code = (
+        "import logging, safelog\n"
+        f"h = safelog.SafeFileHandler({path!r}, max_bytes=100_000, backup_count=3, compress='xz')\n"
+        "log = logging.getLogger('exit-test'); log.addHandler(h)\n"
+        "for i in range(3000): log.warning('id=%d ' + 'x' * 200, i)\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ, "PYTHONPATH": root})
+    left = names(tmp_path)
+    assert left == ["app.log", "app.log.1.xz", "app.log.2.xz", "app.log.3.xz", "app.log.lock"]

@@ -1,0 +1,155 @@
+"""Permissions: chmod/owner of created and rotated files, lock file mode, no symlink following."""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import pwd
+import stat
+from typing import Any, Iterator
+
+import pytest
+
+import safelog
+from safelog import _compress
+from safelog._compress import create_temp
+from safelog._perms import Perms, create_exclusive
+
+BASE = 1_795_651_200.0
+
+
+@pytest.fixture
+def umask() -> Iterator[Any]:
+    """Set the process umask for one test and restore it afterwards."""
+    old = os.umask(0o022)
+    os.umask(old)
+
+    def use(value: int) -> None:
+        os.umask(value)
+
+    yield use
+    os.umask(old)
+
+
+@pytest.fixture
+def make_handler() -> Iterator[Any]:
+    """Build handlers and close every one after the test (and let compression finish)."""
+    made: list[logging.Handler] = []
+
+    def make(*args: Any, **kwargs: Any) -> safelog.SafeFileHandler:
+        handler = safelog.SafeFileHandler(*args, **kwargs)
+        made.append(handler)
+        return handler
+
+    yield make
+    for handler in made:
+        handler.close()
+    assert _compress.wait(30)
+
+
+def emit(handler: logging.Handler, rid: str, created: float) -> None:
+    handler.handle(logging.makeLogRecord({"msg": f"id={rid}", "created": created}))
+
+
+def modes(directory: Any) -> dict[str, int]:
+    return {n: stat.S_IMODE(os.stat(directory / n).st_mode) for n in sorted(os.listdir(directory))}
+
+
+@pytest.mark.parametrize("chmod", [0o640, "0640", "0o640"])
+@pytest.mark.parametrize("strategy", ["thread", "flock", "per-process"])
+def test_chmod_applies_to_created_rotated_lock_and_compressed_files(
+    tmp_path: Any, make_handler: Any, umask: Any, strategy: str, chmod: Any
+) -> None:
+    """With a strict umask (077) chmod=0640 still gives exactly 0640 to the log, the file
+    created after rotation, the lock file and the compressed backup."""
+    umask(0o077)
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy=strategy, when="H", utc=True, chmod=chmod, compress="gzip")
+    emit(h, "a", BASE)
+    emit(h, "b", BASE + 3600)
+    assert _compress.wait(30)
+    got = modes(tmp_path)
+    assert len(got) == (3 if strategy == "flock" else 2)
+    assert set(got.values()) == {0o640}, {n: oct(m) for n, m in got.items()}
+
+
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_default_modes_follow_the_umask(tmp_path: Any, make_handler: Any, umask: Any, strategy: str) -> None:
+    """Without chmod, files get 0666 minus the umask like logging.FileHandler; the compressed
+    backup keeps the log's bits."""
+    umask(0o027)
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy=strategy, when="H", utc=True, compress="gzip")
+    emit(h, "a", BASE)
+    emit(h, "b", BASE + 3600)
+    assert _compress.wait(30)
+    assert set(modes(tmp_path).values()) == {0o640}
+
+
+def test_chmod_does_not_change_an_existing_log(tmp_path: Any, make_handler: Any) -> None:
+    """chmod applies to files safelog creates; a log that exists keeps the mode its owner gave it."""
+    path = tmp_path / "app.log"
+    path.write_text("")
+    os.chmod(path, 0o600)
+    h = make_handler(str(path), strategy="flock", chmod=0o644)
+    emit(h, "a", BASE)
+    assert modes(tmp_path) == {"app.log": 0o600, "app.log.lock": 0o644}
+
+
+def test_owner_sets_user_and_group_of_created_files(tmp_path: Any, make_handler: Any) -> None:
+    """owner='user:group' (names) gives created files that owner; here the current user."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy="flock", owner=f"{user}:{group}", chmod=0o600)
+    emit(h, "a", BASE)
+    for n in ("app.log", "app.log.lock"):
+        st = os.stat(tmp_path / n)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (os.getuid(), os.getgid(), 0o600)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "named"),
+    [
+        ({"chmod": "rw-r-----"}, ValueError, "chmod"),
+        ({"chmod": 0o10000}, ValueError, "chmod"),
+        ({"chmod": 0o444}, ValueError, "chmod"),
+        ({"chmod": True}, TypeError, "chmod"),
+        ({"chmod": 6.4}, TypeError, "chmod"),
+        ({"owner": "no-such-user-here"}, ValueError, "owner"),
+        ({"owner": ":no-such-group-here"}, ValueError, "owner"),
+        ({"owner": 0}, TypeError, "owner"),
+    ],
+)
+def test_bad_permission_options_fail_at_construction(tmp_path: Any, kwargs: dict[str, Any], exc: type, named: str) -> None:
+    """Bad chmod/owner values raise at configuration time, naming the option and the value."""
+    with pytest.raises(exc, match=named):
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), **kwargs)
+
+
+def test_symlink_planted_at_the_lock_path_is_not_followed(tmp_path: Any) -> None:
+    """A symlink where the lock file goes makes the handler fail; its target is not created."""
+    victim = tmp_path / "victim"
+    os.symlink(victim, tmp_path / "app.log.lock")
+    with pytest.raises(ValueError, match="cannot be opened"):
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), strategy="flock")
+    assert not victim.exists()
+    victim.write_text("precious\n")
+    with pytest.raises(ValueError):
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), strategy="flock", chmod=0o600)
+    assert victim.read_text() == "precious\n" and stat.S_IMODE(victim.stat().st_mode) != 0o600
+
+
+def test_temp_files_are_created_exclusively_without_following_symlinks(tmp_path: Any) -> None:
+    """The temp-file helper refuses a name a symlink already holds and never writes through it."""
+    victim = tmp_path / "victim"
+    os.symlink(victim, tmp_path / ".planted.tmp")
+    with pytest.raises(FileExistsError):
+        create_exclusive(str(tmp_path / ".planted.tmp"), os.O_WRONLY, 0o600, Perms(0o600))
+    assert not victim.exists()
+    name, fd = create_temp(str(tmp_path), "app.log.1.gz", None)
+    os.close(fd)
+    base = os.path.basename(name)
+    assert base.startswith(".app.log.1.gz.") and base.endswith(".tmp")
+    assert stat.S_IMODE(os.stat(name).st_mode) == 0o600  # private until it gets the log's bits
