@@ -96,7 +96,7 @@ def _child_logs(log: logging.Logger, message: str, done: Any) -> None:
 
 def _blocked_waiter(pid: int, inode: int) -> bool:
     with open("/proc/locks") as f:
-        return any(re.search(rf"-> FLOCK\s+\S+\s+WRITE\s+{pid}\s+\S+:{inode}\s", ln) for ln in f)
+        return any(re.search(rf"-> FLOCK\s+\S+\s+(?:READ|WRITE)\s+{pid}\s+\S+:{inode}\s", ln) for ln in f)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/locks"), reason="needs Linux /proc/locks")

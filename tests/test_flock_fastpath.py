@@ -1,0 +1,85 @@
+"""The flock strategy's shared-lock fast path: writers share, rotation is exclusive and exact."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import time
+
+import safelog
+from safelog._flock import FAST_MARGIN, FAST_RECORD
+from safelog._lock import LOCK_SH, LOCK_UN, flock
+
+from tests.faults_helpers import flock_waiters
+
+
+def _write_two(path: str, msg: str, max_bytes: int, ready, go, done) -> None:  # type: ignore[no-untyped-def]
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=max_bytes, backup_count=5)
+    # The first record of a process always takes the exclusive path (it learns the rotation
+    # counter there); the second is the one under test.
+    h.emit(logging.makeLogRecord({"msg": "first"}))
+    ready.set()
+    go.wait(10)
+    h.emit(logging.makeLogRecord({"msg": msg}))
+    h.close()
+    done.set()
+
+
+def _run_child(
+    path: str, msg: str, max_bytes: int, expect_block: bool
+) -> tuple[bool, "multiprocessing.process.BaseProcess"]:
+    """Start a writer, hold the lock shared while it writes its second record; did it finish
+    (or, when ``expect_block``, is the kernel showing it queued on the lock)?"""
+    ctx = multiprocessing.get_context("fork")
+    ready, go, done = ctx.Event(), ctx.Event(), ctx.Event()
+    child = ctx.Process(target=_write_two, args=(path, msg, max_bytes, ready, go, done))
+    child.start()
+    assert ready.wait(10)
+    fd = os.open(path + ".lock", os.O_RDWR)
+    flock(fd, LOCK_SH)
+    try:
+        go.set()
+        if expect_block:
+            deadline = time.monotonic() + 10
+            while child.pid not in flock_waiters(path + ".lock") and not done.is_set():
+                assert time.monotonic() < deadline, "child neither wrote nor queued on the lock"
+                time.sleep(0.005)
+            finished = done.is_set()
+        else:
+            finished = done.wait(10)
+    finally:
+        flock(fd, LOCK_UN)
+        os.close(fd)
+    child.join(10)
+    return finished, child
+
+
+def test_small_record_far_from_the_limit_is_written_beside_another_shared_holder(tmp_path):
+    """While another process holds the lock shared, a small record far from the limit is still written."""
+    path = str(tmp_path / "app.log")
+    finished, child = _run_child(path, "small", 10 * FAST_MARGIN, expect_block=False)
+    assert finished, "a shared-lock writer waited for another shared holder"
+    assert child.exitcode == 0
+    assert open(path).read() == "first\nsmall\n"
+
+
+def test_record_near_the_limit_takes_the_exclusive_lock(tmp_path):
+    """Near max_bytes the exact check runs under the exclusive lock: it waits for a shared holder."""
+    path = str(tmp_path / "app.log")
+    max_bytes = FAST_MARGIN + 100
+    with open(path, "w") as f:
+        f.write("x" * 99 + "\n")  # 100 bytes: less than FAST_MARGIN below the limit
+    finished, child = _run_child(path, "near", max_bytes, expect_block=True)
+    assert not finished, "a record near the limit was written without the exclusive lock"
+    assert child.exitcode == 0
+    assert open(path).read().endswith("near\n")
+
+
+def test_large_record_takes_the_exclusive_lock(tmp_path):
+    """A record over FAST_RECORD bytes never takes the shared path (it could overshoot the margin)."""
+    path = str(tmp_path / "app.log")
+    finished, child = _run_child(path, "y" * (FAST_RECORD + 1), 0, expect_block=True)
+    assert not finished, "a large record was written without the exclusive lock"
+    assert child.exitcode == 0
+    assert open(path).read() == "first\n" + "y" * (FAST_RECORD + 1) + "\n"
