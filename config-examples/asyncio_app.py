@@ -61,11 +61,12 @@ def logging_config(path: str) -> dict[str, Any]:
     }
 
 
-def hold_lock(lock_path: str, seconds: float, held: Any, released: Any) -> None:
-    """Another process: take the log's lock, hold it, let go."""
+def hold_lock(lock_path: str, seconds: float, go: Any, held: Any, released: Any) -> None:
+    """Another process: when told to, take the log's lock, hold it, let go."""
     import fcntl
 
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    go.wait()
     fcntl.flock(fd, fcntl.LOCK_EX)
     held.set()
     time.sleep(seconds)
@@ -107,8 +108,11 @@ def runqueue_clock() -> Callable[[], float]:
 async def main(path: str, seconds: float, hold: float, control: bool = False) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     ctx = multiprocessing.get_context("spawn")
-    held, released = ctx.Event(), ctx.Event()
-    holder = ctx.Process(target=hold_lock, args=(path + ".lock", hold, held, released))
+    go, held, released = ctx.Event(), ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=hold_lock, args=(path + ".lock", hold, go, held, released))
+    # Started before the loop is measured: starting a process blocks the calling thread for
+    # milliseconds (fork/exec and the pickled preparation data), which is not logging's doing.
+    holder.start()
     stop = asyncio.Event()
     stalls: list[float] = []
     raw: list[float] = []
@@ -134,7 +138,7 @@ async def main(path: str, seconds: float, hold: float, control: bool = False) ->
             logged.append(n)
 
     async def app() -> None:
-        holder.start()
+        go.set()
         # Keep serving until the other process holds the lock (a handshake, not a sleep).
         waiting = loop.run_in_executor(None, held.wait)
         while not waiting.done():
