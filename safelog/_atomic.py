@@ -15,7 +15,7 @@ import stat
 from contextlib import contextmanager
 from typing import IO, Any, Iterator
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "fsync_dir"]
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -96,7 +96,7 @@ def atomic_write(
         _remove(tmp)
         raise
     if fsync:
-        _fsync_dir(directory)
+        fsync_dir(directory)
 
 
 def _remove(path: str) -> None:
@@ -106,7 +106,7 @@ def _remove(path: str) -> None:
         pass
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str) -> None:
     """Persist the rename itself: it lives in the directory, not in the file."""
     try:
         fd = os.open(directory or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))

@@ -41,6 +41,7 @@ from collections import deque
 from contextlib import AbstractContextManager
 from typing import IO, Any, Callable
 
+from ._atomic import fsync_dir
 from ._lock import LOCK_EX, flock
 from ._perms import Perms, create_exclusive
 
@@ -318,20 +319,6 @@ def create_temp(directory: str, target_name: str, perms: Perms | None, tag: str 
         except FileExistsError:
             continue
     raise FileExistsError(f"could not create a temp file beside {target_name} in {directory}")
-
-
-def fsync_dir(directory: str) -> None:
-    """Make the renames in ``directory`` durable (POSIX; a no-op where directories can't be opened)."""
-    try:
-        dfd = os.open(directory or ".", os.O_RDONLY | _O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
 
 
 def report_error(src: str, exc: BaseException) -> None:

@@ -59,6 +59,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any, Callable
 
+from ._atomic import atomic_write, fsync_dir
 from ._lock import LOCK_EX, try_lock
 from ._shard import hostname, parse_shard_name
 
@@ -815,38 +816,9 @@ def _load_state(path: str) -> dict[str, Any]:
         raise MergeError(f"cannot read the merge state {path}: {exc}; move it aside to start over") from None
 
 
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY | _O_CLOEXEC)
-    except OSError:
-        return  # Windows: directories cannot be opened; os.replace is durable there anyway
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_atomic(path: str, data: bytes) -> None:
-    """Temp file beside ``path``, fsync, ``os.replace``, fsync the directory."""
-    directory = os.path.dirname(path)
-    tmp = f"{path}.{secrets.token_hex(4)}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY, 0o666)
-    try:
-        _write_all(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.replace(tmp, path)
-    _fsync_dir(directory)
-
-
 def _save_state(path: str, state: dict[str, Any]) -> None:
-    _write_atomic(path, json.dumps(state, indent=1, sort_keys=True).encode())
+    with atomic_write(path, "wb") as f:
+        f.write(json.dumps(state, indent=1, sort_keys=True).encode())
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:
@@ -1194,7 +1166,7 @@ def _run(
             if not _apply(action[0], action[1], action[2], report, held):
                 new_offsets[action[3]] = {"offset": action[2], "name": os.path.basename(action[1])}
         if actions:
-            _fsync_dir(os.path.dirname(actions[0][0][1]))
+            fsync_dir(os.path.dirname(actions[0][0][1]))
         if new_offsets != (state.get("offsets") or {}):
             state.update(offsets=new_offsets, pending=None)
             _save_state(statefile, state)
@@ -1209,12 +1181,12 @@ def _run(
     }
     _save_state(statefile, state)
     os.replace(tmp, out)
-    _fsync_dir(out_dir)
+    fsync_dir(out_dir)
     for action, held in actions:
         if not _apply(action[0], action[1], action[2], report, held):
             new_offsets[action[3]] = {"offset": action[2], "name": os.path.basename(action[1])}
     if actions:
-        _fsync_dir(os.path.dirname(actions[0][0][1]))
+        fsync_dir(os.path.dirname(actions[0][0][1]))
     _save_state(
         statefile,
         {"version": 1, "output": [st.st_dev, st.st_ino], "offsets": new_offsets, "pending": None},

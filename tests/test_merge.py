@@ -307,7 +307,7 @@ KILLER = textwrap.dedent(
     def write_all(fd, data):
         n["w"] += 1
         real_write(fd, data[: len(data) // 2])
-        if point in ("write", "parallel-write") and n["w"] == 3:
+        if point in ("write", "parallel-write") and n["w"] == 1:
             die()
         real_write(fd, data[len(data) // 2 :])
     def save(path, state):
