@@ -124,7 +124,8 @@ def run_demo(
     rows.append(("  + merge", "", report, merge_rate))
     print(
         f"safelog demo: {processes} processes x {threads} threads x {records} records "
-        f"({method}), rotation every {max_bytes}, files in {directory}",
+        f"({method}), rotation every {max_bytes}, "
+        + (f"files in {directory}" if keep else "in a temporary directory (--dir DIR keeps the files)"),
         file=out,
     )
     head = f"{'strategy':<12} {'procs':>6} {'records':>8} {'files':>6} {'lost':>5} {'dup':>4} {'malformed':>9} {'rec/s':>8}  verdict"
