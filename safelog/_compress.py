@@ -291,13 +291,14 @@ def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -
                 os.unlink(tmp)
                 return
             os.replace(tmp, where + job.codec.ext)
-        tmp = ""
-        # The compressed file's name must be on disk before the original goes away.
+            tmp = ""
+            # Back to back, so that a process killed here leaves both names (same records
+            # twice) only for the width of one syscall; the next rotation of this log
+            # recompresses and removes the plain one. Journaling file systems commit renames
+            # in the same directory in order, so after a power cut the original is gone only
+            # if the compressed file is there.
+            trash(where)
         fsync_dir(directory)
-        with job.guard():
-            where = job.locate(job.src, key)
-            if where is not None:
-                trash(where)
     except BaseException:
         if tmp:
             try:
