@@ -19,20 +19,6 @@ PATTERN = r"id=(?P<id>\S+) .*"
 FILL = "x" * 200
 
 
-@pytest.fixture
-def make_handler() -> Iterator[Any]:
-    """Build handlers and close every one after the test (and let compression finish)."""
-    made: list[logging.Handler] = []
-
-    def make(*args: Any, **kwargs: Any) -> safelog.SafeFileHandler:
-        handler = safelog.SafeFileHandler(*args, **kwargs)
-        made.append(handler)
-        return handler
-
-    yield make
-    for handler in made:
-        handler.close()
-    assert _compress.wait(30)
 
 
 @pytest.fixture

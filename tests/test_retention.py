@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -18,20 +18,6 @@ BASE = 1_795_651_200.0  # 2026-11-26 00:00:00 UTC
 DAY = 86400.0
 
 
-@pytest.fixture
-def make_handler() -> Iterator[Any]:
-    """Build handlers and close every one after the test (and let compression finish)."""
-    made: list[logging.Handler] = []
-
-    def make(*args: Any, **kwargs: Any) -> safelog.SafeFileHandler:
-        handler = safelog.SafeFileHandler(*args, **kwargs)
-        made.append(handler)
-        return handler
-
-    yield make
-    for handler in made:
-        handler.close()
-    assert _compress.wait(30)
 
 
 def emit(handler: logging.Handler, rid: str, created: float) -> None:

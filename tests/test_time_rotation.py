@@ -43,19 +43,6 @@ def tz() -> Iterator[Any]:
     time.tzset()
 
 
-@pytest.fixture
-def make_handler() -> Iterator[Any]:
-    """Build handlers and close every one after the test."""
-    made: list[logging.Handler] = []
-
-    def make(*args: Any, **kwargs: Any) -> safelog.SafeFileHandler:
-        handler = safelog.SafeFileHandler(*args, **kwargs)
-        made.append(handler)
-        return handler
-
-    yield make
-    for handler in made:
-        handler.close()
 
 
 def local(*fields: int) -> float:
