@@ -14,6 +14,8 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXAMPLE = os.path.join(ROOT, "config-examples", "asyncio_app.py")
 STALL_LIMIT_MS = 5.0
+# The lock is held for 1000 ms; a loop that waited for it would stall that long.
+BLOCKED_MS = 100.0
 
 
 def _run_example(path: str, *extra: str) -> dict[str, Any]:
@@ -43,17 +45,22 @@ def test_every_record_arrives_after_the_lock_is_released(run: dict[str, Any]) ->
     assert run["blocked_writer_seen"] is True
 
 
+def test_event_loop_is_never_blocked_by_the_held_lock(run: dict[str, Any]) -> None:
+    """While another process holds the log's lock for 1 s, no tick of the loop waits anywhere near
+    that long: logging never blocks the loop on the lock (a synchronous handler stalls it for the
+    whole second). The bound is far below the hold and far above scheduling noise."""
+    assert run["longest_stall_ms"] < BLOCKED_MS, run
+
+
+@pytest.mark.timing
 def test_event_loop_longest_stall_below_5_ms(run: dict[str, Any], tmp_path: Any) -> None:
     """The loop's longest stall while the lock is held, then drained, stays below 5 ms.
 
-    The figure excludes the run-queue wait of the loop thread and of the writer thread (time the
-    kernel gave the CPU to other processes; a writer preempted while holding the GIL would
-    otherwise count against the design). A single stall is one sample of a shared machine, so a
-    run over the limit is repeated, up to three runs in all: a handler that blocks the loop
-    (a synchronous one stalls it for the whole second the lock is held) fails every run. When
-    even the same loop *without logging* cannot keep below 5 ms on this machine right now
-    (virtual CPUs being stolen by the host, which no process can see), the limit cannot be
-    resolved and the test says so instead of passing or failing on noise.
+    A millisecond-scale measurement on a shared machine, so it is marked ``timing`` and left out
+    of the default run (``pytest -m timing`` runs it). The figure excludes the run-queue wait of
+    the loop thread and of the writer thread (time the kernel gave the CPU to other processes).
+    A run over the limit is repeated, up to three runs in all; when even the same loop *without
+    logging* cannot keep below 5 ms on this machine right now, the test skips and says so.
     """
     runs = [run["longest_stall_ms"]]
     while runs[-1] >= STALL_LIMIT_MS and len(runs) < 3:
