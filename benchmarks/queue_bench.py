@@ -40,6 +40,8 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from _harness import run_workers
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
@@ -128,25 +130,7 @@ def run_once(ctx: Any, strategy: str, mode: str, case: str, procs: int, threads:
     workdir = tempfile.mkdtemp(prefix=f"{strategy}-{mode}-{case}-", dir=base)
     path = os.path.join(workdir, "bench.log")
     barrier = ctx.Barrier(procs)
-    results = ctx.Queue()
-    children = [
-        ctx.Process(target=_child, args=(strategy, mode, path, w, threads, per_thread, barrier, results))
-        for w in range(procs)
-    ]
-    for c in children:
-        c.start()
-    got = []
-    try:
-        for _ in range(procs):
-            got.append(results.get(timeout=600))
-    finally:
-        for c in children:
-            c.join(timeout=60)
-            if c.is_alive():
-                c.kill()
-                c.join()
-    if any(c.exitcode != 0 for c in children):
-        raise RuntimeError(f"{strategy} {mode} {case}: a child failed")
+    got = run_workers(ctx, _child, [(strategy, mode, path, w, threads, per_thread, barrier) for w in range(procs)], f"{strategy} {mode} {case}")
     seconds = max(g[2] for g in got) - min(g[1] for g in got)
     costs = [c for g in got for c in g[3]]
     total = per_thread * procs * threads

@@ -37,6 +37,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+from _harness import run_workers  # noqa: E402 - beside this script
+
 MAX_BYTES = 1024 * 1024
 # Upper bound of one formatted record in bytes (about 135 plain, 165 with a shard header); used
 # only to size backup_count.
@@ -215,26 +217,7 @@ def run_once(
     workdir = tempfile.mkdtemp(prefix=f"{row.key}-{case}-", dir=base)
     path = os.path.join(workdir, "bench.log")
     barrier = ctx.Barrier(procs)
-    results = ctx.Queue()
-    children = [
-        ctx.Process(target=_child, args=(row.key, path, w, threads, per_thread, backups, barrier, results))
-        for w in range(procs)
-    ]
-    for c in children:
-        c.start()
-    times = []
-    try:
-        for _ in range(procs):
-            times.append(results.get(timeout=600))
-    finally:
-        for c in children:
-            c.join(timeout=60)
-            if c.is_alive():
-                c.kill()
-                c.join()
-    failed = [c.exitcode for c in children if c.exitcode != 0]
-    if failed:
-        raise RuntimeError(f"{row.key} {case}: child exit codes {failed}")
+    times = run_workers(ctx, _child, [(row.key, path, w, threads, per_thread, backups, barrier) for w in range(procs)], f"{row.key} {case}")
     seconds = max(t[2] for t in times) - min(t[1] for t in times)
     total = per_thread * procs * threads
     expected = (f"{w}-{t}-{i}" for w in range(procs) for t in range(threads) for i in range(per_thread))
