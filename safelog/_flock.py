@@ -91,25 +91,30 @@ class FlockSink(Sink):
                 _flock(self._lockfd, _LOCK_UN)
         _flock(lockfd, _LOCK_EX)
         try:
-            if _monotonic() >= self._next_check:
-                self._check_paths()
-                lockfd = self._lockfd
-            gen = _lseek(lockfd, 0, _SEEK_END)
-            if gen != self._gen or self._fd < 0:
-                self._open_log()
-                self._gen = gen
-                if rollover is not None and rollover.timing is not None:
-                    self._load_period(rollover)
-            if rollover is not None:
-                if self._period is None and rollover.timing is not None:
-                    self._establish_period(rollover, created)
-                if rollover.due(_lseek(self._fd, 0, _SEEK_END), len(data), created, self._rollover_at):
-                    self._rotate(rollover, len(data), created)
+            self._catch_up(rollover, created)
+            if rollover is not None and rollover.due(
+                _lseek(self._fd, 0, _SEEK_END), len(data), created, self._rollover_at
+            ):
+                self._rotate(rollover, len(data), created)
             self._write_all(data)
         finally:
             # _check_paths/_rotate may have moved to a new lock file (the old one is already
             # released then): release the one held now.
             _flock(self._lockfd, _LOCK_UN)
+
+    def _catch_up(self, rollover: Rollover | None, created: float) -> None:
+        """Under the exclusive lock, before a write: follow a moved path or lock file (once per
+        CHECK_INTERVAL), reopen after another process's rotation, and know the file's period."""
+        if _monotonic() >= self._next_check:
+            self._check_paths()
+        gen = _lseek(self._lockfd, 0, _SEEK_END)
+        if gen != self._gen or self._fd < 0:
+            self._open_log()
+            self._gen = gen
+            if rollover is not None and rollover.timing is not None:
+                self._load_period(rollover)
+        if rollover is not None and self._period is None and rollover.timing is not None:
+            self._establish_period(rollover, created)
 
     def _far_from_due(self, rollover: Rollover, created: float) -> bool:
         """True when no rotation can be due before this record is written: its time is inside
@@ -128,24 +133,15 @@ class FlockSink(Sink):
         super()._untear(fd, written)
 
     def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
-        # The same steps as _append, for a whole batch under one lock acquisition.
+        # _append's exclusive path, for a whole batch under one lock acquisition.
         if self._lockfd < 0:
             self._open_lock()
         _flock(self._lockfd, _LOCK_EX)
         try:
-            if _monotonic() >= self._next_check:
-                self._check_paths()
-            gen = _lseek(self._lockfd, 0, _SEEK_END)
-            if gen != self._gen or self._fd < 0:
-                self._open_log()
-                self._gen = gen
-                if rollover is not None and rollover.timing is not None:
-                    self._load_period(rollover)
+            self._catch_up(rollover, createds[0])
             if rollover is None:
                 self._write_batch(datas, createds, None, 0, _no_rotation)
                 return
-            if self._period is None and rollover.timing is not None:
-                self._establish_period(rollover, createds[0])
 
             def rotate(kind: int, nbytes: int, created: float, size: int) -> int:
                 assert rollover is not None
