@@ -11,7 +11,9 @@ reopens the path before writing, so after a rotation nobody appends to the renam
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from contextlib import contextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator
@@ -28,12 +30,19 @@ __all__ = ["FlockSink", "lock_path_for"]
 # Bound once: this is the per-record path, and module attribute lookups are measurable there.
 _flock, _LOCK_EX, _LOCK_SH, _LOCK_UN = flock, LOCK_EX, LOCK_SH, LOCK_UN
 _lseek, _SEEK_END, _monotonic = os.lseek, os.SEEK_END, monotonic
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 # Records up to FAST_RECORD bytes, in a file at least FAST_MARGIN below max_bytes, are written
-# under a shared lock (see FlockSink._append); everything else under the exclusive lock with an
+# under a shared lock (see FlockSink._write_shared); everything else under the exclusive lock with an
 # exact size check.
+#
+# Why that is exact: a shared-lock writer reads the size and writes its record while holding the
+# lock, so what it cannot see is at most one record per other writer in flight at that moment;
+# FAST_MARGIN covers 16 concurrent writers of FAST_RECORD bytes (64 of 256 bytes). The record
+# that crosses the limit is therefore always written by the exclusive path, which rotates first.
 FAST_RECORD = 1024
-FAST_MARGIN = 64 * FAST_RECORD
+FAST_MARGIN = 16 * FAST_RECORD
 
 
 def lock_path_for(path: str, lock_dir: str | None) -> str:
@@ -58,38 +67,148 @@ class FlockSink(Sink):
         self._lockfd = -1
         self._lock_ino = -1
         self._gen = -1
+        self._pool: list[int] = []
+        self._busy: set[int] = set()  # pool descriptors in use by a fast-path writer
+        # Record times before this one are inside the open file's period (see _in_known_period).
+        self._fast_until = -math.inf
+        self._encoding = options.encoding
+        self._errors = options.errors
         # flock's promise does not hold on NFS/SMB/FUSE: worth one warning per network mount
         # and process. stacklevel 4 points at the code that built the handler.
         warn_if_network(path, "log file", stacklevel=4)
         if options.lock_dir is not None:
             warn_if_network(self.lock_path, "lock file", stacklevel=4)
 
+    def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
+        # Encoding needs no lock here (no per-shard numbering), so it happens before any.
+        data = (msg + "\n").encode(self._encoding, self._errors)
+        if len(data) <= FAST_RECORD and self._write_shared(data, created, rollover):
+            return
+        with self._tlock:
+            self._write_locked(data, created, rollover)
+        self._after_write()
+
+    def _write_shared(self, data: bytes, created: float, rollover: Rollover | None) -> bool:
+        """The fast path: write a small record under a *shared* lock; False when it must take
+        the exclusive path instead (nothing of the record was written then).
+
+        Shared holders never wait for each other: an exclusive lock per record made 4
+        processes queue behind whichever was descheduled while holding it (half the throughput
+        of an unlocked FileHandler); ``O_APPEND`` keeps concurrent writes whole. A rotation
+        takes the lock exclusively, so it waits until no write is in flight, and every writer
+        sees its counter before its next write.
+
+        Each thread takes a lock descriptor of its own from a pool: flock locks belong to the
+        open file description, so threads of this process exclude each other exactly as
+        processes do, and no thread lock is held across the ``write()`` (two threads convoying
+        on one ran at 0.6x FileHandler). The descriptors and state the fast path reads change
+        only under the exclusive lock, which waits for every shared holder in this process too.
+        """
+        pool = self._pool
+        try:
+            lockfd = pool.pop()
+        except IndexError:
+            lockfd = self._pool_fd()
+            if lockfd < 0:
+                return False
+        busy = self._busy
+        busy.add(lockfd)
+        try:
+            _flock(lockfd, _LOCK_SH)
+        except OSError:
+            close_quietly(lockfd)
+            busy.discard(lockfd)
+            return False
+        try:
+            fd = self._fd
+            if (
+                pool is not self._pool
+                or fd < 0
+                or self._torn
+                or _lseek(lockfd, 0, _SEEK_END) != self._gen
+                or (_monotonic() >= self._next_check and not self._paths_unchanged())
+            ):
+                return False
+            if rollover is not None:
+                if created >= self._fast_until and not self._in_known_period(rollover, created):
+                    return False
+                if rollover.max_bytes and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN > rollover.max_bytes:
+                    return False
+            n = os.write(fd, data)
+            if n == len(data):
+                return True
+            # Part of the record reached the file (disk full, size limit): take it back under
+            # the exclusive lock, so nobody appends after the fragment meanwhile, and let the
+            # exclusive path write the whole record (or report the error).
+            _flock(lockfd, _LOCK_EX)
+            self._untear(fd, n)
+            return False
+        except OSError:
+            return False  # os.write raised: nothing was written; the exclusive path retries
+        finally:
+            try:
+                _flock(lockfd, _LOCK_UN)
+            except OSError:
+                pass
+            if pool is self._pool:
+                pool.append(lockfd)
+            else:
+                close_quietly(lockfd)
+            busy.discard(lockfd)  # last: close() waits for this
+
+    def _paths_unchanged(self) -> bool:
+        """The once-a-second check, under the shared lock: do the log and lock paths still name
+        the files we hold? If so, carry on here; if not, the exclusive path follows them."""
+        try:
+            same = (
+                os.stat(self.path).st_ino == self._ino
+                and os.stat(self.lock_path).st_ino == self._lock_ino
+            )
+        except OSError:
+            return False
+        if same:
+            self._next_check = _monotonic() + CHECK_INTERVAL
+        return same
+
+    def _pool_fd(self) -> int:
+        """A new descriptor of the current lock file for the fast path, or -1 (none open yet:
+        the exclusive path creates the lock file; or it was replaced: the exclusive path
+        follows)."""
+        ino = self._lock_ino
+        if self._lockfd < 0:
+            return -1
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | _O_CLOEXEC | _O_NOFOLLOW)
+        except OSError:
+            return -1
+        try:
+            if os.fstat(fd).st_ino == ino:
+                return fd
+        except OSError:
+            pass
+        close_quietly(fd)
+        return -1
+
+    def _drop_pool(self) -> None:
+        """Retire the fast path's lock descriptors: idle ones are closed now, the ones in use
+        by their thread when it is done."""
+        old, self._pool = self._pool, []
+        while True:
+            try:
+                close_quietly(old.pop())
+            except IndexError:
+                return
+
     def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
+        # The exclusive path (under the thread lock): rotation, reopening, large records, the
+        # last FAST_MARGIN bytes before the limit, and every record the fast path declined.
         if self._lockfd < 0:
             self._open_lock()
-        lockfd = self._lockfd
-        # Fast path, under a *shared* lock: nothing to rotate, nothing to reopen, a small record
-        # far from the size limit. Shared holders never wait for each other (an exclusive lock
-        # per record made 4 processes queue behind whichever was descheduled while holding it:
-        # half the throughput of an unlocked FileHandler); O_APPEND keeps their concurrent
-        # writes whole. A rotation takes the lock exclusively, so it waits until no write is in
-        # flight, and every writer sees its counter before the next write.
-        if len(data) <= FAST_RECORD:
-            _flock(lockfd, _LOCK_SH)
-            self._shared = True
-            try:
-                if (
-                    _lseek(lockfd, 0, _SEEK_END) == self._gen
-                    and self._fd >= 0
-                    and _monotonic() < self._next_check
-                    and (rollover is None or self._far_from_due(rollover, created))
-                ):
-                    self._write_all(data)
-                    return
-            finally:
-                self._shared = False
-                _flock(self._lockfd, _LOCK_UN)
-        _flock(lockfd, _LOCK_EX)
+        try:
+            _flock(self._lockfd, _LOCK_EX)
+        except OSError:
+            self._lost_lock()
+            raise
         try:
             self._catch_up(rollover, created)
             if rollover is not None and rollover.due(
@@ -101,6 +220,14 @@ class FlockSink(Sink):
             # _check_paths/_rotate may have moved to a new lock file (the old one is already
             # released then): release the one held now.
             _flock(self._lockfd, _LOCK_UN)
+
+    def _lost_lock(self) -> None:
+        """flock() failed on our lock descriptor (closed behind our back, or the kernel is out
+        of locks): start over with a new one. The number is not closed: it may no longer be
+        ours."""
+        self._lockfd = -1
+        self._gen = -1
+        self._drop_pool()
 
     def _catch_up(self, rollover: Rollover | None, created: float) -> None:
         """Under the exclusive lock, before a write: follow a moved path or lock file (once per
@@ -116,27 +243,30 @@ class FlockSink(Sink):
         if rollover is not None and self._period is None and rollover.timing is not None:
             self._establish_period(rollover, created)
 
-    def _far_from_due(self, rollover: Rollover, created: float) -> bool:
-        """True when no rotation can be due before this record is written: its time is inside
-        the file's known period, and the file is at least FAST_MARGIN below the size limit.
-        The margin is what lets concurrent shared-lock writers skip the exact check: they
-        could together append up to FAST_MARGIN (64 writers × FAST_RECORD) past the size seen."""
-        if rollover.timing is not None and (self._period is None or created >= self._rollover_at):
+    def _in_known_period(self, rollover: Rollover, created: float) -> bool:
+        """True when no time rotation can be due for a record of time ``created``: the file's
+        period is known and has not ended. Remembers until when that holds."""
+        if rollover.timing is None:
+            self._fast_until = math.inf
+        elif self._period is not None and created < self._rollover_at:
+            self._fast_until = self._rollover_at
+        else:
             return False
-        return not rollover.max_bytes or _lseek(self._fd, 0, _SEEK_END) + FAST_MARGIN <= rollover.max_bytes
+        return True
 
-    def _untear(self, fd: int, written: int) -> None:
-        # Truncating a torn fragment is only safe while nobody else can append after it.
-        if self._shared:
-            _flock(self._lockfd, _LOCK_EX)
-            self._shared = False
-        super()._untear(fd, written)
+    def _set_period(self, rollover: Rollover, period: float | None) -> None:
+        super()._set_period(rollover, period)
+        self._fast_until = -math.inf  # the next fast-path record runs the full check
 
     def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
         # _append's exclusive path, for a whole batch under one lock acquisition.
         if self._lockfd < 0:
             self._open_lock()
-        _flock(self._lockfd, _LOCK_EX)
+        try:
+            _flock(self._lockfd, _LOCK_EX)
+        except OSError:
+            self._lost_lock()
+            raise
         try:
             self._catch_up(rollover, createds[0])
             if rollover is None:
@@ -258,6 +388,8 @@ class FlockSink(Sink):
         fd = open_lockfile(self.lock_path, self.options.file_mode, self.options.perms)
         self._lockfd = fd
         self._lock_ino = os.fstat(fd).st_ino
+        # Pool descriptors of an earlier lock file must not serve the new one.
+        self._drop_pool()
 
     def _verify_lock(self) -> None:
         """Make sure the held lock is the one the lock path names; if the lock file was deleted
@@ -268,12 +400,14 @@ class FlockSink(Sink):
                     return
             except FileNotFoundError:
                 pass
+            # Fast-path writers may take the new file's shared lock before we hold it
+            # exclusively: the counter they compare with must already be invalid then.
+            self._gen = -1
             old = self._lockfd
             self._open_lock()
             flock(self._lockfd, LOCK_EX)
             flock(old, LOCK_UN)
             close_quietly(old)
-            self._gen = -1
 
     def _check_paths(self) -> None:
         self._next_check = monotonic() + CHECK_INTERVAL
@@ -285,8 +419,41 @@ class FlockSink(Sink):
         close_quietly(self._fd)
         self._fd = -1
 
+    def _forget_files(self) -> None:
+        # Only under the exclusive lock may the descriptors change (fast-path writers use them
+        # under the shared lock): the retry's _catch_up reopens the log there.
+        self._gen = -1
+        self._next_check = 0.0
+
+    def close(self) -> None:
+        with self._tlock:
+            # Fast-path writers of this process use the descriptors without the thread lock:
+            # retire the pool (later arrivals decline and take the exclusive path, which waits
+            # for this lock and reopens), wait until the ones in flight are done, then close.
+            # Other processes are not waited for.
+            self._drop_pool()
+            deadline = _monotonic() + 10.0
+            while self._busy:
+                if _monotonic() > deadline:
+                    # A writer is stuck on the lock (a process holding it was stopped): leave
+                    # the descriptors open rather than close one it may still write to.
+                    self._fd = self._lockfd = -1
+                    self._gen = -1
+                    return
+                time.sleep(0.001)
+            self._close_files()
+
+    def _after_fork(self) -> None:
+        # The threads that were writing at fork time do not exist here: their descriptors are
+        # this process's to close (they share the parent's open lock, so must not stay open).
+        for fd in self._busy:
+            close_quietly(fd)
+        self._busy = set()
+        super()._after_fork()
+
     def _close_files(self) -> None:
         super()._close_files()
         close_quietly(self._lockfd)
         self._lockfd = -1
         self._gen = -1
+        self._drop_pool()

@@ -270,11 +270,15 @@ class SafeFileHandler(logging.Handler):
         # The handler-level RLock that logging.Handler.handle() takes is per handler, so it
         # would not serialise two handlers on the same path; the sink's lock does, so taking
         # both would only cost time.
-        rv = self.filter(record)
-        if isinstance(rv, logging.LogRecord):
-            record = rv
-        if rv:
-            self.emit(record)
+        if self.filters:
+            rv = self.filter(record)
+            if not rv:
+                return rv
+            if isinstance(rv, logging.LogRecord):
+                record = rv
+        else:
+            rv = True  # what filter() returns without filters, minus the call
+        self.emit(record)
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:

@@ -165,20 +165,26 @@ class Sink:
     def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
         """Append one record; rotate first when ``rollover`` says the file is due."""
         with self._tlock:
-            data = self.encode(msg, created)
+            self._write_locked(self.encode(msg, created), created, rollover)
+        self._after_write()
+
+    def _write_locked(self, data: bytes, created: float, rollover: Rollover | None) -> None:
+        """Append one encoded record, under the thread lock."""
+        if self._torn:
+            data = b"\n" + data
+        try:
+            self._append(data, created, rollover)
+        except OSError:
             if self._torn:
-                data = b"\n" + data
-            try:
-                self._append(data, created, rollover)
-            except OSError:
-                if self._torn:
-                    raise
-                # The descriptor may be stale (directory removed and recreated, file system
-                # remounted, descriptor closed by a library): reopen once and retry. Nothing of
-                # this record reached the file, so the retry cannot duplicate it.
-                self._close_files()
-                self._append(data, created, rollover)
-            self._torn = False
+                raise
+            # The descriptor may be stale (directory removed and recreated, file system
+            # remounted, descriptor closed by a library): reopen once and retry. Nothing of
+            # this record reached the file, so the retry cannot duplicate it.
+            self._forget_files()
+            self._append(data, created, rollover)
+        self._torn = False
+
+    def _after_write(self) -> None:
         if self._rotated:
             # The rotation queued background work (compression, unlinks): start the worker now
             # that the lock is released, so no writer waited for a thread to start.
@@ -208,15 +214,13 @@ class Sink:
                         raise
                     # As in write(): a stale descriptor gets one reopen. Only the records that
                     # did not reach the file are retried, so nothing is duplicated.
-                    self._close_files()
+                    self._forget_files()
                     done = self._batch_done
                     self._append_many(datas[done:], createds[done:], rollover)
             except Exception as exc:
                 raise PartialWrite(self._batch_done) from exc
             self._torn = False
-        if self._rotated:
-            self._rotated = False
-            _compress.start_worker()
+        self._after_write()
 
     def open(self) -> None:
         """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
@@ -315,6 +319,10 @@ class Sink:
     def _close_files(self) -> None:
         close_quietly(self._fd)
         self._fd = -1
+
+    def _forget_files(self) -> None:
+        """After a failed write: make the retry reopen the files."""
+        self._close_files()
 
     def _path_moved(self) -> bool:
         """True when the path no longer names the open file (deleted, or renamed by someone)."""

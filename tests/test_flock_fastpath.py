@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import threading
 import time
 
 import safelog
@@ -27,15 +28,18 @@ def _write_two(path: str, msg: str, max_bytes: int, ready, go, done) -> None:  #
 
 
 def _run_child(
-    path: str, msg: str, max_bytes: int, expect_block: bool
+    path: str, msg: str, max_bytes: int, expect_block: bool, between=None  # type: ignore[no-untyped-def]
 ) -> tuple[bool, "multiprocessing.process.BaseProcess"]:
     """Start a writer, hold the lock shared while it writes its second record; did it finish
-    (or, when ``expect_block``, is the kernel showing it queued on the lock)?"""
+    (or, when ``expect_block``, is the kernel showing it queued on the lock)? ``between`` runs
+    after the first record."""
     ctx = multiprocessing.get_context("fork")
     ready, go, done = ctx.Event(), ctx.Event(), ctx.Event()
     child = ctx.Process(target=_write_two, args=(path, msg, max_bytes, ready, go, done))
     child.start()
     assert ready.wait(10)
+    if between is not None:
+        between()
     fd = os.open(path + ".lock", os.O_RDWR)
     flock(fd, LOCK_SH)
     try:
@@ -65,15 +69,104 @@ def test_small_record_far_from_the_limit_is_written_beside_another_shared_holder
 
 
 def test_record_near_the_limit_takes_the_exclusive_lock(tmp_path):
-    """Near max_bytes the exact check runs under the exclusive lock: it waits for a shared holder."""
+    """In the last FAST_MARGIN bytes the exact check runs under the exclusive lock: it waits
+    for a shared holder."""
     path = str(tmp_path / "app.log")
-    max_bytes = FAST_MARGIN + 100
+    max_bytes = FAST_MARGIN + 50
     with open(path, "w") as f:
         f.write("x" * 99 + "\n")  # 100 bytes: less than FAST_MARGIN below the limit
     finished, child = _run_child(path, "near", max_bytes, expect_block=True)
     assert not finished, "a record near the limit was written without the exclusive lock"
     assert child.exitcode == 0
     assert open(path).read().endswith("near\n")
+
+
+def test_the_size_is_read_for_every_record(tmp_path):
+    """The shared path looks at the file's size for every record, not a remembered one: bytes
+    another process appended after our last record move the next one to the exclusive path."""
+    path = str(tmp_path / "app.log")
+    max_bytes = 10 * FAST_MARGIN
+
+    def another_writer() -> None:  # takes the file into the last FAST_MARGIN bytes
+        with open(path, "a") as f:
+            f.write("z" * (max_bytes - FAST_MARGIN) + "\n")
+
+    finished, child = _run_child(path, "second", max_bytes, expect_block=True, between=another_writer)
+    assert not finished, "the size was not read again for the second record"
+    assert child.exitcode == 0
+    assert open(path).read().endswith("second\n")
+
+
+def test_threads_of_one_process_do_not_wait_for_each_other(tmp_path, monkeypatch):
+    """No thread lock is held across the write: while one thread is stopped inside its
+    write(), another thread's record is written (each thread holds the shared lock through a
+    descriptor of its own)."""
+    path = str(tmp_path / "app.log")
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=10 * FAST_MARGIN, backup_count=2)
+    h.emit(logging.makeLogRecord({"msg": "first"}))
+    inside, release = threading.Event(), threading.Event()
+    real = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        if data == b"stalled\n":
+            inside.set()
+            release.wait(30)
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    t = threading.Thread(target=h.emit, args=(logging.makeLogRecord({"msg": "stalled"}),))
+    t.start()
+    try:
+        assert inside.wait(10)
+        h.emit(logging.makeLogRecord({"msg": "beside"}))  # returns: no thread lock to wait for
+        assert open(path).read() == "first\nbeside\n"
+    finally:
+        release.set()
+        t.join(10)
+    h.close()
+    assert open(path).read() == "first\nbeside\nstalled\n"
+
+
+def test_close_waits_for_a_write_in_flight(tmp_path, monkeypatch):
+    """close() does not close the descriptors under a thread that is writing without the thread
+    lock: it waits until that write is done."""
+    import safelog._flock as flock_mod
+
+    path = str(tmp_path / "app.log")
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=10 * FAST_MARGIN, backup_count=2)
+    h.emit(logging.makeLogRecord({"msg": "first"}))
+    sink = h._sink
+    fd = sink._fd
+    inside, release, waiting = threading.Event(), threading.Event(), threading.Event()
+    real = os.write
+
+    def write(wfd: int, data: bytes) -> int:
+        if data == b"stalled\n":
+            inside.set()
+            release.wait(30)
+        return real(wfd, data)
+
+    def sleep(seconds: float) -> None:  # close() is polling for the writer
+        waiting.set()
+        release.wait(30)
+
+    monkeypatch.setattr(os, "write", write)
+    monkeypatch.setattr(flock_mod.time, "sleep", sleep)
+    t = threading.Thread(target=h.emit, args=(logging.makeLogRecord({"msg": "stalled"}),))
+    t.start()
+    assert inside.wait(10)
+    closer = threading.Thread(target=h.close)
+    closer.start()
+    try:
+        assert waiting.wait(10), "close() did not wait for the writer"
+        os.fstat(fd)  # still open under the writer
+    finally:
+        release.set()
+        t.join(10)
+        closer.join(10)
+    assert not closer.is_alive()
+    assert open(path).read() == "first\nstalled\n"
+    assert sink._fd == -1  # closed once the writer was done
 
 
 def test_large_record_takes_the_exclusive_lock(tmp_path):
