@@ -86,7 +86,8 @@ class FlockSink(Sink):
             return
         with self._tlock:
             self._write_locked(data, created, rollover)
-        self._after_write()
+        if self._rotated:
+            self._after_write()
 
     def _write_shared(self, data: bytes, created: float, rollover: Rollover | None) -> bool:
         """The fast path: write a small record under a *shared* lock; False when it must take

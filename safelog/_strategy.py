@@ -166,7 +166,8 @@ class Sink:
         """Append one record; rotate first when ``rollover`` says the file is due."""
         with self._tlock:
             self._write_locked(self.encode(msg, created), created, rollover)
-        self._after_write()
+        if self._rotated:
+            self._after_write()
 
     def _write_locked(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         """Append one encoded record, under the thread lock."""
@@ -185,11 +186,11 @@ class Sink:
         self._torn = False
 
     def _after_write(self) -> None:
-        if self._rotated:
-            # The rotation queued background work (compression, unlinks): start the worker now
-            # that the lock is released, so no writer waited for a thread to start.
-            self._rotated = False
-            _compress.start_worker()
+        """After a write that rotated, with the lock released."""
+        # The rotation queued background work (compression, unlinks): start the worker now that
+        # the lock is released, so no writer waited for a thread to start.
+        self._rotated = False
+        _compress.start_worker()
 
     def write_many(self, items: Sequence[tuple[str, float]], rollover: Rollover | None) -> None:
         """Append ``(msg, created)`` records in order with one lock acquisition and as few
@@ -220,7 +221,8 @@ class Sink:
             except Exception as exc:
                 raise PartialWrite(self._batch_done) from exc
             self._torn = False
-        self._after_write()
+        if self._rotated:
+            self._after_write()
 
     def open(self) -> None:
         """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
@@ -336,8 +338,12 @@ class Sink:
         """One ``write()`` per record; loop only if the kernel took part of it."""
         fd = self._fd
         n = os.write(fd, data)
-        if n == len(data):
-            return
+        if n != len(data):
+            self._write_rest(fd, data, n)
+
+    def _write_rest(self, fd: int, data: bytes, n: int) -> None:
+        """The kernel took only ``n`` bytes of ``data``: write the rest, or take back the part
+        written if that fails."""
         try:
             while n < len(data):
                 n += os.write(fd, data[n:])

@@ -35,14 +35,21 @@ class ThreadSink(Sink):
     def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         if self._fd < 0 or (monotonic() >= self._next_check and self._path_moved()):
             self._open_log()
+        size = self._size
         if rollover is not None:
             if self._period is None and rollover.timing is not None:
-                self._set_period(rollover, rollover.first_period(self._fd, self._size, created))
-            kind = rollover.due(self._size, len(data), created, self._rollover_at)
-            if kind:
-                self._rotate_own(rollover, kind, self._size, created)
-        self._write_all(data)
-        self._size += len(data)
+                self._set_period(rollover, rollover.first_period(self._fd, size, created))
+            # rollover.due() in full only when the cheap test says a rotation may be due.
+            if created >= self._rollover_at or (rollover.max_bytes and size + len(data) > rollover.max_bytes):
+                kind = rollover.due(size, len(data), created, self._rollover_at)
+                if kind:
+                    self._rotate_own(rollover, kind, size, created)
+                    size = self._size  # of the new file
+        fd = self._fd
+        n = os.write(fd, data)  # _write_all, inline: this is the per-record path
+        if n != len(data):
+            self._write_rest(fd, data, n)
+        self._size = size + len(data)
 
     def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
         if self._fd < 0 or (monotonic() >= self._next_check and self._path_moved()):

@@ -110,7 +110,7 @@ def test_soak(tmp_path, strategy):
             n = done[wid * THREADS + t]
             must += [f"w{wid}t{t}-{i}" for i in range(n)]
             maybe.append(f"w{wid}t{t}-{n}")  # in flight when its process was killed
-    report = exact(path, must, maybe=maybe)
+    report = exact(path, must, maybe=maybe, killed_pids=[p.pid for p in finished])
     assert report.files > 10, "the soak must have rotated many times"
     limit = parse_size("max_bytes", SOAK_OPTIONS["max_bytes"])
     for f in log_files(path):
