@@ -97,6 +97,21 @@ def test_the_size_is_read_for_every_record(tmp_path):
     assert open(path).read().endswith("second\n")
 
 
+def _stall_write(monkeypatch, payload: bytes) -> tuple[threading.Event, threading.Event]:  # type: ignore[no-untyped-def]
+    """Make the write() of ``payload`` stop inside the call until released: (inside, release)."""
+    inside, release = threading.Event(), threading.Event()
+    real = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        if data == payload:
+            inside.set()
+            release.wait(30)
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    return inside, release
+
+
 def test_threads_of_one_process_do_not_wait_for_each_other(tmp_path, monkeypatch):
     """No thread lock is held across the write: while one thread is stopped inside its
     write(), another thread's record is written (each thread holds the shared lock through a
@@ -104,16 +119,7 @@ def test_threads_of_one_process_do_not_wait_for_each_other(tmp_path, monkeypatch
     path = str(tmp_path / "app.log")
     h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=10 * FAST_MARGIN, backup_count=2)
     h.emit(logging.makeLogRecord({"msg": "first"}))
-    inside, release = threading.Event(), threading.Event()
-    real = os.write
-
-    def write(fd: int, data: bytes) -> int:
-        if data == b"stalled\n":
-            inside.set()
-            release.wait(30)
-        return real(fd, data)
-
-    monkeypatch.setattr(os, "write", write)
+    inside, release = _stall_write(monkeypatch, b"stalled\n")
     t = threading.Thread(target=h.emit, args=(logging.makeLogRecord({"msg": "stalled"}),))
     t.start()
     try:
@@ -137,20 +143,13 @@ def test_close_waits_for_a_write_in_flight(tmp_path, monkeypatch):
     h.emit(logging.makeLogRecord({"msg": "first"}))
     sink = h._sink
     fd = sink._fd
-    inside, release, waiting = threading.Event(), threading.Event(), threading.Event()
-    real = os.write
-
-    def write(wfd: int, data: bytes) -> int:
-        if data == b"stalled\n":
-            inside.set()
-            release.wait(30)
-        return real(wfd, data)
+    inside, release = _stall_write(monkeypatch, b"stalled\n")
+    waiting = threading.Event()
 
     def sleep(seconds: float) -> None:  # close() is polling for the writer
         waiting.set()
         release.wait(30)
 
-    monkeypatch.setattr(os, "write", write)
     monkeypatch.setattr(flock_mod.time, "sleep", sleep)
     t = threading.Thread(target=h.emit, args=(logging.makeLogRecord({"msg": "stalled"}),))
     t.start()
