@@ -483,8 +483,8 @@ class _Reader:
                 )
             self.last = keys[-1]
             if self.pos:
-                self.keys = self.keys[self.pos :]
-                self.texts = self.texts[self.pos :]
+                del self.keys[: self.pos]
+                del self.texts[: self.pos]
                 self.pos = 0
             self.keys += keys
             self.texts += texts
@@ -631,9 +631,8 @@ def _merge_into(readers: list[_Reader], fd: int, alive: Callable[[], bool] | Non
                 part = [b""]
                 part += texts[a : a + _BLOCK]
                 part.append(b"")
-                block = b"\n".join(part)
-                if b"\n\t" in block:
-                    block = _UNFRAME.sub(b"\n", block)
+                # (sub returns the block itself when there is nothing to replace)
+                block = _UNFRAME.sub(b"\n", b"\n".join(part))
                 _write_all(fd, memoryview(block)[1:])
         for r in active:
             if not r.done and (r.bound == m or r.pos >= len(r.keys)):
