@@ -97,7 +97,10 @@ _TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 # would be mistaken for a continuation). The pattern is loose on purpose (explicit digit
 # classes are several times slower in ``re``): keys are validated afterwards in one
 # ``translate``, and a chunk that fails a check is decoded line by line by the slow path.
-_SPLIT = re.compile(rb"\n(?:([^\t\n].{26}) [0-9]+ (?!\t)|(?!\t))")
+# For the same reason ``.`` also matches a line break (``re`` then skips 26 bytes instead of
+# testing each): a key with a line break in it fails the check. Written as an alternation
+# rather than an optional group, which ``re`` runs about 20% faster.
+_SPLIT = re.compile(rb"(?s)\n(?:([^\t\n].{26}) [0-9]+ (?!\t)|(?!\t))")
 # Continuation framing; ``re.sub`` beats ``bytes.replace`` and split/join for this needle.
 _UNFRAME = re.compile(rb"\n\t")
 _HEADER = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")

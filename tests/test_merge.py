@@ -430,6 +430,24 @@ def test_hostile_inputs_are_reported_and_good_records_kept(
     assert len(_ids(d / "app.log")) == 5
 
 
+def test_garbage_lines_that_look_like_a_header_together_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A short garbage line and the next one read together have the loose shape of a header (27 bytes,
+    a number, a space): both lines are still reported by number, and the good records merged."""
+    t = 1_800_000_000.0
+    frame = ShardFrame("utf-8", "strict")
+    good = [frame.encode(f"g{i}", t + i) for i in range(3)]
+    (tmp_path / "app.log.h.1.shard").write_bytes(
+        good[0] + b"ab\n" + b"c" * 24 + b" 12 x\n" + good[1] + b"d" * 27 + b" 7 \tx\n" + good[2]
+    )
+    assert main(["merge", str(tmp_path / "app.log")]) == 1
+    err = capsys.readouterr().err
+    assert (tmp_path / "app.log").read_text() == "g0\ng1\ng2\n"
+    for lineno in (2, 3, 5):
+        assert f"{tmp_path / 'app.log.h.1.shard'}:{lineno}: not a shard record" in err
+
+
 def test_unreadable_shard_is_reported_and_left_in_place(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
