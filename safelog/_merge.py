@@ -817,6 +817,9 @@ class _Worker:
         chunks = []
         side = -1
         copied = synced = 0
+        # poll, not select: the descriptor may be above FD_SETSIZE (many shards held open).
+        pipe = select.poll()
+        pipe.register(self.rfd, select.POLLIN)
         try:
             while True:
                 if side < 0:
@@ -831,7 +834,7 @@ class _Worker:
                         os.fsync(fd)
                         synced = copied
                 # The worker writes its findings and exits: end of file on the pipe.
-                if select.select([self.rfd], [], [], 0.005)[0]:
+                if pipe.poll(5):
                     data = os.read(self.rfd, 1 << 16)
                     if not data:
                         break
