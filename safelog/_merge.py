@@ -290,7 +290,8 @@ class _Reader:
         self._limit = -1
         self._reported = 0
         # The read buffer of plain files: a chunk plus room for a record cut at its end.
-        self._buf = bytearray(chunk + _SLACK if _HAVE_PREADV else 0)
+        plain = _HAVE_PREADV and any(not sp.file.ext for sp in spans)
+        self._buf = bytearray(chunk + _SLACK if plain else 0)
         self._view = memoryview(self._buf)
         if not self.done:
             self._next_file()
@@ -306,6 +307,9 @@ class _Reader:
         if self._i >= len(self.spans):
             self.done = True
             self.bound = None
+            self._view.release()
+            self._buf = bytearray()
+            self._view = memoryview(self._buf)
             return
         span = self.spans[self._i]
         f = span.file
