@@ -219,6 +219,51 @@ def test_many_records_stream_in_bounded_chunks(tmp_path: Path, monkeypatch: pyte
     assert (tmp_path / "app.log").read_text() == "".join(e[3] + "\n" for e in sorted(expected))
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_records_longer_than_the_read_buffer_give_the_exact_merge(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+) -> None:
+    """Records longer than a chunk and than the room kept for a cut record, equal times across
+    shards, tabs after line breaks, a text starting with a tab, many output blocks per step: the
+    output is exactly the sorted records, in one process and in two."""
+    import random
+
+    monkeypatch.setattr(_merge, "_CHUNK_MAX", 4096)
+    monkeypatch.setattr(_merge, "_CHUNK_MIN", 4096)
+    monkeypatch.setattr(_merge, "_SLACK", 512)
+    monkeypatch.setattr(_merge, "_BLOCK", 7)
+    monkeypatch.setattr(_merge, "_PARALLEL_MIN", 0 if parallel else 1 << 60)
+    rng = random.Random(3)
+    expected = []
+    for k in range(4):
+        t = 1_800_000_000.0
+        recs = []
+        for i in range(400):
+            t += rng.choice([0.0, 0.001, 0.002])
+            text = f"s{k}-{i}"
+            if i % 37 == 5:
+                text += "".join(f"\n\tline {j} " + "x" * rng.randrange(900) for j in range(rng.randrange(1, 30)))
+            elif i % 53 == 7:
+                text += " " + "y" * rng.randrange(600, 9000)
+            elif i == 11 * k + 3:
+                text = "\tstarts with a tab " + text
+            recs.append((t, text))
+        write_shard(tmp_path / f"app.log.h.{k}.shard", recs)
+        expected += [(shard_time(t), k, i, text) for i, (t, text) in enumerate(recs)]
+    workers = []
+    real_worker = _merge._Worker
+
+    def spy(*args: Any) -> Any:
+        workers.append(1)
+        return real_worker(*args)
+
+    monkeypatch.setattr(_merge, "_Worker", spy)
+    report = safelog.merge(tmp_path / "app.log")
+    assert report.ok and report.records == 1600
+    assert workers == ([1] if parallel else [])
+    assert (tmp_path / "app.log").read_text() == "".join(e[3] + "\n" for e in sorted(expected))
+
+
 # -- crashes -----------------------------------------------------------------------------------
 
 
@@ -383,6 +428,24 @@ def test_hostile_inputs_are_reported_and_good_records_kept(
     # a re-run has nothing left to do and does not duplicate anything
     assert main(["merge", str(d / "app.log"), "-q"]) == 0
     assert len(_ids(d / "app.log")) == 5
+
+
+def test_garbage_lines_that_look_like_a_header_together_are_reported(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A short garbage line and the next one read together have the loose shape of a header (27 bytes,
+    a number, a space): both lines are still reported by number, and the good records merged."""
+    t = 1_800_000_000.0
+    frame = ShardFrame("utf-8", "strict")
+    good = [frame.encode(f"g{i}", t + i) for i in range(3)]
+    (tmp_path / "app.log.h.1.shard").write_bytes(
+        good[0] + b"ab\n" + b"c" * 24 + b" 12 x\n" + good[1] + b"d" * 27 + b" 7 \tx\n" + good[2]
+    )
+    assert main(["merge", str(tmp_path / "app.log")]) == 1
+    err = capsys.readouterr().err
+    assert (tmp_path / "app.log").read_text() == "g0\ng1\ng2\n"
+    for lineno in (2, 3, 5):
+        assert f"{tmp_path / 'app.log.h.1.shard'}:{lineno}: not a shard record" in err
 
 
 def test_unreadable_shard_is_reported_and_left_in_place(
