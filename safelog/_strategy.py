@@ -262,14 +262,14 @@ class Sink:
         while i < n:
             first = len(datas[i])
             if rollover is not None:
-                kind = rollover.due(size, first, createds[i], self._rollover_at)
+                kind = self._due(rollover, size, first, createds[i])
                 if kind:
                     size = rotate(kind, first, createds[i], size)
             j, total = i + 1, first
             if rollover is None:
                 j, total = n, total + sum(len(d) for d in datas[i + 1 :])
             else:
-                while j < n and not rollover.due(size + total, len(datas[j]), createds[j], self._rollover_at):
+                while j < n and not self._due(rollover, size + total, len(datas[j]), createds[j]):
                     total += len(datas[j])
                     j += 1
             self._write_all(datas[i] if j == i + 1 else b"".join(datas[i:j]))
@@ -277,6 +277,10 @@ class Sink:
             size += total
             i = j
         return size
+
+    def _due(self, rollover: Rollover, size: int, nbytes: int, created: float) -> int:
+        """Is the file of ``size`` bytes due for rotation before a record of ``nbytes``?"""
+        return rollover.due(size, nbytes, created, self._rollover_at)
 
     def rotation_guard(self) -> ContextManager[Any]:
         """The exclusion under which this log's backups may be renamed or removed (used by the

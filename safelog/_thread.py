@@ -39,9 +39,9 @@ class ThreadSink(Sink):
         if rollover is not None:
             if self._period is None and rollover.timing is not None:
                 self._set_period(rollover, rollover.first_period(self._fd, size, created))
-            # rollover.due() in full only when the cheap test says a rotation may be due.
+            # The full _due() only when the cheap test says a rotation may be due.
             if created >= self._rollover_at or (rollover.max_bytes and size + len(data) > rollover.max_bytes):
-                kind = rollover.due(size, len(data), created, self._rollover_at)
+                kind = self._due(rollover, size, len(data), created)
                 if kind:
                     self._rotate_own(rollover, kind, size, created)
                     size = self._size  # of the new file

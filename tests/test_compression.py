@@ -14,6 +14,7 @@ import pytest
 import safelog
 from safelog import _compress
 from safelog._audit import audit, log_files
+from safelog._flock import FAST_MARGIN
 
 PATTERN = r"id=(?P<id>\S+) .*"
 FILL = "x" * 200
@@ -247,7 +248,7 @@ def _slow_compressor(path: str, limit: int, started: Any, release: Any) -> None:
         assert release.wait(60)
 
     _compress._chunk_hook = stall
-    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=limit, backup_count=5, compress="gzip")
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=limit + FAST_MARGIN, backup_count=5, compress="gzip")
     for i in range(401):
         emit(h, f"a-{i}")  # the 401st rotates: this process compresses app.log.1, slowly
     h.close()
@@ -258,6 +259,7 @@ def test_a_backup_being_compressed_elsewhere_is_not_compressed_twice(tmp_path: A
     """While another process is compressing app.log.1, a rotation here shifts it to app.log.2
     and compresses only its own new backup; the other process finishes app.log.2.gz."""
     path = str(tmp_path / "app.log")
+    # What 400 records take; flock counts a file full FAST_MARGIN before max_bytes.
     limit = sum(len(f"id=a-{i} {FILL}\n") for i in range(400))
     ctx: Any = multiprocessing.get_context("fork")
     started, release = ctx.Event(), ctx.Event()
@@ -267,7 +269,7 @@ def test_a_backup_being_compressed_elsewhere_is_not_compressed_twice(tmp_path: A
     try:
         assert started.wait(60)
         hook(compressed_here.append)
-        h = make_handler(path, strategy="flock", max_bytes=limit, backup_count=5, compress="gzip")
+        h = make_handler(path, strategy="flock", max_bytes=limit + FAST_MARGIN, backup_count=5, compress="gzip")
         mine = [f"b-{i:03d}" for i in range(400)]  # same length as a-NNN: fills the file, then rotates
         for rid in mine:
             emit(h, rid)

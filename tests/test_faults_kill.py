@@ -82,7 +82,8 @@ def test_random_sigkill_loses_no_finished_record(tmp_path, strategy):
         os.kill(p.pid, signal.SIGKILL)
     join_all(list(live.values()) + dead)
     must, maybe = _expected(done, slots)
-    report = exact(path, must, maybe=maybe)
+    killed = [p.pid for p in dead] + [p.pid for p in live.values()]
+    report = exact(path, must, maybe=maybe, killed_pids=killed)
     assert report.files > 2, "the run must have rotated"
 
 
