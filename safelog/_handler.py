@@ -15,7 +15,7 @@ from ._options import check_bool, check_choice, check_int, check_str, parse_dura
 from ._paths import resolve_log_path, unwritable_dir
 from ._perms import Perms, parse_chmod, parse_owner
 from ._perprocess import PerProcessSink
-from ._queue import QueueSettings, Writer, attach, detach, prepare
+from ._queue import QueueSettings, Writer, attach, detach, prepare, revive
 from ._rotation import Rollover
 from ._timepolicy import parse_time_policy
 from ._strategy import FileOptions, Sink, acquire, release
@@ -289,10 +289,10 @@ class SafeFileHandler(logging.Handler):
             except Exception:
                 self.handleError(record)
                 return
-            if writer.put(self, prepared, record.levelno >= self.flush_level, self._drop):
+            if writer.put(self, prepared, type(record), record.levelno >= self.flush_level, self._drop):
                 return
-            # The writer has stopped (interpreter exit) or this is the writer thread itself.
-            record = prepared
+            # The writer has stopped (interpreter exit).
+            record = revive(type(record), prepared)
         try:
             msg = self._render(record)
         except Exception:

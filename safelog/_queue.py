@@ -28,14 +28,14 @@ import threading
 import time
 from collections import deque
 from time import monotonic, perf_counter
-from typing import TYPE_CHECKING, NamedTuple, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
 from ._strategy import PartialWrite, Sink
 
 if TYPE_CHECKING:
     from ._handler import SafeFileHandler
 
-__all__ = ["QueueSettings", "Writer", "attach", "detach", "prepare"]
+__all__ = ["QueueSettings", "Writer", "attach", "detach", "prepare", "revive"]
 
 # The writer formats records while holding the GIL. An event loop thread that wants the GIL
 # back waits up to sys.getswitchinterval() (5 ms) before the interpreter forces a switch, so a
@@ -58,8 +58,9 @@ class QueueSettings(NamedTuple):
     max_batch: int
 
 
-def prepare(record: logging.LogRecord, formatter: logging.Formatter | None) -> logging.LogRecord:
-    """Freeze ``record`` in the caller: a copy whose message is final and whose exception is text.
+def prepare(record: logging.LogRecord, formatter: logging.Formatter | None) -> dict[str, Any]:
+    """Freeze ``record`` in the caller: the attributes of a copy whose message is final and whose
+    exception is text (:func:`revive` makes the record of them, in the writer).
 
     Merging the args now means later mutation of an argument cannot change what is logged; the
     traceback is rendered now because the frames it refers to change as the caller goes on.
@@ -67,8 +68,8 @@ def prepare(record: logging.LogRecord, formatter: logging.Formatter | None) -> l
     The original record is left untouched for the other handlers that may receive it.
     """
     msg = record.getMessage()
-    # A shallow copy through the instance dict: a third of the cost of copy.copy(), and this is
-    # the caller's per-record path.
+    # A shallow copy of the instance dict: a third of the cost of copy.copy(), and this is the
+    # caller's per-record path. The record object itself is made in the writer.
     attrs = record.__dict__.copy()
     attrs["msg"] = attrs["message"] = msg
     attrs["args"] = None
@@ -76,14 +77,19 @@ def prepare(record: logging.LogRecord, formatter: logging.Formatter | None) -> l
         if not attrs.get("exc_text"):
             attrs["exc_text"] = (formatter or _DEFAULT_FORMATTER).formatException(record.exc_info)
         attrs["exc_info"] = None
-    new = _new_object(type(record))
+    return attrs
+
+
+def revive(cls: type[logging.LogRecord], attrs: dict[str, Any]) -> logging.LogRecord:
+    """The record of :func:`prepare`'s attributes, of the original record's class."""
+    new = _new_object(cls)
     new.__dict__ = attrs
     return new
 
 
-# A queued item: the handler that formats it and either a prepared record or, for the notice of
-# records dropped on overflow, their number.
-_Item = tuple["SafeFileHandler", Union[logging.LogRecord, int]]
+# A queued item: the handler that formats it and either a prepared record (its attributes and
+# class) or, for the notice of records dropped on overflow, their number (and None).
+_Item = tuple["SafeFileHandler", Union[dict[str, Any], int], Optional[type[logging.LogRecord]]]
 
 
 class Writer:
@@ -92,6 +98,8 @@ class Writer:
     def __init__(self, sink: Sink, settings: QueueSettings) -> None:
         self.sink = sink
         self.settings = settings
+        self._queue_size = settings.queue_size  # read by every put()
+        self._max_batch = settings.max_batch
         self.refs = 0
         self._closed = False
         self._reset()
@@ -116,21 +124,23 @@ class Writer:
 
     # -- caller side ------------------------------------------------------------------------
 
-    def put(self, handler: SafeFileHandler, record: logging.LogRecord, urgent: bool, drop: bool) -> bool:
+    def put(
+        self, handler: SafeFileHandler, attrs: dict[str, Any], cls: type[logging.LogRecord], urgent: bool, drop: bool
+    ) -> bool:
         """Queue one prepared record. False means "write it yourself": the writer has stopped
         (interpreter exit)."""
         with self._lock:
             if self._closed:
                 return False
             q = self._queue
-            if self._ident == threading.get_ident():
-                # Logged from inside the writer (a rotator, namer or formatter that logs): it
-                # holds the file lock, so it can neither wait for room nor write now. The next
-                # batch takes it; one record over the bound is the lesser evil.
-                q.append((handler, record))
-                self._queued += 1
-                return True
-            if len(q) >= self.settings.queue_size:
+            if len(q) >= self._queue_size:
+                if self._ident == threading.get_ident():
+                    # Logged from inside the writer (a rotator, namer or formatter that logs):
+                    # it holds the file lock, so it can neither wait for room nor write now. The
+                    # next batch takes it; one record over the bound is the lesser evil.
+                    q.append((handler, attrs, cls))
+                    self._queued += 1
+                    return True
                 if drop:
                     self._dropped += 1
                     self._drop_handler = handler
@@ -139,7 +149,7 @@ class Writer:
                 # A full queue is written now, not at the end of flush_interval.
                 self._not_empty.notify()
                 try:
-                    while len(q) >= self.settings.queue_size and not self._closed:
+                    while len(q) >= self._queue_size and not self._closed:
                         self._not_full.wait()
                 finally:
                     self._blocked -= 1
@@ -154,15 +164,15 @@ class Writer:
                 # The notice goes where the gap is: after the records queued before the drops,
                 # before the first one that found room again.
                 assert self._drop_handler is not None
-                q.append((self._drop_handler, self._dropped))
+                q.append((self._drop_handler, self._dropped, None))
                 self._queued += 1
                 self._dropped = 0
-            q.append((handler, record))
+            q.append((handler, attrs, cls))
             self._queued += 1
             if urgent:
                 self._urgent = True
                 self._not_empty.notify()
-            elif len(q) == self.settings.max_batch:
+            elif len(q) == self._max_batch:
                 self._not_empty.notify()
             return True
 
@@ -280,8 +290,8 @@ class Writer:
         records: list[logging.LogRecord] = []
         msgs: list[tuple[str, float]] = []
         slice_end = perf_counter() + _SLICE
-        for k, (_, item) in enumerate(items):
-            record = _drop_notice(item, handler.baseFilename) if isinstance(item, int) else item
+        for k, (_, item, cls) in enumerate(items):
+            record = _drop_notice(item, handler.baseFilename) if isinstance(item, int) else revive(cls, item)  # type: ignore[arg-type]
             try:
                 msgs.append((handler._render(record), record.created))
             except Exception:
