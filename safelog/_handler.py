@@ -293,18 +293,31 @@ class SafeFileHandler(logging.Handler):
                 return
             # The writer has stopped (interpreter exit).
             record = revive(type(record), prepared)
+        sink = self._sink
+        lock = sink.format_lock  # thread, per-process: format under the sink's lock
+        if lock is not None:
+            lock.acquire()
         try:
-            msg = self._render(record)
-        except Exception:
-            self.handleError(record)
-            return
-        try:
-            self._sink.write(msg, record.created, self._rollover)
-        except Exception as exc:
-            self._write_failed(record, exc)
-            return
-        if self._lost:
-            self._report_recovery()
+            try:
+                msg = self._render(record)
+            except Exception:
+                self.handleError(record)
+                return
+            try:
+                if lock is None:
+                    sink.write(msg, record.created, self._rollover)
+                else:
+                    sink.write_held(msg, record.created, self._rollover)
+            except Exception as exc:
+                self._write_failed(record, exc)
+                return
+            if self._lost:
+                self._report_recovery()
+        finally:
+            if lock is not None:
+                lock.release()
+                if sink._rotated:
+                    sink._after_write()
 
     def _render(self, record: logging.LogRecord) -> str:
         """The text written for ``record``: formatted, control characters escaped if asked.

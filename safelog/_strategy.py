@@ -134,12 +134,15 @@ class Sink:
     """Per-process writer state for one real log path, shared by all handlers on it."""
 
     kind: ClassVar[str] = ""
+    # The lock the handler formats under, or None to format before taking any lock (see
+    # ThreadSink). Re-entrant where set: a formatter may itself log to the same file.
+    format_lock: Any = None
 
     def __init__(self, path: str, options: FileOptions) -> None:
         self.path = path
         self.options = options
         self.refs = 0
-        self._tlock = threading.Lock()
+        self._tlock = self._new_lock()
         self._fd = -1
         self._ino = -1
         self._next_check = 0.0
@@ -168,6 +171,11 @@ class Sink:
             self._write_locked(self.encode(msg, created), created, rollover)
         if self._rotated:
             self._after_write()
+
+    def write_held(self, msg: str, created: float, rollover: Rollover | None) -> None:
+        """:meth:`write` for a caller that holds :attr:`format_lock`; it calls
+        :meth:`_after_write` when ``_rotated`` is set, once it has released the lock."""
+        self._write_locked(self.encode(msg, created), created, rollover)
 
     def _write_locked(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         """Append one encoded record, under the thread lock."""
@@ -373,11 +381,14 @@ class Sink:
             pass
         self._torn = True
 
+    def _new_lock(self) -> threading.Lock | threading.RLock:
+        return threading.Lock()
+
     def _after_fork(self) -> None:
         """In a forked child: a lock held by another parent thread at fork time stays held
         forever in the child, and descriptors are shared with the parent (for ``flock`` that
         means a shared lock), so start over with fresh ones."""
-        self._tlock = threading.Lock()
+        self._tlock = self._new_lock()
         self._close_files()
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from time import monotonic
 from typing import TYPE_CHECKING
 
@@ -23,6 +24,14 @@ class ThreadSink(Sink):
     kind = "thread"
 
     _size = 0
+
+    def _new_lock(self) -> threading.Lock | threading.RLock:
+        # The handler formats under this lock, as logging.FileHandler does under its own: with
+        # formatting outside it, two threads convoyed (the second formats while the first
+        # writes, then waits for the lock, then for the GIL) and ran at 0.75x FileHandler.
+        # Re-entrant, because a formatter may log to this file itself.
+        self.format_lock = lock = threading.RLock()
+        return lock
 
     def _open_log(self) -> None:
         super()._open_log()

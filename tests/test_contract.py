@@ -285,6 +285,29 @@ def test_formatting_error_goes_to_handle_error(
     assert report.ok and report.records == 1, report
 
 
+def test_a_formatter_that_logs_to_the_same_file_does_not_deadlock(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """thread and per-process format under the file's lock (so threads do not convoy): a
+    formatter that itself logs through the same handler re-enters it instead of hanging."""
+
+    class Chatty(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            if record.getMessage() == rec(0):
+                logger.info(rec(1))  # logged while rec 0 is being formatted
+            return super().format(record)
+
+    handler = make_handler(log_path, strategy=strategy)
+    handler.setFormatter(Chatty())
+    logger.addHandler(handler)
+    t = threading.Thread(target=logger.info, args=(rec(0),), daemon=True)
+    t.start()
+    t.join(10)
+    assert not t.is_alive(), "the handler deadlocked on its own lock"
+    report = audit(log_files(log_path), ids(2), PATTERN)
+    assert report.ok and report.records == 2, report
+
+
 @pytest.mark.parametrize("strategy", ["thread", "per-process"])
 def test_logging_after_close_in_mode_w_reports_once_and_does_not_raise(
     strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger

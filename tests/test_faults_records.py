@@ -145,10 +145,10 @@ def test_escape_newlines_applies_to_the_recovery_notice(tmp_path):
     h = SafeFileHandler(path, strategy="thread", escape_newlines=True)
     h.handleError = lambda record: None  # type: ignore[method-assign]
     log = make_logger(h)
-    real = h._sink.write
-    h._sink.write = lambda *a: (_ for _ in ()).throw(OSError(5, "disk\nfailed"))  # type: ignore[method-assign]
+    sink = h._sink
+    sink._write_locked = lambda *a: (_ for _ in ()).throw(OSError(5, "disk\nfailed"))  # type: ignore[method-assign]
     log.info("rec lost")
-    h._sink.write = real  # type: ignore[method-assign]
+    del sink._write_locked  # the class's method again
     log.info("rec ok")
     h.close()
     lines = open(path, "rb").read().split(b"\n")
