@@ -205,6 +205,15 @@ class FlockSink(Sink):
     def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         # The exclusive path (under the thread lock): rotation, reopening, large records, the
         # last FAST_MARGIN bytes before the limit, and every record the fast path declined.
+        with self._held(rollover, created):
+            if rollover is not None and self._due(rollover, _lseek(self._fd, 0, _SEEK_END), len(data), created):
+                self._rotate(rollover, len(data), created)
+            self._write_all(data)
+
+    @contextmanager
+    def _held(self, rollover: Rollover | None, created: float) -> Iterator[None]:
+        """The exclusive lock for a write, caught up with the others: paths followed, the file
+        reopened after another process's rotation, its period known."""
         if self._lockfd < 0:
             self._open_lock()
         try:
@@ -213,10 +222,10 @@ class FlockSink(Sink):
             self._lost_lock()
             raise
         try:
-            self._catch_up(rollover, created)
-            if rollover is not None and self._due(rollover, _lseek(self._fd, 0, _SEEK_END), len(data), created):
-                self._rotate(rollover, len(data), created)
-            self._write_all(data)
+            self._catch_up(rollover)
+            if rollover is not None and self._period is None and rollover.timing is not None:
+                self._establish_period(rollover, created)
+            yield
         finally:
             # _check_paths/_rotate may have moved to a new lock file (the old one is already
             # released then): release the one held now.
@@ -230,10 +239,10 @@ class FlockSink(Sink):
         self._gen = -1
         self._drop_pool()
 
-    def _catch_up(self, rollover: Rollover | None, created: float) -> None:
-        """Under the exclusive lock, before a write: follow a moved path or lock file (once per
-        CHECK_INTERVAL), reopen after another process's rotation, and know the file's period."""
-        if _monotonic() >= self._next_check:
+    def _catch_up(self, rollover: Rollover | None, force: bool = False) -> None:
+        """Under the exclusive lock: follow a moved path or lock file (once per CHECK_INTERVAL,
+        or now with ``force``) and reopen after another process's rotation."""
+        if force or _monotonic() >= self._next_check:
             self._check_paths()
         gen = _lseek(self._lockfd, 0, _SEEK_END)
         if gen != self._gen or self._fd < 0:
@@ -241,8 +250,6 @@ class FlockSink(Sink):
             self._gen = gen
             if rollover is not None and rollover.timing is not None:
                 self._load_period(rollover)
-        if rollover is not None and self._period is None and rollover.timing is not None:
-            self._establish_period(rollover, created)
 
     def _in_known_period(self, rollover: Rollover, created: float) -> bool:
         """True when no time rotation can be due for a record of time ``created``: the file's
@@ -272,15 +279,7 @@ class FlockSink(Sink):
 
     def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
         # _append's exclusive path, for a whole batch under one lock acquisition.
-        if self._lockfd < 0:
-            self._open_lock()
-        try:
-            _flock(self._lockfd, _LOCK_EX)
-        except OSError:
-            self._lost_lock()
-            raise
-        try:
-            self._catch_up(rollover, createds[0])
+        with self._held(rollover, createds[0]):
             if rollover is None:
                 self._write_batch(datas, createds, None, 0, _no_rotation)
                 return
@@ -291,8 +290,6 @@ class FlockSink(Sink):
                 return _lseek(self._fd, 0, _SEEK_END)
 
             self._write_batch(datas, createds, rollover, _lseek(self._fd, 0, _SEEK_END), rotate)
-        finally:
-            _flock(self._lockfd, _LOCK_UN)
 
     def _open_files(self) -> None:
         if self._lockfd < 0:
@@ -306,17 +303,6 @@ class FlockSink(Sink):
     # writer past the end of that period rotates; the others see the counter move, reopen, read
     # the new period and find nothing due. A machine that was down for days rotates once: the
     # new period is the one of the record that found the file due.
-
-    def _resync(self, rollover: Rollover) -> None:
-        """Under the exclusive lock, on the lock file the path names: catch up with rotations
-        done by others since we last looked."""
-        self._verify_lock()
-        gen = os.lseek(self._lockfd, 0, os.SEEK_END)
-        if gen != self._gen or self._fd < 0 or self._path_moved():
-            self._open_log()
-            self._gen = gen
-            if rollover.timing is not None:
-                self._load_period(rollover)
 
     def _load_period(self, rollover: Rollover) -> None:
         period = None
@@ -339,7 +325,7 @@ class FlockSink(Sink):
     def _establish_period(self, rollover: Rollover, created: float) -> None:
         """No process has recorded the file's period yet (new lock file, or a log that had only
         size rotation so far): work it out once and record it for all."""
-        self._resync(rollover)
+        self._catch_up(rollover, force=True)
         if self._period is None:
             period = rollover.first_period(self._fd, os.lseek(self._fd, 0, os.SEEK_END), created)
             self._record(period)
@@ -350,8 +336,8 @@ class FlockSink(Sink):
         # rotates. The second arrives here after the counter moved and has reopened, so it sees
         # the new, small file of the new period and does not rotate again. What remains to rule
         # out is a lock file replaced while we hold the old one, which would let another process
-        # rotate at the same time: _resync verifies we hold the lock the path names.
-        self._resync(rollover)
+        # rotate at the same time: the forced catch-up verifies we hold the lock the path names.
+        self._catch_up(rollover, force=True)
         if self._period is None and rollover.timing is not None:
             self._establish_period(rollover, created)
         size = os.lseek(self._fd, 0, os.SEEK_END)
