@@ -28,7 +28,16 @@ _UNITS = {
     "gib": 1024**3,
     "tib": 1024**4,
 }
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+# A number and an optional unit: "10 MB", "1.5GiB", "200 ms", "14 days".
+_AMOUNT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def _amount(option: str, value: str, units: dict[str, int] | dict[str, float], examples: str) -> float:
+    """``value`` as a number times its unit from ``units``, or a ValueError naming both."""
+    m = _AMOUNT_RE.match(value)
+    if m is None or m.group(2).lower() not in units:
+        raise ValueError(f"Cannot parse {option} from {value!r}: expected {examples}")
+    return float(m.group(1)) * units[m.group(2).lower()]
 
 
 def parse_size(option: str, value: Any) -> int:
@@ -46,13 +55,7 @@ def parse_size(option: str, value: Any) -> int:
             raise ValueError(f"{option} must be >= 0, got {value!r}")
         return value
     if isinstance(value, str):
-        m = _SIZE_RE.match(value)
-        if m is None or m.group(2).lower() not in _UNITS:
-            raise ValueError(
-                f"Cannot parse {option} from {value!r}: expected a byte count such as "
-                f"'512 KB', '10MB' or '1 GiB'"
-            )
-        return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        return int(_amount(option, value, _UNITS, "a byte count such as '512 KB', '10MB' or '1 GiB'"))
     raise TypeError(f"{option} must be an int or a size string like '10 MB', not {value!r}")
 
 
@@ -102,7 +105,6 @@ _DURATION_UNITS = {
     "d": 86400.0, "day": 86400.0, "days": 86400.0,
     "w": 604800.0, "week": 604800.0, "weeks": 604800.0,
 }  # fmt: skip
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
 def parse_duration(option: str, value: Any, *, minimum: float = 0.0, positive: bool = False) -> float:
@@ -115,13 +117,9 @@ def parse_duration(option: str, value: Any, *, minimum: float = 0.0, positive: b
     elif isinstance(value, (int, float)):
         seconds = float(value)
     elif isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if m is None or m.group(2).lower() not in _DURATION_UNITS:
-            raise ValueError(
-                f"Cannot parse {option} from {value!r}: expected seconds or a duration such as "
-                f"'200 ms', '1 min', '12 hours' or '14 days'"
-            )
-        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+        seconds = _amount(
+            option, value, _DURATION_UNITS, "seconds or a duration such as '200 ms', '1 min', '12 hours' or '14 days'"
+        )
     else:
         raise TypeError(f"{option} must be seconds or a duration like '200 ms', not {value!r}")
     if positive and not seconds > 0:
