@@ -293,38 +293,25 @@ class SafeFileHandler(logging.Handler):
                 return
             # The writer has stopped (interpreter exit).
             record = revive(type(record), prepared)
-        sink = self._sink
-        lock = sink.format_lock  # thread, per-process: format under the sink's lock
-        if lock is not None:
-            lock.acquire()
         try:
-            try:
-                msg = self._render(record)
-            except Exception:
-                self.handleError(record)
-                return
-            try:
-                if lock is None:
-                    sink.write(msg, record.created, self._rollover)
-                else:
-                    sink.write_held(msg, record.created, self._rollover)
-            except Exception as exc:
-                self._write_failed(record, exc)
-                return
-            if self._lost:
-                self._report_recovery()
-        finally:
-            if lock is not None:
-                lock.release()
-                if sink._rotated:
-                    sink._after_write()
+            self._sink.write_record(self._render, record, self._rollover)
+        except Exception as exc:
+            self._write_failed(record, exc)
+            return
+        if self._lost:
+            self._report_recovery()
 
-    def _render(self, record: logging.LogRecord) -> str:
-        """The text written for ``record``: formatted, control characters escaped if asked.
+    def _render(self, record: logging.LogRecord) -> str | None:
+        """The text written for ``record``: formatted, control characters escaped if asked; None
+        when it cannot be formatted (reported through handleError).
 
         One place for both paths: emit() in the caller and the non-blocking writer thread.
         """
-        msg = self.format(record)
+        try:
+            msg = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return None
         if self.escape_newlines:
             msg = msg.translate(_ESCAPES)
         return msg
@@ -394,7 +381,7 @@ class SafeFileHandler(logging.Handler):
             None,
         )
         try:
-            self._sink.write(self._render(note), note.created, self._rollover)
+            self._sink.write_record(self._render, note, self._rollover)
         except Exception as exc:
             with self._fail_lock:
                 self._lost += lost
@@ -467,3 +454,6 @@ class _ClosedSink(Sink):
 
     def write_many(self, items: Any, rollover: Rollover | None) -> None:
         self._handler._reopen().write_many(items, rollover)
+
+    def write_record(self, render: Any, record: logging.LogRecord, rollover: Rollover | None) -> None:
+        self._handler._reopen().write_record(render, record, rollover)

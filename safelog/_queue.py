@@ -292,11 +292,10 @@ class Writer:
         slice_end = perf_counter() + _SLICE
         for k, (_, item, cls) in enumerate(items):
             record = _drop_notice(item, handler.baseFilename) if isinstance(item, int) else revive(cls, item)  # type: ignore[arg-type]
-            try:
-                msgs.append((handler._render(record), record.created))
-            except Exception:
-                handler.handleError(record)
-                continue
+            msg = handler._render(record)
+            if msg is None:
+                continue  # reported
+            msgs.append((msg, record.created))
             records.append(record)
             if k & 15 == 15 and perf_counter() > slice_end:
                 if not (self._flushing or self._stopping):

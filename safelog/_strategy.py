@@ -12,6 +12,7 @@ partial writes) is here once.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -134,9 +135,6 @@ class Sink:
     """Per-process writer state for one real log path, shared by all handlers on it."""
 
     kind: ClassVar[str] = ""
-    # The lock the handler formats under, or None to format before taking any lock (see
-    # ThreadSink). Re-entrant where set: a formatter may itself log to the same file.
-    format_lock: Any = None
 
     def __init__(self, path: str, options: FileOptions) -> None:
         self.path = path
@@ -172,10 +170,15 @@ class Sink:
         if self._rotated:
             self._after_write()
 
-    def write_held(self, msg: str, created: float, rollover: Rollover | None) -> None:
-        """:meth:`write` for a caller that holds :attr:`format_lock`; it calls
-        :meth:`_after_write` when ``_rotated`` is set, once it has released the lock."""
-        self._write_locked(self.encode(msg, created), created, rollover)
+    def write_record(
+        self, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord, rollover: Rollover | None
+    ) -> None:
+        """Format ``record`` with ``render`` and append it. ``render`` reports a record it cannot
+        format itself and returns None; what this raises is a failed write. Formatting happens
+        before any lock here; a strategy may format under its lock instead (ThreadSink)."""
+        msg = render(record)
+        if msg is not None:
+            self.write(msg, record.created, rollover)
 
     def _write_locked(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         """Append one encoded record, under the thread lock."""

@@ -6,11 +6,12 @@ re-check: the thread lock is the whole story.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
 from time import monotonic
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from ._strategy import Sink
 
@@ -26,12 +27,23 @@ class ThreadSink(Sink):
     _size = 0
 
     def _new_lock(self) -> threading.Lock | threading.RLock:
-        # The handler formats under this lock, as logging.FileHandler does under its own: with
-        # formatting outside it, two threads convoyed (the second formats while the first
-        # writes, then waits for the lock, then for the GIL) and ran at 0.75x FileHandler.
-        # Re-entrant, because a formatter may log to this file itself.
-        self.format_lock = lock = threading.RLock()
-        return lock
+        # Re-entrant: records are formatted under it (write_record), and a formatter may log to
+        # this file itself.
+        return threading.RLock()
+
+    def write_record(
+        self, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord, rollover: Rollover | None
+    ) -> None:
+        # Formatted under the lock, as logging.FileHandler does under its own: with formatting
+        # before it, two threads convoyed (the second formats while the first writes, then waits
+        # for the lock, then for the GIL) and ran at 0.75x FileHandler.
+        with self._tlock:
+            msg = render(record)
+            if msg is None:
+                return
+            self._write_locked(self.encode(msg, record.created), record.created, rollover)
+        if self._rotated:
+            self._after_write()
 
     def _open_log(self) -> None:
         super()._open_log()
