@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import os
-import time
+import threading
 from contextlib import contextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator
@@ -45,6 +45,8 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 # 256 bytes).
 FAST_RECORD = 1024
 FAST_MARGIN = 16 * FAST_RECORD
+# How long close() waits for this process's fast-path writers in flight (seconds).
+CLOSE_WAIT = 10.0
 
 
 def lock_path_for(path: str, lock_dir: str | None) -> str:
@@ -71,6 +73,9 @@ class FlockSink(Sink):
         self._gen = -1
         self._pool: list[int] = []
         self._busy: set[int] = set()  # pool descriptors in use by a fast-path writer
+        # close() waits on this for the writers in flight; they notify only while it is set.
+        self._drained = threading.Condition(threading.Lock())
+        self._closing = False
         # Record times before this one are inside the open file's period (see _in_known_period).
         self._fast_until = -math.inf
         self._encoding = options.encoding
@@ -158,6 +163,9 @@ class FlockSink(Sink):
             else:
                 close_quietly(lockfd)
             busy.discard(lockfd)  # last: close() waits for this
+            if self._closing:
+                with self._drained:
+                    self._drained.notify_all()
 
     def _paths_unchanged(self) -> bool:
         """The once-a-second check, under the shared lock: do the log and lock paths still name
@@ -430,15 +438,18 @@ class FlockSink(Sink):
             # for this lock and reopens), wait until the ones in flight are done, then close.
             # Other processes are not waited for.
             self._drop_pool()
-            deadline = _monotonic() + 10.0
-            while self._busy:
-                if _monotonic() > deadline:
-                    # A writer is stuck on the lock (a process holding it was stopped): leave
-                    # the descriptors open rather than close one it may still write to.
-                    self._fd = self._lockfd = -1
-                    self._gen = -1
-                    return
-                time.sleep(0.001)
+            with self._drained:
+                self._closing = True
+                try:
+                    done = self._drained.wait_for(lambda: not self._busy, CLOSE_WAIT)
+                finally:
+                    self._closing = False
+            if not done:
+                # A writer is stuck on the lock (a process holding it was stopped): leave the
+                # descriptors open rather than close one it may still write to.
+                self._fd = self._lockfd = -1
+                self._gen = -1
+                return
             self._close_files()
 
     def _after_fork(self) -> None:
@@ -447,6 +458,8 @@ class FlockSink(Sink):
         for fd in self._busy:
             close_quietly(fd)
         self._busy = set()
+        self._drained = threading.Condition(threading.Lock())
+        self._closing = False
         super()._after_fork()
 
     def _close_files(self) -> None:

@@ -12,7 +12,7 @@ import safelog
 from safelog._flock import FAST_MARGIN, FAST_RECORD
 from safelog._lock import LOCK_SH, LOCK_UN, flock
 
-from tests.faults_helpers import flock_waiters
+from tests.faults_helpers import flock_waiters, wait_until
 
 
 def _write_two(path: str, msg: str, max_bytes: int, ready, go, done) -> None:  # type: ignore[no-untyped-def]
@@ -136,28 +136,19 @@ def test_threads_of_one_process_do_not_wait_for_each_other(tmp_path, monkeypatch
 def test_close_waits_for_a_write_in_flight(tmp_path, monkeypatch):
     """close() does not close the descriptors under a thread that is writing without the thread
     lock: it waits until that write is done."""
-    import safelog._flock as flock_mod
-
     path = str(tmp_path / "app.log")
     h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=10 * FAST_MARGIN, backup_count=2)
     h.emit(logging.makeLogRecord({"msg": "first"}))
     sink = h._sink
     fd = sink._fd
     inside, release = _stall_write(monkeypatch, b"stalled\n")
-    waiting = threading.Event()
-
-    def sleep(seconds: float) -> None:  # close() is polling for the writer
-        waiting.set()
-        release.wait(30)
-
-    monkeypatch.setattr(flock_mod.time, "sleep", sleep)
     t = threading.Thread(target=h.emit, args=(logging.makeLogRecord({"msg": "stalled"}),))
     t.start()
     assert inside.wait(10)
     closer = threading.Thread(target=h.close)
     closer.start()
     try:
-        assert waiting.wait(10), "close() did not wait for the writer"
+        wait_until(lambda: sink._closing, 10, "close() to wait for the writer")
         os.fstat(fd)  # still open under the writer
     finally:
         release.set()
