@@ -15,11 +15,10 @@ import stat
 from contextlib import contextmanager
 from typing import IO, Any, Iterator
 
-__all__ = ["atomic_write", "fsync_dir"]
+from ._perms import Perms, create_exclusive
 
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_BINARY = getattr(os, "O_BINARY", 0)
+__all__ = ["atomic_write", "create_temp", "fsync_dir"]
+
 
 
 @contextmanager
@@ -56,9 +55,7 @@ def atomic_write(
     except FileNotFoundError:
         old = None
     perms = stat.S_IMODE(old.st_mode) if old is not None else file_mode
-    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
-    fd = os.open(tmp, flags, 0o600 if perms is not None else 0o666)
+    tmp, fd = create_temp(directory, name, 0o600 if perms is not None else 0o666)
     try:
         if perms is not None:
             # Set explicitly: the mode given to open() is reduced by the umask.
@@ -97,6 +94,24 @@ def atomic_write(
         raise
     if fsync:
         fsync_dir(directory)
+
+
+TMP_SUFFIX = ".tmp"
+
+
+def create_temp(
+    directory: str, name: str, mode: int, perms: Perms | None = None, tag: str = ""
+) -> tuple[str, int]:
+    """A new hidden temp file for ``name`` in ``directory``: ``.<name>.<tag><12 hex>.tmp``,
+    created exclusively (never through a planted symlink), with ``mode`` (or ``perms``).
+    Returns its path and a write descriptor. Every temp file safelog writes is made here."""
+    for _ in range(100):
+        path = os.path.join(directory, f".{name}.{tag}{secrets.token_hex(6)}{TMP_SUFFIX}")
+        try:
+            return path, create_exclusive(path, os.O_WRONLY, mode, perms)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"could not create a temp file beside {name} in {directory}")
 
 
 def _remove(path: str) -> None:

@@ -41,9 +41,9 @@ from collections import deque
 from contextlib import AbstractContextManager
 from typing import IO, Any, Callable
 
-from ._atomic import fsync_dir
+from ._atomic import TMP_SUFFIX, create_temp, fsync_dir
 from ._lock import LOCK_EX, flock
-from ._perms import Perms, create_exclusive
+from ._perms import Perms
 
 __all__ = ["Codec", "CODECS", "EXTENSIONS", "parse_compress", "submit", "trash", "discard", "wait", "TMP_SUFFIX", "DEL_SUFFIX"]
 
@@ -51,7 +51,6 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
 _CHUNK = 1 << 20
-TMP_SUFFIX = ".tmp"
 DEL_SUFFIX = ".del"
 
 
@@ -265,7 +264,8 @@ def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -
     assert job.codec is not None
     directory, name = os.path.split(job.src)
     # The source's inode in the temp name tells other processes this backup is being compressed.
-    tmp, tfd = create_temp(directory, name + job.codec.ext, job.perms, tag=f"{st.st_ino:x}-")
+    mode = 0o600 if job.perms is None or job.perms.chmod is None else job.perms.chmod
+    tmp, tfd = create_temp(directory, name + job.codec.ext, mode, job.perms, tag=f"{st.st_ino:x}-")
     try:
         # The temp file's lock tells a later cleanup that its writer is alive.
         flock(tfd, LOCK_EX)
@@ -308,18 +308,6 @@ def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -
         raise
     finally:
         os.close(tfd)
-
-
-def create_temp(directory: str, target_name: str, perms: Perms | None, tag: str = "") -> tuple[str, int]:
-    """A new hidden temp file beside the target: ``.<target>.<tag><random>.tmp``, never a symlink."""
-    mode = 0o600 if perms is None or perms.chmod is None else perms.chmod
-    for _ in range(100):
-        path = os.path.join(directory, f".{target_name}.{tag}{secrets.token_hex(6)}{TMP_SUFFIX}")
-        try:
-            return path, create_exclusive(path, os.O_WRONLY, mode, perms)
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temp file beside {target_name} in {directory}")
 
 
 def report_error(src: str, exc: BaseException) -> None:

@@ -50,7 +50,6 @@ import json
 import lzma
 import os
 import re
-import secrets
 import select
 import signal
 import sys
@@ -61,7 +60,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from ._atomic import atomic_write, fsync_dir
+from ._atomic import atomic_write, create_temp, fsync_dir
 from ._lock import LOCK_EX, try_lock
 from ._shard import hostname, parse_shard_name
 
@@ -116,6 +115,8 @@ _O_BINARY = getattr(os, "O_BINARY", 0)
 
 STATE_SUFFIX = ".merge-state"
 LOCK_SUFFIX = ".merge.lock"
+# Temp files of a merge are ".<output>.merge-<random>.tmp" (the journal's atomic_write temp
+# ".<output>.merge-state.<random>.tmp" shares the prefix, so leftovers of both are cleaned).
 TMP_INFIX = ".merge-"
 DAMAGED_SUFFIX = ".damaged"
 
@@ -1174,8 +1175,9 @@ def _run(
 ) -> None:
     statefile = out + STATE_SUFFIX
     out_dir = os.path.dirname(out)
-    # Leftovers of a merge that died before its journal entry: never part of the output.
-    prefix = os.path.basename(out) + TMP_INFIX
+    # Leftovers of a merge that died before its journal entry (its output and side files, and
+    # a half-written journal): never part of the output.
+    prefix = "." + os.path.basename(out) + TMP_INFIX
     for entry in os.listdir(out_dir):
         if entry.startswith(prefix) and entry.endswith(".tmp"):
             try:
@@ -1201,9 +1203,7 @@ def _run(
     readers = [_Reader(c, chunk, report, prog) for c in spans if c]
 
     # Write the temp output: what the output holds now, then this merge's batch.
-    token = secrets.token_hex(6)
-    tmp = os.path.join(out_dir, f"{os.path.basename(out)}{TMP_INFIX}{token}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC | _O_BINARY, 0o666)
+    tmp, fd = create_temp(out_dir, os.path.basename(out), 0o666, tag=TMP_INFIX[1:])
     try:
         try:
             with open(out, "rb") as old:

@@ -874,3 +874,18 @@ def test_reopened_shard_continues_the_time_clamp_and_numbering(tmp_path):
     report = safelog.merge(path)
     assert report.ok and not report.warnings
     assert open(path).read().splitlines() == ["a", "b", "c"]
+
+
+def test_leftover_temp_files_of_a_crashed_merge_are_removed(tmp_path: Path) -> None:
+    """A merge that died leaves its hidden temp output and, if it died while saving its journal,
+    the journal's temp file; the next merge removes both, and nothing else."""
+    t = 1_800_000_000.5
+    write_shard(tmp_path / "app.log.hosta.3.shard", [(t, "a3-1")])
+    leftovers = [".app.log.merge-0123456789ab.tmp", ".app.log.merge-state.0123456789ab.tmp"]
+    for name in leftovers + [".other.log.merge-0123456789ab.tmp"]:
+        (tmp_path / name).write_text("half\n")
+    safelog.merge(tmp_path / "app.log")
+    assert (tmp_path / "app.log").read_text() == "a3-1\n"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert not set(leftovers) & set(left)
+    assert ".other.log.merge-0123456789ab.tmp" in left

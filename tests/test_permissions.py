@@ -13,7 +13,7 @@ import pytest
 
 import safelog
 from safelog import _compress
-from safelog._compress import create_temp
+from safelog._atomic import create_temp
 from safelog._perms import Perms, create_exclusive
 
 BASE = 1_795_651_200.0
@@ -134,7 +134,7 @@ def test_temp_files_are_created_exclusively_without_following_symlinks(tmp_path:
     with pytest.raises(FileExistsError):
         create_exclusive(str(tmp_path / ".planted.tmp"), os.O_WRONLY, 0o600, Perms(0o600))
     assert not victim.exists()
-    name, fd = create_temp(str(tmp_path), "app.log.1.gz", None)
+    name, fd = create_temp(str(tmp_path), "app.log.1.gz", 0o600)
     os.close(fd)
     base = os.path.basename(name)
     assert base.startswith(".app.log.1.gz.") and base.endswith(".tmp")
