@@ -140,6 +140,19 @@ def in_child(fn: Callable[..., Any], *args: Any, timeout: float = 60.0) -> Any:
     return Child(fn, *args).result(timeout)
 
 
+def start_ready(target: Callable[..., Any], *args: Any, timeout: float = 30.0) -> Any:
+    """Start ``target(*args, ready)`` in a forked child and return the process once the child
+    has set the event ``ready`` (its handler is built); fail if it does not within ``timeout``."""
+    ready = FORK.Event()
+    p = FORK.Process(target=target, args=(*args, ready))
+    p.start()
+    if not ready.wait(timeout):
+        p.kill()
+        p.join()
+        raise AssertionError(f"child {p.pid} was not ready within {timeout} s")
+    return p
+
+
 class CountingHandler(SafeFileHandler):
     """Counts handleError calls and remembers which record ids were reported lost."""
 

@@ -20,7 +20,7 @@ from safelog._audit import log_files
 from safelog._flock import lock_path_for
 from safelog._lock import LOCK_EX, LOCK_UN, flock, try_lock
 
-from tests.faults_helpers import FORK, exact, join_all, make_logger, wait_until
+from tests.faults_helpers import FORK, exact, join_all, make_logger, start_ready, wait_until
 
 PAD = " " + "k" * 40
 
@@ -56,11 +56,7 @@ def test_random_sigkill_loses_no_finished_record(tmp_path, strategy):
     dead = []
 
     def start(wid: int) -> None:
-        started = FORK.Event()
-        p = FORK.Process(target=_worker, args=(path, strategy, options, wid, done, started))
-        p.start()
-        assert started.wait(30)
-        live[wid] = p
+        live[wid] = start_ready(_worker, path, strategy, options, wid, done)
 
     for wid in range(4):
         start(wid)
