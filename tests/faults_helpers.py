@@ -106,28 +106,51 @@ def join_all(procs: Iterable[Any], timeout: float = 60.0) -> None:
     assert not hung, f"children hung: {hung}"
 
 
+class Child:
+    """``fn(*args)`` running in a forked child; ``result()`` waits for its return value
+    (exceptions re-raised here). Lets the parent act on the child's state while it runs."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._recv, send = FORK.Pipe(duplex=False)
+
+        def run() -> None:
+            try:
+                send.send((True, fn(*args)))
+            except BaseException as exc:  # report everything, including AssertionError
+                send.send((False, f"{type(exc).__name__}: {exc}"))
+
+        self.process = FORK.Process(target=run)
+        self.process.start()
+        send.close()
+
+    def result(self, timeout: float = 60.0) -> Any:
+        if not self._recv.poll(timeout):
+            self.process.kill()
+            self.process.join()
+            raise AssertionError(f"child did not answer within {timeout} s (hang)")
+        ok, value = self._recv.recv()
+        join_all([self.process])
+        if not ok:
+            raise AssertionError(f"in child: {value}")
+        return value
+
+
 def in_child(fn: Callable[..., Any], *args: Any, timeout: float = 60.0) -> Any:
     """Run ``fn(*args)`` in a forked child and return its result (exceptions re-raised here)."""
-    recv, send = FORK.Pipe(duplex=False)
+    return Child(fn, *args).result(timeout)
 
-    def run() -> None:
-        try:
-            send.send((True, fn(*args)))
-        except BaseException as exc:  # report everything, including AssertionError
-            send.send((False, f"{type(exc).__name__}: {exc}"))
 
-    p = FORK.Process(target=run)
+def start_ready(target: Callable[..., Any], *args: Any, timeout: float = 30.0) -> Any:
+    """Start ``target(*args, ready)`` in a forked child and return the process once the child
+    has set the event ``ready`` (its handler is built); fail if it does not within ``timeout``."""
+    ready = FORK.Event()
+    p = FORK.Process(target=target, args=(*args, ready))
     p.start()
-    send.close()
-    if not recv.poll(timeout):
+    if not ready.wait(timeout):
         p.kill()
         p.join()
-        raise AssertionError(f"child did not answer within {timeout} s (hang)")
-    ok, value = recv.recv()
-    join_all([p])
-    if not ok:
-        raise AssertionError(f"in child: {value}")
-    return value
+        raise AssertionError(f"child {p.pid} was not ready within {timeout} s")
+    return p
 
 
 class CountingHandler(SafeFileHandler):

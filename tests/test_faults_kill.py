@@ -20,7 +20,7 @@ from safelog._audit import log_files
 from safelog._flock import lock_path_for
 from safelog._lock import LOCK_EX, LOCK_UN, flock, try_lock
 
-from tests.faults_helpers import FORK, exact, join_all, make_logger, wait_until
+from tests.faults_helpers import FORK, exact, join_all, make_logger, start_ready, wait_until
 
 PAD = " " + "k" * 40
 
@@ -56,11 +56,7 @@ def test_random_sigkill_loses_no_finished_record(tmp_path, strategy):
     dead = []
 
     def start(wid: int) -> None:
-        started = FORK.Event()
-        p = FORK.Process(target=_worker, args=(path, strategy, options, wid, done, started))
-        p.start()
-        assert started.wait(30)
-        live[wid] = p
+        live[wid] = start_ready(_worker, path, strategy, options, wid, done)
 
     for wid in range(4):
         start(wid)
@@ -125,7 +121,7 @@ def test_lock_is_free_as_soon_as_the_holder_is_killed(tmp_path):
     exact(path, ["before", "after"])
 
 
-def _killed_in_rotation(path: str, options: dict, kill_after: int, done, started) -> None:
+def _killed_in_rotation(path: str, options: dict, kill_after: int, done) -> None:
     """Write until the first rotation, and die by SIGKILL right after its kill_after-th rename."""
     import safelog._rotation  # noqa: F401  (the renames go through os.replace)
 
@@ -141,7 +137,6 @@ def _killed_in_rotation(path: str, options: dict, kill_after: int, done, started
     os.replace = replace  # this forked child only
     h = SafeFileHandler(path, strategy="flock", **options)
     log = make_logger(h, "rot.killed")
-    started.set()
     i = 0
     while True:
         log.info("rec k-%d%s", i, PAD)
@@ -176,10 +171,10 @@ def test_sigkill_mid_rotation(tmp_path, kill_after):
         log.info("rec s-%d%s", n, PAD)
         n += 1
     ids_before = [f"s-{i}" for i in range(n)]
-    done, started = FORK.Value("q", 0), FORK.Event()
-    p = FORK.Process(target=_killed_in_rotation, args=(path, options, kill_after, done, started))
+    done = FORK.Value("q", 0)
+    p = FORK.Process(target=_killed_in_rotation, args=(path, options, kill_after, done))
     p.start()
-    p.join(60)
+    join_all([p])  # a child that never reaches its rotation is killed here and fails the test
     assert p.exitcode == -signal.SIGKILL, "the child must have died inside its rotation"
     fd = os.open(lock_path_for(path, None), os.O_RDWR)
     assert try_lock(fd, LOCK_EX), "the lock must be free at once"

@@ -16,7 +16,7 @@ import pytest
 from safelog import STRATEGIES, SafeFileHandler
 from safelog import _rotation as rotation
 
-from tests.faults_helpers import FORK, CountingHandler, exact, join_all, make_logger
+from tests.faults_helpers import FORK, Child, CountingHandler, exact, in_child, make_logger
 
 NOBODY = 65534
 
@@ -39,24 +39,27 @@ def base():
         shutil.rmtree(d)
 
 
-def _in_child_unprivileged(fn, *args):
-    recv, send = FORK.Pipe(duplex=False)
+def _unprivileged(fn):
+    """``fn`` preceded, in the child that runs it, by dropping to ``nobody``."""
 
-    def run() -> None:
-        try:
-            _drop_privileges()
-            send.send((True, fn(*args)))
-        except BaseException as exc:
-            send.send((False, f"{type(exc).__name__}: {exc}"))
+    def run(*args):
+        _drop_privileges()
+        return fn(*args)
 
-    p = FORK.Process(target=run)
-    p.start()
-    send.close()
-    assert recv.poll(60), "child hung"
-    ok, value = recv.recv()
-    join_all([p])
-    assert ok, value
-    return value
+    return run
+
+
+def _fix_while_child_waits(fn, path: str, strategy: str, fix) -> dict[str, object]:
+    """Run ``fn(path, strategy, failing, fixed)`` unprivileged in a child; once it sets
+    ``failing`` (it has met the fault), run ``fix()`` here and set ``fixed``; its result."""
+    failing, fixed = FORK.Event(), FORK.Event()
+    child = Child(_unprivileged(fn), path, strategy, failing, fixed)
+    try:
+        assert failing.wait(60), "the child did not reach the fault"
+        fix()
+    finally:
+        fixed.set()
+    return child.result()
 
 
 def _configure(path: str, strategy: str) -> str:
@@ -73,7 +76,7 @@ def test_unwritable_directory_fails_at_configuration(base, strategy):
     a ValueError that names the file and the reason."""
     locked = os.path.join(base, "locked")
     os.mkdir(locked, 0o755)
-    msg = _in_child_unprivileged(_configure, os.path.join(locked, "sub", "app.log"), strategy)
+    msg = in_child(_unprivileged(_configure), os.path.join(locked, "sub", "app.log"), strategy)
     assert "cannot be opened" in msg and "app.log" in msg
     assert "Permission denied" in msg or "not writable" in msg
     assert os.listdir(locked) == []
@@ -86,7 +89,7 @@ def test_unwritable_file_fails_at_configuration(base, strategy):
     open(path, "w").close()
     os.chmod(base, 0o777)
     os.chmod(path, 0o644)  # owned by root
-    msg = _in_child_unprivileged(_configure, path, strategy)
+    msg = in_child(_unprivileged(_configure), path, strategy)
     assert "cannot be opened" in msg and "Permission denied" in msg
 
 
@@ -105,30 +108,6 @@ def _burst(path: str, strategy: str, failing, fixed) -> dict[str, object]:
     return {"errors": h.errors_reported, "lost": len(h.failed_ids), "cpu": cpu}
 
 
-def _run_burst(path: str, strategy: str, fix) -> dict[str, object]:
-    failing, fixed = FORK.Event(), FORK.Event()
-    recv, send = FORK.Pipe(duplex=False)
-
-    def run() -> None:
-        try:
-            _drop_privileges()
-            send.send((True, _burst(path, strategy, failing, fixed)))
-        except BaseException as exc:
-            send.send((False, f"{type(exc).__name__}: {exc}"))
-
-    p = FORK.Process(target=run)
-    p.start()
-    send.close()
-    assert failing.wait(60), "child did not get through the failing records"
-    fix()
-    fixed.set()
-    assert recv.poll(60)
-    ok, value = recv.recv()
-    join_all([p])
-    assert ok, value
-    return value
-
-
 @pytest.mark.parametrize("strategy", sorted(STRATEGIES))
 def test_unwritable_directory_at_emit_time(base, strategy):
     """With delay, 1000 records into an unwritable directory cost one handleError call and
@@ -137,7 +116,7 @@ def test_unwritable_directory_at_emit_time(base, strategy):
     locked = os.path.join(base, "locked")
     os.mkdir(locked, 0o755)
     path = os.path.join(locked, "app.log")
-    r = _run_burst(path, strategy, lambda: os.chmod(locked, 0o777))
+    r = _fix_while_child_waits(_burst, path, strategy, lambda: os.chmod(locked, 0o777))
     assert r["errors"] == 1 and r["lost"] == 1000
     assert r["cpu"] < 1.0, f"1000 failing records took {r['cpu']:.2f} s of CPU"
     exact(path, [f"ok{i}" for i in range(5)] + ["safelog: 1000"])
@@ -152,7 +131,7 @@ def test_unwritable_file_at_emit_time(base, strategy):
     with open(path, "w") as f:
         f.write("rec old\n")
     os.chmod(path, 0o644)
-    r = _run_burst(path, strategy, lambda: os.chmod(path, 0o666))
+    r = _fix_while_child_waits(_burst, path, strategy, lambda: os.chmod(path, 0o666))
     assert r["errors"] == 1 and r["lost"] == 1000
     exact(path, ["old"] + [f"ok{i}" for i in range(5)] + ["safelog: 1000"])
 
@@ -183,27 +162,12 @@ def test_unwritable_directory_blocks_rotation_not_records(base, strategy):
     for name in (path, path + ".lock"):
         open(name, "w").close()
         os.chmod(name, 0o666)
-    failing, fixed = FORK.Event(), FORK.Event()
-    recv, send = FORK.Pipe(duplex=False)
 
-    def run() -> None:
-        try:
-            _drop_privileges()
-            send.send((True, _rotate_blocked(path, strategy, failing, fixed)))
-        except BaseException as exc:
-            send.send((False, f"{type(exc).__name__}: {exc}"))
+    def fix() -> None:
+        assert not os.path.exists(path + ".1")
+        os.chmod(locked, 0o777)
 
-    p = FORK.Process(target=run)
-    p.start()
-    send.close()
-    assert failing.wait(60)
-    assert not os.path.exists(path + ".1")
-    os.chmod(locked, 0o777)
-    fixed.set()
-    assert recv.poll(60)
-    ok, r = recv.recv()
-    join_all([p])
-    assert ok, r
+    r = _fix_while_child_waits(_rotate_blocked, path, strategy, fix)
     assert r["errors"] == 1 and r["lost"] == 0
     assert r["size"] > 1000, "records must go on to the file while it cannot be rotated"
     exact(path, [f"r{i}" for i in range(200)])

@@ -134,7 +134,9 @@ def test_escape_newlines_is_off_by_default(tmp_path):
 def test_escape_newlines_from_dictconfig_strings(tmp_path):
     """escape_newlines accepts the strings INI/YAML configuration produce and rejects others."""
     path = str(tmp_path / "app.log")
-    assert SafeFileHandler(path, escape_newlines="true").escape_newlines is True
+    h = SafeFileHandler(path, escape_newlines="true")
+    h.close()
+    assert h.escape_newlines is True
     with pytest.raises(TypeError, match="escape_newlines"):
         SafeFileHandler(path, escape_newlines="sometimes")
 

@@ -6,13 +6,12 @@ import logging
 import multiprocessing
 import os
 import threading
-import time
 
 import safelog
 from safelog._flock import FAST_MARGIN, FAST_RECORD
 from safelog._lock import LOCK_SH, LOCK_UN, flock
 
-from tests.faults_helpers import flock_waiters, wait_until
+from tests.faults_helpers import flock_waiters, join_all, wait_until
 
 
 def _write_two(path: str, msg: str, max_bytes: int, ready, go, done) -> None:  # type: ignore[no-untyped-def]
@@ -21,7 +20,7 @@ def _write_two(path: str, msg: str, max_bytes: int, ready, go, done) -> None:  #
     # counter there); the second is the one under test.
     h.emit(logging.makeLogRecord({"msg": "first"}))
     ready.set()
-    go.wait(10)
+    assert go.wait(10)
     h.emit(logging.makeLogRecord({"msg": msg}))
     h.close()
     done.set()
@@ -45,17 +44,15 @@ def _run_child(
     try:
         go.set()
         if expect_block:
-            deadline = time.monotonic() + 10
-            while child.pid not in flock_waiters(path + ".lock") and not done.is_set():
-                assert time.monotonic() < deadline, "child neither wrote nor queued on the lock"
-                time.sleep(0.005)
+            wait_until(lambda: child.pid in flock_waiters(path + ".lock") or done.is_set(), 10,
+                       "the child to write or to queue on the lock")
             finished = done.is_set()
         else:
             finished = done.wait(10)
     finally:
         flock(fd, LOCK_UN)
         os.close(fd)
-    child.join(10)
+    join_all([child], timeout=10)
     return finished, child
 
 

@@ -51,6 +51,19 @@ TRACEBACK_RE = re.compile(
 )
 
 
+def _count_workers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Spy on merge's forked worker: the returned list gets a 1 for each worker started."""
+    workers: list[int] = []
+    real_worker = _merge._Worker
+
+    def spy(*args: Any) -> Any:
+        workers.append(1)
+        return real_worker(*args)
+
+    monkeypatch.setattr(_merge, "_Worker", spy)
+    return workers
+
+
 def write_shard(path: Path, records: list[tuple[float, str]], opener: Callable[..., Any] = open) -> None:
     """A shard file written with the real encoder."""
     frame = ShardFrame("utf-8", "strict")
@@ -250,14 +263,7 @@ def test_records_longer_than_the_read_buffer_give_the_exact_merge(
             recs.append((t, text))
         write_shard(tmp_path / f"app.log.h.{k}.shard", recs)
         expected += [(shard_time(t), k, i, text) for i, (t, text) in enumerate(recs)]
-    workers = []
-    real_worker = _merge._Worker
-
-    def spy(*args: Any) -> Any:
-        workers.append(1)
-        return real_worker(*args)
-
-    monkeypatch.setattr(_merge, "_Worker", spy)
+    workers = _count_workers(monkeypatch)
     report = safelog.merge(tmp_path / "app.log")
     assert report.ok and report.records == 1600
     assert workers == ([1] if parallel else [])
@@ -728,14 +734,7 @@ def test_two_process_merge_gives_the_same_bytes(tmp_path: Path, monkeypatch: pyt
     with open(a / "app.log.h1.5.shard", "ab") as f:
         f.write(b"garbage near the end\n" + ShardFrame("utf-8", "strict").encode("tail", 1_800_000_999.0))
     shutil.copytree(a, b)
-    workers = []
-    real_worker = _merge._Worker
-
-    def spy(*args: Any) -> Any:
-        workers.append(1)
-        return real_worker(*args)
-
-    monkeypatch.setattr(_merge, "_Worker", spy)
+    workers = _count_workers(monkeypatch)
     monkeypatch.setattr(_merge, "_PARALLEL_MIN", 0)
     ra = safelog.merge(a / "app.log")
     assert workers == [1]

@@ -19,7 +19,7 @@ from safelog import SafeFileHandler
 from safelog._audit import log_files
 from safelog._options import parse_size
 
-from tests.faults_helpers import FORK, exact, join_all, make_logger, wait_until
+from tests.faults_helpers import FORK, exact, join_all, make_logger, start_ready, wait_until
 
 SOAK_SECONDS = float(os.environ.get("SAFELOG_SOAK_SECONDS", "90"))
 PROCESSES, THREADS = 8, 4
@@ -36,7 +36,7 @@ SOAK_OPTIONS: dict[str, object] = {
 SHARES = {"flock": 0.6, "per-process": 0.4}
 
 
-def _worker(path: str, strategy: str, wid: int, done, started, stop) -> None:
+def _worker(path: str, strategy: str, wid: int, done, stop, started) -> None:
     h = SafeFileHandler(path, strategy=strategy, **SOAK_OPTIONS)
     log = make_logger(h, f"soak.{wid}")
 
@@ -75,11 +75,7 @@ def test_soak(tmp_path, strategy):
     finished = []
 
     def start(wid: int) -> None:
-        started = FORK.Event()
-        p = FORK.Process(target=_worker, args=(path, strategy, wid, done, started, stop))
-        p.start()
-        assert started.wait(60)
-        live[wid] = p
+        live[wid] = start_ready(_worker, path, strategy, wid, done, stop, timeout=60)
 
     for wid in range(PROCESSES):
         start(wid)
