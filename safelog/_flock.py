@@ -78,8 +78,6 @@ class FlockSink(Sink):
         self._closing = False
         # Record times before this one are inside the open file's period (see _in_known_period).
         self._fast_until = -math.inf
-        self._encoding = options.encoding
-        self._errors = options.errors
         # flock's promise does not hold on NFS/SMB/FUSE: worth one warning per network mount
         # and process. stacklevel 4 points at the code that built the handler.
         warn_if_network(path, "log file", stacklevel=4)

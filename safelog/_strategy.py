@@ -140,6 +140,7 @@ class Sink:
         self.path = path
         self.options = options
         self.refs = 0
+        self._encoding, self._errors = options.encoding, options.errors  # read per record
         self._tlock = self._new_lock()
         self._fd = -1
         self._ino = -1
@@ -161,7 +162,7 @@ class Sink:
 
     def encode(self, msg: str, created: float) -> bytes:
         """Turn one formatted record into the bytes appended to the file (under the lock)."""
-        return (msg + "\n").encode(self.options.encoding, self.options.errors)
+        return (msg + "\n").encode(self._encoding, self._errors)
 
     def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
         """Append one record; rotate first when ``rollover`` says the file is due."""
