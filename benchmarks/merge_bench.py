@@ -33,7 +33,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from safelog._shard import ShardFrame  # noqa: E402
+from safelog._primitives.shard import ShardFrame  # noqa: E402
 
 
 def generate(directory: str, total_mb: float, shards: int, seed: int = 1) -> int:

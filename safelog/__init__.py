@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ._atomic import atomic_write
-from ._fsdetect import NetworkFileSystemWarning
+from ._primitives.atomic import atomic_write
+from ._primitives.fsdetect import NetworkFileSystemWarning
 from ._handler import STRATEGIES, SafeFileHandler
 from ._merge import MergeError, MergeReport, merge
 

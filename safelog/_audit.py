@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Iterable, Iterator
 
-from ._shard import FrameError, iter_records
+from ._primitives.shard import FrameError, iter_records
 
 __all__ = ["AuditReport", "audit", "log_files"]
 

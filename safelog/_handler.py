@@ -9,17 +9,17 @@ import threading
 import time
 from typing import Any, Callable, ClassVar
 
-from ._flock import FlockSink
-from ._compress import parse_compress
-from ._options import check_bool, check_choice, check_int, check_str, parse_duration, parse_size
-from ._paths import resolve_log_path, unwritable_dir
-from ._perms import Perms, parse_chmod, parse_owner
-from ._perprocess import PerProcessSink
-from ._queue import QueueSettings, Writer, attach, detach, prepare, revive
-from ._rotation import Rollover
-from ._timepolicy import parse_time_policy
-from ._strategy import FileOptions, Sink, acquire, release
-from ._thread import ThreadSink
+from ._sinks.flock import FlockSink
+from ._policy.compress import parse_compress
+from ._policy.options import check_bool, check_choice, check_int, check_str, parse_duration, parse_size
+from ._primitives.paths import resolve_log_path, unwritable_dir
+from ._primitives.perms import Perms, parse_chmod, parse_owner
+from ._sinks.perprocess import PerProcessSink
+from ._delivery.queue import QueueSettings, Writer, attach, detach, prepare, revive
+from ._policy.rotation import Rollover
+from ._policy.timing import parse_time_policy
+from ._sinks.base import FileOptions, Sink, acquire, release
+from ._sinks.thread import ThreadSink
 
 __all__ = ["SafeFileHandler", "STRATEGIES"]
 

@@ -60,9 +60,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, TYPE_CHECKING, Any, Callable
 
-from ._atomic import atomic_write, create_temp, fsync_dir
-from ._lock import LOCK_EX, try_lock
-from ._shard import hostname, parse_shard_name
+from ._primitives.atomic import atomic_write, create_temp, fsync_dir
+from ._primitives.lock import LOCK_EX, try_lock
+from ._primitives.shard import hostname, parse_shard_name
 
 if TYPE_CHECKING:
     from ._handler import SafeFileHandler
@@ -1324,7 +1324,7 @@ def _merge_now(handler: SafeFileHandler, pid: int) -> None:
             child.join()
     # This process's own shard is live while open: close it (a later record reopens it). Look
     # the sink up by path: the handler may have been closed and replaced by a reconfiguration.
-    from ._strategy import _all_sinks
+    from ._sinks.base import _all_sinks
 
     real = os.path.realpath(handler.baseFilename)
     for sink in list(_all_sinks):

@@ -10,9 +10,9 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import safelog
-from safelog import _compress
+from safelog._policy import compress as _compress
 from safelog._audit import log_files
-from safelog._shard import FrameError, iter_records
+from safelog._primitives.shard import FrameError, iter_records
 
 ALL_STRATEGIES = ("thread", "flock", "per-process")
 

@@ -7,7 +7,7 @@ import os
 from typing import Any, Callable
 
 from safelog._audit import AuditReport, audit, log_files
-from safelog._shard import ShardFrame, shard_path
+from safelog._primitives.shard import ShardFrame, shard_path
 
 PATTERN = r"rec (?P<id>\d{4}) [a-z]{7}"
 SHARD_PATTERN = r"rec (?P<id>\d{4}) [a-z]+(\n[a-z ]+)*"

@@ -12,9 +12,9 @@ from typing import Any, Iterator
 import pytest
 
 import safelog
-from safelog import _compress
+from safelog._policy import compress as _compress
 from safelog._audit import audit, log_files
-from safelog._flock import FAST_MARGIN
+from safelog._sinks.flock import FAST_MARGIN
 
 PATTERN = r"id=(?P<id>\S+) .*"
 FILL = "x" * 200

@@ -10,7 +10,7 @@ import pytest
 
 import safelog
 from safelog._audit import log_files
-from safelog._options import parse_size
+from safelog._policy.options import parse_size
 
 # (keyword arguments, exception type, texts the message must contain)
 BAD_OPTIONS: list[tuple[dict[str, Any], type[Exception], tuple[str, ...]]] = [

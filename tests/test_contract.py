@@ -15,7 +15,7 @@ import pytest
 
 import safelog
 from safelog._audit import audit, log_files
-from safelog._shard import FrameError, iter_records
+from safelog._primitives.shard import FrameError, iter_records
 
 PATTERN = r"rec (?P<id>\d{5}) [a-z]+"
 CLASS_FOR = {

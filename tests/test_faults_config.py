@@ -10,8 +10,8 @@ import stat
 import pytest
 
 from safelog import STRATEGIES, FlockFileHandler, SafeFileHandler, ThreadFileHandler
-from safelog import _flock, _strategy
-
+from safelog._sinks import flock as _flock
+from safelog._sinks import base as _strategy
 from tests.faults_helpers import CountingHandler, exact, make_logger
 
 BAD_OPTIONS = [

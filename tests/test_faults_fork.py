@@ -13,7 +13,7 @@ import threading
 import pytest
 
 from safelog import STRATEGIES, SafeFileHandler
-from safelog._flock import lock_path_for
+from safelog._sinks.flock import lock_path_for
 
 from tests.faults_helpers import FORK, exact, flock_waiters, join_all, make_logger, wait_until
 

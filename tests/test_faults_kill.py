@@ -17,8 +17,8 @@ import pytest
 
 from safelog import SafeFileHandler
 from safelog._audit import log_files
-from safelog._flock import lock_path_for
-from safelog._lock import LOCK_EX, LOCK_UN, flock, try_lock
+from safelog._sinks.flock import lock_path_for
+from safelog._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
 
 from tests.faults_helpers import FORK, exact, join_all, make_logger, start_ready, wait_until
 
@@ -123,7 +123,7 @@ def test_lock_is_free_as_soon_as_the_holder_is_killed(tmp_path):
 
 def _killed_in_rotation(path: str, options: dict, kill_after: int, done) -> None:
     """Write until the first rotation, and die by SIGKILL right after its kill_after-th rename."""
-    import safelog._rotation  # noqa: F401  (the renames go through os.replace)
+    import safelog._policy.rotation  # noqa: F401  (the renames go through os.replace)
 
     real_replace = os.replace
     calls = [0]

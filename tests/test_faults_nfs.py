@@ -10,8 +10,9 @@ import warnings
 
 import pytest
 
-from safelog import FlockFileHandler, NetworkFileSystemWarning, SafeFileHandler, _fsdetect
-from safelog._fsdetect import mount_type, network_fs, parse_mounts
+from safelog import FlockFileHandler, NetworkFileSystemWarning, SafeFileHandler
+from safelog._primitives import fsdetect as _fsdetect
+from safelog._primitives.fsdetect import mount_type, network_fs, parse_mounts
 
 MOUNTINFO = r"""22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda rw
 30 22 0:40 / /mnt/share rw,relatime shared:2 - nfs4 srv:/export rw,vers=4.2,addr=10.0.0.2

@@ -14,8 +14,7 @@ import time
 import pytest
 
 from safelog import STRATEGIES, SafeFileHandler
-from safelog import _rotation as rotation
-
+from safelog._policy import rotation as rotation
 from tests.faults_helpers import FORK, Child, CountingHandler, exact, in_child, make_logger
 
 NOBODY = 65534

@@ -14,9 +14,11 @@ from typing import Any
 
 import pytest
 
-from safelog import STRATEGIES, SafeFileHandler, _flock, _strategy
+from safelog import STRATEGIES, SafeFileHandler
+from safelog._sinks import base as _strategy
+from safelog._sinks import flock as _flock
 from safelog._audit import log_files
-from safelog._flock import FlockSink, lock_path_for
+from safelog._sinks.flock import FlockSink, lock_path_for
 
 from tests.faults_helpers import FORK, exact, flock_waiters, join_all, make_logger, wait_until
 
@@ -147,7 +149,7 @@ def _rotator(path: str, options: dict, inside, go, stats) -> None:
 
 
 def _count_rollovers(stats, inside=None, go=None) -> None:
-    from safelog._rotation import Rollover
+    from safelog._policy.rotation import Rollover
 
     real = Rollover.rollover
 

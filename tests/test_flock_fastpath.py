@@ -8,8 +8,8 @@ import os
 import threading
 
 import safelog
-from safelog._flock import FAST_MARGIN, FAST_RECORD
-from safelog._lock import LOCK_SH, LOCK_UN, flock
+from safelog._sinks.flock import FAST_MARGIN, FAST_RECORD
+from safelog._primitives.lock import LOCK_SH, LOCK_UN, flock
 
 from tests.faults_helpers import flock_waiters, join_all, wait_until
 

@@ -16,7 +16,7 @@ import pytest
 
 import safelog
 from safelog._audit import audit, log_files
-from safelog._lock import LOCK_EX, LOCK_UN, flock, try_lock
+from safelog._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
 
 WAIT = 60
 PATTERN = r"rec (?P<id>[a-z0-9-]+)"

@@ -22,8 +22,8 @@ import pytest
 import safelog
 from safelog import _merge
 from safelog._cli import main
-from safelog._lock import LOCK_EX, flock
-from safelog._shard import ShardFrame
+from safelog._primitives.lock import LOCK_EX, flock
+from safelog._primitives.shard import ShardFrame
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -779,8 +779,8 @@ def test_writer_that_waited_for_a_merge_does_not_write_into_the_removed_shard(
     not the removed one."""
     import threading
 
-    from safelog import _perprocess
-    from safelog._shard import shard_path
+    from safelog._sinks import perprocess as _perprocess
+    from safelog._primitives.shard import shard_path
 
     log = str(tmp_path / "app.log")
     path = shard_path(log)
@@ -817,7 +817,7 @@ def test_other_hosts_recent_shards_count_as_live_on_network_storage(
 ) -> None:
     """On a network file system another host's unlocked shard is merged only once it has been quiet for a
     while (its lock may not reach us)."""
-    from safelog._shard import hostname
+    from safelog._primitives.shard import hostname
 
     t = 1_800_000_000.0
     write_shard(tmp_path / f"app.log.{hostname()}.1.shard", [(t, "mine")])
@@ -855,7 +855,7 @@ def test_reopened_shard_continues_the_time_clamp_and_numbering(tmp_path):
     """A handler reopened on the same shard in one process keeps the shard sorted and numbered."""
     import logging as _logging
 
-    from safelog._shard import iter_records
+    from safelog._primitives.shard import iter_records
 
     path = str(tmp_path / "app.log")
     h = safelog.SafeFileHandler(path, strategy="per-process", delay=True)

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 
 import safelog
-from safelog import _queue
+from safelog._delivery import queue as _queue
 from safelog._audit import audit, log_files
 
 from tests.faults_helpers import wait_until
@@ -98,7 +98,7 @@ def test_batches_rotate_exactly_like_synchronous_writes(tmp_path: Any, logger: l
 
 def test_one_lock_and_one_write_per_batch(tmp_path: Any, logger: logging.Logger, monkeypatch: Any) -> None:
     """100 queued records reach a flock file with one lock acquisition and one write()."""
-    import safelog._flock as flock_mod
+    import safelog._sinks.flock as flock_mod
 
     calls: list[int] = []
     real_flock = flock_mod._flock

@@ -12,9 +12,9 @@ from typing import Any, Iterator
 import pytest
 
 import safelog
-from safelog import _compress
-from safelog._atomic import create_temp
-from safelog._perms import Perms, create_exclusive
+from safelog._policy import compress as _compress
+from safelog._primitives.atomic import create_temp
+from safelog._primitives.perms import Perms, create_exclusive
 
 BASE = 1_795_651_200.0
 

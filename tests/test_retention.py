@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import safelog
-from safelog import _compress
+from safelog._policy import compress as _compress
 from safelog._audit import audit, log_files
 
 PATTERN = r"id=(?P<id>\S+)"

@@ -12,10 +12,10 @@ from typing import Any, Callable
 import pytest
 
 import safelog
-import safelog._flock
-import safelog._strategy
+import safelog._sinks.flock
+import safelog._sinks.base
 from safelog._audit import audit, log_files
-from safelog._shard import iter_records
+from safelog._primitives.shard import iter_records
 
 WAIT = 120
 LINE = 100  # every plain record is exactly this many bytes, newline included
@@ -231,8 +231,8 @@ def test_writers_follow_another_process_rotation(
     """After another process rotated, a writer's next record goes to the new file, not the backup."""
     # The second writer's record would still fit in the renamed file, so only the rotation
     # counter in the lock file can tell it to reopen; the periodic path check is switched off.
-    monkeypatch.setattr(safelog._strategy, "CHECK_INTERVAL", 3600.0)
-    monkeypatch.setattr(safelog._flock, "CHECK_INTERVAL", 3600.0)
+    monkeypatch.setattr(safelog._sinks.base, "CHECK_INTERVAL", 3600.0)
+    monkeypatch.setattr(safelog._sinks.flock, "CHECK_INTERVAL", 3600.0)
     logger.addHandler(make_handler(log_path, strategy="flock", max_bytes=100, backup_count=5))
     a, b, c, d = "rec a " + "x" * 53, "rec b " + "x" * 23, "rec c " + "x" * 53, "rec d"
     ctx = multiprocessing.get_context("fork")

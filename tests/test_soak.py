@@ -17,7 +17,7 @@ import pytest
 
 from safelog import SafeFileHandler
 from safelog._audit import log_files
-from safelog._options import parse_size
+from safelog._policy.options import parse_size
 
 from tests.faults_helpers import FORK, exact, join_all, make_logger, start_ready, wait_until
 

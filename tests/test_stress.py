@@ -21,7 +21,7 @@ import pytest
 
 import safelog
 from safelog._audit import audit, log_files
-from safelog._flock import FAST_MARGIN
+from safelog._sinks.flock import FAST_MARGIN
 
 PROCS = 4
 THREADS = 2

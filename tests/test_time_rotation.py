@@ -18,9 +18,9 @@ from typing import Any, Iterator
 import pytest
 
 import safelog
-from safelog import _compress
+from safelog._policy import compress as _compress
 from safelog._audit import audit, log_files
-from safelog._timepolicy import TimePolicy, parse_time_policy
+from safelog._policy.timing import TimePolicy, parse_time_policy
 
 PATTERN = r"id=(?P<id>\S+)"
 RECORDS = 40
@@ -439,7 +439,7 @@ def test_failed_time_rotation_writes_on_and_retries_under_the_old_period(
 ) -> None:
     """A rename that fails at a boundary is reported once, the record goes to the current file,
     and the retry names the backup after the period the file was started in."""
-    monkeypatch.setattr("safelog._rotation.RETRY_INTERVAL", 0.0)
+    monkeypatch.setattr("safelog._policy.rotation.RETRY_INTERVAL", 0.0)
     path = str(tmp_path / "app.log")
     h = make_handler(path, strategy=strategy, when="H", utc=True)
     reports: list[logging.LogRecord] = []

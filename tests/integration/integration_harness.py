@@ -26,7 +26,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 from safelog import merge
 from safelog._audit import AuditReport, audit, log_files
 from safelog._merge import STATE_SUFFIX
-from safelog._shard import FrameError, iter_records, parse_shard_name
+from safelog._primitives.shard import FrameError, iter_records, parse_shard_name
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "config-examples"

@@ -20,11 +20,11 @@ import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Sequence
 
-from . import _compress
-from ._perms import Perms, create_exclusive
+from .._policy import compress as _compress
+from .._primitives.perms import Perms, create_exclusive
 
 if TYPE_CHECKING:
-    from ._rotation import Rollover
+    from .._policy.rotation import Rollover
 
 __all__ = ["Sink", "acquire", "release", "FileOptions", "PartialWrite"]
 

@@ -30,10 +30,10 @@ from collections import deque
 from time import monotonic, perf_counter
 from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
 
-from ._strategy import PartialWrite, Sink
+from .._sinks.base import PartialWrite, Sink
 
 if TYPE_CHECKING:
-    from ._handler import SafeFileHandler
+    from .._handler import SafeFileHandler
 
 __all__ = ["QueueSettings", "Writer", "attach", "detach", "prepare", "revive"]
 

@@ -15,7 +15,7 @@ import stat
 from contextlib import contextmanager
 from typing import IO, Any, Iterator
 
-from ._perms import Perms, create_exclusive
+from .perms import Perms, create_exclusive
 
 __all__ = ["atomic_write", "create_temp", "fsync_dir"]
 

@@ -41,9 +41,9 @@ from collections import deque
 from contextlib import AbstractContextManager
 from typing import IO, Any, Callable
 
-from ._atomic import TMP_SUFFIX, create_temp, fsync_dir
-from ._lock import LOCK_EX, flock
-from ._perms import Perms
+from .._primitives.atomic import TMP_SUFFIX, create_temp, fsync_dir
+from .._primitives.lock import LOCK_EX, flock
+from .._primitives.perms import Perms
 
 __all__ = ["Codec", "CODECS", "EXTENSIONS", "parse_compress", "submit", "trash", "discard", "wait", "TMP_SUFFIX", "DEL_SUFFIX"]
 

@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
-from ._fsdetect import warn_if_network
-from ._lock import LOCK_EX, LOCK_SH, LOCK_UN, flock
-from ._strategy import CHECK_INTERVAL, Sink, close_quietly, open_lockfile
+from .._primitives.fsdetect import warn_if_network
+from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock
+from .base import CHECK_INTERVAL, Sink, close_quietly, open_lockfile
 
 if TYPE_CHECKING:
-    from ._rotation import Rollover
+    from .._policy.rotation import Rollover
 
 __all__ = ["FlockSink", "lock_path_for"]
 

@@ -28,14 +28,14 @@ import sys
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
-from . import _compress
-from ._compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec
-from ._lock import LOCK_EX, try_lock
-from ._timepolicy import TimePolicy
+from . import compress as _compress
+from .compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec
+from .._primitives.lock import LOCK_EX, try_lock
+from .timing import TimePolicy
 
 if TYPE_CHECKING:
-    from ._handler import SafeFileHandler
-    from ._perms import Perms
+    from .._handler import SafeFileHandler
+    from .._primitives.perms import Perms
 
 __all__ = ["Rollover", "SIZE", "TIME"]
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ._lock import LOCK_SH, flock
-from ._shard import ShardFrame, shard_path
-from ._thread import ThreadSink
+from .._primitives.lock import LOCK_SH, flock
+from .._primitives.shard import ShardFrame, shard_path
+from .thread import ThreadSink
 
 if TYPE_CHECKING:
-    from ._strategy import FileOptions
+    from .base import FileOptions
 
 __all__ = ["PerProcessSink"]
 

@@ -13,10 +13,10 @@ import threading
 from time import monotonic
 from typing import TYPE_CHECKING, Callable
 
-from ._strategy import Sink
+from .base import Sink
 
 if TYPE_CHECKING:
-    from ._rotation import Rollover
+    from .._policy.rotation import Rollover
 
 __all__ = ["ThreadSink"]
 
