@@ -15,6 +15,7 @@ from ._policy.options import check_bool, check_choice, check_int, check_str, par
 from ._primitives.paths import resolve_log_path, unwritable_dir
 from ._primitives.perms import Perms, parse_chmod, parse_owner
 from ._sinks.perprocess import PerProcessSink
+from ._exitmerge import merge_at_exit
 from ._delivery.queue import QueueSettings, Writer, attach, detach, prepare, revive
 from ._policy.rotation import Rollover
 from ._policy.timing import parse_time_policy
@@ -239,9 +240,7 @@ class SafeFileHandler(logging.Handler):
         self._lost_since = 0.0
         self._lost_error = ""
         if self.merge_on_exit:
-            from ._merge import merge_at_exit
-
-            merge_at_exit(self)
+            merge_at_exit(self.baseFilename)
         if not self.delay and self.strategy != "per-process":
             # Open now so a bad path fails at configuration time, like logging.FileHandler.
             try:

@@ -42,7 +42,6 @@ Speed and memory
 
 from __future__ import annotations
 
-import atexit
 import bz2
 import gzip
 import hashlib
@@ -58,16 +57,14 @@ import time
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from functools import partial
-from typing import IO, TYPE_CHECKING, Any, Callable
+from typing import IO, Any, Callable
 
 from ._primitives.atomic import atomic_write, create_temp, fsync_dir
 from ._primitives.lock import LOCK_EX, try_lock
 from ._primitives.shard import hostname, parse_shard_name
 
-if TYPE_CHECKING:
-    from ._handler import SafeFileHandler
 
-__all__ = ["merge", "MergeReport", "MergeError", "Problem", "merge_at_exit"]
+__all__ = ["merge", "MergeReport", "MergeError", "Problem"]
 
 # Bytes read per shard and step. Memory is about (number of chains) x (two chunks plus the
 # Python objects of their records, ~3x the bytes), so the chunk shrinks when there are many
@@ -1291,49 +1288,3 @@ def _run(
         statefile,
         {"version": 1, "output": [st.st_dev, st.st_ino], "offsets": new_offsets, "pending": None},
     )
-
-
-# -- merge_on_exit ----------------------------------------------------------------------------
-
-_at_exit: set[str] = set()
-
-
-def merge_at_exit(handler: SafeFileHandler) -> None:
-    """Merge ``handler``'s shards when the process that created it exits.
-
-    Only that process merges: fork children inherit atexit hooks (gunicorn workers, os.fork)
-    and multiprocessing children re-create handlers (spawn, forkserver); their merges would
-    race the parent's and each other's.
-    """
-    path = handler.baseFilename
-    if path in _at_exit:
-        return
-    _at_exit.add(path)
-    atexit.register(_merge_now, handler, os.getpid())
-
-
-def _merge_now(handler: SafeFileHandler, pid: int) -> None:
-    import multiprocessing
-
-    if os.getpid() != pid or multiprocessing.parent_process() is not None:
-        return
-    # Python joins non-daemonic children at exit anyway, but after this hook (atexit runs in
-    # reverse order of registration); join them first so their shards are finished.
-    for child in multiprocessing.active_children():
-        if not child.daemon:
-            child.join()
-    # This process's own shard is live while open: close it (a later record reopens it). Look
-    # the sink up by path: the handler may have been closed and replaced by a reconfiguration.
-    from ._sinks.base import _all_sinks
-
-    real = os.path.realpath(handler.baseFilename)
-    for sink in list(_all_sinks):
-        if sink.kind == "per-process" and sink.path == real:
-            sink.close()
-    try:
-        report = merge(handler.baseFilename)
-    except Exception as exc:  # at exit there is no caller left to handle it
-        print(f"safelog: merge at exit: {exc}", file=sys.stderr)
-        return
-    for p in report.problems:
-        print(f"safelog: merge at exit: {p}", file=sys.stderr)

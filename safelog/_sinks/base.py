@@ -26,7 +26,7 @@ from .._primitives.perms import Perms, create_exclusive
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
-__all__ = ["Sink", "acquire", "release", "FileOptions", "PartialWrite"]
+__all__ = ["Sink", "acquire", "release", "close_path", "FileOptions", "PartialWrite"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
@@ -436,6 +436,14 @@ def release(sink: Sink) -> None:
         if _registry.get(key) is sink:
             del _registry[key]
     sink.close()
+
+
+def close_path(kind: str, path: str) -> None:
+    """Close every sink of strategy ``kind`` on the real ``path`` in this process (its next
+    record reopens it); used to finish this process's own shard before a merge at exit."""
+    for sink in list(_all_sinks):
+        if sink.kind == kind and sink.path == path:
+            sink.close()
 
 
 def _reinit_after_fork() -> None:

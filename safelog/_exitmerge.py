@@ -1,0 +1,53 @@
+"""``merge_on_exit``: merge a per-process log's shards when the process that configured it exits.
+
+Part of the public shell: it ties the sink registry (close this process's own shard) to
+:func:`safelog.merge`, so that neither of them needs to know the other.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+
+from ._merge import merge
+from ._sinks.base import close_path
+
+__all__ = ["merge_at_exit"]
+
+_at_exit: set[str] = set()
+
+
+def merge_at_exit(path: str) -> None:
+    """Merge the shards of the log ``path`` when this process exits.
+
+    Only this process merges: fork children inherit atexit hooks (gunicorn workers, os.fork)
+    and multiprocessing children re-create handlers (spawn, forkserver); their merges would
+    race the parent's and each other's.
+    """
+    if path in _at_exit:
+        return
+    _at_exit.add(path)
+    atexit.register(_merge_now, path, os.getpid())
+
+
+def _merge_now(path: str, pid: int) -> None:
+    import multiprocessing
+
+    if os.getpid() != pid or multiprocessing.parent_process() is not None:
+        return
+    # Python joins non-daemonic children at exit anyway, but after this hook (atexit runs in
+    # reverse order of registration); join them first so their shards are finished.
+    for child in multiprocessing.active_children():
+        if not child.daemon:
+            child.join()
+    # This process's own shard is live while open: close it (a later record reopens it). Found
+    # by path: the handler may have been closed and replaced by a reconfiguration.
+    close_path("per-process", os.path.realpath(path))
+    try:
+        report = merge(path)
+    except Exception as exc:  # at exit there is no caller left to handle it
+        print(f"safelog: merge at exit: {exc}", file=sys.stderr)
+        return
+    for p in report.problems:
+        print(f"safelog: merge at exit: {p}", file=sys.stderr)
