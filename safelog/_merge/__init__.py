@@ -59,9 +59,9 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import IO, Any, Callable
 
-from ._primitives.atomic import atomic_write, create_temp, fsync_dir
-from ._primitives.lock import LOCK_EX, try_lock
-from ._primitives.shard import hostname, parse_shard_name
+from .._primitives.atomic import atomic_write, create_temp, fsync_dir
+from .._primitives.lock import LOCK_EX, try_lock
+from .._primitives.shard import hostname, parse_shard_name
 
 
 __all__ = ["merge", "MergeReport", "MergeError", "Problem"]
