@@ -11,7 +11,7 @@ import os
 import sys
 
 from ._merge import merge
-from ._sinks.base import close_path
+from ._sinks.registry import close_path
 
 __all__ = ["merge_at_exit"]
 

@@ -6,41 +6,22 @@ import datetime
 import logging
 import os
 import threading
-import time
 from typing import Any, Callable, ClassVar
 
-from ._sinks.flock import FlockSink
-from ._policy.compress import parse_compress
-from ._policy.options import check_bool, check_choice, check_int, check_str, parse_duration, parse_size
-from ._primitives.paths import resolve_log_path, unwritable_dir
-from ._primitives.perms import Perms, parse_chmod, parse_owner
-from ._sinks.perprocess import PerProcessSink
+from ._delivery.failures import Failures
+from ._delivery.outlet import Outlet
+from ._delivery.queue import Writer, attach, detach, prepare, revive
+from ._delivery.render import Renderer
 from ._exitmerge import merge_at_exit
-from ._delivery.queue import QueueSettings, Writer, attach, detach, prepare, revive
-from ._policy.rotation import Rollover
-from ._policy.timing import parse_time_policy
-from ._sinks.base import FileOptions, Sink, acquire, release
-from ._sinks.thread import ThreadSink
+from ._policy.config import UNSET, Config, parse_config
+from ._policy.rotation import Rollover, RotationHooks
+from ._primitives.paths import resolve_log_path, unwritable_dir
+from ._sinks.base import Sink
+from ._sinks.registry import STRATEGIES, acquire, release
 
 __all__ = ["SafeFileHandler", "STRATEGIES"]
 
-STRATEGIES: dict[str, type[Sink]] = {
-    "thread": ThreadSink,
-    "flock": FlockSink,
-    "per-process": PerProcessSink,
-}
-
-_SENTINEL: Any = object()
-
-# escape_newlines: a message that carries a line break can forge whole log entries (CWE-117),
-# and terminal control sequences can rewrite what `tail -f` shows. Every C0/C1 control
-# character but TAB, plus DEL and the Unicode line/paragraph separators (which
-# str.splitlines() and some viewers treat as line ends), is written as a visible escape; the
-# terminator is added after, so each record stays exactly one line.
-_ESCAPES: dict[int, str] = {
-    c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09
-}
-_ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+_SENTINEL: Any = UNSET
 
 
 class SafeFileHandler(logging.Handler):
@@ -103,165 +84,102 @@ class SafeFileHandler(logging.Handler):
         owner: str | None = None,
         **unknown: Any,
     ) -> None:
-        if unknown:
-            raise TypeError(
-                f"{type(self).__name__} got unknown option(s) {', '.join(sorted(unknown))}; "
-                f"valid options: filename, strategy, max_bytes (maxBytes), backup_count "
-                f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, "
-                f"merge_on_exit, escape_newlines, nonblocking, queue_size, overflow, flush_interval, "
-                f"flush_level, max_batch, when, interval, utc, atTime, rotate_every, compress, "
-                f"retention, chmod, owner"
-            )
-        if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
-            raise TypeError(f"filename must be a path, not {filename!r}")
-        if "\0" in os.fspath(filename):
-            raise ValueError(f"filename={filename!r} contains a NUL character")
-        if strategy is None:
-            strategy = self.default_strategy
-        elif strategy != self.default_strategy and _pins_strategy(type(self)):
-            raise ValueError(
-                f"strategy={strategy!r} conflicts with {type(self).__name__}, which is the "
-                f"{self.default_strategy!r} strategy; use safelog.SafeFileHandler instead"
-            )
-        self.strategy = check_choice("strategy", strategy, tuple(STRATEGIES))
-        self.merge_on_exit = check_bool("merge_on_exit", merge_on_exit)
-        if self.merge_on_exit and self.strategy != "per-process":
-            raise ValueError(
-                f"merge_on_exit=True needs strategy='per-process' (got {self.strategy!r}): "
-                f"only per-process shards are merged"
-            )
-        size = _one_of("max_bytes", max_bytes, "maxBytes", maxBytes, 0)
-        count = _one_of("backup_count", backup_count, "backupCount", backupCount, 0)
-        self.maxBytes = parse_size("max_bytes", size)
-        self.backupCount = check_int("backup_count", count)
-        mode = check_choice("mode", mode, ("a", "w"))
-        if mode == "w" and self.strategy == "flock":
-            raise ValueError(
-                "mode='w' with strategy='flock' would let every process truncate what the others "
-                "wrote; use mode='a' (or strategy='thread')"
-            )
-        self.mode = mode
-        self.encoding = check_str("encoding", encoding) or "utf-8"
-        # Lone surrogates or unencodable text must not cost the user a record: default to an
-        # escaping error handler rather than 'strict'.
-        self.errors = check_str("errors", errors) or "backslashreplace"
-        try:
-            "".encode(self.encoding, self.errors)
-            import codecs
-
-            codecs.lookup_error(self.errors)
-        except LookupError as exc:
-            raise ValueError(f"encoding={self.encoding!r} / errors={self.errors!r}: {exc}") from None
-        if "a\n".encode(self.encoding) != b"a\n":
-            # Each record is encoded on its own: UTF-16/32 would put a byte-order mark in front
-            # of every record, and a line end that is not the byte 0x0A breaks every reader
-            # (tail, grep, merge, audit) that splits records on it.
-            raise ValueError(
-                f"encoding={self.encoding!r} is not ASCII-compatible; log files are read line by "
-                f"line, use an encoding such as 'utf-8'"
-            )
-        if namer is not None and not callable(namer):
-            raise TypeError(f"namer must be callable, not {namer!r}")
-        if rotator is not None and not callable(rotator):
-            raise TypeError(f"rotator must be callable, not {rotator!r}")
-        self.namer = namer
-        self.rotator = rotator
-        self.delay = check_bool("delay", delay)
-        self.escape_newlines = check_bool("escape_newlines", escape_newlines)
-        self.baseFilename = os.path.abspath(os.fspath(filename))
-        if os.path.isdir(self.baseFilename):
+        cls = type(self)
+        config = parse_config(
+            cls.__name__, self.default_strategy, _pins_strategy(cls), filename, mode, maxBytes, backupCount,
+            encoding, delay, errors, strategy=strategy, max_bytes=max_bytes, backup_count=backup_count,
+            namer=namer, rotator=rotator, lock_dir=lock_dir, merge_on_exit=merge_on_exit,
+            escape_newlines=escape_newlines, nonblocking=nonblocking, queue_size=queue_size,
+            overflow=overflow, flush_interval=flush_interval, flush_level=flush_level,
+            max_batch=max_batch, when=when, interval=interval, utc=utc, atTime=atTime,
+            rotate_every=rotate_every, compress=compress, retention=retention, chmod=chmod,
+            owner=owner, **unknown,
+        )  # fmt: skip
+        if os.path.isdir(config.filename):
             raise ValueError(f"filename={os.fspath(filename)!r} is a directory")
-        if lock_dir is not None and (
-            not isinstance(lock_dir, (str, os.PathLike)) or not os.fspath(lock_dir)
-        ):
-            raise TypeError(f"lock_dir must be a directory path, not {lock_dir!r}")
-        lock_dir_s = None if lock_dir is None else os.path.abspath(os.fspath(lock_dir))
-        self.lock_dir = lock_dir_s
-        self.nonblocking = check_bool("nonblocking", nonblocking)
-        queue_options = {
-            "queue_size": queue_size,
-            "overflow": overflow,
-            "flush_interval": flush_interval,
-            "flush_level": flush_level,
-            "max_batch": max_batch,
-        }
-        if not self.nonblocking and any(v is not None for v in queue_options.values()):
-            given = ", ".join(k for k, v in queue_options.items() if v is not None)
-            raise ValueError(f"{given} only apply with nonblocking=True")
-        self.overflow = check_choice("overflow", "block" if overflow is None else overflow, ("block", "drop"))
-        self._drop = self.overflow == "drop"
-        self.flush_level = _level("flush_level", logging.ERROR if flush_level is None else flush_level)
-        queue_settings = QueueSettings(
-            queue_size=check_int("queue_size", 10_000 if queue_size is None else queue_size, minimum=1),
-            flush_interval=parse_duration("flush_interval", 0.2 if flush_interval is None else flush_interval),
-            max_batch=check_int("max_batch", 1000 if max_batch is None else max_batch, minimum=1),
-        )
+        self._build(config)
+        super().__init__()
+        try:
+            self._open(config, os.fspath(filename))
+        except BaseException:
+            _unregister(self)
+            raise
 
-        self.utc = check_bool("utc", utc)
-        timing = parse_time_policy(when, interval, self.utc, atTime, rotate_every)
-        codec = parse_compress(compress)
-        max_age = None if retention is None else parse_duration("retention", retention, positive=True)
-        file_chmod = parse_chmod(chmod)
-        uid, gid = parse_owner(owner)
-        perms = Perms(file_chmod, uid, gid)
+    def _build(self, config: Config) -> None:
+        """The stdlib attributes, and the values the layers below are handed."""
+        self.config = config
+        self.strategy = config.strategy
+        self.baseFilename = config.filename
+        self.mode = config.mode
+        self.encoding = config.encoding
+        self.errors = config.errors
+        self.delay = config.delay
+        self.maxBytes = config.max_bytes
+        self.backupCount = config.backup_count
+        self.namer = config.namer
+        self.rotator = config.rotator
+        self.lock_dir = config.lock_dir
+        self.merge_on_exit = config.merge_on_exit
+        self.escape_newlines = config.escape_newlines
+        self.nonblocking = config.nonblocking
+        self.overflow = config.overflow
+        self._drop = config.overflow == "drop"
+        self.flush_level = config.flush_level
+        self.utc = config.utc
+        timing = config.timing
         self.when = None if timing is None else timing.when
         self.interval = 1 if timing is None else timing.interval
         self.atTime = None if timing is None else timing.at_time
-
-        # Size rotation needs somewhere to rotate to: with backupCount=0 the stdlib never
-        # rotates either ("if either is zero, rollover never occurs"). Time rotation names
-        # backups by period, so there backupCount=0 means "keep them all", as in the stdlib.
+        self._writer: Writer | None = None
         self._rollover: Rollover | None = None
-        if timing is not None or (self.maxBytes > 0 and self.backupCount > 0):
-            self._rollover = Rollover(
-                self, self.maxBytes, self.backupCount, timing, codec, max_age, perms if perms.active else None
+        if config.rotates:
+            # Looked up on every use, as BaseRotatingHandler does: a namer or rotator assigned
+            # after construction, or a subclass's methods, are the ones that count.
+            hooks = RotationHooks(
+                name=lambda name: self.rotation_filename(name),
+                move=lambda source, dest: self.rotate(source, dest),
+                plain=lambda: self.namer is None,
+                report=lambda record: self.handleError(record),
             )
-        elif codec is not None or max_age is not None:
-            what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
-            raise ValueError(
-                f"{what} applies to rotated backups, but this handler never rotates: give "
-                f"max_bytes and backup_count, or when / rotate_every"
+            perms = config.perms if config.perms.active else None
+            self._rollover = Rollover(
+                hooks, config.max_bytes, config.backup_count, timing, config.codec, config.max_age, perms
             )
 
-        super().__init__()
-        options = FileOptions(
-            encoding=self.encoding,
-            errors=self.errors,
-            truncate=mode == "w",
-            file_mode=perms.create_mode,
-            lock_dir=lock_dir_s,
-            perms=perms if perms.active else None,
-        )
-        real = resolve_log_path(self.baseFilename)
-        self._sink_key: tuple[type[Sink], str, FileOptions] = (STRATEGIES[self.strategy], real, options)
-        self._sink = acquire(*self._sink_key)
-        self._fail_lock = threading.Lock()
-        self._lost = 0
-        self._lost_since = 0.0
-        self._lost_error = ""
-        if self.merge_on_exit:
-            merge_at_exit(self.baseFilename)
-        if not self.delay and self.strategy != "per-process":
+    def _open(self, config: Config, given: str) -> None:
+        """Share the path's sink and open it (unless ``delay``)."""
+        self._render = Renderer(self, config.escape_newlines).render
+        self._failures = Failures(lambda record: self.handleError(record), config.filename)
+        self._sink_lock = threading.Lock()  # guards swapping the sink on close() and reopen
+        real = resolve_log_path(config.filename)
+        self._real = real
+        self._sink = acquire(real, config)
+        if config.merge_on_exit:
+            merge_at_exit(config.filename)
+        if not config.delay and config.strategy != "per-process":
             # Open now so a bad path fails at configuration time, like logging.FileHandler.
             try:
                 self._sink.open()
             except OSError as exc:
-                release(self._sink)
-                raise ValueError(f"filename={os.fspath(filename)!r} cannot be opened: {exc}") from exc
-        elif not self.delay:
+                release(self._sink, config)
+                raise ValueError(f"filename={given!r} cannot be opened: {exc}") from exc
+        elif not config.delay:
             # The shard is opened lazily, in the process that writes (after any fork); a
             # directory it can never be created in should still fail here, not at emit time.
             problem = unwritable_dir(real)
             if problem is not None:
-                release(self._sink)
-                raise ValueError(f"filename={os.fspath(filename)!r} cannot be opened: {problem}")
-        self._writer: Writer | None = None
-        if self.nonblocking:
-            try:
-                self._writer = attach(self._sink, queue_settings)
-            except ValueError:
-                release(self._sink)
-                raise
+                release(self._sink, config)
+                raise ValueError(f"filename={given!r} cannot be opened: {problem}")
+        if config.queue is not None:
+            self._outlet = Outlet(
+                config.filename,
+                self._render,
+                self._rollover,
+                lambda record, exc: self._write_failed(record, exc),
+                self._failures,
+                lambda record: self.handleError(record),
+            )
+            self._writer = attach(self._sink, config.queue)
 
     # -- logging.Handler -------------------------------------------------------------------
 
@@ -288,7 +206,7 @@ class SafeFileHandler(logging.Handler):
             except Exception:
                 self.handleError(record)
                 return
-            if writer.put(self, prepared, type(record), record.levelno >= self.flush_level, self._drop):
+            if writer.put(self._outlet, prepared, type(record), record.levelno >= self.flush_level, self._drop):
                 return
             # The writer has stopped (interpreter exit).
             record = revive(type(record), prepared)
@@ -297,29 +215,18 @@ class SafeFileHandler(logging.Handler):
         except Exception as exc:
             self._write_failed(record, exc)
             return
-        if self._lost:
-            self._report_recovery()
+        if self._failures.lost:
+            self._failures.recover(self._write_now)
 
-    def _render(self, record: logging.LogRecord) -> str | None:
-        """The text written for ``record``: formatted, control characters escaped if asked; None
-        when it cannot be formatted (reported through handleError).
-
-        One place for both paths: emit() in the caller and the non-blocking writer thread.
-        """
-        try:
-            msg = self.format(record)
-        except Exception:
-            self.handleError(record)
-            return None
-        if self.escape_newlines:
-            msg = msg.translate(_ESCAPES)
-        return msg
+    def _write_now(self, record: logging.LogRecord) -> None:
+        self._sink.write_record(self._render, record, self._rollover)
 
     def _at_fork_reinit(self) -> None:
         # logging calls this in a forked child for every handler (3.9+). A parent thread that
-        # was reporting a failure at fork time holds _fail_lock forever in the child.
+        # held one of these locks at fork time holds it forever in the child.
         super()._at_fork_reinit()  # type: ignore[misc]  # private, logging 3.9+
-        self._fail_lock = threading.Lock()
+        self._sink_lock = threading.Lock()
+        self._failures.after_fork()
 
     def flush(self) -> None:
         """Wait until the queued records are written (non-blocking mode); a synchronous handler
@@ -333,10 +240,10 @@ class SafeFileHandler(logging.Handler):
         if writer is not None:
             # Drain before the sink can close: nothing queued is lost on close()/shutdown().
             detach(writer)
-        with self._fail_lock:
+        with self._sink_lock:
             sink, self._sink = self._sink, _ClosedSink(self)
         if not isinstance(sink, _ClosedSink):
-            release(sink)
+            release(sink, self.config)
         super().close()
 
     # -- rotation hooks, as in logging.handlers.BaseRotatingHandler ------------------------
@@ -355,36 +262,7 @@ class SafeFileHandler(logging.Handler):
 
     def _write_failed(self, record: logging.LogRecord, exc: BaseException) -> None:
         """Count the lost record; report only the first failure of a burst via handleError."""
-        with self._fail_lock:
-            first = self._lost == 0
-            self._lost += 1
-            if first:
-                self._lost_since = time.time()
-                self._lost_error = f"{type(exc).__name__}: {exc}"
-        if first:
-            self.handleError(record)
-
-    def _report_recovery(self) -> None:
-        with self._fail_lock:
-            lost, self._lost = self._lost, 0
-            since, error = self._lost_since, self._lost_error
-        if not lost:
-            return
-        note = logging.LogRecord(
-            "safelog",
-            logging.WARNING,
-            __file__,
-            0,
-            "safelog: %d record(s) could not be written to %s since %s (%s); writing resumed",
-            (lost, self.baseFilename, time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)), error),
-            None,
-        )
-        try:
-            self._sink.write_record(self._render, note, self._rollover)
-        except Exception as exc:
-            with self._fail_lock:
-                self._lost += lost
-            self._write_failed(note, exc)
+        self._failures.failed(record, exc)
 
     def _reopen(self) -> Sink:
         """The sink for a record that arrived after close(), as logging.FileHandler reopens.
@@ -395,15 +273,23 @@ class SafeFileHandler(logging.Handler):
         silently lose the access log, so a closed handler in append mode reopens, like the
         stdlib's; in mode 'w' it does not, as reopening would truncate the file again.
         """
-        with self._fail_lock:
+        with self._sink_lock:
             if isinstance(self._sink, _ClosedSink):
                 if self.mode == "w":
                     raise ValueError("I/O operation on closed handler")
-                self._sink = acquire(*self._sink_key)
+                self._sink = acquire(self._real, self.config)
             return self._sink
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
+
+
+def _unregister(handler: logging.Handler) -> None:
+    """Take a handler whose construction failed out of logging's list of handlers, so that
+    ``logging.shutdown()`` at exit does not flush or close a half-built object (and stop there,
+    before the handlers after it in the list)."""
+    with logging._lock:  # type: ignore[attr-defined]  # private; present on every version
+        logging._handlerList[:] = [r for r in logging._handlerList if r() is not handler]  # type: ignore[attr-defined]
 
 
 def _pins_strategy(cls: type) -> bool:
@@ -411,30 +297,6 @@ def _pins_strategy(cls: type) -> bool:
     subclass of SafeFileHandler (to override handleError, say) keeps the strategy option."""
     below = cls.__mro__[: cls.__mro__.index(SafeFileHandler)]
     return any("default_strategy" in vars(c) for c in below)
-
-
-def _level(option: str, value: Any) -> int:
-    """A level number from an int or a level name such as ``"ERROR"``."""
-    if isinstance(value, bool):
-        raise TypeError(f"{option} must be a level name or number, not {value!r}")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        level = logging.getLevelName(value.strip().upper())
-        if isinstance(level, int):
-            return level
-        raise ValueError(f"{option}={value!r} is not a level name (e.g. 'ERROR', 'WARNING')")
-    raise TypeError(f"{option} must be a level name or number, not {value!r}")
-
-
-def _one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
-    if value is not _SENTINEL and alias_value is not _SENTINEL and value != alias_value:
-        raise ValueError(f"{name}={value!r} and {alias}={alias_value!r} disagree; give one of them")
-    if value is not _SENTINEL:
-        return value
-    if alias_value is not _SENTINEL:
-        return alias_value
-    return default
 
 
 class _ClosedSink(Sink):

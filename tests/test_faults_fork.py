@@ -88,7 +88,7 @@ def test_fork_while_a_failure_is_being_reported(tmp_path):
     held, release = threading.Event(), threading.Event()
 
     def hold() -> None:
-        with h._fail_lock:
+        with h._failures._lock:
             held.set()
             release.wait()
 

@@ -28,14 +28,13 @@ import threading
 import time
 from collections import deque
 from time import monotonic, perf_counter
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional, Union
+from typing import Any, Optional, Union
 
+from .._policy.config import QueueSettings
 from .._sinks.base import PartialWrite, Sink
+from .outlet import Outlet
 
-if TYPE_CHECKING:
-    from .._handler import SafeFileHandler
-
-__all__ = ["QueueSettings", "Writer", "attach", "detach", "prepare", "revive"]
+__all__ = ["Writer", "attach", "detach", "prepare", "revive"]
 
 # The writer formats records while holding the GIL. An event loop thread that wants the GIL
 # back waits up to sys.getswitchinterval() (5 ms) before the interpreter forces a switch, so a
@@ -48,14 +47,6 @@ _YIELD = 0.0002
 
 _DEFAULT_FORMATTER = logging.Formatter()
 _new_object = object.__new__
-
-
-class QueueSettings(NamedTuple):
-    """The options that belong to the shared writer of a file, not to one handler."""
-
-    queue_size: int
-    flush_interval: float
-    max_batch: int
 
 
 def prepare(record: logging.LogRecord, formatter: logging.Formatter | None) -> dict[str, Any]:
@@ -87,9 +78,9 @@ def revive(cls: type[logging.LogRecord], attrs: dict[str, Any]) -> logging.LogRe
     return new
 
 
-# A queued item: the handler that formats it and either a prepared record (its attributes and
-# class) or, for the notice of records dropped on overflow, their number (and None).
-_Item = tuple["SafeFileHandler", Union[dict[str, Any], int], Optional[type[logging.LogRecord]]]
+# A queued item: the outlet of the handler that formats it and either a prepared record (its
+# attributes and class) or, for the notice of records dropped on overflow, their number (and None).
+_Item = tuple[Outlet, Union[dict[str, Any], int], Optional[type[logging.LogRecord]]]
 
 
 class Writer:
@@ -120,12 +111,12 @@ class Writer:
         self._queued = 0
         self._written = 0
         self._dropped = 0
-        self._drop_handler: SafeFileHandler | None = None
+        self._drop_outlet: Outlet | None = None
 
     # -- caller side ------------------------------------------------------------------------
 
     def put(
-        self, handler: SafeFileHandler, attrs: dict[str, Any], cls: type[logging.LogRecord], urgent: bool, drop: bool
+        self, outlet: Outlet, attrs: dict[str, Any], cls: type[logging.LogRecord], urgent: bool, drop: bool
     ) -> bool:
         """Queue one prepared record. False means "write it yourself": the writer has stopped
         (interpreter exit)."""
@@ -138,12 +129,12 @@ class Writer:
                     # Logged from inside the writer (a rotator, namer or formatter that logs):
                     # it holds the file lock, so it can neither wait for room nor write now. The
                     # next batch takes it; one record over the bound is the lesser evil.
-                    q.append((handler, attrs, cls))
+                    q.append((outlet, attrs, cls))
                     self._queued += 1
                     return True
                 if drop:
                     self._dropped += 1
-                    self._drop_handler = handler
+                    self._drop_outlet = outlet
                     return True
                 self._blocked += 1
                 # A full queue is written now, not at the end of flush_interval.
@@ -163,11 +154,11 @@ class Writer:
             if self._dropped:
                 # The notice goes where the gap is: after the records queued before the drops,
                 # before the first one that found room again.
-                assert self._drop_handler is not None
-                q.append((self._drop_handler, self._dropped, None))
+                assert self._drop_outlet is not None
+                q.append((self._drop_outlet, self._dropped, None))
                 self._queued += 1
                 self._dropped = 0
-            q.append((handler, attrs, cls))
+            q.append((outlet, attrs, cls))
             self._queued += 1
             if urgent:
                 self._urgent = True
@@ -276,23 +267,24 @@ class Writer:
     def _write(self, batch: list[_Item]) -> None:
         i, n = 0, len(batch)
         while i < n:
-            handler = batch[i][0]
+            outlet = batch[i][0]
             j = i + 1
-            while j < n and batch[j][0] is handler:
+            while j < n and batch[j][0] is outlet:
                 j += 1
             try:
-                self._write_group(handler, batch[i:j])
+                self._write_group(outlet, batch[i:j])
             except Exception:  # pragma: no cover - a bug must not kill the writer
-                handler.handleError(logging.makeLogRecord({"msg": "safelog writer"}))
+                outlet.handle_error(logging.makeLogRecord({"msg": "safelog writer"}))
             i = j
 
-    def _write_group(self, handler: SafeFileHandler, items: list[_Item]) -> None:
+    def _write_group(self, outlet: Outlet, items: list[_Item]) -> None:
         records: list[logging.LogRecord] = []
         msgs: list[tuple[str, float]] = []
+        render = outlet.render
         slice_end = perf_counter() + _SLICE
         for k, (_, item, cls) in enumerate(items):
-            record = _drop_notice(item, handler.baseFilename) if isinstance(item, int) else revive(cls, item)  # type: ignore[arg-type]
-            msg = handler._render(record)
+            record = _drop_notice(item, outlet.path) if isinstance(item, int) else revive(cls, item)  # type: ignore[arg-type]
+            msg = render(record)
             if msg is None:
                 continue  # reported
             msgs.append((msg, record.created))
@@ -302,14 +294,14 @@ class Writer:
                     time.sleep(_YIELD)
                 slice_end = perf_counter() + _SLICE
         try:
-            self.sink.write_many(msgs, handler._rollover)
+            self.sink.write_many(msgs, outlet.rollover)
         except PartialWrite as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
             for record in records[exc.written :]:
-                handler._write_failed(record, cause)
+                outlet.failed(record, cause)
             return
-        if handler._lost:
-            handler._report_recovery()
+        if outlet.failures.lost:
+            outlet.failures.recover(lambda note: self.sink.write_record(render, note, outlet.rollover))
 
 
 def _drop_notice(count: int, path: str) -> logging.LogRecord:
@@ -329,19 +321,13 @@ _writers_lock = threading.Lock()
 
 
 def attach(sink: Sink, settings: QueueSettings) -> Writer:
-    """The writer of ``sink``, created on first use; a second handler must agree on its settings."""
+    """The writer of ``sink``, created on first use. The handlers of one file agree on its
+    settings: the sink registry refused any that did not."""
     with _writers_lock:
         writer = _writers.get(id(sink))
         if writer is None or writer.sink is not sink:
             writer = Writer(sink, settings)
             _writers[id(sink)] = writer
-        elif writer.settings != settings:
-            raise ValueError(
-                f"{sink.path} already has a non-blocking writer with queue_size="
-                f"{writer.settings.queue_size}, flush_interval={writer.settings.flush_interval}, "
-                f"max_batch={writer.settings.max_batch}; every non-blocking handler of one file "
-                f"shares it, so give them the same values"
-            )
         writer.refs += 1
     _hook_multiprocessing()
     _hook_sigterm()

@@ -26,7 +26,7 @@ import os
 import re
 import sys
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, NamedTuple
 
 from . import compress as _compress
 from .compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec
@@ -34,10 +34,9 @@ from .._primitives.lock import LOCK_EX, try_lock
 from .timing import TimePolicy
 
 if TYPE_CHECKING:
-    from .._handler import SafeFileHandler
     from .._primitives.perms import Perms
 
-__all__ = ["Rollover", "SIZE", "TIME"]
+__all__ = ["Rollover", "RotationHooks", "SIZE", "TIME"]
 
 SIZE = 1
 TIME = 2
@@ -53,16 +52,26 @@ _DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) +
 RETRY_INTERVAL = 1.0
 
 
+class RotationHooks(NamedTuple):
+    """What rotation needs from the handler that owns it, handed in when it is built: the
+    ``logging.handlers.BaseRotatingHandler`` hooks, and where to report a failure."""
+
+    name: Callable[[str], str]  # rotation_filename(): the default backup name -> the real one
+    move: Callable[[str, str], None]  # rotate(): move the log to its backup name
+    plain: Callable[[], bool]  # True while backups have the default names (no namer set)
+    report: Callable[[logging.LogRecord], None]  # handleError()
+
+
 class Rollover:
     """Size and/or time rotation, retention and compression of one handler's log."""
 
     __slots__ = (
-        "max_bytes", "backup_count", "timing", "codec", "max_age", "perms", "_handler", "_retry_at", "_failing"
+        "max_bytes", "backup_count", "timing", "codec", "max_age", "perms", "_hooks", "_retry_at", "_failing"
     )
 
     def __init__(
         self,
-        handler: SafeFileHandler,
+        hooks: RotationHooks,
         max_bytes: int,
         backup_count: int,
         timing: TimePolicy | None = None,
@@ -76,7 +85,7 @@ class Rollover:
         self.codec = codec
         self.max_age = max_age
         self.perms = perms
-        self._handler = handler
+        self._hooks = hooks
         self._retry_at = 0.0
         self._failing = False
 
@@ -132,21 +141,21 @@ class Rollover:
             new_period = self.timing.period_start(created)
         if size == 0:
             return new_period, ""
-        h = self._handler
+        h = self._hooks
         try:
             if self.timing is None:
                 dest = self._shift(path)
             else:
                 assert period is not None
                 dest = self._free_name(path, period)
-            h.rotate(path, dest)
+            h.move(path, dest)
         except OSError:
             self._retry_at = monotonic() + RETRY_INTERVAL
             if not self._failing:
                 self._failing = True
                 # One report per failure burst, with the traceback of this error; the record
                 # that found the file due is still written, to the current file.
-                h.handleError(
+                h.report(
                     logging.makeLogRecord(
                         {"name": "safelog", "levelno": logging.ERROR, "levelname": "ERROR",
                          "msg": "safelog: cannot rotate %s; writing on to it, retrying every %.0f s",
@@ -158,7 +167,7 @@ class Rollover:
         return new_period, dest
 
     def _name(self, path: str, i: int) -> str:
-        return self._handler.rotation_filename(f"{path}.{i}")
+        return self._hooks.name(f"{path}.{i}")
 
     def _shift(self, path: str) -> str:
         """``path.1 … path.N-1`` → ``path.2 … path.N`` (with their compressed forms).
@@ -192,7 +201,7 @@ class Rollover:
         stem = f"{path}.{self.timing.stamp(period)}"
         n = 0
         while True:
-            dest = self._handler.rotation_filename(stem if n == 0 else f"{stem}.{n}")
+            dest = self._hooks.name(stem if n == 0 else f"{stem}.{n}")
             if not any(os.path.lexists(dest + ext) for ext in _FORMS):
                 return dest
             n += 1
@@ -277,11 +286,11 @@ class Rollover:
         return backups, tmps
 
     def _key_function(self, path: str) -> Callable[[str], tuple[Any, ...] | None]:
-        h = self._handler
+        h = self._hooks
         if self.timing is None:
             # Size backups: exactly the names .1 … .N (through the namer).
             n = self.backup_count
-            if h.namer is None:
+            if h.plain():
                 srx = re.compile(re.escape(path) + r"\.([1-9]\d*)$")
 
                 def size_key(p: str) -> tuple[Any, ...] | None:
@@ -292,7 +301,7 @@ class Rollover:
             names = {self._name(path, i): i for i in range(1, n + 1)}
             return lambda p: (-names[p],) if p in names else None
         stamp = self.timing.stamp_re
-        if h.namer is None:
+        if h.plain():
             rx = re.compile(re.escape(path) + r"\.(" + stamp + r")(?:\.(\d+))?$")
 
             def key(p: str) -> tuple[Any, ...] | None:
@@ -307,10 +316,10 @@ class Rollover:
             # one of our own default names into exactly it.
             for m in srx.finditer(os.path.basename(p)):
                 stem = f"{path}.{m.group(0)}"
-                if h.rotation_filename(stem) == p:
+                if h.name(stem) == p:
                     return (m.group(0), 0)
                 for n in re.findall(r"\d+", os.path.basename(p)[m.end() :]):
-                    if h.rotation_filename(f"{stem}.{int(n)}") == p:
+                    if h.name(f"{stem}.{int(n)}") == p:
                         return (m.group(0), int(n))
             return None
 

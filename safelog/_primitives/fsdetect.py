@@ -10,6 +10,7 @@ prefix of the (resolved) directory is the one the file lives on.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
 __all__ = [
@@ -119,8 +120,9 @@ def network_fs(path: str, mounts: str | None = None) -> str | None:
 _warned: set[str] = set()
 
 
-def warn_if_network(path: str, what: str, *, stacklevel: int = 2) -> None:
-    """Warn once per network mount and process when ``path`` is on a network file system."""
+def warn_if_network(path: str, what: str) -> None:
+    """Warn once per network mount and process when ``path`` is on a network file system; the
+    warning points at the first caller outside safelog (the code that built the handler)."""
     point, kind = _mount_of(_existing_dir(path), _read_mounts())
     if kind.split(".", 1)[0] not in _NETWORK or point in _warned:
         return
@@ -131,5 +133,14 @@ def warn_if_network(path: str, what: str, *, stacklevel: int = 2) -> None:
         f"hosts can lose or interleave records. Use strategy='per-process' (one file per "
         f"process, merged later), or keep the log on a local disk.",
         NetworkFileSystemWarning,
-        stacklevel=stacklevel + 1,
+        stacklevel=_outside_package(),
     )
+
+
+def _outside_package() -> int:
+    """The ``stacklevel`` of the innermost frame of the caller that is not safelog's own code."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level

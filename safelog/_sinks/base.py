@@ -3,11 +3,11 @@
 A :class:`Sink` is the per-process state behind every handler that writes one real path: the
 file descriptor, the thread lock, the size. ``logging.Handler.handle()`` holds a lock per
 *handler*; two handlers on the same path would not exclude each other, so the lock lives here,
-shared through :func:`acquire`.
+shared through :func:`.registry.acquire`.
 
 Strategies subclass :class:`Sink` and fill in :meth:`Sink._append` ("how do concurrent writers
-append and rotate safely"); everything else (opening, reopening, fork safety, the registry,
-partial writes) is here once.
+append and rotate safely"); everything else (opening, reopening, fork safety, partial writes)
+is here once. One sink per real path per process is kept by :mod:`.registry`.
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ import logging
 import math
 import os
 import threading
-import weakref
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Sequence
 
 from .._policy import compress as _compress
+from .._policy.config import FileOptions
 from .._primitives.perms import Perms, create_exclusive
 
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
-__all__ = ["Sink", "acquire", "release", "close_path", "FileOptions", "PartialWrite"]
+__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
@@ -37,31 +37,6 @@ CHECK_INTERVAL = 1.0
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
-
-
-class FileOptions:
-    """The open-time options every strategy needs, validated by the handler."""
-
-    __slots__ = ("encoding", "errors", "truncate", "file_mode", "lock_dir", "perms")
-
-    def __init__(
-        self,
-        encoding: str,
-        errors: str,
-        truncate: bool,
-        file_mode: int,
-        lock_dir: str | None,
-        perms: Perms | None = None,
-    ) -> None:
-        self.encoding = encoding
-        self.errors = errors
-        self.truncate = truncate
-        self.file_mode = file_mode
-        self.lock_dir = lock_dir
-        self.perms = perms
-
-    def key(self) -> tuple[object, ...]:
-        return (self.lock_dir,)
 
 
 def open_append(path: str, mode: int, *, truncate: bool = False, perms: Perms | None = None) -> int:
@@ -394,64 +369,3 @@ class Sink:
         means a shared lock), so start over with fresh ones."""
         self._tlock = self._new_lock()
         self._close_files()
-
-
-_registry: dict[tuple[object, ...], Sink] = {}
-_registry_lock = threading.Lock()
-_all_sinks: weakref.WeakSet[Sink] = weakref.WeakSet()
-
-
-def acquire(cls: type[Sink], path: str, options: FileOptions) -> Sink:
-    """Return the process-wide sink of ``cls`` for ``path``, creating it on first use."""
-    key = (path,) + options.key()
-    with _registry_lock:
-        sink = _registry.get(key)
-        if sink is None:
-            sink = cls(path, options)
-            _registry[key] = sink
-            _all_sinks.add(sink)
-        else:
-            # One file, one way of writing it: a second handler that asked for another strategy
-            # or encoding would otherwise be silently ignored (or, for strategies, rotate the
-            # file behind the first one's back).
-            mine = (cls.kind, options.encoding, options.errors)
-            theirs = (sink.kind, sink.options.encoding, sink.options.errors)
-            if mine != theirs:
-                raise ValueError(
-                    f"filename={path!r} is already open in this process with strategy="
-                    f"{theirs[0]!r}, encoding={theirs[1]!r}, errors={theirs[2]!r}; another handler "
-                    f"asked for strategy={mine[0]!r}, encoding={mine[1]!r}, errors={mine[2]!r}"
-                )
-        sink.refs += 1
-        return sink
-
-
-def release(sink: Sink) -> None:
-    """Drop one handler's reference; the last one closes the file."""
-    with _registry_lock:
-        sink.refs -= 1
-        if sink.refs > 0:
-            return
-        key = (sink.path,) + sink.options.key()
-        if _registry.get(key) is sink:
-            del _registry[key]
-    sink.close()
-
-
-def close_path(kind: str, path: str) -> None:
-    """Close every sink of strategy ``kind`` on the real ``path`` in this process (its next
-    record reopens it); used to finish this process's own shard before a merge at exit."""
-    for sink in list(_all_sinks):
-        if sink.kind == kind and sink.path == path:
-            sink.close()
-
-
-def _reinit_after_fork() -> None:
-    global _registry_lock
-    _registry_lock = threading.Lock()
-    for sink in list(_all_sinks):
-        sink._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reinit_after_fork)

@@ -79,10 +79,10 @@ class FlockSink(Sink):
         # Record times before this one are inside the open file's period (see _in_known_period).
         self._fast_until = -math.inf
         # flock's promise does not hold on NFS/SMB/FUSE: worth one warning per network mount
-        # and process. stacklevel 4 points at the code that built the handler.
-        warn_if_network(path, "log file", stacklevel=4)
+        # and process, pointing at the code that built the handler.
+        warn_if_network(path, "log file")
         if options.lock_dir is not None:
-            warn_if_network(self.lock_path, "lock file", stacklevel=4)
+            warn_if_network(self.lock_path, "lock file")
 
     def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
         # Encoding needs no lock here (no per-shard numbering), so it happens before any.

@@ -17,7 +17,7 @@ from .._primitives.shard import ShardFrame, shard_path
 from .thread import ThreadSink
 
 if TYPE_CHECKING:
-    from .base import FileOptions
+    from .._policy.config import FileOptions
 
 __all__ = ["PerProcessSink"]
 

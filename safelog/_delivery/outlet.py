@@ -1,0 +1,24 @@
+"""What the layers below the handler need of one handler, handed to them as a value."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Callable, NamedTuple
+
+if TYPE_CHECKING:
+    from .._policy.rotation import Rollover
+    from .failures import Failures
+
+__all__ = ["Outlet"]
+
+
+class Outlet(NamedTuple):
+    """One handler as the non-blocking writer sees it: how to render its records, its rotation
+    policy, where its lost records are counted, and where a writer bug is reported."""
+
+    path: str
+    render: Callable[[logging.LogRecord], str | None]
+    rollover: Rollover | None
+    failed: Callable[[logging.LogRecord, BaseException], None]
+    failures: Failures
+    handle_error: Callable[[logging.LogRecord], None]

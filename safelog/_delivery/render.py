@@ -1,0 +1,49 @@
+"""The text a record becomes: the handler's formatter, then (optionally) escaped control
+characters. One renderer per handler, used in the caller and in the non-blocking writer alike."""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+__all__ = ["Renderer", "ESCAPES"]
+
+# escape_newlines: a message that carries a line break can forge whole log entries (CWE-117),
+# and terminal control sequences can rewrite what `tail -f` shows. Every C0/C1 control
+# character but TAB, plus DEL and the Unicode line/paragraph separators (which
+# str.splitlines() and some viewers treat as line ends), is written as a visible escape; the
+# terminator is added after, so each record stays exactly one line.
+ESCAPES: dict[int, str] = {
+    c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c != 0x09
+}
+ESCAPES.update({0x0A: "\\n", 0x0D: "\\r", 0x2028: "\\u2028", 0x2029: "\\u2029"})
+
+
+class Formats(Protocol):
+    """The public part of ``logging.Handler`` a renderer uses, looked up per record as the stdlib
+    does: a subclass override or an instance attribute set later is honoured."""
+
+    def format(self, record: logging.LogRecord) -> str: ...
+
+    def handleError(self, record: logging.LogRecord) -> None: ...
+
+
+class Renderer:
+    """``render(record)``: the formatted text, or None when the record cannot be formatted (it is
+    reported through ``handleError``, as ``logging.Handler.emit`` would)."""
+
+    __slots__ = ("_owner", "_escape")
+
+    def __init__(self, owner: Formats, escape: bool) -> None:
+        self._owner = owner
+        self._escape = escape
+
+    def render(self, record: logging.LogRecord) -> str | None:
+        try:
+            msg = self._owner.format(record)
+        except Exception:
+            self._owner.handleError(record)
+            return None
+        if self._escape:
+            msg = msg.translate(ESCAPES)
+        return msg

@@ -1,0 +1,318 @@
+"""Every handler option, parsed once into one frozen :class:`Config`.
+
+:func:`parse_config` is a pure function of the user's values: it opens no file and depends on
+nothing but the parsers of this layer, so the configuration tests call it directly and every
+conflict between the options of one handler is decided here, in one place. Conflicts between
+two handlers of one path in one process are decided here too (:func:`check_compatible`); the
+sink registry calls it when a second handler joins a file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, NamedTuple
+
+from .._primitives.perms import Perms, parse_chmod, parse_owner
+from .compress import Codec, parse_compress
+from .options import check_bool, check_choice, check_int, check_str, parse_duration, parse_size
+from .timing import TimePolicy, parse_time_policy
+
+__all__ = [
+    "Config",
+    "FileOptions",
+    "QueueSettings",
+    "STRATEGY_NAMES",
+    "OPTION_NAMES",
+    "parse_config",
+    "check_compatible",
+    "parse_level",
+]
+
+STRATEGY_NAMES = ("thread", "flock", "per-process")
+
+# Every keyword a handler accepts, in the order the unknown-option message lists them.
+OPTION_NAMES = (
+    "filename", "strategy", "max_bytes (maxBytes)", "backup_count (backupCount)", "mode", "encoding",
+    "errors", "delay", "namer", "rotator", "lock_dir", "merge_on_exit", "escape_newlines",
+    "nonblocking", "queue_size", "overflow", "flush_interval", "flush_level", "max_batch", "when",
+    "interval", "utc", "atTime", "rotate_every", "compress", "retention", "chmod", "owner",
+)  # fmt: skip
+
+# Marks an option the user did not give (None is a value some options accept).
+UNSET: Any = object()
+
+
+class QueueSettings(NamedTuple):
+    """The options that belong to the shared writer of a file, not to one handler."""
+
+    queue_size: int
+    flush_interval: float
+    max_batch: int
+
+
+class FileOptions(NamedTuple):
+    """The open-time options every strategy needs; the registry keys sinks by ``key()``."""
+
+    encoding: str
+    errors: str
+    truncate: bool
+    file_mode: int
+    lock_dir: str | None
+    perms: Perms | None = None
+
+    def key(self) -> tuple[object, ...]:
+        return (self.lock_dir,)
+
+
+@dataclass(frozen=True)
+class Config:
+    """One handler's options, validated and normalised (sizes in bytes, durations in seconds)."""
+
+    filename: str  # absolute, not resolved: baseFilename
+    strategy: str
+    mode: str
+    encoding: str
+    errors: str
+    delay: bool
+    max_bytes: int
+    backup_count: int
+    namer: Callable[[str], str] | None
+    rotator: Callable[[str, str], None] | None
+    lock_dir: str | None
+    merge_on_exit: bool
+    escape_newlines: bool
+    utc: bool
+    timing: TimePolicy | None
+    codec: Codec | None
+    max_age: float | None
+    perms: Perms
+    nonblocking: bool
+    queue: QueueSettings | None
+    overflow: str
+    flush_level: int
+    # How the user spelled the options that matter in messages about conflicts.
+    given: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def rotates(self) -> bool:
+        """Size rotation needs somewhere to rotate to: with backupCount=0 the stdlib never rotates
+        either ("if either is zero, rollover never occurs"). Time rotation names backups by
+        period, so there backupCount=0 means "keep them all", as in the stdlib."""
+        return self.timing is not None or (self.max_bytes > 0 and self.backup_count > 0)
+
+    def file_options(self) -> FileOptions:
+        return FileOptions(
+            encoding=self.encoding,
+            errors=self.errors,
+            truncate=self.mode == "w",
+            file_mode=self.perms.create_mode,
+            lock_dir=self.lock_dir,
+            perms=self.perms if self.perms.active else None,
+        )
+
+
+def parse_config(
+    cls_name: str,
+    default_strategy: str,
+    pinned: bool,
+    filename: Any,
+    mode: Any = "a",
+    maxBytes: Any = UNSET,
+    backupCount: Any = UNSET,
+    encoding: Any = None,
+    delay: Any = False,
+    errors: Any = None,
+    *,
+    strategy: Any = None,
+    max_bytes: Any = UNSET,
+    backup_count: Any = UNSET,
+    namer: Any = None,
+    rotator: Any = None,
+    lock_dir: Any = None,
+    merge_on_exit: Any = False,
+    escape_newlines: Any = False,
+    nonblocking: Any = False,
+    queue_size: Any = None,
+    overflow: Any = None,
+    flush_interval: Any = None,
+    flush_level: Any = None,
+    max_batch: Any = None,
+    when: Any = None,
+    interval: Any = 1,
+    utc: Any = False,
+    atTime: Any = None,
+    rotate_every: Any = None,
+    compress: Any = None,
+    retention: Any = None,
+    chmod: Any = None,
+    owner: Any = None,
+    **unknown: Any,
+) -> Config:
+    """Validate a handler's options; ``cls_name`` is the class name used in messages,
+    ``default_strategy`` its strategy, ``pinned`` whether the class fixes it."""
+    if unknown:
+        raise TypeError(
+            f"{cls_name} got unknown option(s) {', '.join(sorted(unknown))}; "
+            f"valid options: {', '.join(OPTION_NAMES)}"
+        )
+    if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
+        raise TypeError(f"filename must be a path, not {filename!r}")
+    if "\0" in os.fspath(filename):
+        raise ValueError(f"filename={filename!r} contains a NUL character")
+    if strategy is None:
+        strategy = default_strategy
+    elif strategy != default_strategy and pinned:
+        raise ValueError(
+            f"strategy={strategy!r} conflicts with {cls_name}, which is the {default_strategy!r} "
+            f"strategy; use safelog.SafeFileHandler instead"
+        )
+    strategy = check_choice("strategy", strategy, STRATEGY_NAMES)
+    merge_on_exit = check_bool("merge_on_exit", merge_on_exit)
+    if merge_on_exit and strategy != "per-process":
+        raise ValueError(
+            f"merge_on_exit=True needs strategy='per-process' (got {strategy!r}): "
+            f"only per-process shards are merged"
+        )
+    size = parse_size("max_bytes", _one_of("max_bytes", max_bytes, "maxBytes", maxBytes, 0))
+    count = check_int("backup_count", _one_of("backup_count", backup_count, "backupCount", backupCount, 0))
+    mode = check_choice("mode", mode, ("a", "w"))
+    if mode == "w" and strategy == "flock":
+        raise ValueError(
+            "mode='w' with strategy='flock' would let every process truncate what the others "
+            "wrote; use mode='a' (or strategy='thread')"
+        )
+    encoding = check_str("encoding", encoding) or "utf-8"
+    # Lone surrogates or unencodable text must not cost the user a record: default to an
+    # escaping error handler rather than 'strict'.
+    errors = check_str("errors", errors) or "backslashreplace"
+    try:
+        "".encode(encoding, errors)
+        codecs.lookup_error(errors)
+    except LookupError as exc:
+        raise ValueError(f"encoding={encoding!r} / errors={errors!r}: {exc}") from None
+    if "a\n".encode(encoding) != b"a\n":
+        # Each record is encoded on its own: UTF-16/32 would put a byte-order mark in front of
+        # every record, and a line end that is not the byte 0x0A breaks every reader (tail,
+        # grep, merge, audit) that splits records on it.
+        raise ValueError(
+            f"encoding={encoding!r} is not ASCII-compatible; log files are read line by line, "
+            f"use an encoding such as 'utf-8'"
+        )
+    if namer is not None and not callable(namer):
+        raise TypeError(f"namer must be callable, not {namer!r}")
+    if rotator is not None and not callable(rotator):
+        raise TypeError(f"rotator must be callable, not {rotator!r}")
+    if lock_dir is not None and (not isinstance(lock_dir, (str, os.PathLike)) or not os.fspath(lock_dir)):
+        raise TypeError(f"lock_dir must be a directory path, not {lock_dir!r}")
+
+    nonblocking = check_bool("nonblocking", nonblocking)
+    queue_options = {
+        "queue_size": queue_size,
+        "overflow": overflow,
+        "flush_interval": flush_interval,
+        "flush_level": flush_level,
+        "max_batch": max_batch,
+    }
+    if not nonblocking and any(v is not None for v in queue_options.values()):
+        given = ", ".join(k for k, v in queue_options.items() if v is not None)
+        raise ValueError(f"{given} only apply with nonblocking=True")
+    overflow = check_choice("overflow", "block" if overflow is None else overflow, ("block", "drop"))
+    level = parse_level("flush_level", logging.ERROR if flush_level is None else flush_level)
+    queue = QueueSettings(
+        queue_size=check_int("queue_size", 10_000 if queue_size is None else queue_size, minimum=1),
+        flush_interval=parse_duration("flush_interval", 0.2 if flush_interval is None else flush_interval),
+        max_batch=check_int("max_batch", 1000 if max_batch is None else max_batch, minimum=1),
+    )
+
+    utc = check_bool("utc", utc)
+    timing = parse_time_policy(when, interval, utc, atTime, rotate_every)
+    codec = parse_compress(compress)
+    max_age = None if retention is None else parse_duration("retention", retention, positive=True)
+    uid, gid = parse_owner(owner)
+    perms = Perms(parse_chmod(chmod), uid, gid)
+    config = Config(
+        filename=os.path.abspath(os.fspath(filename)),
+        strategy=strategy,
+        mode=mode,
+        encoding=encoding,
+        errors=errors,
+        delay=check_bool("delay", delay),
+        max_bytes=size,
+        backup_count=count,
+        namer=namer,
+        rotator=rotator,
+        lock_dir=None if lock_dir is None else os.path.abspath(os.fspath(lock_dir)),
+        merge_on_exit=merge_on_exit,
+        escape_newlines=check_bool("escape_newlines", escape_newlines),
+        utc=utc,
+        timing=timing,
+        codec=codec,
+        max_age=max_age,
+        perms=perms,
+        nonblocking=nonblocking,
+        queue=queue if nonblocking else None,
+        overflow=overflow,
+        flush_level=level,
+        given={"compress": compress, "retention": retention},
+    )
+    if not config.rotates and (codec is not None or max_age is not None):
+        what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
+        raise ValueError(
+            f"{what} applies to rotated backups, but this handler never rotates: give "
+            f"max_bytes and backup_count, or when / rotate_every"
+        )
+    return config
+
+
+def check_compatible(path: str, strategy: str, existing: list[Config], new: Config) -> None:
+    """Refuse a second handler of ``path`` in this process whose options would break the first's.
+
+    ``strategy`` is the strategy the open file is written with. One file, one way of writing it:
+    another strategy or encoding would otherwise be silently ignored (or, for strategies, rotate
+    the file behind the first one's back); the non-blocking writer is shared by the file's
+    non-blocking handlers, so they must agree on its settings.
+    """
+    for old in existing:
+        mine = (new.strategy, new.encoding, new.errors)
+        theirs = (old.strategy, old.encoding, old.errors)
+        if mine != theirs:
+            raise ValueError(
+                f"filename={path!r} is already open in this process with strategy="
+                f"{theirs[0]!r}, encoding={theirs[1]!r}, errors={theirs[2]!r}; another handler "
+                f"asked for strategy={mine[0]!r}, encoding={mine[1]!r}, errors={mine[2]!r}"
+            )
+        if new.queue is not None and old.queue is not None and new.queue != old.queue:
+            q = old.queue
+            raise ValueError(
+                f"{path} already has a non-blocking writer with queue_size={q.queue_size}, "
+                f"flush_interval={q.flush_interval}, max_batch={q.max_batch}; every non-blocking "
+                f"handler of one file shares it, so give them the same values"
+            )
+
+
+def parse_level(option: str, value: Any) -> int:
+    """A level number from an int or a level name such as ``"ERROR"``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{option} must be a level name or number, not {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        level = logging.getLevelName(value.strip().upper())
+        if isinstance(level, int):
+            return level
+        raise ValueError(f"{option}={value!r} is not a level name (e.g. 'ERROR', 'WARNING')")
+    raise TypeError(f"{option} must be a level name or number, not {value!r}")
+
+
+def _one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+    if value is not UNSET and alias_value is not UNSET and value != alias_value:
+        raise ValueError(f"{name}={value!r} and {alias}={alias_value!r} disagree; give one of them")
+    if value is not UNSET:
+        return value
+    if alias_value is not UNSET:
+        return alias_value
+    return default
+
