@@ -4,6 +4,16 @@ Change one handler entry in ``dictConfig`` and pick a strategy::
 
     "file": {"class": "safelog.SafeFileHandler", "filename": "logs/app.log",
              "strategy": "flock", "max_bytes": "10 MB", "backup_count": 10}
+
+Layers, top to bottom; a module imports only its own layer and the layers below it
+(``tests/test_layering.py`` enforces this):
+
+1. shell: this module, the handler classes (``_handler``), the CLI, the demo, the audit;
+2. delivery (``_delivery``): rendering, failure bursts, the non-blocking queue;
+3. sinks (``_sinks``: one module per strategy, and their registry), and beside them merge
+   (``_merge``), which needs only the shard format and the primitives;
+4. policy (``_policy``): the parsed config, rotation, time periods, compression;
+5. primitives (``_primitives``): locking, file opening, paths, atomic write, fs detection, shards.
 """
 
 from __future__ import annotations

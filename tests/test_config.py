@@ -10,6 +10,7 @@ import pytest
 
 import safelog
 from safelog._audit import log_files
+from safelog._policy.config import Config, QueueSettings, parse_config
 from safelog._policy.options import parse_size
 
 # (keyword arguments, exception type, texts the message must contain)
@@ -42,6 +43,46 @@ BAD_OPTIONS: list[tuple[dict[str, Any], type[Exception], tuple[str, ...]]] = [
 
 def _case_id(case: tuple[dict[str, Any], type[Exception], tuple[str, ...]]) -> str:
     return ",".join(f"{k}={v!r}" for k, v in case[0].items())
+
+
+def _parse(filename: Any = "app.log", **options: Any) -> Config:
+    return parse_config("SafeFileHandler", "flock", False, filename, **options)
+
+
+@pytest.mark.parametrize(("options", "exc_type", "texts"), BAD_OPTIONS, ids=[_case_id(c) for c in BAD_OPTIONS])
+def test_the_parser_rejects_bad_options_without_touching_files(
+    tmp_path: Any, monkeypatch: Any, options: dict[str, Any], exc_type: type[Exception], texts: tuple[str, ...]
+) -> None:
+    """parse_config() alone raises the same error, naming the option and value, and needs no file."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(exc_type) as info:
+        _parse("logs/app.log", **options)
+    for text in texts:
+        assert text in str(info.value), (text, str(info.value))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_parser_normalises_every_value() -> None:
+    """Sizes become bytes, durations seconds, aliases one value, and defaults are filled in."""
+    c = _parse(
+        "app.log", maxBytes="10 MB", backupCount="3", nonblocking=True, flush_interval="200 ms",
+        flush_level="warning", retention="2 days", compress="gzip", chmod="0640",
+    )  # fmt: skip
+    assert c.filename == os.path.abspath("app.log")
+    assert (c.strategy, c.max_bytes, c.backup_count, c.mode) == ("flock", 10_000_000, 3, "a")
+    assert (c.encoding, c.errors) == ("utf-8", "backslashreplace")
+    assert c.queue == QueueSettings(queue_size=10_000, flush_interval=0.2, max_batch=1000)
+    assert c.flush_level == logging.WARNING and c.max_age == 172_800.0
+    assert c.codec is not None and c.codec.name == "gzip" and c.perms.chmod == 0o640
+    assert c.rotates
+    assert not _parse().rotates and _parse().queue is None
+
+
+def test_a_class_that_pins_its_strategy_refuses_another() -> None:
+    """pinned=True (ThreadFileHandler & co.) makes strategy= a conflict, named with the class."""
+    with pytest.raises(ValueError, match="strategy='flock' conflicts with ThreadFileHandler"):
+        parse_config("ThreadFileHandler", "thread", True, "app.log", strategy="flock")
+    assert parse_config("ThreadFileHandler", "thread", True, "app.log").strategy == "thread"
 
 
 @pytest.mark.parametrize(("options", "exc_type", "texts"), BAD_OPTIONS, ids=[_case_id(c) for c in BAD_OPTIONS])
