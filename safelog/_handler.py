@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime
+import io
 import logging
 import os
 import threading
+import time
 from typing import Any, Callable, ClassVar
 
 from ._delivery.failures import Failures
@@ -16,7 +18,7 @@ from ._exitmerge import merge_at_exit
 from ._policy.config import UNSET, Config, parse_config
 from ._policy.rotation import Rollover, RotationHooks
 from ._primitives.paths import resolve_log_path, unwritable_dir
-from ._sinks.base import Sink
+from ._sinks.base import Sink, open_append
 from ._sinks.registry import STRATEGIES, acquire, release
 
 __all__ = ["SafeFileHandler", "STRATEGIES"]
@@ -24,7 +26,7 @@ __all__ = ["SafeFileHandler", "STRATEGIES"]
 _SENTINEL: Any = UNSET
 
 
-class SafeFileHandler(logging.Handler):
+class SafeFileHandler(logging.FileHandler):
     """A file handler that many threads, processes or an event loop can share safely.
 
     A drop-in for ``logging.handlers.RotatingFileHandler`` (same positional arguments and
@@ -48,6 +50,10 @@ class SafeFileHandler(logging.Handler):
 
     default_strategy: ClassVar[str] = "flock"
     terminator = "\n"
+    # The BaseRotatingHandler hooks. Class attributes, so that a subclass may define them as
+    # methods; the namer=/rotator= options set them on the instance.
+    namer: Callable[[str], str] | None = None
+    rotator: Callable[[str, str], None] | None = None
 
     def __init__(
         self,
@@ -82,6 +88,7 @@ class SafeFileHandler(logging.Handler):
         retention: str | datetime.timedelta | None = None,
         chmod: int | str | None = None,
         owner: str | None = None,
+        watch: bool = False,
         **unknown: Any,
     ) -> None:
         cls = type(self)
@@ -93,14 +100,19 @@ class SafeFileHandler(logging.Handler):
             overflow=overflow, flush_interval=flush_interval, flush_level=flush_level,
             max_batch=max_batch, when=when, interval=interval, utc=utc, atTime=atTime,
             rotate_every=rotate_every, compress=compress, retention=retention, chmod=chmod,
-            owner=owner, **unknown,
+            owner=owner, watch=watch, **unknown,
         )  # fmt: skip
+        self._configure(config, filename)
+
+    def _configure(self, config: Config, filename: Any) -> None:
+        """Parse, build, open: the part of construction every safelog class shares."""
         if os.path.isdir(config.filename):
             raise ValueError(f"filename={os.fspath(filename)!r} is a directory")
         self._build(config)
-        super().__init__()
+        # logging.Handler's constructor, not FileHandler's: the strategy opens the file.
+        logging.Handler.__init__(self)
         try:
-            self._open(config, os.fspath(filename))
+            self._start(config, os.fspath(filename))
         except BaseException:
             _unregister(self)
             raise
@@ -116,8 +128,10 @@ class SafeFileHandler(logging.Handler):
         self.delay = config.delay
         self.maxBytes = config.max_bytes
         self.backupCount = config.backup_count
-        self.namer = config.namer
-        self.rotator = config.rotator
+        if config.namer is not None:
+            self.namer = config.namer
+        if config.rotator is not None:
+            self.rotator = config.rotator
         self.lock_dir = config.lock_dir
         self.merge_on_exit = config.merge_on_exit
         self.escape_newlines = config.escape_newlines
@@ -131,14 +145,23 @@ class SafeFileHandler(logging.Handler):
         self.interval = 1 if timing is None else timing.interval
         self.atTime = None if timing is None else timing.at_time
         self._writer: Writer | None = None
+        self._view: _StreamView | None = None
         self._rollover: Rollover | None = None
+        # Backups have the default names unless a namer is set (now or later) or a subclass
+        # renames them in rotation_filename(); rotation then recognises them by asking it.
+        cls = type(self)
+        renames = cls.rotation_filename is not SafeFileHandler.rotation_filename
+        self._template = (
+            cls.shouldRollover is not SafeFileHandler.shouldRollover
+            or cls.doRollover is not SafeFileHandler.doRollover
+        )
         if config.rotates:
             # Looked up on every use, as BaseRotatingHandler does: a namer or rotator assigned
             # after construction, or a subclass's methods, are the ones that count.
             hooks = RotationHooks(
                 name=lambda name: self.rotation_filename(name),
                 move=lambda source, dest: self.rotate(source, dest),
-                plain=lambda: self.namer is None,
+                plain=lambda: self.namer is None and not renames,
                 report=lambda record: self.handleError(record),
             )
             perms = config.perms if config.perms.active else None
@@ -146,7 +169,7 @@ class SafeFileHandler(logging.Handler):
                 hooks, config.max_bytes, config.backup_count, timing, config.codec, config.max_age, perms
             )
 
-    def _open(self, config: Config, given: str) -> None:
+    def _start(self, config: Config, given: str) -> None:
         """Share the path's sink and open it (unless ``delay``)."""
         self._render = Renderer(self, config.escape_newlines).render
         self._failures = Failures(lambda record: self.handleError(record), config.filename)
@@ -199,6 +222,15 @@ class SafeFileHandler(logging.Handler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
+        if self._template:
+            # A subclass's shouldRollover()/doRollover(), called as BaseRotatingHandler.emit
+            # calls them; the strategy's own rotation still runs under its lock.
+            try:
+                if self.shouldRollover(record):
+                    self.doRollover()
+            except Exception:
+                self.handleError(record)
+                return
         writer = self._writer
         if writer is not None:
             try:
@@ -242,11 +274,86 @@ class SafeFileHandler(logging.Handler):
             detach(writer)
         with self._sink_lock:
             sink, self._sink = self._sink, _ClosedSink(self)
+            view, self._view = self._view, None
+        if view is not None:
+            view.close()
         if not isinstance(sink, _ClosedSink):
             release(sink, self.config)
-        super().close()
+        logging.Handler.close(self)
 
-    # -- rotation hooks, as in logging.handlers.BaseRotatingHandler ------------------------
+    # -- logging.FileHandler ----------------------------------------------------------------
+
+    @property  # type: ignore[override]
+    def stream(self) -> _StreamView | None:
+        """A file object on the log, as ``FileHandler.stream``: for code that wants a real file
+        (``faulthandler.enable(file=handler.stream)``) or writes to it. It appends
+        (``O_APPEND``) to the file the path names when read: after a rotation, the next read of
+        the attribute reopens it; a descriptor already handed out keeps its file. Each
+        ``write()`` of it is one ``write()`` of the file: write whole lines. None after
+        ``close()`` and, with ``delay=True``, before the first record, as in the stdlib."""
+        view = self._view
+        if view is None:
+            if self.delay and not self._sink.opened or self._closed_handler():
+                return None
+            view = self._view = self._open()
+        elif view.moved():
+            view.close()
+            view = self._view = self._open()
+        return view
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        # What code written for FileHandler assigns: gunicorn's USR1 reopen does
+        # ``handler.close(); handler.stream = handler._open()``. The strategy owns the file, so
+        # only a view of ours (or None) is kept; the next record reopens the sink.
+        old, self._view = self._view, value if isinstance(value, _StreamView) else None
+        if old is not None and old is not value:
+            old.close()
+
+    def _open(self) -> _StreamView:
+        """A new :attr:`stream` view of the log (``FileHandler._open``)."""
+        return _StreamView(self.baseFilename, self.config.encoding, self.config.errors)
+
+    def setStream(self, stream: Any) -> Any:
+        raise ValueError(
+            f"{type(self).__name__} writes {self.baseFilename} through its strategy; "
+            f"setStream() would bypass it (use logging.StreamHandler for a stream)"
+        )
+
+    def _closed_handler(self) -> bool:
+        return isinstance(self._sink, _ClosedSink)
+
+    # -- rotation, as in logging.handlers.BaseRotatingHandler -------------------------------
+
+    def shouldRollover(self, record: logging.LogRecord) -> bool:
+        """Whether ``record`` would make the file rotate now (by time, or by size: formatted,
+        it would take the file past ``maxBytes``). The strategy decides again, under its lock,
+        when it writes: this is a question, not a reservation."""
+        rollover = self._rollover
+        if rollover is None:
+            return False
+        msg = self._render(record)
+        if msg is None:
+            return False
+        nbytes = len((msg + "\n").encode(self.config.encoding, self.config.errors))
+        return self._live_sink().rotation_due(rollover, nbytes, record.created)
+
+    def doRollover(self) -> None:
+        """Rotate now, as ``BaseRotatingHandler.doRollover``, under the strategy's lock.
+
+        An empty file is not rotated (no empty backups): so when every process of a server
+        calls ``doRollover()`` at start-up, the first rotates and the others find the new,
+        empty file and leave it, and no record is lost or rotated twice. A handler without a
+        rotation policy (``backupCount=0`` and no ``when``) rotates nothing, as in the stdlib,
+        which then only reopens the file."""
+        rollover = self._rollover
+        if rollover is not None:
+            self._live_sink().rotate_now(rollover, time.time())
+
+    def _live_sink(self) -> Sink:
+        sink = self._sink
+        return self._reopen() if isinstance(sink, _ClosedSink) else sink
+
 
     def rotation_filename(self, default_name: str) -> str:
         return default_name if not callable(self.namer) else self.namer(default_name)
@@ -282,6 +389,27 @@ class SafeFileHandler(logging.Handler):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
+
+
+class _StreamView(io.TextIOWrapper):
+    """:attr:`SafeFileHandler.stream`: a line-buffered text file appending to the log."""
+
+    def __init__(self, path: str, encoding: str, errors: str) -> None:
+        fd = open_append(path, 0o666)
+        self._ino = os.fstat(fd).st_ino
+        self._path = path
+        super().__init__(io.FileIO(fd, "a"), encoding=encoding, errors=errors, line_buffering=True, write_through=True)
+
+    @property
+    def name(self) -> str:
+        return self._path
+
+    def moved(self) -> bool:
+        """True when the path no longer names the file this view appends to (rotated away)."""
+        try:
+            return os.stat(self._path).st_ino != self._ino
+        except OSError:
+            return True
 
 
 def _unregister(handler: logging.Handler) -> None:

@@ -38,7 +38,7 @@ OPTION_NAMES = (
     "filename", "strategy", "max_bytes (maxBytes)", "backup_count (backupCount)", "mode", "encoding",
     "errors", "delay", "namer", "rotator", "lock_dir", "merge_on_exit", "escape_newlines",
     "nonblocking", "queue_size", "overflow", "flush_interval", "flush_level", "max_batch", "when",
-    "interval", "utc", "atTime", "rotate_every", "compress", "retention", "chmod", "owner",
+    "interval", "utc", "atTime", "rotate_every", "compress", "retention", "chmod", "owner", "watch",
 )  # fmt: skip
 
 # Marks an option the user did not give (None is a value some options accept).
@@ -93,6 +93,7 @@ class Config:
     queue: QueueSettings | None
     overflow: str
     flush_level: int
+    watch: bool
     # How the user spelled the options that matter in messages about conflicts.
     given: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -102,6 +103,18 @@ class Config:
         either ("if either is zero, rollover never occurs"). Time rotation names backups by
         period, so there backupCount=0 means "keep them all", as in the stdlib."""
         return self.timing is not None or (self.max_bytes > 0 and self.backup_count > 0)
+
+    @property
+    def timing_key(self) -> object:
+        return _timing_key(self)
+
+    @property
+    def codec_name(self) -> str | None:
+        return None if self.codec is None else self.codec.name
+
+    @property
+    def perms_key(self) -> tuple[int | None, int, int]:
+        return (self.perms.chmod, self.perms.uid, self.perms.gid)
 
     def file_options(self) -> FileOptions:
         return FileOptions(
@@ -149,6 +162,7 @@ def parse_config(
     retention: Any = None,
     chmod: Any = None,
     owner: Any = None,
+    watch: Any = False,
     **unknown: Any,
 ) -> Config:
     """Validate a handler's options; ``cls_name`` is the class name used in messages,
@@ -256,7 +270,12 @@ def parse_config(
         queue=queue if nonblocking else None,
         overflow=overflow,
         flush_level=level,
-        given={"compress": compress, "retention": retention},
+        watch=check_bool("watch", watch),
+        given={
+            "max_bytes": size, "backup_count": count, "when": when, "interval": interval, "utc": utc,
+            "atTime": atTime, "rotate_every": rotate_every, "compress": compress, "retention": retention,
+            "chmod": chmod, "owner": owner, "mode": mode,
+        },  # fmt: skip
     )
     if not config.rotates and (codec is not None or max_age is not None):
         what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
@@ -267,23 +286,25 @@ def parse_config(
     return config
 
 
-def check_compatible(path: str, strategy: str, existing: list[Config], new: Config) -> None:
+def check_compatible(path: str, existing: list[Config], new: Config) -> None:
     """Refuse a second handler of ``path`` in this process whose options would break the first's.
 
-    ``strategy`` is the strategy the open file is written with. One file, one way of writing it:
-    another strategy or encoding would otherwise be silently ignored (or, for strategies, rotate
-    the file behind the first one's back); the non-blocking writer is shared by the file's
-    non-blocking handlers, so they must agree on its settings.
+    One file, one way of writing it: the handlers of a path share one sink, so another strategy,
+    encoding, rotation, retention, compression, permission or mode would be silently ignored
+    for one of them (a size handler beside a time handler would stop time rotation for good).
+    The non-blocking writer is shared by the file's non-blocking handlers, so they must agree on
+    its settings too. Options that belong to one handler (formatting, ``escape_newlines``,
+    ``nonblocking`` itself, ``delay``) may differ.
     """
     for old in existing:
-        mine = (new.strategy, new.encoding, new.errors)
-        theirs = (old.strategy, old.encoding, old.errors)
-        if mine != theirs:
-            raise ValueError(
-                f"filename={path!r} is already open in this process with strategy="
-                f"{theirs[0]!r}, encoding={theirs[1]!r}, errors={theirs[2]!r}; another handler "
-                f"asked for strategy={mine[0]!r}, encoding={mine[1]!r}, errors={mine[2]!r}"
-            )
+        for names, attrs in _SHARED:
+            if [getattr(old, a) for a in attrs] != [getattr(new, a) for a in attrs]:
+                raise ValueError(
+                    f"filename={path!r} is already open in this process with "
+                    f"{_spell(old, names, attrs)}; another handler asked for "
+                    f"{_spell(new, names, attrs)}: the handlers of one file share its strategy, "
+                    f"rotation, retention, compression and permissions, so give them the same values"
+                )
         if new.queue is not None and old.queue is not None and new.queue != old.queue:
             q = old.queue
             raise ValueError(
@@ -291,6 +312,36 @@ def check_compatible(path: str, strategy: str, existing: list[Config], new: Conf
                 f"flush_interval={q.flush_interval}, max_batch={q.max_batch}; every non-blocking "
                 f"handler of one file shares it, so give them the same values"
             )
+
+
+def _timing_key(config: Config) -> object:
+    t = config.timing
+    return None if t is None else (t.when, t.interval, t.utc, t.at_time)
+
+
+# Settings the handlers of one file must share: (option names shown, Config attributes compared).
+_SHARED: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
+    (("strategy", "encoding", "errors"), ("strategy", "encoding", "errors")),
+    (("mode",), ("mode",)),
+    (("max_bytes", "backup_count"), ("max_bytes", "backup_count")),
+    (("when", "interval", "utc", "atTime"), ("timing_key",)),
+    (("compress",), ("codec_name",)),
+    (("retention",), ("max_age",)),
+    (("chmod", "owner"), ("perms_key",)),
+)
+
+
+def _spell(config: Config, names: tuple[str, ...], attrs: tuple[str, ...]) -> str:
+    """The settings ``names`` of ``config`` as the user would write them."""
+    if attrs == ("timing_key",):
+        t = config.timing
+        if t is None:
+            return "no time rotation"
+        at = "" if t.at_time is None else f", atTime={t.at_time.isoformat()!r}"
+        return f"when={t.when!r}, interval={t.interval}, utc={t.utc}{at}"
+    if attrs == ("perms_key",):
+        return f"chmod={config.given.get('chmod')!r}, owner={config.given.get('owner')!r}"
+    return ", ".join(f"{n}={getattr(config, a)!r}" for n, a in zip(names, attrs))
 
 
 def parse_level(option: str, value: Any) -> int:

@@ -301,12 +301,13 @@ class Rollover:
             names = {self._name(path, i): i for i in range(1, n + 1)}
             return lambda p: (-names[p],) if p in names else None
         stamp = self.timing.stamp_re
+        order = self.timing.sort_key
         if h.plain():
             rx = re.compile(re.escape(path) + r"\.(" + stamp + r")(?:\.(\d+))?$")
 
             def key(p: str) -> tuple[Any, ...] | None:
                 m = rx.match(p)
-                return None if m is None else (m.group(1), int(m.group(2) or 0))
+                return None if m is None else (order(m.group(1)), int(m.group(2) or 0))
 
             return key
         srx = re.compile(stamp)
@@ -317,10 +318,10 @@ class Rollover:
             for m in srx.finditer(os.path.basename(p)):
                 stem = f"{path}.{m.group(0)}"
                 if h.name(stem) == p:
-                    return (m.group(0), 0)
+                    return (order(m.group(0)), 0)
                 for n in re.findall(r"\d+", os.path.basename(p)[m.end() :]):
                     if h.name(f"{stem}.{int(n)}") == p:
-                        return (m.group(0), int(n))
+                        return (order(m.group(0)), int(n))
             return None
 
         return key_named

@@ -40,7 +40,7 @@ _EPOCH_WEEKDAY = 3
 class TimePolicy:
     """Aligned time periods; :meth:`period_start` and :meth:`next_boundary` are all a strategy needs."""
 
-    __slots__ = ("when", "interval", "utc", "at_time", "step", "origin", "suffix", "stamp_re")
+    __slots__ = ("when", "interval", "utc", "at_time", "step", "origin", "suffix", "stamp_re", "_custom")
 
     def __init__(
         self, when: str, interval: int = 1, utc: bool = False, at_time: datetime.time | None = None
@@ -59,6 +59,27 @@ class TimePolicy:
             self.origin = at
             self.suffix, stamp = _SUFFIX["D" if when == "MIDNIGHT" else when]
         self.stamp_re = stamp
+        self._custom = False
+
+    def set_suffix(self, suffix: str, pattern: str | None = None) -> None:
+        """Name backups with the ``strftime`` format ``suffix`` (``TimedRotatingFileHandler.suffix``
+        set by the user), recognised by ``pattern`` (from ``extMatch``) or by a pattern derived
+        from the format. Such stamps need not sort as text: :meth:`sort_key` parses them."""
+        if not isinstance(suffix, str) or not suffix:
+            raise ValueError(f"suffix must be a non-empty strftime format, not {suffix!r}")
+        self.suffix = suffix
+        self.stamp_re = strftime_pattern(suffix) if pattern is None else pattern
+        self._custom = (suffix, self.stamp_re) not in _SUFFIX.values()
+
+    def sort_key(self, stamp: str) -> Any:
+        """What orders backups of this policy oldest first: the stamp text for the stdlib's
+        suffixes (they sort in time order), the parsed time for a user's suffix."""
+        if not self._custom:
+            return stamp
+        try:
+            return (0, time.mktime(time.strptime(stamp, self.suffix)), stamp)
+        except (ValueError, OverflowError):
+            return (1, 0.0, stamp)  # unparsable: after the parsable ones, by text
 
     def __repr__(self) -> str:
         at = "" if self.at_time is None else f", atTime={self.at_time.isoformat()}"
@@ -107,6 +128,33 @@ class TimePolicy:
 
     def _floor(self, wall: float) -> int:
         return self.origin + math.floor((wall - self.origin) / self.step) * self.step
+
+
+# strftime directives and the text they produce, for recognising backups named by a user's suffix.
+_DIRECTIVES = {
+    "Y": r"\d{4}", "m": r"\d{2}", "d": r"\d{2}", "H": r"\d{2}", "M": r"\d{2}", "S": r"\d{2}",
+    "j": r"\d{3}", "y": r"\d{2}", "I": r"\d{2}", "p": r"[A-Za-z]+", "a": r"[A-Za-z]+",
+    "A": r"[A-Za-z]+", "b": r"[A-Za-z]+", "B": r"[A-Za-z]+", "U": r"\d{2}", "W": r"\d{2}",
+    "w": r"\d", "u": r"\d", "V": r"\d{2}", "G": r"\d{4}", "s": r"\d+", "%": "%",
+}  # fmt: skip
+
+
+def strftime_pattern(fmt: str) -> str:
+    """A regular expression matching what ``time.strftime(fmt)`` produces."""
+    out = []
+    i = 0
+    while i < len(fmt):
+        c = fmt[i]
+        if c == "%" and i + 1 < len(fmt):
+            d = fmt[i + 1]
+            if d not in _DIRECTIVES:
+                raise ValueError(f"suffix={fmt!r}: the strftime directive %{d} cannot be recognised in backup names")
+            out.append(_DIRECTIVES[d])
+            i += 2
+        else:
+            out.append(re.escape(c))
+            i += 1
+    return "".join(out)
 
 
 def _local_instants(wall: int) -> list[float]:

@@ -23,6 +23,8 @@ from .._policy import compress as _compress
 from .._policy.config import FileOptions
 from .._primitives.perms import Perms, create_exclusive
 
+from .._policy.rotation import SIZE
+
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
@@ -110,6 +112,9 @@ class Sink:
     """Per-process writer state for one real log path, shared by all handlers on it."""
 
     kind: ClassVar[str] = ""
+    # Check on every record that the path still names the open file (a WatchedFileHandler on
+    # it), instead of once per CHECK_INTERVAL.
+    watching = False
 
     def __init__(self, path: str, options: FileOptions) -> None:
         self.path = path
@@ -211,6 +216,39 @@ class Sink:
         if self._rotated:
             self._after_write()
 
+    @property
+    def opened(self) -> bool:
+        return self._fd >= 0
+
+    def rotation_due(self, rollover: Rollover, nbytes: int, created: float) -> bool:
+        """``shouldRollover()``: would a record of ``nbytes`` at ``created`` rotate the file now?"""
+        with self._tlock:
+            if self._fd < 0:
+                self._open_files()
+            size = os.fstat(self._fd).st_size
+            boundary = self._rollover_at
+            if self._period is None and rollover.timing is not None:
+                boundary = rollover.boundary(rollover.first_period(self._fd, size, created))
+            return bool(rollover.due(size, nbytes, created, boundary))
+
+    def rotate_now(self, rollover: Rollover, created: float) -> None:
+        """``doRollover()``: rotate the file now, unless it is empty (never an empty backup)."""
+        with self._tlock:
+            self._force_rotate(rollover, created)
+        if self._rotated:
+            self._after_write()
+
+    def _force_rotate(self, rollover: Rollover, created: float) -> None:
+        # thread and per-process: this process alone writes the file, under the thread lock.
+        if self._fd < 0 or self._path_moved():
+            self._open_log()
+        size = os.fstat(self._fd).st_size
+        if size == 0:
+            return
+        if self._period is None and rollover.timing is not None:
+            self._set_period(rollover, rollover.first_period(self._fd, size, created))
+        self._rotate_own(rollover, SIZE, size, created)
+
     def open(self) -> None:
         """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
         with self._tlock:
@@ -307,7 +345,7 @@ class Sink:
         self._truncate = False
         self._fd = fd
         self._ino = os.fstat(fd).st_ino
-        self._next_check = monotonic() + CHECK_INTERVAL
+        self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL
 
     def _close_files(self) -> None:
         close_quietly(self._fd)
@@ -319,7 +357,7 @@ class Sink:
 
     def _path_moved(self) -> bool:
         """True when the path no longer names the open file (deleted, or renamed by someone)."""
-        self._next_check = monotonic() + CHECK_INTERVAL
+        self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL
         try:
             return os.stat(self._target()).st_ino != self._ino
         except FileNotFoundError:

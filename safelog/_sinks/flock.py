@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from time import monotonic
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
+from .._policy.rotation import SIZE
 from .._primitives.fsdetect import warn_if_network
 from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock
 from .base import CHECK_INTERVAL, Sink, close_quietly, open_lockfile
@@ -176,7 +177,7 @@ class FlockSink(Sink):
         except OSError:
             return False
         if same:
-            self._next_check = _monotonic() + CHECK_INTERVAL
+            self._next_check = 0.0 if self.watching else _monotonic() + CHECK_INTERVAL
         return same
 
     def _pool_fd(self) -> int:
@@ -337,7 +338,13 @@ class FlockSink(Sink):
             self._record(period)
             self._set_period(rollover, period)
 
-    def _rotate(self, rollover: Rollover, nbytes: int, created: float) -> None:
+    def _force_rotate(self, rollover: Rollover, created: float) -> None:
+        # doRollover(): under the exclusive lock, caught up with the others' rotations, so a
+        # process that finds the file another one just rotated sees it empty and leaves it.
+        with self._held(rollover, created):
+            self._rotate(rollover, 0, created, force=True)
+
+    def _rotate(self, rollover: Rollover, nbytes: int, created: float, force: bool = False) -> None:
         # Two processes can both find the file due; only the first one through the lock
         # rotates. The second arrives here after the counter moved and has reopened, so it sees
         # the new, small file of the new period and does not rotate again. What remains to rule
@@ -347,7 +354,7 @@ class FlockSink(Sink):
         if self._period is None and rollover.timing is not None:
             self._establish_period(rollover, created)
         size = os.lseek(self._fd, 0, os.SEEK_END)
-        kind = self._due(rollover, size, nbytes, created)
+        kind = (SIZE if size else 0) if force else self._due(rollover, size, nbytes, created)
         if not kind:
             return
         done = rollover.rollover(self.path, kind, size, self._period, created)
@@ -414,7 +421,7 @@ class FlockSink(Sink):
             close_quietly(old)
 
     def _check_paths(self) -> None:
-        self._next_check = monotonic() + CHECK_INTERVAL
+        self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL
         self._verify_lock()
         if self._fd >= 0 and self._path_moved():
             self._close_files_log_only()

@@ -46,8 +46,10 @@ def acquire(path: str, config: Config) -> Sink:
             _registry[key] = sink
             _all_sinks.add(sink)
         else:
-            check_compatible(path, sink.kind, _configs.get(id(sink), []), config)
+            check_compatible(path, _configs.get(id(sink), []), config)
         _configs.setdefault(id(sink), []).append(config)
+        if config.watch:
+            sink.watching = True
         sink.refs += 1
         return sink
 
