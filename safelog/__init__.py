@@ -18,16 +18,27 @@ Layers, top to bottom; a module imports only its own layer and the layers below 
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from ._primitives.atomic import atomic_write
 from ._primitives.fsdetect import NetworkFileSystemWarning
-from ._handler import STRATEGIES, SafeFileHandler
+from ._handler import (
+    STRATEGIES,
+    FileHandler,
+    FlockFileHandler,
+    PerProcessFileHandler,
+    RotatingFileHandler,
+    SafeFileHandler,
+    ThreadFileHandler,
+    TimedRotatingFileHandler,
+    WatchedFileHandler,
+)
 from ._merge import MergeError, MergeReport, merge
 
 __all__ = [
     "SafeFileHandler",
+    "FileHandler",
+    "WatchedFileHandler",
     "RotatingFileHandler",
+    "TimedRotatingFileHandler",
     "ThreadFileHandler",
     "FlockFileHandler",
     "PerProcessFileHandler",
@@ -40,25 +51,3 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
-
-
-class ThreadFileHandler(SafeFileHandler):
-    """``strategy="thread"``: the threads of one process share one file and one lock."""
-
-    default_strategy: ClassVar[str] = "thread"
-
-
-class FlockFileHandler(SafeFileHandler):
-    """``strategy="flock"``: many processes on one machine append to one file under a lock file."""
-
-    default_strategy: ClassVar[str] = "flock"
-
-
-class PerProcessFileHandler(SafeFileHandler):
-    """``strategy="per-process"``: each process writes its own shard; merge them afterwards."""
-
-    default_strategy: ClassVar[str] = "per-process"
-
-
-class RotatingFileHandler(FlockFileHandler):
-    """Drop-in for ``logging.handlers.RotatingFileHandler``, safe across processes (``flock``)."""

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime
 import io
 import logging
+import logging.handlers
+import math
+import re
 import os
 import threading
 import time
@@ -17,11 +20,22 @@ from ._delivery.render import Renderer
 from ._exitmerge import merge_at_exit
 from ._policy.config import UNSET, Config, parse_config
 from ._policy.rotation import Rollover, RotationHooks
+from ._policy.timing import TimePolicy
 from ._primitives.paths import resolve_log_path, unwritable_dir
 from ._sinks.base import Sink, open_append
 from ._sinks.registry import STRATEGIES, acquire, release
 
-__all__ = ["SafeFileHandler", "STRATEGIES"]
+__all__ = [
+    "SafeFileHandler",
+    "ThreadFileHandler",
+    "FlockFileHandler",
+    "PerProcessFileHandler",
+    "FileHandler",
+    "WatchedFileHandler",
+    "RotatingFileHandler",
+    "TimedRotatingFileHandler",
+    "STRATEGIES",
+]
 
 _SENTINEL: Any = UNSET
 
@@ -250,6 +264,13 @@ class SafeFileHandler(logging.FileHandler):
         if self._failures.lost:
             self._failures.recover(self._write_now)
 
+    def _write_text(self, text: str) -> None:
+        """Text written to :attr:`stream`: one record, through the strategy."""
+        try:
+            self._live_sink().write(text, time.time(), self._rollover)
+        except Exception as exc:
+            self._write_failed(logging.makeLogRecord({"msg": text}), exc)
+
     def _write_now(self, record: logging.LogRecord) -> None:
         self._sink.write_record(self._render, record, self._rollover)
 
@@ -285,19 +306,14 @@ class SafeFileHandler(logging.FileHandler):
 
     @property  # type: ignore[override]
     def stream(self) -> _StreamView | None:
-        """A file object on the log, as ``FileHandler.stream``: for code that wants a real file
-        (``faulthandler.enable(file=handler.stream)``) or writes to it. It appends
-        (``O_APPEND``) to the file the path names when read: after a rotation, the next read of
-        the attribute reopens it; a descriptor already handed out keeps its file. Each
-        ``write()`` of it is one ``write()`` of the file: write whole lines. None after
-        ``close()`` and, with ``delay=True``, before the first record, as in the stdlib."""
+        """A file object on the log, as ``FileHandler.stream``, for code that wants a real file
+        (``faulthandler.enable(file=handler.stream)``) or writes to it (see :class:`_StreamView`).
+        None after ``close()`` and, with ``delay=True``, before the first record, as in the
+        stdlib."""
         view = self._view
         if view is None:
             if self.delay and not self._sink.opened or self._closed_handler():
                 return None
-            view = self._view = self._open()
-        elif view.moved():
-            view.close()
             view = self._view = self._open()
         return view
 
@@ -310,9 +326,9 @@ class SafeFileHandler(logging.FileHandler):
         if old is not None and old is not value:
             old.close()
 
-    def _open(self) -> _StreamView:
+    def _open(self) -> _StreamView:  # type: ignore[override]
         """A new :attr:`stream` view of the log (``FileHandler._open``)."""
-        return _StreamView(self.baseFilename, self.config.encoding, self.config.errors)
+        return _StreamView(self)
 
     def setStream(self, stream: Any) -> Any:
         raise ValueError(
@@ -391,25 +407,87 @@ class SafeFileHandler(logging.FileHandler):
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
 
 
-class _StreamView(io.TextIOWrapper):
-    """:attr:`SafeFileHandler.stream`: a line-buffered text file appending to the log."""
+class _StreamView:
+    """:attr:`SafeFileHandler.stream`: a file object on the log that keeps the strategy's rules.
 
-    def __init__(self, path: str, encoding: str, errors: str) -> None:
-        fd = open_append(path, 0o666)
-        self._ino = os.fstat(fd).st_ino
-        self._path = path
-        super().__init__(io.FileIO(fd, "a"), encoding=encoding, errors=errors, line_buffering=True, write_through=True)
+    Creating one does no I/O (tools probe ``handler.stream``). ``write()`` goes through the
+    handler's strategy, one record per call (a lone line break is the end of the previous
+    record, so ``write(msg); write(terminator)`` writes one record). ``fileno()`` is a
+    descriptor of its own, opened on first use with ``O_APPEND`` on the file this process
+    writes (its shard, for ``per-process``, where raw writes are not framed: merge reports
+    them as damaged lines), reopened when that file was rotated away.
+    """
+
+    mode = "a"
+
+    def __init__(self, handler: SafeFileHandler) -> None:
+        self._handler = handler
+        self._fd = -1
+        self._ino = -1
+        self.closed = False
 
     @property
     def name(self) -> str:
-        return self._path
+        return self._handler.baseFilename
+
+    @property
+    def encoding(self) -> str:
+        return self._handler.config.encoding
+
+    def write(self, text: str) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if text != "\n":
+            self._handler._write_text(text[:-1] if text.endswith("\n") else text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+
+    def fileno(self) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file")
+        if self._fd < 0 or self.moved():
+            self._close_fd()
+            path = self._handler._live_sink().target()
+            self._fd = open_append(path, self._handler.config.perms.create_mode)
+            self._ino = os.fstat(self._fd).st_ino
+        return self._fd
 
     def moved(self) -> bool:
-        """True when the path no longer names the file this view appends to (rotated away)."""
+        """True when the file the descriptor appends to is no longer at its path (rotated)."""
+        if self._fd < 0:
+            return False
         try:
-            return os.stat(self._path).st_ino != self._ino
+            return os.stat(self._handler._live_sink().target()).st_ino != self._ino
         except OSError:
             return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def readable(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.closed = True
+        self._close_fd()
+
+    def _close_fd(self) -> None:
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __repr__(self) -> str:
+        return f"<safelog stream {self.name!r}>"
 
 
 def _unregister(handler: logging.Handler) -> None:
@@ -446,3 +524,168 @@ class _ClosedSink(Sink):
 
     def write_record(self, render: Any, record: logging.LogRecord, rollover: Rollover | None) -> None:
         self._handler._reopen().write_record(render, record, rollover)
+
+
+class ThreadFileHandler(SafeFileHandler):
+    """``strategy="thread"``: the threads of one process share one file and one lock."""
+
+    default_strategy: ClassVar[str] = "thread"
+
+
+class FlockFileHandler(SafeFileHandler):
+    """``strategy="flock"``: many processes on one machine append to one file under a lock file."""
+
+    default_strategy: ClassVar[str] = "flock"
+
+
+class PerProcessFileHandler(SafeFileHandler):
+    """``strategy="per-process"``: each process writes its own shard; merge them afterwards."""
+
+    default_strategy: ClassVar[str] = "per-process"
+
+
+# The drop-ins: the stdlib class's signature, positional and keyword, plus every safelog keyword
+# (strategy, compress, ...); instances of the stdlib class they replace, so that code finding log
+# files with isinstance(h, logging.FileHandler) still finds them. Safe across processes by
+# default (flock); strategy= picks another.
+
+
+class FileHandler(SafeFileHandler):
+    """Drop-in for ``logging.FileHandler`` (no rotation), safe across threads and processes."""
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        mode: str = "a",
+        encoding: str | None = None,
+        delay: bool = False,
+        errors: str | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(filename, mode, encoding=encoding, delay=delay, errors=errors, **options)
+
+
+class WatchedFileHandler(SafeFileHandler, logging.handlers.WatchedFileHandler):
+    """Drop-in for ``logging.handlers.WatchedFileHandler``: before every record, checks that the
+    path still names the open file (moved or deleted by logrotate, say) and reopens it if not."""
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        mode: str = "a",
+        encoding: str | None = None,
+        delay: bool = False,
+        errors: str | None = None,
+        **options: Any,
+    ) -> None:
+        options.setdefault("watch", True)
+        super().__init__(filename, mode, encoding=encoding, delay=delay, errors=errors, **options)
+
+    def reopenIfNeeded(self) -> None:
+        """The check runs in the strategy, under its lock, on every record; nothing to do here."""
+
+    def _statstream(self) -> None:
+        pass
+
+
+class RotatingFileHandler(SafeFileHandler, logging.handlers.RotatingFileHandler):
+    """Drop-in for ``logging.handlers.RotatingFileHandler``: rotates exactly once however many
+    processes share the file (``flock`` by default)."""
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        mode: str = "a",
+        maxBytes: int | str = 0,
+        backupCount: int = 0,
+        encoding: str | None = None,
+        delay: bool = False,
+        errors: str | None = None,
+        **options: Any,
+    ) -> None:
+        # The stdlib defaults are 0; max_bytes=/backup_count= may then stand in for them.
+        size = UNSET if maxBytes == 0 and "max_bytes" in options else maxBytes
+        count = UNSET if backupCount == 0 and "backup_count" in options else backupCount
+        super().__init__(filename, mode, size, count, encoding, delay, errors, **options)
+
+
+class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in SafeFileHandler
+    SafeFileHandler, logging.handlers.TimedRotatingFileHandler
+):
+    """Drop-in for ``logging.handlers.TimedRotatingFileHandler``, with the boundaries on the clock
+    (every process agrees on them) and rotation exactly once across processes.
+
+    ``interval`` reads as the period in seconds, as in the stdlib. ``suffix`` and ``extMatch``
+    may be changed after construction, as the stdlib allows: backups are then named with the
+    new ``strftime`` suffix, recognised by ``extMatch`` (or a pattern made from the suffix) and
+    ordered by the time they name.
+    """
+
+    def __init__(
+        self,
+        filename: str | os.PathLike[str],
+        when: str = "h",
+        interval: int = 1,
+        backupCount: int = 0,
+        encoding: str | None = None,
+        delay: bool = False,
+        utc: bool = False,
+        atTime: datetime.time | str | None = None,
+        errors: str | None = None,
+        **options: Any,
+    ) -> None:
+        if options.get("rotate_every") is not None:
+            raise ValueError(
+                f"rotate_every={options['rotate_every']!r} replaces when/interval; give when= to "
+                f"TimedRotatingFileHandler, or use SafeFileHandler(rotate_every=...)"
+            )
+        super().__init__(
+            filename, backupCount=backupCount, encoding=encoding, delay=delay, errors=errors,
+            when=when, interval=interval, utc=utc, atTime=atTime, **options,
+        )  # fmt: skip
+        timing = self._policy()
+        self.when = timing.when
+        self.interval = timing.step
+
+    def _policy(self) -> TimePolicy:
+        rollover = self._rollover
+        assert rollover is not None and rollover.timing is not None
+        return rollover.timing
+
+    @property
+    def suffix(self) -> str:
+        return self._policy().suffix
+
+    @suffix.setter
+    def suffix(self, value: str) -> None:
+        self._policy().set_suffix(value)
+
+    @property
+    def extMatch(self) -> re.Pattern[str]:
+        return re.compile(r"^" + self._policy().stamp_re + r"(\.\w+)?$", re.ASCII)
+
+    @extMatch.setter
+    def extMatch(self, value: re.Pattern[str] | str) -> None:
+        pattern = value.pattern if isinstance(value, re.Pattern) else value
+        if not isinstance(pattern, str):
+            raise TypeError(f"extMatch must be a regular expression, not {value!r}")
+        # The stdlib anchors it and allows a trailing extension; safelog matches the stamp
+        # itself and handles compressed extensions on its own.
+        pattern = pattern.removeprefix("^").removesuffix("$").removesuffix(r"(\.\w+)?")
+        re.compile(pattern)
+        timing = self._policy()
+        timing.set_suffix(timing.suffix, pattern)
+
+    @property  # read-only: the boundaries are on the clock
+    def rolloverAt(self) -> int:  # type: ignore[override]
+        return self.computeRollover(time.time())
+
+    def computeRollover(self, currentTime: float) -> int:
+        """The end of the period ``currentTime`` belongs to (boundaries on the clock)."""
+        timing = self._policy()
+        return math.ceil(timing.next_boundary(timing.period_start(currentTime)))
+
+    def getFilesToDelete(self) -> list[str]:
+        rollover = self._rollover
+        assert rollover is not None
+        return rollover.files_to_delete(self.baseFilename)

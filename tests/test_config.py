@@ -141,7 +141,7 @@ def test_unopenable_path_fails_at_construction(tmp_path: Any) -> None:
 @pytest.mark.parametrize(
     ("cls", "strategy"),
     [(safelog.ThreadFileHandler, "flock"), (safelog.FlockFileHandler, "per-process"),
-     (safelog.PerProcessFileHandler, "thread"), (safelog.RotatingFileHandler, "thread")],
+     (safelog.PerProcessFileHandler, "thread")],
 )
 def test_strategy_class_refuses_another_strategy(tmp_path: Any, cls: type[safelog.SafeFileHandler], strategy: str) -> None:
     """A per-strategy class given a different strategy raises instead of silently ignoring it."""

@@ -23,6 +23,8 @@ class Formats(Protocol):
     """The public part of ``logging.Handler`` a renderer uses, looked up per record as the stdlib
     does: a subclass override or an instance attribute set later is honoured."""
 
+    terminator: str
+
     def format(self, record: logging.LogRecord) -> str: ...
 
     def handleError(self, record: logging.LogRecord) -> None: ...
@@ -46,4 +48,10 @@ class Renderer:
             return None
         if self._escape:
             msg = msg.translate(ESCAPES)
+        end = self._owner.terminator
+        if end != "\n":
+            # The sink ends every record with a line break: every guarantee (one record, one
+            # line; torn-write repair; shards; merge) depends on it. Another terminator is
+            # written before that break ("\r\n" stays "\r\n"; "" adds nothing).
+            msg += end[:-1] if end.endswith("\n") else end
         return msg

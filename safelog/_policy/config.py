@@ -297,14 +297,15 @@ def check_compatible(path: str, existing: list[Config], new: Config) -> None:
     ``nonblocking`` itself, ``delay``) may differ.
     """
     for old in existing:
-        for names, attrs in _SHARED:
-            if [getattr(old, a) for a in attrs] != [getattr(new, a) for a in attrs]:
-                raise ValueError(
-                    f"filename={path!r} is already open in this process with "
-                    f"{_spell(old, names, attrs)}; another handler asked for "
-                    f"{_spell(new, names, attrs)}: the handlers of one file share its strategy, "
-                    f"rotation, retention, compression and permissions, so give them the same values"
-                )
+        differ = [(names, attrs) for names, attrs in _SHARED if [getattr(old, a) for a in attrs] != [getattr(new, a) for a in attrs]]
+        if differ:
+            theirs = "; ".join(_spell(old, n, a) for n, a in differ)
+            mine = "; ".join(_spell(new, n, a) for n, a in differ)
+            raise ValueError(
+                f"filename={path!r} is already open in this process with {theirs}; another "
+                f"handler asked for {mine}: the handlers of one file share its strategy, "
+                f"rotation, retention, compression and permissions, so give them the same values"
+            )
         if new.queue is not None and old.queue is not None and new.queue != old.queue:
             q = old.queue
             raise ValueError(

@@ -219,9 +219,7 @@ class Rollover:
         except OSError as exc:
             _report(path, exc)
             return
-        doomed: set[tuple[Any, ...]] = set()
-        if self.timing is not None and self.backup_count > 0:
-            doomed.update(k for k in sorted(backups)[: -self.backup_count])
+        doomed = self._surplus(backups)
         if self.max_age is not None:
             limit = now - self.max_age
             for k, files in backups.items():
@@ -259,6 +257,19 @@ class Rollover:
                 except OSError:
                     continue
                 _compress.submit(f, self.codec, locate, guard, self.perms, _compress.report_error)
+
+    def _surplus(self, backups: dict[tuple[Any, ...], list[str]]) -> set[tuple[Any, ...]]:
+        """The keys of the oldest time backups beyond ``backup_count`` (size rotation never has
+        more than ``backup_count``: shifting drops the oldest)."""
+        if self.timing is None or self.backup_count <= 0:
+            return set()
+        return set(sorted(backups)[: -self.backup_count])
+
+    def files_to_delete(self, path: str) -> list[str]:
+        """``TimedRotatingFileHandler.getFilesToDelete()``: the backups of ``path`` that retention
+        by ``backup_count`` removes at the next rotation, oldest first."""
+        backups, _ = self.list_backups(path)
+        return [f for k in sorted(self._surplus(backups)) for f in sorted(backups[k])]
 
     # -- recognising our own backups ------------------------------------------------------------
 

@@ -220,6 +220,10 @@ class Sink:
     def opened(self) -> bool:
         return self._fd >= 0
 
+    def target(self) -> str:
+        """The file this process appends to: the log, or this process's shard."""
+        return self._target()
+
     def rotation_due(self, rollover: Rollover, nbytes: int, created: float) -> bool:
         """``shouldRollover()``: would a record of ``nbytes`` at ``created`` rotate the file now?"""
         with self._tlock:
