@@ -309,10 +309,11 @@ class SafeFileHandler(logging.FileHandler):
         """A file object on the log, as ``FileHandler.stream``, for code that wants a real file
         (``faulthandler.enable(file=handler.stream)``) or writes to it (see :class:`_StreamView`).
         None after ``close()`` and, with ``delay=True``, before the first record, as in the
-        stdlib."""
+        stdlib; always None for ``per-process``, whose shards are framed and have no plain file
+        to hand out (code that probes ``stream``, as gunicorn does, then leaves it alone)."""
         view = self._view
         if view is None:
-            if self.delay and not self._sink.opened or self._closed_handler():
+            if self.strategy == "per-process" or self.delay and not self._sink.opened or self._closed_handler():
                 return None
             view = self._view = self._open()
         return view

@@ -280,10 +280,11 @@ def test_stdlib_attributes(tmp_path: Path, make_handler: Callable[..., Any]) -> 
     assert path.read_bytes() == b"crlf\r\nlf\n"
 
 
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
 def test_stream_is_a_real_file_for_faulthandler(tmp_path: Path, make_handler: Callable[..., Any], strategy: str) -> None:
     """handler.stream has a file descriptor: faulthandler dumps a traceback into the log."""
     path = tmp_path / "app.log"
-    h = make_handler(str(path), strategy=strategy if strategy != "per-process" else "flock", cls=safelog.FileHandler)
+    h = make_handler(str(path), strategy=strategy, cls=safelog.FileHandler)
     log = logging.Logger("fh", logging.INFO)
     log.addHandler(h)
     log.info("before")
@@ -308,9 +309,9 @@ def test_stream_follows_a_rotation(tmp_path: Path, make_handler: Callable[..., A
     assert _read(path) == ["two", "raw two"]
 
 
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
 def test_stream_writes_are_records(tmp_path: Path, make_handler: Callable[..., Any], strategy: str) -> None:
-    """stream.write(msg) then write(terminator), as StreamHandler.emit does, is one record, in
-    every strategy (framed in a per-process shard)."""
+    """stream.write(msg) then write(terminator), as StreamHandler.emit does, is one record."""
     h = make_handler(str(tmp_path / "app.log"), strategy=strategy)
     h.stream.write("via the stream")
     h.stream.write("\n")
@@ -320,8 +321,18 @@ def test_stream_writes_are_records(tmp_path: Path, make_handler: Callable[..., A
 
 def test_reading_stream_does_no_io(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
     """Looking at handler.stream (gunicorn does, for every FileHandler) creates no file."""
+    h = make_handler(str(tmp_path / "app.log"), strategy="flock", delay=True)
+    assert h.stream is None
+    h2 = make_handler(str(tmp_path / "b.log"), strategy="flock", lock_dir=str(tmp_path / "locks"))
+    assert h2.stream and h2.stream.name == str(tmp_path / "b.log")
+    assert sorted(os.listdir(tmp_path)) == ["b.log", "locks"]
+
+
+def test_per_process_has_no_stream(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
+    """A per-process handler's stream is None: its shards are framed, with no plain file to hand
+    out; faulthandler.enable(file=None) then writes to stderr, and nothing creates a shard."""
     h = make_handler(str(tmp_path / "app.log"), strategy="per-process")
-    assert h.stream and h.stream.name == str(tmp_path / "app.log")
+    assert h.stream is None
     assert os.listdir(tmp_path) == []
 
 
