@@ -60,6 +60,7 @@ from functools import partial
 from typing import IO, Any, Callable
 
 from .._primitives.atomic import atomic_write, create_temp, fsync_dir
+from .._primitives.fileio import READ, create_exclusive, open_lockfile
 from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.shard import hostname, parse_shard_name
 
@@ -106,9 +107,6 @@ _OPENERS: dict[str, Callable[[IO[bytes]], Any]] = {
     "bz2": lambda raw: bz2.BZ2File(raw, "rb"),
     "xz": lambda raw: lzma.LZMAFile(raw, "rb"),
 }
-
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_BINARY = getattr(os, "O_BINARY", 0)
 
 STATE_SUFFIX = ".merge-state"
 LOCK_SUFFIX = ".merge.lock"
@@ -768,7 +766,7 @@ def _drop_locks(files: list[_File], needed: set[int], lock_fd: int) -> None:
             continue
         inherited = f.fd
         if id(f) in needed:
-            f.fd = os.open(f.path, os.O_RDONLY | _O_CLOEXEC | _O_BINARY)
+            f.fd = os.open(f.path, READ)
             if os.fstat(f.fd).st_ino != os.fstat(inherited).st_ino:
                 raise OSError(f"{f.path} was replaced during the merge")
         os.close(inherited)
@@ -793,7 +791,7 @@ class _Worker:
                 os.close(rfd)
                 _drop_locks(files, {id(sp.file) for c in spans for sp in c}, lock_fd)
                 sub = MergeReport("")
-                out = os.open(self.side, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+                out = create_exclusive(self.side, os.O_WRONLY, 0o600)
                 readers = [_Reader(c, chunk, sub, _Progress(0, None)) for c in spans]
                 records = _merge_into(readers, out, alive=lambda: os.getppid() == parent)
                 os.close(out)
@@ -826,7 +824,7 @@ class _Worker:
             while True:
                 if side < 0:
                     try:
-                        side = os.open(self.side, os.O_RDONLY | _O_CLOEXEC | _O_BINARY)
+                        side = os.open(self.side, READ)
                     except FileNotFoundError:
                         pass  # the worker has not created it yet
                 if side >= 0:
@@ -848,7 +846,7 @@ class _Worker:
             if status != 0 or not chunks:
                 raise OSError(f"the merge worker process failed (wait status {status})")
             if side < 0:
-                side = os.open(self.side, os.O_RDONLY | _O_CLOEXEC | _O_BINARY)
+                side = os.open(self.side, READ)
             size = os.fstat(side).st_size
             while copied < size:
                 n = _copy_range(side, fd, copied, size - copied)
@@ -989,7 +987,7 @@ def _apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1) -> 
     own = fd < 0
     if own:
         try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC | _O_BINARY)
+            fd = os.open(path, READ)
         except FileNotFoundError:
             return True
     try:
@@ -1056,7 +1054,7 @@ def merge(
     report = MergeReport(out)
     lock_path = out + LOCK_SUFFIX
     try:
-        lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | _O_CLOEXEC | _O_BINARY, 0o666)
+        lock_fd = open_lockfile(lock_path, 0o666)
     except OSError as exc:
         raise MergeError(f"cannot create {lock_path}: {exc.strerror or exc}") from None
     chains: list[list[_File]] = []
@@ -1123,7 +1121,7 @@ def _open_inputs(
     for f in files:
         try:
             if not f.ext:
-                f.fd = os.open(f.path, os.O_RDONLY | _O_CLOEXEC | _O_BINARY)
+                f.fd = os.open(f.path, READ)
                 # Held until the file is removed: a process that reuses the pid and opens the
                 # shard waits for its LOCK_SH, and then finds the path gone (see _perprocess).
                 f.live = not try_lock(f.fd, LOCK_EX)

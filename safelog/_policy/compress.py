@@ -42,14 +42,12 @@ from contextlib import AbstractContextManager
 from typing import IO, Any, Callable
 
 from .._primitives.atomic import TMP_SUFFIX, create_temp, fsync_dir
+from .._primitives.fileio import READ_NOFOLLOW
 from .._primitives.lock import LOCK_EX, flock
 from .._primitives.perms import Perms
 
 __all__ = ["Codec", "CODECS", "EXTENSIONS", "parse_compress", "submit", "trash", "discard", "wait", "TMP_SUFFIX", "DEL_SUFFIX"]
 
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_BINARY = getattr(os, "O_BINARY", 0)
 _CHUNK = 1 << 20
 DEL_SUFFIX = ".del"
 
@@ -241,7 +239,7 @@ def _run() -> None:
 def compress_file(job: _Job) -> None:
     """Compress one backup to ``<its current name><ext>`` and then remove it."""
     try:
-        fd = os.open(job.src, os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY)
+        fd = os.open(job.src, READ_NOFOLLOW)
     except FileNotFoundError:
         return  # removed by retention, or already compressed by another process
     try:

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator
 
 from . import compress as _compress
 from .compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec
+from .._primitives.fileio import READ_NOFOLLOW
 from .._primitives.lock import LOCK_EX, try_lock
 from .timing import TimePolicy
 
@@ -349,7 +350,7 @@ def _temp_is_live(path: str) -> bool:
     """True when a live process is writing this compression temp file (it holds its lock);
     otherwise its writer died: remove it."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, READ_NOFOLLOW)
     except OSError:
         return False
     try:
