@@ -42,11 +42,8 @@ Speed and memory
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import hashlib
 import json
-import lzma
 import os
 import re
 import select
@@ -60,6 +57,7 @@ from functools import partial
 from typing import IO, Any, Callable
 
 from .._primitives.atomic import atomic_write, create_temp, fsync_dir
+from .._primitives.codec import BY_EXT, DECODE_ERRORS
 from .._primitives.fileio import READ, create_exclusive, open_lockfile
 from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.shard import hostname, parse_shard_name
@@ -101,12 +99,6 @@ _SPLIT = re.compile(rb"(?s)\n(?:([^\t\n].{26}) [0-9]+ (?!\t)|(?!\t))")
 # Continuation framing; ``re.sub`` beats ``bytes.replace`` and split/join for this needle.
 _UNFRAME = re.compile(rb"\n\t")
 _HEADER = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")
-
-_OPENERS: dict[str, Callable[[IO[bytes]], Any]] = {
-    "gz": lambda raw: gzip.GzipFile(fileobj=raw, mode="rb"),
-    "bz2": lambda raw: bz2.BZ2File(raw, "rb"),
-    "xz": lambda raw: lzma.LZMAFile(raw, "rb"),
-}
 
 STATE_SUFFIX = ".merge-state"
 LOCK_SUFFIX = ".merge.lock"
@@ -172,7 +164,7 @@ class _File:
     host: str
     pid: int
     n: int  # 0 for the shard being written, N for the backup .shard.N (higher is older)
-    ext: str  # "", "gz", "bz2", "xz"
+    ext: str  # "", ".gz", ".bz2", ".xz"
     live: bool = False
     fd: int = -1  # held open (and LOCK_EX-locked when finished) from discovery to removal
     identity: str = ""
@@ -198,7 +190,7 @@ def _discover(directory: str, logname: str) -> tuple[list[list[_File]], list[tup
             continue
         host, pid = str(parts["host"]), int(str(parts["pid"]))
         n = int(parts["n"]) if parts["n"] else 0
-        f = _File(os.path.join(directory, entry), host, pid, n, parts["ext"] or "")
+        f = _File(os.path.join(directory, entry), host, pid, n, "." + parts["ext"] if parts["ext"] else "")
         files = by_writer.setdefault((host, pid), {})
         other = files.get(n)
         if other is not None:
@@ -224,7 +216,7 @@ def _first_line(f: _File) -> bytes:
             line = _pread(f, 4096, 0)
             i = line.find(b"\n")
             line = line[: i + 1] if i >= 0 else line
-    except (OSError, EOFError, lzma.LZMAError, zlib_error) as exc:
+    except DECODE_ERRORS as exc:
         raise _Unreadable(str(exc)) from None
     return line
 
@@ -237,7 +229,7 @@ def _open_decoded(path: str, ext: str) -> tuple[IO[bytes], IO[bytes]]:
     """(decoded stream, raw file) so progress can follow the raw position."""
     raw = open(path, "rb")
     try:
-        return _OPENERS[ext](raw), raw
+        return BY_EXT[ext].reader(raw), raw
     except BaseException:
         raw.close()
         raise
@@ -327,7 +319,7 @@ class _Reader:
                     if not got:
                         break
                     skip -= len(got)
-        except (OSError, EOFError, lzma.LZMAError, zlib_error) as exc:
+        except DECODE_ERRORS as exc:
             self._problem(0, f"cannot read: {exc}")
             f.end = f.start
             self._next_file()
@@ -380,7 +372,7 @@ class _Reader:
                 data = self._stream.read(n) or b""
                 got = len(data)
                 buf = left + data
-        except (OSError, EOFError, lzma.LZMAError, zlib_error) as exc:
+        except DECODE_ERRORS as exc:
             self._problem(self._line_of(self._offset), f"cannot read further: {exc}")
             return left, len(left)
         if self._raw is not None:
@@ -512,7 +504,7 @@ class _Reader:
                     if pos + len(data) > at:
                         lines += data[max(at - pos, 0) :].count(b"\n")
                     pos += len(data)
-            except (OSError, EOFError, lzma.LZMAError, zlib_error):
+            except DECODE_ERRORS:
                 pass
             finally:
                 stream.close()
@@ -552,12 +544,6 @@ class _Reader:
         if cur is not None:
             texts.append(b"\n".join(cur))
         return keys, texts
-
-
-try:
-    from zlib import error as zlib_error
-except ImportError:  # pragma: no cover
-    zlib_error = OSError  # type: ignore[misc,assignment]
 
 
 def _pread(f: _File, n: int, offset: int) -> bytes:

@@ -44,7 +44,8 @@ SIZE = 1
 TIME = 2
 _FORMS = ("",) + EXTENSIONS
 _TMP_RE = re.compile(
-    r"^\.(?P<name>.+?)(?:\.gz|\.bz2|\.xz)\.(?:(?P<ino>[0-9a-f]+)-)?[0-9a-f]{12}" + re.escape(TMP_SUFFIX) + "$"
+    r"^\.(?P<name>.+?)(?:" + "|".join(map(re.escape, EXTENSIONS)) + r")\.(?:(?P<ino>[0-9a-f]+)-)?[0-9a-f]{12}"
+    + re.escape(TMP_SUFFIX) + "$"
 )
 _DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) + "$")
 

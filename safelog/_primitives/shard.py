@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import IO, Iterator
 
+from .codec import EXTENSIONS
+
 __all__ = [
     "ShardFrame",
     "ShardRecord",
@@ -40,7 +42,7 @@ HEADER_RE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")
 _SHARD_NAME = (
     r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.shard"
     r"(?:\.(?P<period>\d{4}-\d\d-\d\d(?:_\d\d(?:-\d\d){0,2})?))?"
-    r"(?:\.(?P<n>\d+))?(?:\.(?P<ext>gz|bz2|xz))?$"
+    r"(?:\.(?P<n>\d+))?(?:\.(?P<ext>" + "|".join(re.escape(e[1:]) for e in EXTENSIONS) + "))?$"
 )
 
 _host: str | None = None
