@@ -825,11 +825,11 @@ def test_other_hosts_recent_shards_count_as_live_on_network_storage(
     write_shard(tmp_path / "app.log.otherhost.3.shard", [(t + 2, "other, just written")])
     old = time.time() - 2 * _merge._FOREIGN_QUIET
     os.utime(tmp_path / "app.log.otherhost.2.shard", (old, old))
-    monkeypatch.setattr(_merge, "_network_fs", lambda path: "nfs4")
+    monkeypatch.setattr(_merge, "network_fs", lambda path: "nfs4")
     report = safelog.merge(tmp_path / "app.log")
     assert _ids(tmp_path / "app.log") == ["mine", "other, quiet"]
     assert report.live == [str(tmp_path / "app.log.otherhost.3.shard")]
-    monkeypatch.setattr(_merge, "_network_fs", lambda path: None)
+    monkeypatch.setattr(_merge, "network_fs", lambda path: None)
     safelog.merge(tmp_path / "app.log")
     assert _ids(tmp_path / "app.log")[-1] == "other, just written"
 

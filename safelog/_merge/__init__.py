@@ -59,6 +59,7 @@ from typing import IO, Any, Callable
 from .._primitives.atomic import atomic_write, create_temp, fsync_dir
 from .._primitives.codec import BY_EXT, DECODE_ERRORS
 from .._primitives.fileio import READ, create_exclusive, open_lockfile
+from .._primitives.fsdetect import network_fs
 from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.shard import hostname, parse_shard_name
 
@@ -1066,34 +1067,9 @@ def merge(
     return report
 
 
-# Network file systems whose locks may not reach other clients (mount options such as
-# ``nolock``/``local_lock``, SMB, FUSE): there a free lock on another host's shard proves less.
-_NETWORK_FS = (
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ceph", "glusterfs", "fuse.glusterfs", "fuse.sshfs",
-    "fuse.s3fs", "fuse.gcsfuse", "9p", "afs", "lustre", "gpfs", "beegfs", "fuse.cephfs",
-)
-# On such file systems, a shard of another host also counts as live until it has not been
-# written for this long.
+# On a network file system (see _primitives.fsdetect) a lock may not reach other clients, so a
+# shard of another host also counts as live until it has not been written for this long.
 _FOREIGN_QUIET = 300.0
-
-
-def _network_fs(path: str) -> str | None:
-    """The type of the network file system ``path`` is on, or None (local, or unknown)."""
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
-            mounts = f.read().splitlines()
-    except OSError:
-        return None
-    real = os.path.realpath(path)
-    best, fstype = "", ""
-    for line in mounts:
-        fields = line.split(" - ", 1)
-        if len(fields) != 2:
-            continue
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[0].split(" ")[4])
-        if (real == point or real.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
-            best, fstype = point, fields[1].split(" ")[0]
-    return fstype if fstype in _NETWORK_FS else None
 
 
 def _open_inputs(
@@ -1103,7 +1079,7 @@ def _open_inputs(
     total = 0
     files = [f for chain in chains for f in chain]
     foreign = [f for f in files if f.host != hostname()]
-    netfs = _network_fs(os.path.dirname(files[0].path)) if foreign else None
+    netfs = network_fs(files[0].path) if foreign else None
     for f in files:
         try:
             if not f.ext:
