@@ -45,7 +45,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import select
 import signal
 import sys
@@ -61,7 +60,17 @@ from .._primitives.codec import BY_EXT, DECODE_ERRORS
 from .._primitives.fileio import READ, create_exclusive, open_lockfile
 from .._primitives.fsdetect import network_fs
 from .._primitives.lock import LOCK_EX, try_lock
-from .._primitives.shard import hostname, parse_shard_name
+from .._primitives.shard import (
+    CONT,
+    HEADER_RE,
+    LINE_HEADER_RE,
+    TIME_LEN,
+    hostname,
+    is_time,
+    parse_shard_name,
+    split_records,
+    unframe,
+)
 
 
 __all__ = ["merge", "MergeReport", "MergeError", "Problem"]
@@ -82,24 +91,7 @@ _MAX_GARBAGE = 1 << 20
 # longer ones are read into a new buffer.
 _SLACK = 16 << 10
 _HAVE_PREADV = hasattr(os, "preadv")
-
-_TIME_LEN = 27  # "2026-11-26T18:49:28.123456Z"
-_TIME_SHAPE = b"0000-00-00T00:00:00.000000Z"
-_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-# One pass of this pattern over a chunk splits it at every line that is not a continuation
-# line into [junk, key, text, key, text, ...]; continuation lines stay inside the text with
-# their framing (line break + tab), which is removed once per output block. The key is None
-# for a line that is not a header, or a header whose text starts with a tab (that text
-# would be mistaken for a continuation). The pattern is loose on purpose (explicit digit
-# classes are several times slower in ``re``): keys are validated afterwards in one
-# ``translate``, and a chunk that fails a check is decoded line by line by the slow path.
-# For the same reason ``.`` also matches a line break (``re`` then skips 26 bytes instead of
-# testing each): a key with a line break in it fails the check. Written as an alternation
-# rather than an optional group, which ``re`` runs about 20% faster.
-_SPLIT = re.compile(rb"(?s)\n(?:([^\t\n].{26}) [0-9]+ (?!\t)|(?!\t))")
-# Continuation framing; ``re.sub`` beats ``bytes.replace`` and split/join for this needle.
-_UNFRAME = re.compile(rb"\n\t")
-_HEADER = re.compile(rb"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")
+_TAB = CONT[0]
 
 STATE_SUFFIX = ".merge-state"
 LOCK_SUFFIX = ".merge.lock"
@@ -393,10 +385,10 @@ class _Reader:
             # The last record may continue in the next chunk: cut at the last line break that
             # starts a new record (is followed by something other than a tab).
             j = buf.rfind(b"\n", 0, end - 1)
-            while j > 0 and buf[j + 1] == 9:
+            while j > 0 and buf[j + 1] == _TAB:
                 j = buf.rfind(b"\n", 0, j)
             if j <= 0:
-                if end > _MAX_GARBAGE and _HEADER.match(buf, 1, end) is None:
+                if end > _MAX_GARBAGE and HEADER_RE.match(buf, 1, end) is None:
                     # A megabyte without the start of a record: binary garbage, not a record
                     # being written. Skip it instead of buffering a whole file of it.
                     self._problem(
@@ -448,25 +440,16 @@ class _Reader:
         if self.done:
             self.bound = None
             return
-        key = self._left[1 : 1 + _TIME_LEN]
-        if len(self._left) > _TIME_LEN + 1 and key.translate(_TO_ZERO) == _TIME_SHAPE:
+        key = self._left[1 : 1 + TIME_LEN]
+        if len(self._left) > TIME_LEN + 1 and is_time(key):
             self.bound = max(key, self.last)
         else:
             self.bound = self.last
 
     def _decode(self, part: bytes | memoryview) -> None:
         """Decode complete records (``part`` starts with the line break before its first one)."""
-        res = _SPLIT.split(part)
-        keys = res[1::2]
-        try:
-            # A None key (a line that is not a header) makes the join fail.
-            good = not res[0] and b"".join(keys).translate(_TO_ZERO) == _TIME_SHAPE * len(keys)
-        except TypeError:
-            good = False
-        if good:
-            texts = res[2::2]
-        else:
-            keys, texts = self._decode_slow(bytes(part))
+        split = split_records(part)
+        keys, texts = split if split is not None else self._decode_slow(bytes(part))
         if keys:
             if keys[0] < self.last:
                 self.report.warnings.append(
@@ -521,7 +504,7 @@ class _Reader:
         cur: list[bytes] | None = None
         lines = part.split(b"\n")
         for n, line in enumerate(lines[1:], self._line_of(self._offset)):
-            if line.startswith(b"\t"):
+            if line.startswith(CONT):
                 if cur is None:
                     self._problem(n, "continuation line without a record")
                 else:
@@ -530,10 +513,10 @@ class _Reader:
             if cur is not None:
                 texts.append(b"\n".join(cur))
                 cur = None
-            m = _HEADER.match(line)
+            m = HEADER_RE.match(line)
             if m is None:
                 # Salvage a record glued to garbage (e.g. NUL bytes left by a crash).
-                m = _HEADER.search(line)
+                m = HEADER_RE.search(line)
                 self._problem(n, "not a shard record: " + repr(line[: m.start() if m else 60])[:80])
                 if m is None:
                     continue
@@ -541,7 +524,7 @@ class _Reader:
             text = line[m.end() :]
             # A leading tab would read as continuation framing in the output block; doubling
             # it encodes it the way the writer encodes tabs after a line break.
-            cur = [b"\t" + text if text.startswith(b"\t") else text]
+            cur = [CONT + text if text.startswith(CONT) else text]
         if cur is not None:
             texts.append(b"\n".join(cur))
         return keys, texts
@@ -622,7 +605,7 @@ def _merge_into(readers: list[_Reader], fd: int, alive: Callable[[], bool] | Non
                 part += texts[a : a + _BLOCK]
                 part.append(b"")
                 # (sub returns the block itself when there is nothing to replace)
-                block = _UNFRAME.sub(b"\n", b"\n".join(part))
+                block = unframe(b"\n".join(part))
                 _write_all(fd, memoryview(block)[1:])
         for r in active:
             if not r.done and (r.bound == m or r.pos >= len(r.keys)):
@@ -644,7 +627,6 @@ _PARALLEL_MIN = 32 << 20
 _OWN_SHARE = 0.45
 # While waiting for the worker, the copy of its output is fsynced every this many bytes.
 _SYNC_STEP = 16 << 20
-_LINE_HEADER = re.compile(rb"\n(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) \d+ ")
 
 
 def _first_record_at(f: _File, pos: int, limit: int) -> tuple[int, bytes] | None:
@@ -654,7 +636,7 @@ def _first_record_at(f: _File, pos: int, limit: int) -> tuple[int, bytes] | None
         data = _pread(f, min(limit + 64, pos + (1 << 16)) - max(lo, 0), max(lo, 0))
         if lo < 0:
             data = b"\n" + data
-        m = _LINE_HEADER.search(data)
+        m = LINE_HEADER_RE.search(data)
         if m is not None:
             start = lo + m.start() + 1
             return (start, m.group(1)) if start < limit else None
@@ -683,7 +665,7 @@ def _split_offset(f: _File, t: bytes, start: int, stop: int) -> int:
     data = _pread(f, min(hi + 64, stop) - max(lo - 1, 0), max(lo - 1, 0))
     if lo == 0:
         data = b"\n" + data
-    for m in _LINE_HEADER.finditer(data):
+    for m in LINE_HEADER_RE.finditer(data):
         at = lo + m.start()
         if lo <= at < hi and m.group(1) >= t:
             return at
