@@ -36,7 +36,7 @@ import sys
 import threading
 from collections import deque
 from contextlib import AbstractContextManager
-from typing import IO, Any, Callable
+from typing import Any, Callable
 
 from .._primitives.atomic import TMP_SUFFIX, create_temp, fsync_dir
 from .._primitives.codec import CODECS as CODECS, EXTENSIONS as EXTENSIONS, Codec as Codec
