@@ -7,20 +7,16 @@ record's text is matched like a line.
 
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Iterable, Iterator
+from typing import Iterable, Iterator
 
+from ._primitives.codec import open_read
 from ._primitives.shard import FrameError, iter_records
 
 __all__ = ["AuditReport", "audit", "log_files"]
-
-_OPENERS: dict[str, Callable[..., Any]] = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open}
 
 
 @dataclass
@@ -56,16 +52,9 @@ def log_files(path: str) -> list[str]:
     return out
 
 
-def _open(path: str) -> IO[bytes]:
-    for ext, opener in _OPENERS.items():
-        if path.endswith(ext):
-            return opener(path, "rb")  # type: ignore[no-any-return]
-    return open(path, "rb")
-
-
 def _texts(path: str) -> Iterator[tuple[int, bytes] | FrameError]:
     """(line number, record text) for each record of a file, plain or shard."""
-    with _open(path) as f:
+    with open_read(path) as f:
         if ".shard" in os.path.basename(path):
             for item in iter_records(f):
                 yield item if isinstance(item, FrameError) else (item.lineno, item.text)

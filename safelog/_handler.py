@@ -22,7 +22,8 @@ from ._policy.config import UNSET, Config, parse_config
 from ._policy.rotation import Rollover, RotationHooks
 from ._policy.timing import TimePolicy
 from ._primitives.paths import resolve_log_path, unwritable_dir
-from ._sinks.base import Sink, open_append
+from ._primitives.fileio import open_append
+from ._sinks.base import Sink
 from ._sinks.registry import STRATEGIES, acquire, release
 
 __all__ = [

@@ -113,3 +113,15 @@ def test_local_disk_does_not_warn(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         FlockFileHandler(str(tmp_path / "app.log")).close()
+
+
+@pytest.mark.parametrize(
+    "kind", ["nfs", "nfs4", "cifs", "smb3", "ceph", "glusterfs", "lustre", "gpfs", "beegfs", "9p", "virtiofs",
+             "fuse.sshfs", "fuse.s3fs", "fuse.gcsfuse", "fuse.glusterfs", "fuse.cephfs", "fuseblk"],
+)  # fmt: skip
+def test_every_network_type_is_detected(tmp_path, kind):
+    """One table serves the flock warning and merge: each type either of them knew is a network one."""
+    (tmp_path / "remote").mkdir()
+    mounts = f"22 1 0:21 / / rw - ext4 /dev/vda rw\n30 22 0:40 / {tmp_path}/remote rw - {kind} src rw\n"
+    assert network_fs(str(tmp_path / "remote" / "app.log"), mounts) == kind
+    assert network_fs(str(tmp_path / "app.log"), mounts) is None

@@ -21,6 +21,7 @@ import pytest
 
 import safelog
 from safelog import _merge
+from safelog._merge import discovery, journal, output, parallel, reader
 from safelog._cli import main
 from safelog._primitives.lock import LOCK_EX, flock
 from safelog._primitives.shard import ShardFrame
@@ -54,13 +55,13 @@ TRACEBACK_RE = re.compile(
 def _count_workers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Spy on merge's forked worker: the returned list gets a 1 for each worker started."""
     workers: list[int] = []
-    real_worker = _merge._Worker
+    real_worker = parallel.Worker
 
     def spy(*args: Any) -> Any:
         workers.append(1)
         return real_worker(*args)
 
-    monkeypatch.setattr(_merge, "_Worker", spy)
+    monkeypatch.setattr(parallel, "Worker", spy)
     return workers
 
 
@@ -218,8 +219,8 @@ def test_rotated_and_compressed_backups_are_one_chain(tmp_path: Path) -> None:
 
 def test_many_records_stream_in_bounded_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With tiny chunks (many refills, records crossing chunk edges) the result is the same sorted merge."""
-    monkeypatch.setattr(_merge, "_CHUNK_MAX", 64)
-    monkeypatch.setattr(_merge, "_CHUNK_MIN", 64)
+    monkeypatch.setattr(reader, "CHUNK_MAX", 64)
+    monkeypatch.setattr(reader, "CHUNK_MIN", 64)
     expected = []
     for k in range(5):
         recs = [
@@ -232,20 +233,20 @@ def test_many_records_stream_in_bounded_chunks(tmp_path: Path, monkeypatch: pyte
     assert (tmp_path / "app.log").read_text() == "".join(e[3] + "\n" for e in sorted(expected))
 
 
-@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize("two_cores", [False, True])
 def test_records_longer_than_the_read_buffer_give_the_exact_merge(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, parallel: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, two_cores: bool
 ) -> None:
     """Records longer than a chunk and than the room kept for a cut record, equal times across
     shards, tabs after line breaks, a text starting with a tab, many output blocks per step: the
     output is exactly the sorted records, in one process and in two."""
     import random
 
-    monkeypatch.setattr(_merge, "_CHUNK_MAX", 4096)
-    monkeypatch.setattr(_merge, "_CHUNK_MIN", 4096)
-    monkeypatch.setattr(_merge, "_SLACK", 512)
-    monkeypatch.setattr(_merge, "_BLOCK", 7)
-    monkeypatch.setattr(_merge, "_PARALLEL_MIN", 0 if parallel else 1 << 60)
+    monkeypatch.setattr(reader, "CHUNK_MAX", 4096)
+    monkeypatch.setattr(reader, "CHUNK_MIN", 4096)
+    monkeypatch.setattr(reader, "SLACK", 512)
+    monkeypatch.setattr(output, "BLOCK", 7)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 0 if two_cores else 1 << 60)
     rng = random.Random(3)
     expected = []
     for k in range(4):
@@ -266,7 +267,7 @@ def test_records_longer_than_the_read_buffer_give_the_exact_merge(
     workers = _count_workers(monkeypatch)
     report = safelog.merge(tmp_path / "app.log")
     assert report.ok and report.records == 1600
-    assert workers == ([1] if parallel else [])
+    assert workers == ([1] if two_cores else [])
     assert (tmp_path / "app.log").read_text() == "".join(e[3] + "\n" for e in sorted(expected))
 
 
@@ -299,7 +300,7 @@ def test_crash_then_rerun_neither_loses_nor_duplicates(
     (tmp_path / "app.log").write_text("old\n")
     ids = _make_run(tmp_path)
     calls = {"unlink": 0, "save": 0, "fsync": 0}
-    real_unlink, real_replace, real_save, real_fsync = os.unlink, os.replace, _merge._save_state, os.fsync
+    real_unlink, real_replace, real_save, real_fsync = os.unlink, os.replace, journal.save_state, os.fsync
 
     def unlink(p: Any, *a: Any, **k: Any) -> None:
         if ".shard" in str(p):
@@ -327,7 +328,7 @@ def test_crash_then_rerun_neither_loses_nor_duplicates(
 
     monkeypatch.setattr(_merge.os, "unlink", unlink)
     monkeypatch.setattr(_merge.os, "replace", replace)
-    monkeypatch.setattr(_merge, "_save_state", save)
+    monkeypatch.setattr(journal, "save_state", save)
     monkeypatch.setattr(_merge.os, "fsync", fsync)
     with pytest.raises(Crash):
         safelog.merge(tmp_path / "app.log")
@@ -345,15 +346,16 @@ KILLER = textwrap.dedent(
     """
     import os, signal, sys
     from safelog import _merge
+    from safelog._merge import journal, output, parallel
     point = sys.argv[2]
     me = os.getpid()
     def die():
         if os.getpid() == me:  # not in the forked worker of a two-process merge
             os.kill(me, signal.SIGKILL)
     if point == "parallel-write":
-        _merge._PARALLEL_MIN = 0
+        parallel.PARALLEL_MIN = 0
     real_replace, real_unlink = os.replace, os.unlink
-    real_save, real_write = _merge._save_state, _merge._write_all
+    real_save, real_write = journal.save_state, output.write_all
     n = {"w": 0, "u": 0}
     def write_all(fd, data):
         n["w"] += 1
@@ -375,7 +377,7 @@ KILLER = textwrap.dedent(
         real_unlink(p)
         if point == "after-unlink" and ".shard" in p:
             die()
-    _merge._write_all, _merge._save_state = write_all, save
+    output.write_all, journal.save_state = write_all, save
     _merge.os.replace, _merge.os.unlink = replace, unlink
     _merge.merge(sys.argv[1])
     """
@@ -735,10 +737,10 @@ def test_two_process_merge_gives_the_same_bytes(tmp_path: Path, monkeypatch: pyt
         f.write(b"garbage near the end\n" + ShardFrame("utf-8", "strict").encode("tail", 1_800_000_999.0))
     shutil.copytree(a, b)
     workers = _count_workers(monkeypatch)
-    monkeypatch.setattr(_merge, "_PARALLEL_MIN", 0)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 0)
     ra = safelog.merge(a / "app.log")
     assert workers == [1]
-    monkeypatch.setattr(_merge, "_PARALLEL_MIN", 1 << 60)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN", 1 << 60)
     rb = safelog.merge(b / "app.log")
     assert workers == [1]
     assert (a / "app.log").read_bytes() == (b / "app.log").read_bytes()
@@ -823,13 +825,13 @@ def test_other_hosts_recent_shards_count_as_live_on_network_storage(
     write_shard(tmp_path / f"app.log.{hostname()}.1.shard", [(t, "mine")])
     write_shard(tmp_path / "app.log.otherhost.2.shard", [(t + 1, "other, quiet")])
     write_shard(tmp_path / "app.log.otherhost.3.shard", [(t + 2, "other, just written")])
-    old = time.time() - 2 * _merge._FOREIGN_QUIET
+    old = time.time() - 2 * discovery.FOREIGN_QUIET
     os.utime(tmp_path / "app.log.otherhost.2.shard", (old, old))
-    monkeypatch.setattr(_merge, "_network_fs", lambda path: "nfs4")
+    monkeypatch.setattr(discovery, "network_fs", lambda path: "nfs4")
     report = safelog.merge(tmp_path / "app.log")
     assert _ids(tmp_path / "app.log") == ["mine", "other, quiet"]
     assert report.live == [str(tmp_path / "app.log.otherhost.3.shard")]
-    monkeypatch.setattr(_merge, "_network_fs", lambda path: None)
+    monkeypatch.setattr(discovery, "network_fs", lambda path: None)
     safelog.merge(tmp_path / "app.log")
     assert _ids(tmp_path / "app.log")[-1] == "other, just written"
 

@@ -14,7 +14,8 @@ import pytest
 import safelog
 from safelog._policy import compress as _compress
 from safelog._primitives.atomic import create_temp
-from safelog._primitives.perms import Perms, create_exclusive
+from safelog._primitives.fileio import create_exclusive
+from safelog._primitives.perms import Perms
 
 BASE = 1_795_651_200.0
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Named
 
 from . import compress as _compress
 from .compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec
+from .._primitives.fileio import READ_NOFOLLOW
 from .._primitives.lock import LOCK_EX, try_lock
 from .timing import TimePolicy
 
@@ -42,7 +43,8 @@ SIZE = 1
 TIME = 2
 _FORMS = ("",) + EXTENSIONS
 _TMP_RE = re.compile(
-    r"^\.(?P<name>.+?)(?:\.gz|\.bz2|\.xz)\.(?:(?P<ino>[0-9a-f]+)-)?[0-9a-f]{12}" + re.escape(TMP_SUFFIX) + "$"
+    r"^\.(?P<name>.+?)(?:" + "|".join(map(re.escape, EXTENSIONS)) + r")\.(?:(?P<ino>[0-9a-f]+)-)?[0-9a-f]{12}"
+    + re.escape(TMP_SUFFIX) + "$"
 )
 _DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) + "$")
 
@@ -370,7 +372,7 @@ def _temp_is_live(path: str) -> bool:
     """True when a live process is writing this compression temp file (it holds its lock);
     otherwise its writer died: remove it."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, READ_NOFOLLOW)
     except OSError:
         return False
     try:

@@ -15,7 +15,8 @@ import stat
 from contextlib import contextmanager
 from typing import IO, Any, Iterator
 
-from .perms import Perms, create_exclusive
+from .fileio import DIRECTORY, create_exclusive
+from .perms import Perms
 
 __all__ = ["atomic_write", "create_temp", "fsync_dir"]
 
@@ -124,7 +125,7 @@ def _remove(path: str) -> None:
 def fsync_dir(directory: str) -> None:
     """Persist the rename itself: it lives in the directory, not in the file."""
     try:
-        fd = os.open(directory or ".", os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        fd = os.open(directory or ".", DIRECTORY)
     except OSError:  # pragma: no cover - Windows cannot open a directory
         return
     try:

@@ -22,13 +22,28 @@ __all__ = [
     "warn_if_network",
 ]
 
-# Types whose writers on different hosts do not share one kernel: flock and O_APPEND cannot be
-# trusted across them. "fuse" covers fuse.sshfs, fuse.s3fs, fuse.glusterfs, ...: a FUSE file
-# system implements (or silently fakes) locking itself.
+# Types whose writers on different hosts (or in different kernels) do not share one lock table
+# or one end of file: flock and O_APPEND cannot be trusted across them, and a lock that is free
+# here may be held on another client. This one table serves the flock warning and merge (which
+# treats another host's unlocked shard there as live until it has been quiet). A type matches on
+# its part before the first dot, so "fuse" covers every FUSE type.
 _NETWORK = frozenset(
     {
-        "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "afs", "coda", "ceph", "glusterfs",
-        "lustre", "gpfs", "9p", "virtiofs", "fuse", "fuseblk",
+        # NFS: the client computes the end of file itself (appends from two hosts overwrite each
+        # other); flock is emulated with byte-range locks, or stays local (nolock, local_lock).
+        "nfs", "nfs4",
+        # SMB/CIFS: flock becomes a byte-range lock on the server, or a local one (nobrl).
+        "cifs", "smb3", "smbfs",
+        # NetWare, AFS, Coda: client caching; other clients see writes late or at close.
+        "ncpfs", "afs", "coda",
+        # Cluster file systems: whether locks are cluster-wide depends on mount options and
+        # configuration (Lustre flock/localflock, BeeGFS global file locks, GPFS, Ceph, Gluster).
+        "ceph", "glusterfs", "lustre", "gpfs", "beegfs",
+        # Shared with a hypervisor host or guest: the other side is another kernel.
+        "9p", "virtiofs",
+        # FUSE (fuse.sshfs, fuse.s3fs, fuse.gcsfuse, fuse.glusterfs, fuse.cephfs, ntfs-3g on
+        # fuseblk ...): the daemon implements locking itself, or silently fakes it.
+        "fuse", "fuseblk",
     }
 )  # fmt: skip
 

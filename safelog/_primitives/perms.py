@@ -12,11 +12,7 @@ import os
 import re
 from typing import Any
 
-__all__ = ["Perms", "parse_chmod", "parse_owner", "create_exclusive"]
-
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_BINARY = getattr(os, "O_BINARY", 0)
+__all__ = ["Perms", "parse_chmod", "parse_owner"]
 
 
 class Perms:
@@ -90,18 +86,3 @@ def parse_owner(value: Any) -> tuple[int, int]:
         raise ValueError(f"owner={value!r}: unknown user or group {exc}") from None
     return uid, gid
 
-
-def create_exclusive(path: str, flags: int, mode: int, perms: Perms | None = None) -> int:
-    """Create ``path``, failing if anything (a file, a planted symlink) already has the name.
-
-    ``O_EXCL`` with ``O_CREAT`` never follows a symlink at the last component, so in a shared
-    directory another user cannot redirect the file safelog is about to write.
-    """
-    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY, mode)
-    if perms is not None and perms.active:
-        try:
-            perms.apply(fd)
-        except BaseException:
-            os.close(fd)
-            raise
-    return fd

@@ -10,6 +10,11 @@ works on it), and the writer's sequence number. Continuation lines start with a 
 traceback stays one record and the file stays readable with ``tail -f``. The time is the
 record's creation time, clamped so it never goes backwards within a shard: a shard is sorted,
 which is what lets a merge stream it.
+
+Everything that knows the layout is in this module: the writer (:class:`ShardFrame`), the
+line-by-line reader (:func:`iter_records`, used by audits), and the pieces merge's fast
+chunk reader is built from (:data:`SPLIT_RE`, :func:`split_records`, :func:`unframe`,
+:data:`LINE_HEADER_RE`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import IO, Iterator
 
+from .codec import EXTENSIONS
+
 __all__ = [
     "ShardFrame",
     "ShardRecord",
@@ -30,9 +37,94 @@ __all__ = [
     "parse_shard_name",
     "iter_records",
     "hostname",
+    "decode_record",
+    "split_records",
+    "unframe",
+    "is_time",
+    "HEADER_RE",
+    "LINE_HEADER_RE",
+    "SPLIT_RE",
+    "TIME_LEN",
+    "CONT",
 ]
 
-HEADER_RE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")
+# -- the layout ---------------------------------------------------------------------------------
+
+# The header: "<time> <seq> " then the first line of the text. The time is UTC, fixed width,
+# so that it sorts as text.
+_SECONDS_FORMAT = "%Y-%m-%dT%H:%M:%S"
+_HEADER_FORMAT = "%s.%06dZ %d %s\n"  # seconds, microseconds, seq, framed text
+TIME_LEN = 27  # len("2026-11-26T18:49:28.123456Z")
+_TIME = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z"
+_SEQ = rb"\d+"
+# A header at the start of a line (``match``), or somewhere in garbage (``search``, to salvage
+# a record glued to it): groups time, seq.
+HEADER_RE = re.compile(rb"(" + _TIME + rb") (" + _SEQ + rb") ")
+# A header line inside a buffer, found with the line break before it: group time.
+LINE_HEADER_RE = re.compile(rb"\n(" + _TIME + rb") " + _SEQ + rb" ")
+
+# Continuation lines: every line break of the formatted text is followed by a tab. A line that
+# starts with a tab therefore never starts a record.
+CONT = b"\t"
+_FRAMING = "\n\t"
+# ``re.sub`` beats ``bytes.replace`` and split/join for this needle.
+_UNFRAME_RE = re.compile(rb"\n\t")
+
+# The shape of a time, checked for many keys at once: every digit maps to 0, then compare.
+TIME_SHAPE = b"0000-00-00T00:00:00.000000Z"
+TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+
+# One pass of this pattern over a chunk splits it at every line that is not a continuation
+# line into [junk, key, text, key, text, ...]; continuation lines stay inside the text with
+# their framing (line break + tab), which is removed once per output block. The key is None
+# for a line that is not a header, or a header whose text starts with a tab (that text
+# would be mistaken for a continuation). The pattern is loose on purpose (explicit digit
+# classes are several times slower in ``re``): keys are validated afterwards in one
+# ``translate`` (see split_records). For the same reason ``.`` also matches a line break
+# (``re`` then skips 26 bytes instead of testing each): a key with a line break in it fails
+# the check. Written as an alternation rather than an optional group, which ``re`` runs about
+# 20% faster.
+SPLIT_RE = re.compile(rb"(?s)\n(?:([^\t\n].{%d}) [0-9]+ (?!\t)|(?!\t))" % (TIME_LEN - 1))
+
+
+def is_time(key: bytes | bytearray) -> bool:
+    """Whether ``key`` (TIME_LEN bytes) has the shape of a header time."""
+    return key.translate(TO_ZERO) == TIME_SHAPE
+
+
+def unframe(data: bytes) -> bytes:
+    """The formatted text of framed records: continuation framing removed (the inverse of the
+    writer's framing). Returns ``data`` itself when there is nothing to remove."""
+    return _UNFRAME_RE.sub(b"\n", data)
+
+
+def split_records(part: bytes | memoryview) -> tuple[list[bytes], list[bytes]] | None:
+    """``(times, framed texts)`` of the complete records in ``part``, which starts with the line
+    break before its first record; None if any line of it is not well formed, or a text starts
+    with a tab (the caller then decodes ``part`` line by line). Texts keep their continuation
+    framing: :func:`unframe` removes it, for many records at once."""
+    res = SPLIT_RE.split(part)
+    keys = res[1::2]
+    try:
+        # A None key (a line that is not a header) makes the join fail.
+        if res[0] or b"".join(keys).translate(TO_ZERO) != TIME_SHAPE * len(keys):
+            return None
+    except TypeError:
+        return None
+    return keys, res[2::2]
+
+
+def decode_record(data: bytes) -> tuple[bytes, int, bytes] | None:
+    """``(time, seq, text)`` of one record's bytes (its header line and continuation lines,
+    without the final line end), or None when it does not start with a header."""
+    m = HEADER_RE.match(data)
+    if m is None:
+        return None
+    return m.group(1), int(m.group(2)), unframe(data[m.end() :])
+
+
+# -- names --------------------------------------------------------------------------------------
+
 # A shard's backups: ``.shard.N`` (size rotation) or ``.shard.<period>[.N]`` (time rotation, the
 # stdlib suffix of ``when``, e.g. ``2026-11-26_18``), optionally compressed. The host part has no
 # dots (hostname() maps them to "_"): with dots, the shards of a log named ``app.log.old`` would
@@ -40,7 +132,7 @@ HEADER_RE = re.compile(rb"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z) (\d+) ")
 _SHARD_NAME = (
     r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.shard"
     r"(?:\.(?P<period>\d{4}-\d\d-\d\d(?:_\d\d(?:-\d\d){0,2})?))?"
-    r"(?:\.(?P<n>\d+))?(?:\.(?P<ext>gz|bz2|xz))?$"
+    r"(?:\.(?P<n>\d+))?(?:\.(?P<ext>" + "|".join(re.escape(e[1:]) for e in EXTENSIONS) + "))?$"
 )
 
 _host: str | None = None
@@ -90,7 +182,7 @@ class ShardFrame:
             if m is None:
                 continue
             text = m.group(1).decode("ascii")
-            sec = calendar.timegm(time.strptime(text[:19], "%Y-%m-%dT%H:%M:%S"))
+            sec = calendar.timegm(time.strptime(text[:19], _SECONDS_FORMAT))
             self._last = max(self._last, sec + int(text[20:26]) / 1_000_000)
             self.seq = max(self.seq, int(m.group(2)))
             return
@@ -102,12 +194,12 @@ class ShardFrame:
         sec = int(created)
         if sec != self._sec:
             self._sec = sec
-            self._sec_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+            self._sec_text = time.strftime(_SECONDS_FORMAT, time.gmtime(sec))
         self.seq += 1
         if "\n" in msg:
-            msg = msg.replace("\n", "\n\t")
+            msg = msg.replace("\n", _FRAMING)
         # %-formatting: about 0.5 µs, against 1.2 µs for the same f-string with format specs.
-        text = "%s.%06dZ %d %s\n" % (self._sec_text, (created - sec) * 1_000_000, self.seq, msg)
+        text = _HEADER_FORMAT % (self._sec_text, (created - sec) * 1_000_000, self.seq, msg)
         return text.encode(self.encoding, self.errors)
 
 
@@ -137,35 +229,36 @@ def iter_records(stream: IO[bytes]) -> Iterator[ShardRecord | FrameError]:
     Yielding errors instead of raising lets a reader skip damage (a truncated last record of a
     killed process, garbage) and keep every good record after it.
     """
-    current: ShardRecord | None = None
-    parts: list[bytes] = []
+    lines: list[bytes] = []  # the record being read: header line and continuation lines
+    start = 0
     for lineno, line in enumerate(stream, 1):
         if not line.endswith(b"\n"):
             # A cut continuation line is the tail of the current record: that record is
             # incomplete and must not be handed on as whole. A cut header line ends the
             # current record, which is then complete.
-            if current is not None and not line.startswith(b"\t"):
-                current.text = b"\n".join(parts)
-                yield current
-            current = None
+            if lines and not line.startswith(CONT):
+                yield _record(lines, start)
+            lines = []
             yield FrameError(lineno, line, "truncated record (no line end)")
             continue
-        if line.startswith(b"\t"):
-            if current is None:
+        if line.startswith(CONT):
+            if not lines:
                 yield FrameError(lineno, line, "continuation line without a record")
             else:
-                parts.append(line[1:-1])
+                lines.append(line)
             continue
-        m = HEADER_RE.match(line)
-        if current is not None:
-            current.text = b"\n".join(parts)
-            yield current
-            current = None
-        if m is None:
+        if lines:
+            yield _record(lines, start)
+            lines = []
+        if HEADER_RE.match(line) is None:
             yield FrameError(lineno, line, "not a shard record")
             continue
-        current = ShardRecord(m.group(1), int(m.group(2)), b"", lineno)
-        parts = [line[m.end() : -1]]
-    if current is not None:
-        current.text = b"\n".join(parts)
-        yield current
+        lines, start = [line], lineno
+    if lines:
+        yield _record(lines, start)
+
+
+def _record(lines: list[bytes], lineno: int) -> ShardRecord:
+    decoded = decode_record(b"".join(lines)[:-1])
+    assert decoded is not None  # the first line was matched as a header
+    return ShardRecord(*decoded, lineno)

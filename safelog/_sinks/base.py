@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Seque
 
 from .._policy import compress as _compress
 from .._policy.config import FileOptions
-from .._primitives.perms import Perms, create_exclusive
-
 from .._policy.rotation import SIZE
+from .._primitives.fileio import close_quietly, open_append
 
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
@@ -35,68 +34,6 @@ __all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL"]
 # stat() (~2 µs, 10% of a record); once a second costs nothing and bounds the time records go
 # to a file nobody will read.
 CHECK_INTERVAL = 1.0
-
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_BINARY = getattr(os, "O_BINARY", 0)
-
-
-def open_append(path: str, mode: int, *, truncate: bool = False, perms: Perms | None = None) -> int:
-    """Open ``path`` for appending, creating its directory if needed.
-
-    ``O_APPEND`` makes every ``write()`` land at the current end of file atomically on local
-    POSIX file systems, whoever else appends; it is what lets several processes share the file.
-    ``O_NOFOLLOW``: the handler resolved the path once, at configuration; a symlink found there
-    later (the log deleted and a link planted, in a shared directory) is refused, not followed.
-    With ``perms`` the file is created exclusively first, so that only the process that created
-    it sets its mode and owner, on the descriptor.
-    """
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
-    if truncate:
-        flags |= os.O_TRUNC
-    if perms is not None and perms.active:
-        return _create_or_open(path, flags, perms.create_mode, perms)
-    try:
-        return os.open(path, flags, mode)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return os.open(path, flags, mode)
-
-
-def open_lockfile(path: str, mode: int, perms: Perms | None = None) -> int:
-    """Open (creating) a lock file without following a symlink planted in its place.
-
-    Created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and opened with ``O_NOFOLLOW``: in a shared
-    directory nobody can make safelog create or lock a file of their choosing.
-    """
-    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | _O_CLOEXEC | _O_BINARY
-    if perms is not None and perms.active:
-        mode = perms.create_mode
-    return _create_or_open(path, flags, mode, perms)
-
-
-def _create_or_open(path: str, flags: int, mode: int, perms: Perms | None) -> int:
-    open_flags = (flags & ~os.O_CREAT & ~os.O_TRUNC) | _O_NOFOLLOW
-    while True:
-        try:
-            return create_exclusive(path, flags & ~os.O_CREAT & ~os.O_TRUNC, mode, perms)
-        except FileExistsError:
-            pass
-        except FileNotFoundError:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            continue
-        try:
-            return os.open(path, open_flags | (flags & os.O_TRUNC))
-        except FileNotFoundError:
-            continue  # removed between the two calls (rotation by another process): create it
-
-
-def close_quietly(fd: int) -> None:
-    if fd >= 0:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
 
 
 class PartialWrite(Exception):

@@ -19,9 +19,10 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
 from .._policy.rotation import SIZE
+from .._primitives.fileio import LOCKFILE_REOPEN, close_quietly, open_lockfile
 from .._primitives.fsdetect import warn_if_network
 from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock
-from .base import CHECK_INTERVAL, Sink, close_quietly, open_lockfile
+from .base import CHECK_INTERVAL, Sink
 
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
@@ -31,8 +32,6 @@ __all__ = ["FlockSink", "lock_path_for"]
 # Bound once: this is the per-record path, and module attribute lookups are measurable there.
 _flock, _LOCK_EX, _LOCK_SH, _LOCK_UN = flock, LOCK_EX, LOCK_SH, LOCK_UN
 _lseek, _SEEK_END, _monotonic = os.lseek, os.SEEK_END, monotonic
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
-_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 # Records up to FAST_RECORD bytes that leave the file at least FAST_MARGIN below max_bytes are
 # written under a shared lock (see FlockSink._write_shared); everything else under the exclusive
@@ -188,7 +187,7 @@ class FlockSink(Sink):
         if self._lockfd < 0:
             return -1
         try:
-            fd = os.open(self.lock_path, os.O_RDWR | _O_CLOEXEC | _O_NOFOLLOW)
+            fd = os.open(self.lock_path, LOCKFILE_REOPEN)
         except OSError:
             return -1
         try:

@@ -1,0 +1,163 @@
+"""Finding a log's shards and opening them: chains of files per writer, live or finished, and
+how far each one is already merged.
+
+A writer holds ``LOCK_SH`` on its shard while it has it open; a merge that cannot take
+``LOCK_EX`` knows the shard is live. A file is named across renames and compression by its
+first line (the first record's time and sequence number, with the writer's host and pid).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from dataclasses import dataclass
+from typing import IO, Any
+
+from .._primitives.codec import BY_EXT, DECODE_ERRORS
+from .._primitives.fileio import READ
+from .._primitives.fsdetect import network_fs
+from .._primitives.lock import LOCK_EX, try_lock
+from .._primitives.shard import hostname, parse_shard_name
+from .report import MergeError, MergeReport, Problem
+
+__all__ = ["File", "discover", "open_inputs", "open_decoded", "pread", "Unreadable"]
+
+# On a network file system (see _primitives.fsdetect) a lock may not reach other clients, so a
+# shard of another host also counts as live until it has not been written for this long.
+FOREIGN_QUIET = 300.0
+
+
+@dataclass
+class File:
+    """One shard file of one writer, and what the merge learns about it."""
+
+    path: str
+    host: str
+    pid: int
+    n: int  # 0 for the shard being written, N for the backup .shard.N (higher is older)
+    ext: str  # "", ".gz", ".bz2", ".xz"
+    live: bool = False
+    fd: int = -1  # held open (and LOCK_EX-locked when finished) from discovery to removal
+    identity: str = ""
+    start: int = 0  # already merged (from the state file): bytes of the decoded stream
+    end: int = 0  # how far this merge consumed the decoded stream
+    size: int = 0  # on-disk size at discovery
+    damaged: bool = False
+    complete: bool = False  # read to its end (not held back)
+
+
+def discover(directory: str, logname: str) -> tuple[list[list[File]], list[tuple[File, str]]]:
+    """Chains of shard files, one per (host, pid), oldest file first, in tie order; and the
+    compressed twins of plain backups (same records, removed with them)."""
+    by_writer: dict[tuple[str, int], dict[int, File]] = {}
+    twins: list[tuple[File, str]] = []
+    try:
+        entries = sorted(os.listdir(directory))
+    except OSError as exc:
+        raise MergeError(f"cannot list {directory}: {exc.strerror or exc}") from None
+    for entry in entries:
+        parts = parse_shard_name(logname, entry)
+        if parts is None:
+            continue
+        host, pid = str(parts["host"]), int(str(parts["pid"]))
+        n = int(parts["n"]) if parts["n"] else 0
+        f = File(os.path.join(directory, entry), host, pid, n, "." + parts["ext"] if parts["ext"] else "")
+        files = by_writer.setdefault((host, pid), {})
+        other = files.get(n)
+        if other is not None:
+            # A compressor writes ``x.shard.1.gz`` whole (temp + replace) and then removes
+            # ``x.shard.1``: when both exist they hold the same records. Read the plain one
+            # once and remove the compressed one with it.
+            plain, twin = (other, f) if not other.ext else (f, other)
+            files[n] = plain
+            twins.append((plain, twin.path))
+            continue
+        files[n] = f
+    chains = [[fs[n] for n in sorted(fs, reverse=True)] for _, fs in sorted(by_writer.items())]
+    return chains, twins
+
+
+def first_line(f: File) -> bytes:
+    """The first line of the decoded file: it names the file across renames and compression."""
+    try:
+        if f.ext:
+            with open_decoded(f.path, f.ext)[0] as stream:
+                line = stream.readline(4096)
+        else:
+            line = pread(f, 4096, 0)
+            i = line.find(b"\n")
+            line = line[: i + 1] if i >= 0 else line
+    except DECODE_ERRORS as exc:
+        raise Unreadable(str(exc)) from None
+    return line
+
+
+class Unreadable(Exception):
+    pass
+
+
+def open_decoded(path: str, ext: str) -> tuple[IO[bytes], IO[bytes]]:
+    """(decoded stream, raw file) so progress can follow the raw position."""
+    raw = open(path, "rb")
+    try:
+        return BY_EXT[ext].reader(raw), raw
+    except BaseException:
+        raw.close()
+        raise
+
+
+def pread(f: File, n: int, offset: int) -> bytes:
+    """Read without moving the offset that the reader's duplicate of ``f.fd`` shares."""
+    if hasattr(os, "pread"):
+        return os.pread(f.fd, n, offset)
+    with open(f.path, "rb") as stream:  # pragma: no cover - Windows
+        stream.seek(offset)
+        return stream.read(n)
+
+
+def open_inputs(
+    chains: list[list[File]], offsets: dict[str, Any], include_live: bool, report: MergeReport
+) -> int:
+    """Open every file, tell live from finished, find what is already merged; total bytes."""
+    total = 0
+    files = [f for chain in chains for f in chain]
+    foreign = [f for f in files if f.host != hostname()]
+    netfs = network_fs(files[0].path) if foreign else None
+    for f in files:
+        try:
+            if not f.ext:
+                f.fd = os.open(f.path, READ)
+                # Held until the file is removed: a process that reuses the pid and opens the
+                # shard waits for its LOCK_SH, and then finds the path gone (see _perprocess).
+                f.live = not try_lock(f.fd, LOCK_EX)
+                st = os.fstat(f.fd)
+                f.size = st.st_size
+                recent = time.time() - st.st_mtime < FOREIGN_QUIET
+                if not f.live and netfs and f.host != hostname() and recent:
+                    f.live = True
+            else:
+                f.size = os.stat(f.path).st_size
+            line = first_line(f)
+        except (OSError, Unreadable) as exc:
+            msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            report.problems.append(Problem(f.path, 0, f"cannot read: {msg}"))
+            f.damaged = True
+            if f.fd >= 0:
+                os.close(f.fd)
+                f.fd = -1
+            continue
+        if f.live:
+            report.live.append(f.path)
+        if not line or (f.live and not line.endswith(b"\n")):
+            # Empty, or a live shard whose first record is not complete yet.
+            f.complete = not f.live
+            continue
+        f.identity = f"{f.host}.{f.pid}:" + hashlib.blake2b(line, digest_size=8).hexdigest()
+        done = offsets.get(f.identity)
+        f.start = f.end = int(done["offset"]) if done else 0
+        if f.live and not include_live:
+            continue
+        report.shards.append(f.path)
+        total += f.size
+    return total

@@ -1,0 +1,126 @@
+"""Opening files: the ``os.open`` flag sets every module uses, and the few ways safelog opens.
+
+Every descriptor is ``O_CLOEXEC``: a program the application starts (``subprocess``, ``exec``)
+must not inherit log, lock or shard descriptors, or it would hold their locks and keep removed
+files alive. ``O_BINARY`` (Windows only) stops the C runtime from translating line ends: safelog
+writes bytes. ``O_NOFOLLOW`` is used wherever the path was resolved once, at configuration, or
+names a file safelog itself created: a symlink found there later (planted in a shared
+directory) is refused, never followed.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .perms import Perms
+
+__all__ = [
+    "O_NOFOLLOW",
+    "O_CLOEXEC",
+    "O_BINARY",
+    "READ",
+    "READ_NOFOLLOW",
+    "APPEND",
+    "LOCKFILE",
+    "LOCKFILE_REOPEN",
+    "DIRECTORY",
+    "create_exclusive",
+    "create_or_open",
+    "open_append",
+    "open_lockfile",
+    "close_quietly",
+]
+
+O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
+O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
+O_BINARY: int = getattr(os, "O_BINARY", 0)
+
+# Reading a shard, a backup, a side file.
+READ = os.O_RDONLY | O_CLOEXEC | O_BINARY
+# Reading a file safelog created itself (a backup to compress, a temp file to check).
+READ_NOFOLLOW = READ | O_NOFOLLOW
+# A log file, a shard, the merged log: ``O_APPEND`` makes every ``write()`` land at the current
+# end of file atomically on local POSIX file systems, whoever else appends.
+APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_BINARY
+# A lock file: read-write (``flock`` needs no more, the rotation counter is appended to it).
+LOCKFILE = os.O_RDWR | os.O_APPEND | os.O_CREAT | O_CLOEXEC | O_BINARY
+# A directory, to fsync a rename in it.
+DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | O_CLOEXEC
+# Another descriptor of a lock file that exists (never creates one).
+LOCKFILE_REOPEN = os.O_RDWR | O_CLOEXEC | O_NOFOLLOW
+
+
+def create_exclusive(path: str, flags: int, mode: int, perms: Perms | None = None) -> int:
+    """Create ``path``, failing if anything (a file, a planted symlink) already has the name.
+
+    ``O_EXCL`` with ``O_CREAT`` never follows a symlink at the last component, so in a shared
+    directory another user cannot redirect the file safelog is about to write.
+    """
+    fd = os.open(path, flags | os.O_CREAT | os.O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_BINARY, mode)
+    if perms is not None and perms.active:
+        try:
+            perms.apply(fd)
+        except BaseException:
+            os.close(fd)
+            raise
+    return fd
+
+
+def open_append(path: str, mode: int, *, truncate: bool = False, perms: Perms | None = None) -> int:
+    """Open ``path`` for appending, creating its directory if needed.
+
+    ``O_APPEND`` makes every ``write()`` land at the current end of file atomically on local
+    POSIX file systems, whoever else appends; it is what lets several processes share the file.
+    ``O_NOFOLLOW``: the handler resolved the path once, at configuration; a symlink found there
+    later (the log deleted and a link planted, in a shared directory) is refused, not followed.
+    With ``perms`` the file is created exclusively first, so that only the process that created
+    it sets its mode and owner, on the descriptor.
+    """
+    flags = APPEND
+    if truncate:
+        flags |= os.O_TRUNC
+    if perms is not None and perms.active:
+        return create_or_open(path, flags, perms.create_mode, perms)
+    try:
+        return os.open(path, flags, mode)
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        return os.open(path, flags, mode)
+
+
+def open_lockfile(path: str, mode: int, perms: Perms | None = None) -> int:
+    """Open (creating) a lock file without following a symlink planted in its place.
+
+    Created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` and opened with ``O_NOFOLLOW``: in a shared
+    directory nobody can make safelog create or lock a file of their choosing.
+    """
+    if perms is not None and perms.active:
+        mode = perms.create_mode
+    return create_or_open(path, LOCKFILE, mode, perms)
+
+
+def create_or_open(path: str, flags: int, mode: int, perms: Perms | None) -> int:
+    """Create ``path`` exclusively (applying ``perms``) or, if it exists, open it: only the
+    process that created a file sets its mode and owner. Never follows a symlink."""
+    open_flags = (flags & ~os.O_CREAT & ~os.O_TRUNC) | O_NOFOLLOW
+    while True:
+        try:
+            return create_exclusive(path, flags & ~os.O_CREAT & ~os.O_TRUNC, mode, perms)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            continue
+        try:
+            return os.open(path, open_flags | (flags & os.O_TRUNC))
+        except FileNotFoundError:
+            continue  # removed between the two calls (rotation by another process): create it
+
+
+def close_quietly(fd: int) -> None:
+    """Close ``fd`` if it is one (>= 0), ignoring errors: for cleanup paths."""
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
