@@ -17,7 +17,9 @@ Output
     ``per-process`` strategy never writes it, and it is where people look. Each merge appends
     one time-ordered batch to it *in place*: same inode, ``O_APPEND``, earlier bytes never
     rewritten, so ``tail -F`` and shippers that follow files by inode read each record once,
-    and merging a few records into a large log writes only those. Only merges write it.
+    and merging a few records into a large log writes only those. Only merges write it. With
+    ``max_bytes``/``backup_count`` it is rotated, compressed and pruned like a handler's log
+    (see ``rotate``).
 
 Atomicity and idempotence
     Merged shards are removed only once the batch is durable (fsynced). A small state file
@@ -45,7 +47,8 @@ Where it lives
     ``discovery`` finds and opens the shards; ``reader`` decodes one writer's chain (through
     the shard format in ``_primitives.shard``); ``output`` is the k-way merge step and the
     writing; ``parallel`` the second core; ``journal`` the state file, recovery and removals;
-    ``report`` what a merge reports. This module runs them in order.
+    ``rotate`` the bounds of the merged log; ``report`` what a merge reports. This module runs
+    them in order.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ from .journal import STATE_SUFFIX, apply, output_id
 from .output import merge_into
 from .reader import Progress, Reader, Span, chunk_size
 from .report import MergeError, MergeReport, Problem
+from .rotate import OutputPolicy, Rotator, parse_policy
 
 __all__ = ["merge", "MergeReport", "MergeError", "Problem"]
 
@@ -86,6 +90,10 @@ def merge(
     keep: bool = False,
     include_live: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    max_bytes: int | str | None = None,
+    backup_count: int | None = None,
+    compress: str | None = None,
+    retention: Any = None,
 ) -> MergeReport:
     """Merge the shards of the ``per-process`` log ``logfile`` into ``output`` (default: the
     log path itself), appending one time-ordered batch to it in place.
@@ -96,8 +104,14 @@ def merge(
     :attr:`MergeReport.problems` (file and line); every good record is still merged and the
     damaged file is moved aside to ``<name>.damaged`` instead of being removed.
     ``progress(done, total)`` is called now and then with input bytes.
+
+    ``max_bytes`` and ``backup_count`` rotate the merged log before a batch that would take it
+    past ``max_bytes`` (backups ``<output>.1`` … ``.N``, as the handler names them);
+    ``compress`` and ``retention`` compress and prune those backups. They take the handler's
+    values (``"10 MB"``, ``"gzip"``, ``"14 days"``); a bad one raises ValueError or TypeError.
     Raises :class:`MergeError` when the merge cannot run at all.
     """
+    policy = parse_policy(max_bytes, backup_count, compress, retention)
     log = os.path.abspath(os.fspath(logfile))
     # Resolved once, like a handler's path: the output is then opened without following links.
     out = os.path.realpath(os.fspath(output) if output is not None else log)
@@ -124,7 +138,7 @@ def merge(
         state = journal.load_state(out + STATE_SUFFIX)
         journal.recover(state, out, out + STATE_SUFFIX, report)
         chains, twins = discover(directory, logname)
-        _run(_Merge(out, state, report, keep, include_live, progress, lock_fd), chains, twins)
+        _run(_Merge(out, state, report, keep, include_live, progress, lock_fd, policy), chains, twins)
     except OSError as exc:
         raise MergeError(f"merge into {out} failed: {exc}") from None
     finally:
@@ -149,6 +163,7 @@ class _Merge:
         include_live: bool,
         progress: Callable[[int, int], None] | None,
         lock_fd: int,
+        policy: OutputPolicy | None,
     ) -> None:
         self.out = out
         self.statefile = out + STATE_SUFFIX
@@ -158,6 +173,7 @@ class _Merge:
         self.include_live = include_live
         self.progress = progress
         self.lock_fd = lock_fd
+        self.rotator = Rotator(policy, out, report) if policy is not None else None
         self.fd = -1  # the output, opened for appending
         self.size = 0  # its size before this merge's batch
         self.created = False  # by this merge
@@ -180,6 +196,8 @@ def _run(m: _Merge, chains: list[list[File]], twins: list[tuple[File, str]]) -> 
     try:
         if spans:
             _open_output(m)
+            if m.rotator is not None and m.rotator.due(m.size, sum(f.size - f.start for c in readable for f in c)):
+                _rotate(m)
             _append(m, spans, files, total)
         new_offsets, actions = _plan(files, twins, offsets, m.keep)
         if m.report.records:
@@ -197,6 +215,8 @@ def _run(m: _Merge, chains: list[list[File]], twins: list[tuple[File, str]]) -> 
     finally:
         if m.fd >= 0:
             os.close(m.fd)
+    if m.rotator is not None:
+        m.rotator.tidy(bool(m.report.rotated))
 
 
 def _remove_leftovers(out: str) -> None:
@@ -231,6 +251,22 @@ def _open_output(m: _Merge) -> None:
 def _fd_id(fd: int) -> list[int]:
     st = os.fstat(fd)
     return [st.st_dev, st.st_ino]
+
+
+def _rotate(m: _Merge) -> None:
+    """Rename the merged log to its first backup and start a new one, journaled so that the
+    offsets of kept shards follow the new file even if the merge dies half-way."""
+    assert m.rotator is not None
+    m.state["pending"] = {"stage": "rotate", "output": _fd_id(m.fd)}
+    m.save()
+    backup = m.rotator.rotate(m.size)
+    if backup:
+        os.close(m.fd)
+        m.fd = -1
+        _open_output(m)
+        m.report.rotated = backup
+    # Saved with the next journal entry (the append): until then "rotate" is pending.
+    m.state["output"] = _fd_id(m.fd)
 
 
 def _append(m: _Merge, spans: list[list[Span]], files: list[File], total: int) -> None:

@@ -5,6 +5,9 @@ The merged log is appended to in place (same inode, ``O_APPEND``: whoever tails 
 by inode reads each record once). A merge moves through these entries, each written atomically
 (temp file, fsync, ``os.replace``) before the step it guards:
 
+``{"stage": "rotate", "output": [dev, ino]}``
+    the output is about to be rotated (renamed to its first backup). A re-run finds whether the
+    rename happened and adopts the new output, so the offsets of kept shards stay valid.
 ``{"stage": "append", "output": [dev, ino], "size": S}``
     records are about to be appended to an output of ``S`` bytes. A re-run truncates the same
     file back to ``S``: the shards are all still there, and are merged again.
@@ -71,6 +74,10 @@ def recover(state: dict[str, Any], output: str, statefile: str, report: MergeRep
     stage = pending.get("stage")
     if stage == "append":
         _truncate_back(output, pending["output"], pending["size"], report)
+    elif stage == "rotate":
+        if output_id(output) != pending["output"]:
+            # The rename happened: the offsets describe the new output from now on.
+            state["output"] = output_id(output)
     elif stage == "commit":
         _finish_removals(state, pending, report)
         state["output"] = pending["output"]
