@@ -98,9 +98,8 @@ def _truncate_back(output: str, ident: list[int], size: int, report: MergeReport
         if [st.st_dev, st.st_ino] != ident or not stat.S_ISREG(st.st_mode):
             # Moved away or replaced since (by hand, or logrotate): the partial batch went with
             # the old file, and the shards are merged again into this one.
-            report.warnings.append(
-                Problem(output, 0, "replaced after an interrupted merge; the file it appended to may end in a partial batch")
-            )
+            msg = "replaced after an interrupted merge; the file it appended to may end in a partial batch"
+            report.warnings.append(Problem(output, 0, msg))
             return
         if st.st_size > size:
             os.ftruncate(fd, size)
