@@ -4,8 +4,9 @@ Generates ``--shards`` shards of about ``--mb`` MB in total with the real shard 
 of ~110 bytes, every 50th a 5-line traceback, the writers' times interleaved at random), then
 runs, alternately and ``--reps`` times each, in a fresh child process:
 
-* ``python -c "safelog.merge(...)"`` (``keep=True``, a fresh output file each time; the output
-  is fsynced and atomically replaced, as always), and
+* ``python -c "safelog.merge(...)"`` (``keep=True``, a fresh output file each time, or with
+  ``--existing-mb`` one that already holds that much of an earlier merge; the batch is appended
+  in place and fsynced, as always), and
 * ``LC_ALL=C sort -m -k1,1 -s -o OUT SHARDS...`` (merge of sorted inputs keyed on the time
   field; it writes the framed lines unchanged and does not fsync).
 
@@ -14,7 +15,7 @@ Wall time is measured around the child; CPU time (user + system) and peak RSS co
 processes, CPU: both). CPU time is the steadier figure on a busy machine. Prints medians and
 ratios, and checks that the merge wrote every record. Usage::
 
-    python benchmarks/merge_bench.py [--mb 200] [--shards 8] [--reps 5] [--dir DIR]
+    python benchmarks/merge_bench.py [--mb 200] [--shards 8] [--reps 5] [--existing-mb 0] [--dir DIR]
 """
 
 from __future__ import annotations
@@ -95,6 +96,9 @@ def main() -> int:
     ap.add_argument("--mb", type=float, default=200)
     ap.add_argument("--shards", type=int, default=8)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument(
+        "--existing-mb", type=float, default=0, help="what the merged log holds before each merge (default: empty)"
+    )
     ap.add_argument("--dir", help="work directory (default: a temp dir on the same file system as the repo)")
     args = ap.parse_args()
     if shutil.which("sort") is None:
@@ -112,12 +116,21 @@ def main() -> int:
             f"in {time.perf_counter() - t:.1f} s",
             flush=True,
         )
+        existing = os.path.join(work, "existing.log")
+        if args.existing_mb:
+            with open(existing, "wb") as f:
+                block = b"".join(b"2026-11-26 18:49:28,123 INFO earlier batch line %08d\n" % i for i in range(10_000))
+                for _ in range(max(1, int(args.existing_mb * 1e6 / len(block)))):
+                    f.write(block)
         env = dict(os.environ, PYTHONPATH=ROOT)
         log = os.path.join(work, "app.log")
         sort_out = os.path.join(work, "sorted.out")
         merge_t, merge_rss, sort_t, sort_rss, merge_cpu, sort_cpu = [], [], [], [], [], []
         for rep in range(args.reps):
             out = os.path.join(work, f"merged-{rep}.log")
+            if args.existing_mb:
+                shutil.copyfile(existing, out)
+                os.sync()  # its bytes on disk already, as an earlier merge left them
             code = f"import safelog; r = safelog.merge({log!r}, {out!r}, keep=True); assert r.ok and r.records == {records}"
             runs = [("merge", [sys.executable, "-c", code]), ("sort", ["sort", "-m", "-k1,1", "-s", "-o", sort_out, *shards])]
             if rep % 2:
@@ -139,6 +152,7 @@ def main() -> int:
             )
         result = {
             "mb": round(size / 1e6, 1),
+            "existing_mb": args.existing_mb,
             "shards": len(shards),
             "records": records,
             "reps": args.reps,

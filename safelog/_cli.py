@@ -59,8 +59,8 @@ def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="join the shards of a per-process log into one time-ordered file",
         description=(
             "Merge the shards of the per-process log LOGFILE (all hosts, pids, rotated and "
-            "compressed backups) into one file in time order, appended to OUT (default: "
-            "LOGFILE itself). Finished shards are removed once the output is on disk; shards "
+            "compressed backups) into one file in time order, appended in place to OUT "
+            "(default: LOGFILE itself). Finished shards are removed once the output is on disk; shards "
             "of running processes are left alone. Exit status: 0 ok, 1 some input was damaged "
             "or unreadable (reported, everything good merged), 2 the merge could not run."
         ),
@@ -78,17 +78,41 @@ def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "-q", "--quiet", action="store_true", help="no progress and no summary; problems are still reported"
     )
+    g = p.add_argument_group(
+        "bounding the merged log",
+        "Rotate it before a batch would take it past --max-bytes, keeping --backup-count backups "
+        "(OUT.1 newest), as the handlers do; the values are written as in a handler's options.",
+    )
+    g.add_argument("--max-bytes", metavar="SIZE", help="rotation size, e.g. '10 MB' or '64 MiB'")
+    g.add_argument("--backup-count", metavar="N", help="backups to keep (needed with --max-bytes)")
+    g.add_argument("--compress", metavar="CODEC", help="compress the backups: gzip, bz2 or xz")
+    g.add_argument("--retention", metavar="AGE", help="remove backups older than this, e.g. '14 days'")
     p.set_defaults(func=_run_merge)
 
 
 def _run_merge(args: argparse.Namespace) -> int:
     from ._merge import MergeError, merge
 
+    from ._merge.rotate import parse_policy
+
     err = sys.stderr
+    try:
+        parse_policy(args.max_bytes, args.backup_count, args.compress, args.retention)
+    except (ValueError, TypeError) as exc:
+        print(f"safelog merge: error: {exc}", file=err)
+        return 2
     progress = _progress_printer(err) if not args.quiet and err.isatty() else None
     try:
         report = merge(
-            args.logfile, args.output, keep=args.keep, include_live=args.include_live, progress=progress
+            args.logfile,
+            args.output,
+            keep=args.keep,
+            include_live=args.include_live,
+            progress=progress,
+            max_bytes=args.max_bytes,
+            backup_count=args.backup_count,
+            compress=args.compress,
+            retention=args.retention,
         )
     except MergeError as exc:
         if progress is not None:

@@ -291,16 +291,26 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("point", ["replace", "unlink-1", "unlink-3", "state-final", "fsync-output"])
+def _is_output(fd: int, name: str = "app.log") -> bool:
+    """Whether ``fd`` is this process's descriptor of the merged log."""
+    return os.readlink(f"/proc/self/fd/{fd}").endswith("/" + name)
+
+
+@pytest.mark.parametrize(
+    "point", ["append-journal", "write", "fsync-output", "commit", "unlink-1", "unlink-3", "state-final"]
+)
 def test_crash_then_rerun_neither_loses_nor_duplicates(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str
 ) -> None:
-    """A merge that dies at a given step, then a clean re-run, leaves every record exactly once and no
-    shard."""
-    (tmp_path / "app.log").write_text("old\n")
+    """A merge that fails at a given step, then a clean re-run, leaves every record exactly once, no
+    shard, and the merged log in place (same inode); a failure before the commit point takes the
+    partial batch back at once."""
+    log = tmp_path / "app.log"
+    log.write_text("old\n")
+    inode = log.stat().st_ino
     ids = _make_run(tmp_path)
-    calls = {"unlink": 0, "save": 0, "fsync": 0}
-    real_unlink, real_replace, real_save, real_fsync = os.unlink, os.replace, journal.save_state, os.fsync
+    calls = {"unlink": 0, "write": 0, "fsync": 0}
+    real_unlink, real_save, real_fsync, real_write = os.unlink, journal.save_state, os.fsync, output.write_all
 
     def unlink(p: Any, *a: Any, **k: Any) -> None:
         if ".shard" in str(p):
@@ -309,38 +319,46 @@ def test_crash_then_rerun_neither_loses_nor_duplicates(
                 raise Crash
         real_unlink(p, *a, **k)
 
-    def replace(src: Any, dst: Any) -> None:
-        if point == "replace" and str(dst).endswith("app.log"):
-            raise Crash
-        real_replace(src, dst)
-
     def save(path: str, state: dict[str, Any]) -> None:
-        calls["save"] += 1
-        if point == "state-final" and state.get("pending") is None and calls["save"] > 1:
+        stage = (state.get("pending") or {}).get("stage")
+        if (point, stage) in (("append-journal", "append"), ("commit", "commit")):
+            raise Crash
+        if point == "state-final" and state.get("pending") is None and state.get("offsets") is not None:
             raise Crash
         real_save(path, state)
 
     def fsync(fd: int) -> None:
-        calls["fsync"] += 1
-        if point == "fsync-output" and calls["fsync"] == 1:
+        if point == "fsync-output" and _is_output(fd) and not calls["fsync"]:
+            calls["fsync"] += 1
             raise Crash
         real_fsync(fd)
 
+    def write_all(fd: int, data: Any) -> None:
+        calls["write"] += 1
+        if point == "write" and calls["write"] == 3:
+            real_write(fd, data[: len(data) // 2])
+            raise Crash
+        real_write(fd, data)
+
+    monkeypatch.setattr(output, "BLOCK", 16)  # several writes per batch
     monkeypatch.setattr(_merge.os, "unlink", unlink)
-    monkeypatch.setattr(_merge.os, "replace", replace)
     monkeypatch.setattr(journal, "save_state", save)
     monkeypatch.setattr(_merge.os, "fsync", fsync)
+    monkeypatch.setattr(output, "write_all", write_all)
     with pytest.raises(Crash):
-        safelog.merge(tmp_path / "app.log")
+        safelog.merge(log)
     monkeypatch.undo()
-    assert safelog.merge(tmp_path / "app.log").ok
-    got = _ids(tmp_path / "app.log")
+    if point in ("write", "fsync-output", "commit"):
+        assert log.read_text() == "old\n"  # not committed: taken back before the error propagated
+    assert safelog.merge(log).ok
+    got = _ids(log)
     assert got[0] == "old" and sorted(got[1:]) == sorted(ids) and len(got) == len(ids) + 1
+    assert log.stat().st_ino == inode
     assert shards(tmp_path) == []
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
 
 
-KILL_POINTS = ["write", "parallel-write", "journal", "after-replace", "after-unlink", "final-state"]
+KILL_POINTS = ["write", "parallel-write", "append-journal", "before-commit", "commit", "after-unlink", "final-state"]
 
 KILLER = textwrap.dedent(
     """
@@ -354,9 +372,8 @@ KILLER = textwrap.dedent(
             os.kill(me, signal.SIGKILL)
     if point == "parallel-write":
         parallel.PARALLEL_MIN = 0
-    real_replace, real_unlink = os.replace, os.unlink
-    real_save, real_write = journal.save_state, output.write_all
-    n = {"w": 0, "u": 0}
+    real_unlink, real_save, real_write = os.unlink, journal.save_state, output.write_all
+    n = {"w": 0}
     def write_all(fd, data):
         n["w"] += 1
         real_write(fd, data[: len(data) // 2])
@@ -364,21 +381,19 @@ KILLER = textwrap.dedent(
             die()
         real_write(fd, data[len(data) // 2 :])
     def save(path, state):
+        stage = (state.get("pending") or {}).get("stage")
+        if point == "before-commit" and stage == "commit":
+            die()
         real_save(path, state)
-        if point == "journal" and state.get("pending"):
+        if (point, stage) in (("append-journal", "append"), ("commit", "commit")):
             die()
         if point == "final-state" and not state.get("pending"):
-            die()
-    def replace(src, dst):
-        real_replace(src, dst)
-        if point == "after-replace" and dst.endswith("app.log"):
             die()
     def unlink(p):
         real_unlink(p)
         if point == "after-unlink" and ".shard" in p:
             die()
-    output.write_all, journal.save_state = write_all, save
-    _merge.os.replace, _merge.os.unlink = replace, unlink
+    output.write_all, journal.save_state, os.unlink = write_all, save, unlink
     _merge.merge(sys.argv[1])
     """
 )
@@ -386,15 +401,20 @@ KILLER = textwrap.dedent(
 
 @pytest.mark.parametrize("point", KILL_POINTS)
 def test_sigkilled_merge_process_then_rerun_is_exact(tmp_path: Path, point: str) -> None:
-    """A real merge process SIGKILLed mid-way (writing, after the journal, after the replace, mid-removal)
-    and a re-run give every record once."""
+    """A real merge process SIGKILLed mid-way (mid-write, after the journal entries, before and after
+    the commit point, mid-removal) and a re-run give every record once, after what the merged log
+    held, in the same file."""
+    log = tmp_path / "app.log"
+    log.write_text("old\n")
+    inode = log.stat().st_ino
     ids = _make_run(tmp_path, runs=4, n=3000)
     env = dict(os.environ, PYTHONPATH=ROOT)
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(tmp_path / "app.log"), point], env=env)
+    proc = subprocess.run([sys.executable, "-c", KILLER, str(log), point], env=env)
     assert proc.returncode == -signal.SIGKILL
-    assert main(["merge", str(tmp_path / "app.log"), "--quiet"]) == 0
-    got = _ids(tmp_path / "app.log")
-    assert len(got) == len(ids) and set(got) == ids
+    assert main(["merge", str(log), "--quiet"]) == 0
+    got = _ids(log)
+    assert got[0] == "old" and len(got) == len(ids) + 1 and set(got[1:]) == ids
+    assert log.stat().st_ino == inode
     assert shards(tmp_path) == []
 
 
@@ -890,3 +910,28 @@ def test_leftover_temp_files_of_a_crashed_merge_are_removed(tmp_path: Path) -> N
     left = sorted(p.name for p in tmp_path.iterdir())
     assert not set(leftovers) & set(left)
     assert ".other.log.merge-0123456789ab.tmp" in left
+
+
+@pytest.mark.parametrize("replaced", [True, False])
+def test_journal_of_a_merge_that_replaced_its_output_is_finished_or_undone(tmp_path: Path, replaced: bool) -> None:
+    """A pending entry left by a merge that wrote a temp copy and replaced the output (the journal
+    before in-place appends) is still honoured: finished if the replace happened, undone if not."""
+    import json
+
+    log = tmp_path / "app.log"
+    shard = tmp_path / "app.log.h.1.shard"
+    write_shard(shard, [(1_800_000_000.0, "a")])
+    tmp = tmp_path / ".app.log.merge-0123456789ab.tmp"
+    (log if replaced else tmp).write_text("a\n")
+    st = (log if replaced else tmp).stat()
+    pending = {
+        "tmp": str(tmp),
+        "output": [st.st_dev, st.st_ino, st.st_size],
+        "offsets": {},
+        "actions": [["rm", str(shard), shard.stat().st_size, "h.1:x"]],
+    }
+    state = {"version": 1, "output": None, "offsets": {}, "pending": pending}
+    (tmp_path / "app.log.merge-state").write_text(json.dumps(state))
+    report = safelog.merge(log)
+    assert report.ok and report.records == (0 if replaced else 1)
+    assert _ids(log) == ["a"] and shards(tmp_path) == [] and not tmp.exists()

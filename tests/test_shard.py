@@ -35,7 +35,8 @@ def test_line_reader_and_chunk_reader_decode_what_the_writer_wrote() -> None:
     times, framed = split
     assert [unframe(t) for t in framed] == want
     assert times == [r.time for r in got]  # type: ignore[union-attr]
-    assert [decode_record(r[:-1]) for r in records] == [(r.time, r.seq, r.text) for r in got]  # type: ignore[union-attr]
+    decoded = [(r.time, r.seq, r.text) for r in got]  # type: ignore[union-attr]
+    assert [decode_record(r[:-1]) for r in records] == decoded
 
 
 def test_header_time_has_the_fixed_width_and_shape_readers_expect() -> None:

@@ -14,17 +14,21 @@ Order
 Output
     The records exactly as the user's formatter produced them: framing stripped, continuation
     lines restored. The default output is the log path itself (``app.log``): the
-    ``per-process`` strategy never writes it, and it is where people look. If it exists, the
-    new records are appended *after* its content: each merge adds one time-ordered batch.
+    ``per-process`` strategy never writes it, and it is where people look. Each merge appends
+    one time-ordered batch to it *in place*: same inode, ``O_APPEND``, earlier bytes never
+    rewritten, so ``tail -F`` and shippers that follow files by inode read each record once,
+    and merging a few records into a large log writes only those. Only merges write it. With
+    ``max_bytes``/``backup_count`` it is rotated, compressed and pruned like a handler's log
+    (see ``rotate``).
 
 Atomicity and idempotence
-    The new output is written to a temp file beside the output (``os.open`` with ``O_EXCL``),
-    fsynced, and ``os.replace``-d over the output; only then are merged shards removed. A
-    small state file (``<output>.merge-state``) is the journal: before the replace it records
-    the temp file's inode and what the merge will remove; a re-run after a crash compares that
-    inode with the output's and either finishes the removals (the replace happened) or
-    discards the temp file (it did not). It also records how far each shard that stays on disk
-    (``keep=True``, live shards, damaged ones) has been merged, so no record is written twice.
+    Merged shards are removed only once the batch is durable (fsynced). A small state file
+    (``<output>.merge-state``) is the journal: before appending it records the output's size,
+    and after the fsync it records what the merge will remove (the commit point). A re-run
+    after a crash either truncates the output back to the recorded size (the shards are all
+    still there, and are merged again) or finishes the removals (see ``journal``). It also
+    records how far each shard that stays on disk (``keep=True``, live shards, damaged ones)
+    has been merged, so no record is written twice.
 
 Live shards
     A writer holds ``LOCK_SH`` on its shard while it has it open; a merge that cannot take
@@ -43,30 +47,35 @@ Where it lives
     ``discovery`` finds and opens the shards; ``reader`` decodes one writer's chain (through
     the shard format in ``_primitives.shard``); ``output`` is the k-way merge step and the
     writing; ``parallel`` the second core; ``journal`` the state file, recovery and removals;
-    ``report`` what a merge reports. This module runs them in order.
+    ``rotate`` the bounds of the merged log; ``report`` what a merge reports. This module runs
+    them in order.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
+import stat
 from typing import Any, Callable
 
-from .._primitives.atomic import create_temp, fsync_dir
-from .._primitives.fileio import open_lockfile
+from .._primitives.atomic import fsync_dir
+from .._primitives.fileio import OUTPUT, open_lockfile
 from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.shard import parse_shard_name
 from . import journal, parallel
 from .discovery import File, discover, open_inputs
 from .journal import STATE_SUFFIX, apply, output_id
-from .output import append_file, merge_into
+from .output import merge_into
 from .reader import Progress, Reader, Span, chunk_size
 from .report import MergeError, MergeReport, Problem
+from .rotate import OutputPolicy, Rotator, parse_policy
 
 __all__ = ["merge", "MergeReport", "MergeError", "Problem"]
 
 LOCK_SUFFIX = ".merge.lock"
-# Temp files of a merge are ".<output>.merge-<random>.tmp" (the journal's atomic_write temp
-# ".<output>.merge-state.<random>.tmp" shares the prefix, so leftovers of both are cleaned).
+# Temp files of a merge are ".<output>.merge-<random>.tmp" (the second core's side file; the
+# journal's atomic_write temp ".<output>.merge-state.<random>.tmp" shares the prefix, so
+# leftovers of both are cleaned).
 TMP_INFIX = ".merge-"
 
 # An action on a merged input once the output is durable: [op, path, size, identity] (op "rm"
@@ -81,9 +90,13 @@ def merge(
     keep: bool = False,
     include_live: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    max_bytes: int | str | None = None,
+    backup_count: int | None = None,
+    compress: str | None = None,
+    retention: Any = None,
 ) -> MergeReport:
     """Merge the shards of the ``per-process`` log ``logfile`` into ``output`` (default: the
-    log path itself), appending one time-ordered batch after what the output already holds.
+    log path itself), appending one time-ordered batch to it in place.
 
     Finished shards are removed once the output is durable (``keep=True`` leaves them; a
     re-run then skips what was merged). Live shards are skipped, or with ``include_live``
@@ -91,16 +104,23 @@ def merge(
     :attr:`MergeReport.problems` (file and line); every good record is still merged and the
     damaged file is moved aside to ``<name>.damaged`` instead of being removed.
     ``progress(done, total)`` is called now and then with input bytes.
+
+    ``max_bytes`` and ``backup_count`` rotate the merged log before a batch that would take it
+    past ``max_bytes`` (backups ``<output>.1`` … ``.N``, as the handler names them);
+    ``compress`` and ``retention`` compress and prune those backups. They take the handler's
+    values (``"10 MB"``, ``"gzip"``, ``"14 days"``); a bad one raises ValueError or TypeError.
     Raises :class:`MergeError` when the merge cannot run at all.
     """
+    policy = parse_policy(max_bytes, backup_count, compress, retention)
     log = os.path.abspath(os.fspath(logfile))
-    out = os.path.abspath(os.fspath(output)) if output is not None else log
+    # Resolved once, like a handler's path: the output is then opened without following links.
+    out = os.path.realpath(os.fspath(output) if output is not None else log)
     directory, logname = os.path.split(log)
     if not os.path.isdir(directory):
         raise MergeError(f"no such directory: {directory}")
     if os.path.isdir(out):
         raise MergeError(f"output {out} is a directory")
-    if os.path.dirname(out) == directory and parse_shard_name(logname, os.path.basename(out)):
+    if os.path.dirname(out) == os.path.realpath(directory) and parse_shard_name(logname, os.path.basename(out)):
         raise MergeError(f"output {out} is a shard of the log")
     report = MergeReport(out)
     lock_path = out + LOCK_SUFFIX
@@ -118,7 +138,7 @@ def merge(
         state = journal.load_state(out + STATE_SUFFIX)
         journal.recover(state, out, out + STATE_SUFFIX, report)
         chains, twins = discover(directory, logname)
-        _run(chains, twins, out, state, report, keep, include_live, progress, lock_fd)
+        _run(_Merge(out, state, report, keep, include_live, progress, lock_fd, policy), chains, twins)
     except OSError as exc:
         raise MergeError(f"merge into {out} failed: {exc}") from None
     finally:
@@ -131,57 +151,77 @@ def merge(
     return report
 
 
-def _run(
-    chains: list[list[File]],
-    twins: list[tuple[File, str]],
-    out: str,
-    state: dict[str, Any],
-    report: MergeReport,
-    keep: bool,
-    include_live: bool,
-    progress_cb: Callable[[int, int], None] | None,
-    lock_fd: int,
-) -> None:
-    _remove_leftovers(out)
-    offsets: dict[str, Any] = state.get("offsets") or {}
-    if offsets and state.get("output") != output_id(out):
+class _Merge:
+    """One merge's settings and the state it carries from step to step."""
+
+    def __init__(
+        self,
+        out: str,
+        state: dict[str, Any],
+        report: MergeReport,
+        keep: bool,
+        include_live: bool,
+        progress: Callable[[int, int], None] | None,
+        lock_fd: int,
+        policy: OutputPolicy | None,
+    ) -> None:
+        self.out = out
+        self.statefile = out + STATE_SUFFIX
+        self.state = state
+        self.report = report
+        self.keep = keep
+        self.include_live = include_live
+        self.progress = progress
+        self.lock_fd = lock_fd
+        self.rotator = Rotator(policy, out, report) if policy is not None else None
+        self.fd = -1  # the output, opened for appending
+        self.size = 0  # its size before this merge's batch
+        self.created = False  # by this merge
+
+    def save(self) -> None:
+        journal.save_state(self.statefile, self.state)
+
+
+def _run(m: _Merge, chains: list[list[File]], twins: list[tuple[File, str]]) -> None:
+    _remove_leftovers(m.out)
+    offsets: dict[str, Any] = m.state.get("offsets") or {}
+    if offsets and m.state.get("output") != output_id(m.out):
         # The offsets describe an output that is gone or was replaced by someone else: what
         # the kept shards hold is not in this output, so merge them again from the start.
         offsets = {}
-    total = open_inputs(chains, offsets, include_live, report)
+    total = open_inputs(chains, offsets, m.include_live, m.report)
     files = [f for chain in chains for f in chain]
-    tmp, st = _write_temp(chains, files, out, total, report, include_live, progress_cb, lock_fd)
-    new_offsets, actions = _plan(files, twins, offsets, keep)
-    statefile = out + STATE_SUFFIX
-    if report.records == 0:
-        # Nothing new to write: leave the output alone; what is removed holds no record that
-        # is not in the output already.
-        os.unlink(tmp)
-        _remove_merged(actions, new_offsets, report)
-        if new_offsets != (state.get("offsets") or {}):
-            state.update(offsets=new_offsets, pending=None)
-            journal.save_state(statefile, state)
-        return
-    # The journal entry, then the commit point (the replace), then the removals.
-    state["pending"] = {
-        "tmp": tmp,
-        "output": [st.st_dev, st.st_ino, st.st_size],
-        "offsets": new_offsets,
-        "actions": [a for a, _ in actions],
-    }
-    journal.save_state(statefile, state)
-    os.replace(tmp, out)
-    fsync_dir(os.path.dirname(out))
-    _remove_merged(actions, new_offsets, report)
-    journal.save_state(
-        statefile,
-        {"version": 1, "output": [st.st_dev, st.st_ino], "offsets": new_offsets, "pending": None},
-    )
+    readable = [[f for f in c if f.identity and (m.include_live or not f.live)] for c in chains]
+    spans = [[Span(f, f.start) for f in c] for c in readable if c]
+    try:
+        if spans:
+            _open_output(m)
+            if m.rotator is not None and m.rotator.due(m.size, sum(f.size - f.start for c in readable for f in c)):
+                _rotate(m)
+            _append(m, spans, files, total)
+        new_offsets, actions = _plan(files, twins, offsets, m.keep)
+        if m.report.records:
+            _commit(m, new_offsets, actions)
+        else:
+            # Nothing new was written: what is removed holds no record that is not in the
+            # output already.
+            if m.created:
+                os.unlink(m.out)  # made by this merge: leave no empty log behind
+                m.state["output"] = None
+            _remove_merged(actions, new_offsets, m.report)
+            if m.state.get("pending") or m.created or new_offsets != (m.state.get("offsets") or {}):
+                m.state.update(offsets=new_offsets, pending=None)
+                m.save()
+    finally:
+        if m.fd >= 0:
+            os.close(m.fd)
+    if m.rotator is not None:
+        m.rotator.tidy(bool(m.report.rotated))
 
 
 def _remove_leftovers(out: str) -> None:
-    """Remove what a merge that died before its journal entry left (its output and side files,
-    and a half-written journal): never part of the output."""
+    """Remove what a merge that died left beside the output (the second core's side file, a
+    half-written journal): never part of the output."""
     out_dir = os.path.dirname(out)
     prefix = "." + os.path.basename(out) + TMP_INFIX
     for entry in os.listdir(out_dir):
@@ -192,59 +232,114 @@ def _remove_leftovers(out: str) -> None:
                 pass
 
 
-def _write_temp(
-    chains: list[list[File]],
-    files: list[File],
-    out: str,
-    total: int,
-    report: MergeReport,
-    include_live: bool,
-    progress_cb: Callable[[int, int], None] | None,
-    lock_fd: int,
-) -> tuple[str, os.stat_result]:
-    """Write the temp output: what the output holds now, then this merge's batch (on two cores
-    when the input is large). Returns the temp file and its durable state."""
-    readable = [[f for f in c if f.identity and (include_live or not f.live)] for c in chains]
-    chunk = chunk_size(sum(1 for c in readable if c))
-    spans = [[Span(f, f.start) for f in c] for c in readable if c]
-    upper = parallel.partition(spans, total)
-    if upper:
-        total = sum((sp.stop if sp.stop >= 0 else sp.file.size) - sp.start for c in spans for sp in c)
-    prog = Progress(total, progress_cb)
-    readers = [Reader(c, chunk, report, prog) for c in spans if c]
-    out_dir = os.path.dirname(out)
-    tmp, fd = create_temp(out_dir, os.path.basename(out), 0o666, tag=TMP_INFIX[1:])
+def _open_output(m: _Merge) -> None:
+    """Open (or create) the merged log for appending; only a regular file will do."""
     try:
+        st = os.stat(m.out)
+    except FileNotFoundError:
+        m.created = True
+    else:
+        if not stat.S_ISREG(st.st_mode):
+            raise MergeError(f"output {m.out} is not a regular file")
+    m.fd = os.open(m.out, OUTPUT, 0o666)
+    st = os.fstat(m.fd)
+    if not stat.S_ISREG(st.st_mode):
+        raise MergeError(f"output {m.out} is not a regular file")
+    m.size = st.st_size
+
+
+def _fd_id(fd: int) -> list[int]:
+    st = os.fstat(fd)
+    return [st.st_dev, st.st_ino]
+
+
+def _rotate(m: _Merge) -> None:
+    """Rename the merged log to its first backup and start a new one, journaled so that the
+    offsets of kept shards follow the new file even if the merge dies half-way."""
+    assert m.rotator is not None
+    m.state["pending"] = {"stage": "rotate", "output": _fd_id(m.fd)}
+    m.save()
+    backup = m.rotator.rotate(m.size)
+    if backup:
+        os.close(m.fd)
+        m.fd = -1
+        _open_output(m)
+        m.report.rotated = backup
+    # Saved with the next journal entry (the append): until then "rotate" is pending.
+    m.state["output"] = _fd_id(m.fd)
+
+
+def _append(m: _Merge, spans: list[list[Span]], files: list[File], total: int) -> None:
+    """Append this merge's batch (on two cores when the input is large) and make it durable;
+    on failure, truncate the output back to where it was."""
+    m.state["pending"] = {"stage": "append", "output": _fd_id(m.fd), "size": m.size}
+    m.save()
+    try:
+        upper = parallel.partition(spans, total)
+        if upper:
+            total = sum((sp.stop if sp.stop >= 0 else sp.file.size) - sp.start for c in spans for sp in c)
+        chunk = chunk_size(len(spans))
+        prog = Progress(total, m.progress)
+        readers = [Reader(c, chunk, m.report, prog) for c in spans]
+        side = os.path.join(
+            os.path.dirname(m.out), f".{os.path.basename(m.out)}{TMP_INFIX}{secrets.token_hex(6)}-upper.tmp"
+        )
+        worker = parallel.Worker(upper, chunk, files, side, m.lock_fd) if upper else None
         try:
-            with open(out, "rb") as old:
-                if hasattr(os, "fchmod"):
-                    # The merged log keeps the permissions someone gave the old one.
-                    os.fchmod(fd, os.fstat(old.fileno()).st_mode & 0o7777)
-                append_file(fd, old)
-        except FileNotFoundError:
-            pass
-        worker = parallel.Worker(upper, chunk, files, tmp, lock_fd) if upper else None
-        try:
-            report.records = merge_into(readers, fd)
+            m.report.records = merge_into(readers, m.fd)
             if worker is not None:
                 # Flush the lower half to disk while the worker may still be busy.
-                os.fsync(fd)
-                report.records += worker.finish(fd, report)
+                os.fsync(m.fd)
+                m.report.records += worker.finish(m.fd, m.report)
         finally:
             for r in readers:
                 r.close()
             if worker is not None:
                 worker.kill()
-        os.fsync(fd)
-        st = os.fstat(fd)
+        os.fsync(m.fd)
+        if m.created and m.report.records:
+            fsync_dir(os.path.dirname(m.out))
     except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
+        _undo_append(m)
         raise
-    os.close(fd)
-    if progress_cb is not None:
-        progress_cb(prog.done, max(total, prog.done))
-    return tmp, st
+    if m.progress is not None:
+        m.progress(prog.done, max(total, prog.done))
+
+
+def _undo_append(m: _Merge) -> None:
+    """Truncate the output back to its size before this merge, unless the batch was committed
+    after all; what cannot be undone here is left to the journal."""
+    try:
+        pending = journal.load_state(m.statefile).get("pending") or {}
+        if pending.get("stage") == "commit":
+            return  # durable and committed: the next merge finishes the removals
+        os.ftruncate(m.fd, m.size)
+        os.fsync(m.fd)
+        m.state["pending"] = None
+        m.save()
+    except Exception:
+        pass  # the "append" entry stays: the next merge truncates
+
+
+def _commit(m: _Merge, new_offsets: dict[str, Any], actions: list[_Action]) -> None:
+    """The commit point (the journal entry), then the removals."""
+    out_id = _fd_id(m.fd)
+    m.state["pending"] = {
+        "stage": "commit",
+        "output": out_id,
+        "size": m.size,
+        "end": os.fstat(m.fd).st_size,
+        "offsets": new_offsets,
+        "actions": [a for a, _ in actions],
+    }
+    try:
+        m.save()
+    except BaseException:
+        _undo_append(m)
+        raise
+    _remove_merged(actions, new_offsets, m.report)
+    m.state = {"version": 1, "output": out_id, "offsets": new_offsets, "pending": None}
+    m.save()
 
 
 def _plan(

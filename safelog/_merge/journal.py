@@ -1,14 +1,33 @@
-"""The journal (``<output>.merge-state``): how far kept shards are merged, and what a merge that
-was interrupted had committed to, so that a re-run finishes or undoes it."""
+"""The journal (``<output>.merge-state``): how far kept shards are merged, and what an
+interrupted merge had done, so that a re-run undoes or finishes it.
+
+The merged log is appended to in place (same inode, ``O_APPEND``: whoever tails it by name or
+by inode reads each record once). A merge moves through these entries, each written atomically
+(temp file, fsync, ``os.replace``) before the step it guards:
+
+``{"stage": "rotate", "output": [dev, ino]}``
+    the output is about to be rotated (renamed to its first backup). A re-run finds whether the
+    rename happened and adopts the new output, so the offsets of kept shards stay valid.
+``{"stage": "append", "output": [dev, ino], "size": S}``
+    records are about to be appended to an output of ``S`` bytes. A re-run truncates the same
+    file back to ``S``: the shards are all still there, and are merged again.
+``{"stage": "commit", ..., "offsets": ..., "actions": [...]}``
+    the batch is durable (fsynced). This entry is the commit point: a re-run finishes the
+    removals of merged shards and keeps the new offsets.
+
+``pending`` is null between merges. The version-1 entry of a merge that wrote a temp copy and
+replaced the output (``"tmp"``) is still finished or undone the way it was meant to be.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 from typing import Any
 
 from .._primitives.atomic import atomic_write
-from .._primitives.fileio import READ
+from .._primitives.fileio import OUTPUT_REPAIR, READ
 from .._primitives.lock import LOCK_EX, try_lock
 from .report import MergeError, MergeReport, Problem
 
@@ -19,6 +38,7 @@ DAMAGED_SUFFIX = ".damaged"
 
 
 def load_state(path: str) -> dict[str, Any]:
+    """The journal at ``path`` (an empty one if there is none)."""
     try:
         with open(path, "rb") as f:
             state = json.loads(f.read())
@@ -32,11 +52,13 @@ def load_state(path: str) -> dict[str, Any]:
 
 
 def save_state(path: str, state: dict[str, Any]) -> None:
+    """Replace the journal at ``path`` atomically and durably."""
     with atomic_write(path, "wb") as f:
         f.write(json.dumps(state, indent=1, sort_keys=True).encode())
 
 
 def output_id(path: str) -> list[int] | None:
+    """``[st_dev, st_ino]`` of the file at ``path``, or None."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
@@ -45,31 +67,73 @@ def output_id(path: str) -> list[int] | None:
 
 
 def recover(state: dict[str, Any], output: str, statefile: str, report: MergeReport) -> None:
-    """Finish or undo the merge a crash interrupted (see the module docstring)."""
+    """Undo or finish what a crashed merge left pending (see the module docstring)."""
     pending = state.get("pending")
     if not pending:
         return
+    stage = pending.get("stage")
+    if stage == "append":
+        _truncate_back(output, pending["output"], pending["size"], report)
+    elif stage == "rotate":
+        if output_id(output) != pending["output"]:
+            # The rename happened: the offsets describe the new output from now on.
+            state["output"] = output_id(output)
+    elif stage == "commit":
+        _finish_removals(state, pending, report)
+        state["output"] = pending["output"]
+    elif "tmp" in pending:
+        _recover_replaced(state, pending, output, report)
+    state["pending"] = None
+    save_state(statefile, state)
+
+
+def _truncate_back(output: str, ident: list[int], size: int, report: MergeReport) -> None:
+    """Remove the part of a batch that an interrupted merge appended to ``output``."""
+    try:
+        fd = os.open(output, OUTPUT_REPAIR)
+    except FileNotFoundError:
+        return
+    try:
+        st = os.fstat(fd)
+        if [st.st_dev, st.st_ino] != ident or not stat.S_ISREG(st.st_mode):
+            # Moved away or replaced since (by hand, or logrotate): the partial batch went with
+            # the old file, and the shards are merged again into this one.
+            msg = "replaced after an interrupted merge; the file it appended to may end in a partial batch"
+            report.warnings.append(Problem(output, 0, msg))
+            return
+        if st.st_size > size:
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _finish_removals(state: dict[str, Any], pending: dict[str, Any], report: MergeReport) -> None:
+    offsets = pending["offsets"]
+    for op, path, size, ident in pending["actions"]:
+        if not apply(op, path, size, report):
+            # The file changed after that merge (a new process with a reused pid appended):
+            # keep it, and remember that its first ``size`` bytes are merged.
+            offsets[ident] = {"offset": size, "name": path}
+    state["offsets"] = offsets
+
+
+def _recover_replaced(state: dict[str, Any], pending: dict[str, Any], output: str, report: MergeReport) -> None:
+    """A pending entry of a merge that wrote a temp copy and replaced the output (version 1)."""
     try:
         st = os.stat(output)
         replaced = [st.st_dev, st.st_ino, st.st_size] == pending["output"]
     except FileNotFoundError:
         replaced = False
     if replaced:
-        offsets = pending["offsets"]
-        for op, path, size, ident in pending["actions"]:
-            if not apply(op, path, size, report):
-                # The file changed after that merge (a new process with a reused pid appended):
-                # keep it, and remember that its first ``size`` bytes are merged.
-                offsets[ident] = {"offset": size, "name": path}
-        state["offsets"] = offsets
-        state["output"] = pending["output"][:2]
+        pending["output"] = pending["output"][:2]
+        _finish_removals(state, pending, report)
+        state["output"] = pending["output"]
     else:
         try:
             os.unlink(pending["tmp"])
         except FileNotFoundError:
             pass
-    state["pending"] = None
-    save_state(statefile, state)
 
 
 def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1) -> bool:

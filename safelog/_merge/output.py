@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 from bisect import bisect_left
 from functools import partial
-from typing import IO, Callable
+from typing import Callable
 
 from .._primitives.shard import unframe
 from .reader import Reader
 
-__all__ = ["merge_into", "write_all", "copy_range", "append_file", "BLOCK"]
+__all__ = ["merge_into", "write_all", "copy_range", "BLOCK"]
 
 # Records per output write (about 50 KiB for records of 100 bytes).
 BLOCK = 512
@@ -64,6 +64,7 @@ def merge_into(readers: list[Reader], fd: int, alive: Callable[[], bool] | None 
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
+    """Write all of ``data`` (``os.write`` may write less than asked)."""
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
@@ -71,33 +72,13 @@ def write_all(fd: int, data: bytes | memoryview) -> None:
 
 
 def copy_range(src: int, fd: int, offset: int, count: int) -> int:
-    """Append up to ``count`` bytes of ``src`` from ``offset`` to ``fd``; bytes copied."""
+    """Append up to ``count`` bytes of ``src`` from ``offset`` to ``fd``; bytes copied.
+
+    Through a buffer: ``copy_file_range``, ``sendfile`` and ``splice`` all refuse a target
+    opened with ``O_APPEND``, which the merged log is. The copy overlaps the worker's merging.
+    """
     if count <= 0:
         return 0
-    if hasattr(os, "copy_file_range"):
-        try:
-            return os.copy_file_range(src, fd, count, offset)
-        except OSError:
-            pass  # not supported here (old kernel, some file systems): copy below
     data = os.pread(src, min(count, 1 << 20), offset)
     write_all(fd, data)
     return len(data)
-
-
-def append_file(fd: int, src: IO[bytes]) -> None:
-    """Append all of ``src`` to ``fd``; in the kernel where it can (no copy through Python,
-    a reflink on file systems that have them)."""
-    if hasattr(os, "copy_file_range"):
-        try:
-            n = os.copy_file_range(src.fileno(), fd, 1 << 30)
-        except OSError:
-            n = -1  # not supported here (old kernel, some file systems): copy below
-        if n >= 0:
-            while n:
-                n = os.copy_file_range(src.fileno(), fd, 1 << 30)
-            return
-    while True:
-        data = src.read(1 << 20)
-        if not data:
-            break
-        write_all(fd, data)

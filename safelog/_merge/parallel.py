@@ -147,9 +147,9 @@ class Worker:
     """The forked process that merges the upper half into a side file."""
 
     def __init__(
-        self, spans: list[list[Span]], chunk: int, files: list[File], tmp: str, lock_fd: int
+        self, spans: list[list[Span]], chunk: int, files: list[File], side: str, lock_fd: int
     ) -> None:
-        self.side = tmp[: -len(".tmp")] + "-upper.tmp"
+        self.side = side
         index = {id(f): i for i, f in enumerate(files)}
         finished = [index[id(sp.file)] for c in spans for sp in c]
         self.files = files

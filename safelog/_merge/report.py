@@ -36,6 +36,7 @@ class MergeReport:
     live: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
+    rotated: str = ""  # the backup the output was rotated to before this batch
 
     @property
     def ok(self) -> bool:
@@ -47,6 +48,8 @@ class MergeReport:
             parts.append(f"removed {len(self.removed)}")
         if self.moved:
             parts.append(f"moved {len(self.moved)} damaged aside")
+        if self.rotated:
+            parts.append(f"rotated the old output to {self.rotated}")
         if self.live:
             parts.append(f"{len(self.live)} live")
         if self.problems:

@@ -18,9 +18,12 @@ __all__ = [
     "O_NOFOLLOW",
     "O_CLOEXEC",
     "O_BINARY",
+    "O_NONBLOCK",
     "READ",
     "READ_NOFOLLOW",
     "APPEND",
+    "OUTPUT",
+    "OUTPUT_REPAIR",
     "LOCKFILE",
     "LOCKFILE_REOPEN",
     "DIRECTORY",
@@ -34,6 +37,7 @@ __all__ = [
 O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
 O_BINARY: int = getattr(os, "O_BINARY", 0)
+O_NONBLOCK: int = getattr(os, "O_NONBLOCK", 0)
 
 # Reading a shard, a backup, a side file.
 READ = os.O_RDONLY | O_CLOEXEC | O_BINARY
@@ -42,6 +46,11 @@ READ_NOFOLLOW = READ | O_NOFOLLOW
 # A log file, a shard, the merged log: ``O_APPEND`` makes every ``write()`` land at the current
 # end of file atomically on local POSIX file systems, whoever else appends.
 APPEND = os.O_WRONLY | os.O_APPEND | os.O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_BINARY
+# The merged log, appended in place. With O_NONBLOCK a FIFO planted at the name fails the open
+# at once (ENXIO) instead of waiting for a reader; merge refuses anything but a regular file.
+# The second set truncates it back after an interrupted merge (never creates it).
+OUTPUT = APPEND | O_NONBLOCK
+OUTPUT_REPAIR = os.O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_BINARY | O_NONBLOCK
 # A lock file: read-write (``flock`` needs no more, the rotation counter is appended to it).
 LOCKFILE = os.O_RDWR | os.O_APPEND | os.O_CREAT | O_CLOEXEC | O_BINARY
 # A directory, to fsync a rename in it.
