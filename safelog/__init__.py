@@ -11,7 +11,8 @@ Layers, top to bottom; a module imports only its own layer and the layers below 
 1. shell: this module, the handler classes (``_handler``), the CLI, the demo, the audit;
 2. delivery (``_delivery``): rendering, failure bursts, the non-blocking queue;
 3. sinks (``_sinks``: one module per strategy, and their registry), and beside them merge
-   (``_merge``), which needs only the shard format and the primitives;
+   (``_merge``): the shard format and the primitives, plus the policy layer's parsers and
+   rotation to bound the merged log (``_merge/rotate.py``); sinks and merge never import each other;
 4. policy (``_policy``): the parsed config, rotation, time periods, compression;
 5. primitives (``_primitives``): locking, file opening, paths, atomic write, fs detection, shards.
 """

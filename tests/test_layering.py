@@ -5,7 +5,8 @@ Layers, top to bottom (a module may import its own layer and any layer below it)
 1. shell      ``safelog`` itself, ``_handler``, ``_cli``, ``_demo``, ``_audit``, ``_exitmerge``
 2. delivery   ``_delivery``: rendering, failure bursts, the non-blocking queue
 3. sinks      ``_sinks``: one module per strategy and their registry;
-   merge      ``_merge``, beside the sinks: neither imports the other
+   merge      ``_merge``, beside the sinks (neither imports the other): shard format and
+              primitives, and the policy layer only to rotate the merged log
 4. policy     ``_policy``: the parsed config, rotation, time periods, compression
 5. primitives ``_primitives``: locking, file opening, paths, atomic write, fs detection, shard format
 """

@@ -22,12 +22,12 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from .._policy import compress as _compress
 from .._policy.compress import parse_compress
 from .._policy.options import check_int, parse_duration, parse_size
-from .._policy.rotation import SIZE, Rollover
+from .._policy.rotation import SIZE, Rollover, RotationHooks
 from .._primitives.codec import Codec
 from .report import MergeReport, Problem
 
@@ -71,24 +71,14 @@ def parse_policy(max_bytes: Any, backup_count: Any, compress: Any, retention: An
     return OutputPolicy(size, count, codec, max_age)
 
 
-class _Owner:
+def _hooks(path: str, report: MergeReport) -> RotationHooks:
     """What the rotation policy asks of the handler that owns a log, answered for the merged
     log: default backup names, a plain rename, and errors into the merge's report."""
 
-    namer = None
+    def report_error(record: logging.LogRecord) -> None:
+        report.problems.append(Problem(path, 0, record.getMessage()))
 
-    def __init__(self, path: str, report: MergeReport) -> None:
-        self.path = path
-        self.report = report
-
-    def rotation_filename(self, default_name: str) -> str:
-        return default_name
-
-    def rotate(self, source: str, dest: str) -> None:
-        os.replace(source, dest)
-
-    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - the handler's name
-        self.report.problems.append(Problem(self.path, 0, record.getMessage()))
+    return RotationHooks(name=lambda name: name, move=os.replace, plain=lambda: True, report=report_error)
 
 
 class Rotator:
@@ -98,7 +88,7 @@ class Rotator:
         self.path = path
         self.report = report
         self._rollover = Rollover(
-            cast(Any, _Owner(path, report)), policy.max_bytes, policy.backup_count, None, policy.codec, policy.max_age
+            _hooks(path, report), policy.max_bytes, policy.backup_count, None, policy.codec, policy.max_age
         )
         self._active = policy.codec is not None or policy.max_age is not None
 
