@@ -12,6 +12,7 @@ is here once. One sink per real path per process is kept by :mod:`.registry`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -26,13 +27,20 @@ from .._primitives.perms import Perms, create_exclusive
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
-__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL"]
+__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL", "ATTEMPTS"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
 # stat() (~2 µs, 10% of a record); once a second costs nothing and bounds the time records go
 # to a file nobody will read.
 CHECK_INTERVAL = 1.0
+
+# Every loop that retries because another process changed a file under it (a rotation removed
+# the name between two calls, a lock file was replaced, a merge removed a shard) gives up after
+# this many rounds. Each round needs someone else to act, so a real race ends in one or two; a
+# name that can never be created (inside /proc, a directory that vanishes every time) fails
+# instead of spinning forever.
+ATTEMPTS = 50
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -75,7 +83,7 @@ def open_lockfile(path: str, mode: int, perms: Perms | None = None) -> int:
 
 def _create_or_open(path: str, flags: int, mode: int, perms: Perms | None) -> int:
     open_flags = (flags & ~os.O_CREAT & ~os.O_TRUNC) | _O_NOFOLLOW
-    while True:
+    for _ in range(ATTEMPTS):
         try:
             return create_exclusive(path, flags & ~os.O_CREAT & ~os.O_TRUNC, mode, perms)
         except FileExistsError:
@@ -87,6 +95,14 @@ def _create_or_open(path: str, flags: int, mode: int, perms: Perms | None) -> in
             return os.open(path, open_flags | (flags & os.O_TRUNC))
         except FileNotFoundError:
             continue  # removed between the two calls (rotation by another process): create it
+    raise gave_up(path, "created or opened")
+
+
+def gave_up(path: str, what: str) -> OSError:
+    """The error of a retry loop that ran out of :data:`ATTEMPTS`."""
+    return FileNotFoundError(
+        errno.ENOENT, f"could not be {what}: removed or replaced {ATTEMPTS} times in a row", path
+    )
 
 
 def close_quietly(fd: int) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
 from .._primitives.fsdetect import warn_if_network
 from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock
-from .base import CHECK_INTERVAL, Sink, close_quietly, open_lockfile
+from .base import ATTEMPTS, CHECK_INTERVAL, Sink, close_quietly, gave_up, open_lockfile
 
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
@@ -370,7 +370,7 @@ class FlockSink(Sink):
         """The log's exclusive lock on a descriptor of its own: flock locks belong to the open
         file description, so this excludes this process's writers too, without their thread
         lock (the compressor must never hold that)."""
-        while True:
+        for _ in range(ATTEMPTS):
             fd = open_lockfile(self.lock_path, self.options.file_mode, self.options.perms)
             try:
                 flock(fd, LOCK_EX)
@@ -383,6 +383,8 @@ class FlockSink(Sink):
             if same:
                 break
             close_quietly(fd)
+        else:
+            raise gave_up(self.lock_path, "locked")
         try:
             yield
         finally:
@@ -398,7 +400,7 @@ class FlockSink(Sink):
     def _verify_lock(self) -> None:
         """Make sure the held lock is the one the lock path names; if the lock file was deleted
         or replaced, take the current one (keeping the old one held until the new is ours)."""
-        while True:
+        for _ in range(ATTEMPTS):
             try:
                 if os.stat(self.lock_path).st_ino == self._lock_ino:
                     return
@@ -412,6 +414,7 @@ class FlockSink(Sink):
             flock(self._lockfd, LOCK_EX)
             flock(old, LOCK_UN)
             close_quietly(old)
+        raise gave_up(self.lock_path, "locked")
 
     def _check_paths(self) -> None:
         self._next_check = monotonic() + CHECK_INTERVAL

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .._primitives.lock import LOCK_SH, flock
 from .._primitives.shard import ShardFrame, shard_path
+from .base import ATTEMPTS, gave_up
 from .thread import ThreadSink
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class PerProcessSink(ThreadSink):
         return self._shard
 
     def _open_log(self) -> None:
-        while True:
+        for _ in range(ATTEMPTS):
             super()._open_log()
             flock(self._fd, LOCK_SH)
             # A merge holds LOCK_EX on a finished shard until it has removed it; a process
@@ -56,6 +57,8 @@ class PerProcessSink(ThreadSink):
                     break
             except FileNotFoundError:
                 pass
+        else:
+            raise gave_up(self._target(), "opened")
         if self._frame.seq == 0 and self._size > 0:
             with open(self._target(), "rb") as f:
                 f.seek(max(self._size - _TAIL, 0))
