@@ -156,7 +156,7 @@ class SafeFileHandler(logging.Handler):
         self._sink = acquire(real, config)
         if config.merge_on_exit:
             merge_at_exit(config.filename)
-        if not config.delay and config.strategy != "per-process":
+        if not config.delay and not self._sink.lazy:
             # Open now so a bad path fails at configuration time, like logging.FileHandler.
             try:
                 self._sink.open()

@@ -16,12 +16,14 @@ import errno
 import logging
 import math
 import os
+import stat
 import threading
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Sequence
 
 from .._policy import compress as _compress
 from .._policy.config import FileOptions
+from .._primitives.paths import kind_of
 from .._primitives.perms import Perms, create_exclusive
 
 if TYPE_CHECKING:
@@ -45,10 +47,11 @@ ATTEMPTS = 50
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_BINARY = getattr(os, "O_BINARY", 0)
+_O_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 
 
 def open_append(path: str, mode: int, *, truncate: bool = False, perms: Perms | None = None) -> int:
-    """Open ``path`` for appending, creating its directory if needed.
+    """Open the regular file ``path`` for appending, creating it and its directory if needed.
 
     ``O_APPEND`` makes every ``write()`` land at the current end of file atomically on local
     POSIX file systems, whoever else appends; it is what lets several processes share the file.
@@ -56,17 +59,38 @@ def open_append(path: str, mode: int, *, truncate: bool = False, perms: Perms | 
     later (the log deleted and a link planted, in a shared directory) is refused, not followed.
     With ``perms`` the file is created exclusively first, so that only the process that created
     it sets its mode and owner, on the descriptor.
+
+    Anything but a regular file is refused (OSError): a FIFO or device found where the handler
+    expected a log file (see :mod:`.stream`, which writes those) must not be rotated. It is
+    opened with ``O_NONBLOCK`` for that check, so that a FIFO without a reader does not block
+    the open (a writer holding the log's lock would block every process).
     """
-    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | _O_BINARY | _O_NONBLOCK
     if truncate:
         flags |= os.O_TRUNC
     if perms is not None and perms.active:
-        return _create_or_open(path, flags, perms.create_mode, perms)
+        fd = _create_or_open(path, flags, perms.create_mode, perms)
+    else:
+        try:
+            fd = os.open(path, flags, mode)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            fd = os.open(path, flags, mode)
     try:
-        return os.open(path, flags, mode)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return os.open(path, flags, mode)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(
+                errno.EINVAL,
+                f"is {kind_of(st.st_mode)}, not a regular file; it was not one when the handler "
+                f"was configured, and a handler writes a FIFO or device only if it finds one then",
+                path,
+            )
+        if _O_NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def open_lockfile(path: str, mode: int, perms: Perms | None = None) -> int:
@@ -126,6 +150,11 @@ class Sink:
     """Per-process writer state for one real log path, shared by all handlers on it."""
 
     kind: ClassVar[str] = ""
+    # False for StreamSink: a FIFO or device, never rotated, locked beside or sharded.
+    regular: ClassVar[bool] = True
+    # True when the file is opened by the first write, in the process that writes (per-process
+    # shards), not when the handler is configured.
+    lazy: ClassVar[bool] = False
 
     def __init__(self, path: str, options: FileOptions) -> None:
         self.path = path

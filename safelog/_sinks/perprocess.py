@@ -28,6 +28,7 @@ _TAIL = 64 * 1024
 
 class PerProcessSink(ThreadSink):
     kind = "per-process"
+    lazy = True
 
     def __init__(self, path: str, options: FileOptions) -> None:
         super().__init__(path, options)

@@ -4,6 +4,9 @@
 exclude each other, nor would they agree on rotation. So every handler of a path in a process
 gets the same :class:`~.base.Sink`, and a second handler whose options would break the first's
 is refused here, by :func:`safelog._policy.config.check_compatible`.
+
+A path that names a FIFO or a device when its first handler is configured gets a
+:class:`~.stream.StreamSink`, whatever the strategy: written directly, never rotated.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ import threading
 import weakref
 
 from .._policy.config import STRATEGY_NAMES, Config, check_compatible
+from .._primitives.paths import special_kind
 from .base import Sink
 from .flock import FlockSink
 from .perprocess import PerProcessSink
+from .stream import StreamSink
 from .thread import ThreadSink
 
 __all__ = ["STRATEGIES", "acquire", "release", "close_path"]
@@ -42,11 +47,20 @@ def acquire(path: str, config: Config) -> Sink:
     with _registry_lock:
         sink = _registry.get(key)
         if sink is None:
-            sink = STRATEGIES[config.strategy](path, options)
-            _registry[key] = sink
-            _all_sinks.add(sink)
+            cls = StreamSink if special_kind(path) else STRATEGIES[config.strategy]
         else:
             check_compatible(path, sink.kind, _configs.get(id(sink), []), config)
+            cls = type(sink)
+        if config.merge_on_exit and not cls.regular:
+            raise ValueError(
+                f"merge_on_exit=True: filename={config.filename!r} is "
+                f"{special_kind(path) or 'not a regular file'}, which every strategy writes "
+                f"directly; there are no shards to merge"
+            )
+        if sink is None:
+            sink = cls(path, options)
+            _registry[key] = sink
+            _all_sinks.add(sink)
         _configs.setdefault(id(sink), []).append(config)
         sink.refs += 1
         return sink
