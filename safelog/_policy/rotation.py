@@ -12,7 +12,9 @@ Backup names, as in ``logging.handlers``:
 * time (with or without a size limit): ``app.log.<period>`` with the stdlib suffix of ``when``
   (``app.log.2026-11-26_18`` hourly, ``app.log.2026-11-26`` daily), named after the period the
   file covered. A second backup of the same period (the size limit was reached, or the hour
-  repeated when DST ends) gets ``.1``, ``.2`` … in time order. A backup is never overwritten.
+  repeated when DST ends) gets ``.1``, ``.2`` … in time order: a new backup always takes the
+  number after the highest of its period, so name order is age order. A backup is never
+  overwritten.
 
 Compressed backups add the codec's extension (``app.log.1.gz``); the ``namer`` hook names every
 backup, and retention only ever considers names this policy (with that namer) produces.
@@ -20,6 +22,7 @@ backup, and retention only ever considers names this policy (with that namer) pr
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
@@ -50,6 +53,9 @@ _DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) +
 # records go on to the current file and the rotation is retried this often: losing records
 # because the file cannot be renamed would be worse than a file over its size limit.
 RETRY_INTERVAL = 1.0
+# Names tried for a time backup beyond the one the directory listing gives (bounds the search
+# when a namer maps several default names to one existing name).
+_NAME_ATTEMPTS = 100
 
 
 class RotationHooks(NamedTuple):
@@ -197,14 +203,26 @@ class Rollover:
         return first
 
     def _free_name(self, path: str, period: float) -> str:
+        """The backup name of the file of ``period``: ``path.<stamp>``, or the number after the
+        highest one of that period that exists (``.1``, ``.2`` ...).
+
+        Never a lower number than an existing backup of the period, even when retention removed
+        the ones below it: then name order is age order, and retention, which keeps the last
+        ``backup_count`` names of that order, keeps the newest backups. (Taking the lowest free
+        number made a new backup sort as the oldest, and retention delete it at once.)
+        """
         assert self.timing is not None
-        stem = f"{path}.{self.timing.stamp(period)}"
-        n = 0
-        while True:
+        stamp = self.timing.stamp(period)
+        stem = f"{path}.{stamp}"
+        backups, _ = self.list_backups(path)
+        numbers = [n for s, n in backups if s == stamp]
+        n = max(numbers) + 1 if numbers else 0
+        for _ in range(_NAME_ATTEMPTS):
             dest = self._hooks.name(stem if n == 0 else f"{stem}.{n}")
             if not any(os.path.lexists(dest + ext) for ext in _FORMS):
                 return dest
-            n += 1
+            n += 1  # a name the listing did not count as ours (a namer that maps two to one)
+        raise FileExistsError(errno.EEXIST, f"no free backup name after {_NAME_ATTEMPTS} tries", stem)
 
     def after_rollover(self, path: str, now: float, guard: Callable[[], ContextManager[Any]]) -> None:
         """Retention, then queue the uncompressed backups for compression (in the background).
