@@ -316,8 +316,21 @@ class Rollover:
                     return (-int(m.group(1)),) if m and int(m.group(1)) <= n else None
 
                 return size_key
-            names = {self._name(path, i): i for i in range(1, n + 1)}
-            return lambda p: (-names[p],) if p in names else None
+            digits = re.compile(r"\d+")
+
+            def size_key_named(p: str) -> tuple[Any, ...] | None:
+                # A name is ours if the namer turns one of our default names into exactly it.
+                # Only the numbers written in the name are tried (the default name has its
+                # number in decimal, and a namer keeps it), so the namer is asked about the
+                # files that exist, not about every number up to backup_count: with 10**6 that
+                # cost 0.65 s per rotation, under the lock.
+                for m in digits.finditer(os.path.basename(p)):
+                    i = int(m.group())
+                    if 1 <= i <= n and self._name(path, i) == p:
+                        return (-i,)
+                return None
+
+            return size_key_named
         stamp = self.timing.stamp_re
         if h.plain():
             rx = re.compile(re.escape(path) + r"\.(" + stamp + r")(?:\.(\d+))?$")
@@ -358,11 +371,21 @@ class Rollover:
     def _candidates(self, path: str, src: str) -> Iterator[str]:
         yield src
         if self.timing is None:
-            # Shifts only ever move a backup to a higher number.
-            key = self._key_function(path)(src)
+            # Shifts only ever move a backup to a higher number. The uncompressed backups that
+            # exist, from one listing: probing every number up to backup_count cost a stat (and
+            # with a namer a call) each.
+            key_of = self._key_function(path)
+            key = key_of(src)
             start = -key[0] + 1 if key else 1
-            for i in range(start, self.backup_count + 1):
-                yield self._name(path, i)
+            directory = os.path.dirname(src) or "."
+            found = []
+            for entry in os.listdir(directory):
+                full = os.path.join(directory, entry)
+                k = None if _split_ext(entry)[1] else key_of(full)
+                if k is not None and -k[0] >= start:
+                    found.append((-k[0], full))
+            for _, full in sorted(found):
+                yield full
 
 
 def _split_ext(name: str) -> tuple[str, str]:
