@@ -154,6 +154,11 @@ class SafeFileHandler(logging.Handler):
         real = resolve_log_path(config.filename)
         self._real = real
         self._sink = acquire(real, config)
+        try:
+            self._sink.check_names(self._rollover)
+        except ValueError:
+            release(self._sink, config)
+            raise
         if config.merge_on_exit:
             merge_at_exit(config.filename)
         if not config.delay and not self._sink.lazy:

@@ -28,11 +28,12 @@ import math
 import os
 import re
 import sys
+import time
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, NamedTuple
 
 from . import compress as _compress
-from .compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec
+from .compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec, work_names
 from .._primitives.lock import LOCK_EX, try_lock
 from .timing import TimePolicy
 
@@ -130,6 +131,33 @@ class Rollover:
         if self.timing is None or period is None:
             return math.inf
         return self.timing.next_boundary(period)
+
+    # -- at configuration -----------------------------------------------------------------------
+
+    def created_names(self, target: str) -> list[tuple[str, str]]:
+        """What and where the files rotating ``target`` creates are, at their longest, so that a
+        name over the file system's limit fails at configuration instead of every rotation.
+
+        Size backups go up to ``.<backup_count>``; a period's backups up to ``.9999`` with a
+        size limit (``.1`` without: the repeated DST hour). With a namer, its name for that
+        default name; a namer that cannot name it yet (a subclass not fully built) is not
+        checked.
+        """
+        if self.timing is None:
+            default = f"{target}.{self.backup_count}"
+        else:
+            stamp = self.timing.stamp(self.timing.period_start(time.time()))
+            default = f"{target}.{stamp}.{9999 if self.max_bytes else 1}"
+        try:
+            backup = self._hooks.name(default)
+        except Exception:
+            return []
+        names = [("backup", backup)]
+        if self.codec is not None:
+            names.append(("compressed backup", backup + self.codec.ext))
+        if self.codec is not None or self.timing is None or self.backup_count or self.max_age is not None:
+            names += work_names(backup, self.codec)
+        return names
 
     # -- under the strategy's exclusion ---------------------------------------------------------
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["resolve_log_path", "unwritable_dir", "special_kind", "kind_of"]
+__all__ = ["resolve_log_path", "unwritable_dir", "special_kind", "kind_of", "name_too_long"]
 
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
 
@@ -109,3 +109,27 @@ def unwritable_dir(path: str) -> str | None:
         return f"directory {d!r} is not writable"
     return None
 
+
+def name_too_long(path: str) -> str | None:
+    """Why the last component of ``path`` can never be created: longer than the name limit
+    (``NAME_MAX``, in bytes) of the file system it would be created on. None when it fits."""
+    directory, name = os.path.split(path)
+    size = len(os.fsencode(name))
+    limit = _name_max(directory)
+    if size <= limit:
+        return None
+    return (
+        f"the name {name!r} is {size} bytes, over the {limit}-byte name limit of the file "
+        f"system of {directory!r}"
+    )
+
+
+def _name_max(directory: str) -> int:
+    d = directory or "."
+    while not os.path.isdir(d) and os.path.dirname(d) != d:
+        d = os.path.dirname(d)  # created on first write: the file system is its ancestor's
+    try:
+        limit = os.pathconf(d, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or not known
+        return 255
+    return limit if limit > 0 else 1 << 30  # -1: no limit

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Seque
 
 from .._policy import compress as _compress
 from .._policy.config import FileOptions
-from .._primitives.paths import kind_of
+from .._primitives.paths import kind_of, name_too_long
 from .._primitives.perms import Perms, create_exclusive
 
 if TYPE_CHECKING:
@@ -155,6 +155,7 @@ class Sink:
     # True when the file is opened by the first write, in the process that writes (per-process
     # shards), not when the handler is configured.
     lazy: ClassVar[bool] = False
+    target_kind: ClassVar[str] = "log file"  # what _target() is, in messages
 
     def __init__(self, path: str, options: FileOptions) -> None:
         self.path = path
@@ -266,6 +267,21 @@ class Sink:
         with self._tlock:
             self._close_files()
 
+    def check_names(self, rollover: Rollover | None) -> None:
+        """ValueError when a file this sink would create has a name over the limit of its file
+        system: found here, when the handler is built, instead of by every record."""
+        target = self._longest_target()
+        names = [(self.target_kind, target)] + self._own_names()
+        if rollover is not None:
+            names += rollover.created_names(target)
+        for what, name in names:
+            problem = name_too_long(name)
+            if problem is not None:
+                raise ValueError(
+                    f"filename={self.path!r}: {what} {name!r} cannot be created: {problem}; "
+                    f"use a shorter filename"
+                )
+
     # -- for strategies ---------------------------------------------------------------------
 
     def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
@@ -342,6 +358,14 @@ class Sink:
     def _target(self) -> str:
         """The file this process appends to (the shard for per-process)."""
         return self.path
+
+    def _longest_target(self) -> str:
+        """The longest name :meth:`_target` can have, in this process or a child."""
+        return self.path
+
+    def _own_names(self) -> list[tuple[str, str]]:
+        """What and where the files the strategy keeps beside the log are (a lock file)."""
+        return []
 
     def _open_log(self) -> None:
         close_quietly(self._fd)

@@ -84,6 +84,9 @@ class FlockSink(Sink):
         if options.lock_dir is not None:
             warn_if_network(self.lock_path, "lock file")
 
+    def _own_names(self) -> list[tuple[str, str]]:
+        return [("lock file", self.lock_path)]
+
     def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
         # Encoding needs no lock here (no per-shard numbering), so it happens before any.
         data = (msg + "\n").encode(self._encoding, self._errors)

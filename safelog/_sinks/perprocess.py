@@ -26,9 +26,19 @@ __all__ = ["PerProcessSink"]
 _TAIL = 64 * 1024
 
 
+def _longest_pid() -> int:
+    """The largest process id this system hands out (children get any of them)."""
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return int(f.read()) - 1
+    except (OSError, ValueError):
+        return 4_194_303  # Linux's largest pid_max, less one; other systems stay below it
+
+
 class PerProcessSink(ThreadSink):
     kind = "per-process"
     lazy = True
+    target_kind = "shard"
 
     def __init__(self, path: str, options: FileOptions) -> None:
         super().__init__(path, options)
@@ -45,6 +55,9 @@ class PerProcessSink(ThreadSink):
         if not self._shard:
             self._shard = shard_path(self.path)
         return self._shard
+
+    def _longest_target(self) -> str:
+        return shard_path(self.path, pid=_longest_pid())
 
     def _open_log(self) -> None:
         for _ in range(ATTEMPTS):

@@ -59,6 +59,9 @@ class StreamSink(Sink):
     def _open_log(self) -> None:
         self._fd = os.open(self.path, self._flags)
 
+    def check_names(self, rollover: Rollover | None) -> None:
+        pass  # nothing is created
+
     def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
         if self._fd < 0:
             self._open_log()
