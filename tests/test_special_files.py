@@ -335,3 +335,41 @@ def test_dev_stdout_and_stderr_on_a_pipe(tmp_path: Any, strategy: str, target: s
     with open(report) as f:
         assert json.load(f) == {"attempts": [], "errors": []}
     assert os.listdir(tmp_path) == ["report.json"]
+
+
+DELETED_CHILD = textwrap.dedent(
+    """
+    import logging, os, sys
+    out, strategy, report = sys.argv[1], sys.argv[2], sys.argv[3]
+    fd = os.open(out, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    os.unlink(out)
+    os.dup2(fd, 1)  # stdout: a regular file that no path names any more
+    import safelog
+    h = safelog.SafeFileHandler("/dev/stdout", strategy=strategy, max_bytes=64, backup_count=2)
+    h.setFormatter(logging.Formatter("%(message)s"))
+    for i in range(20):
+        h.handle(logging.makeLogRecord({"msg": f"rec {i:04d}", "levelno": 20}))
+    h.close()
+    os.lseek(1, 0, os.SEEK_SET)
+    with open(report, "wb") as f:
+        f.write(os.read(1, 1 << 20))
+    """
+)
+
+
+def test_dev_stdout_on_a_deleted_file_is_written_like_a_stream(tmp_path: Any, strategy: str) -> None:
+    """/dev/stdout on a regular file since deleted leads to no path ('out.log (deleted)'): the
+    handler writes it directly, every record, and creates nothing (no file named after it)."""
+    report = str(tmp_path / "report")
+    proc = subprocess.run(
+        [sys.executable, "-c", DELETED_CHILD, str(tmp_path / "out.log"), strategy, report],
+        capture_output=True,
+        timeout=60,
+        cwd=str(tmp_path),
+        env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(safelog.__file__))},
+    )
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    assert proc.stderr == b""
+    with open(report) as f:
+        assert f.read() == "".join(f"rec {i:04d}\n" for i in range(20))
+    assert os.listdir(tmp_path) == ["report"]

@@ -22,7 +22,8 @@ def resolve_log_path(path: str) -> str:
     """The real path of ``path``; ``ValueError`` for a symlink planted in a shared directory.
 
     ``/dev/stdout`` on a pipe or a socket stays ``/dev/stdout``: it links to ``/proc/self/fd/1``,
-    which reads as ``pipe:[1234]``, a name no path has, and only the kernel can follow it.
+    which reads as ``pipe:[1234]``, a name no path has (or ``/x/out.log (deleted)``), and only
+    the kernel can follow it.
     """
     if os.name != "posix":
         return os.path.realpath(path)

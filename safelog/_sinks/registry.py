@@ -6,7 +6,8 @@ gets the same :class:`~.base.Sink`, and a second handler whose options would bre
 is refused here, by :func:`safelog._policy.config.check_compatible`.
 
 A path that names a FIFO or a device when its first handler is configured gets a
-:class:`~.stream.StreamSink`, whatever the strategy: written directly, never rotated.
+:class:`~.stream.StreamSink`, whatever the strategy: written directly, never rotated; so does a
+path that is still a symlink after resolving (see ``resolve_log_path``).
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ def acquire(path: str, config: Config) -> Sink:
     with _registry_lock:
         sink = _registry.get(key)
         if sink is None:
-            cls = StreamSink if special_kind(path) else STRATEGIES[config.strategy]
+            # A path still a symlink after resolving leads where no path does (/dev/stdout
+            # on a pipe, or on a file since deleted): only the stream can be written.
+            stream = special_kind(path) is not None or os.path.islink(path)
+            cls = StreamSink if stream else STRATEGIES[config.strategy]
         else:
             check_compatible(path, sink.kind, _configs.get(id(sink), []), config)
             cls = type(sink)

@@ -1,4 +1,5 @@
-"""Files that are not regular files: ``/dev/stdout``, ``/dev/null``, a terminal, a FIFO.
+"""Files that are not regular files: ``/dev/stdout``, ``/dev/null``, a terminal, a FIFO (and a
+file reachable only through ``/dev/stdout``: one redirected to and since deleted).
 
 The stdlib writes these like any file and never rotates them (bpo-45401). So does safelog, with
 every strategy, because what each strategy adds assumes a regular file:
@@ -54,7 +55,6 @@ class StreamSink(Sink):
         # is gone there is nothing to recreate.
         follow = 0 if os.path.islink(path) else _O_NOFOLLOW
         self._flags = os.O_WRONLY | os.O_APPEND | _O_CLOEXEC | _O_BINARY | follow
-        self._next_check = float("inf")
 
     def _open_log(self) -> None:
         self._fd = os.open(self.path, self._flags)
