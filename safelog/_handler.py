@@ -22,7 +22,7 @@ from ._policy.config import UNSET, Config, parse_config
 from ._policy.rotation import Rollover, RotationHooks
 from ._policy.timing import TimePolicy
 from ._primitives.paths import resolve_log_path, unwritable_dir
-from ._primitives.fileio import open_append
+from ._primitives.fileio import open_append, open_stream
 from ._sinks.base import Sink
 from ._sinks.registry import STRATEGIES, acquire, release
 
@@ -192,9 +192,14 @@ class SafeFileHandler(logging.FileHandler):
         real = resolve_log_path(config.filename)
         self._real = real
         self._sink = acquire(real, config)
+        try:
+            self._sink.check_names(self._rollover)
+        except ValueError:
+            release(self._sink, config)
+            raise
         if config.merge_on_exit:
             merge_at_exit(config.filename)
-        if not config.delay and config.strategy != "per-process":
+        if not config.delay and not self._sink.lazy:
             # Open now so a bad path fails at configuration time, like logging.FileHandler.
             try:
                 self._sink.open()
@@ -314,7 +319,7 @@ class SafeFileHandler(logging.FileHandler):
         to hand out (code that probes ``stream``, as gunicorn does, then leaves it alone)."""
         view = self._view
         if view is None:
-            if self.strategy == "per-process" or self.delay and not self._sink.opened or self._closed_handler():
+            if self._sink.lazy or self.delay and not self._sink.opened or self._closed_handler():
                 return None
             view = self._view = self._open()
         return view
@@ -456,8 +461,9 @@ class _StreamView:
             raise ValueError("I/O operation on closed file")
         if self._fd < 0 or self.moved():
             self._close_fd()
-            path = self._handler._live_sink().target()
-            self._fd = open_append(path, self._handler.config.perms.create_mode)
+            sink = self._handler._live_sink()
+            path = sink.target()
+            self._fd = open_append(path, self._handler.config.perms.create_mode) if sink.regular else open_stream(path)
             self._ino = os.fstat(self._fd).st_ino
         return self._fd
 

@@ -189,3 +189,61 @@ def test_symlink_planted_after_configuration_is_not_followed(tmp_path, strategy,
     h.close()
     exact(str(path), ["6", "safelog: 4"])
     assert stat.S_ISREG(os.lstat(path).st_mode)
+
+
+# -- names over the file system's limit --------------------------------------------------------
+
+
+def _name_max(directory: object) -> int:
+    return os.pathconf(directory, "PC_NAME_MAX")
+
+
+def test_shard_name_over_the_name_limit_fails_at_configuration(tmp_path):
+    """A log name that fits, but whose per-process shard name (with room for the largest pid)
+    does not, is a ValueError when the handler is built, not a failure of every record."""
+    name = "a" * (_name_max(tmp_path) - 4)
+    with pytest.raises(ValueError, match=r"shard .* over the \d+-byte name limit"):
+        SafeFileHandler(str(tmp_path / name), strategy="per-process")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "room", "what"),
+    [
+        # (rotation options, bytes the name may have beyond the log's: one too few, what)
+        ({"max_bytes": 1000, "backup_count": 10}, 2, "backup"),  # .10
+        ({"when": "H"}, 15, "backup"),  # .2026-11-26_18.1 (.1: the repeated DST hour)
+        ({"max_bytes": 1000, "when": "H"}, 18, "backup"),  # .2026-11-26_18.9999
+        ({"when": "H", "compress": "gzip"}, 18, "compressed backup"),  # .2026-11-26_18.1.gz
+        ({"when": "H", "compress": "gzip"}, 53, "compression temp file"),  # .<that>.<inode>-<12>.tmp
+        ({"when": "H", "backup_count": 3}, 33, "removed backup"),  # .<.2026-11-26_18.1>.<12>.del
+    ],
+)
+def test_backup_name_over_the_name_limit_fails_at_configuration(tmp_path, options, room, what):
+    """A backup name (or the hidden name a backup is compressed into or removed through) over
+    the file system's name limit is a ValueError naming it when the handler is built."""
+    name = "b" * (_name_max(tmp_path) - room)
+    with pytest.raises(ValueError, match=f"{what} .* over the \\d+-byte name limit"):
+        SafeFileHandler(str(tmp_path / name), strategy="thread", **options)
+    assert os.listdir(tmp_path) == []
+
+
+def test_lock_file_name_over_the_name_limit_fails_at_configuration(tmp_path):
+    """flock's lock file needs five bytes more than the log's name."""
+    name = "c" * (_name_max(tmp_path) - 2)
+    with pytest.raises(ValueError, match="lock file .* over the"):
+        FlockFileHandler(str(tmp_path / name))
+    assert os.listdir(tmp_path) == []
+
+
+def test_longest_name_that_fits_is_accepted_and_rotates(tmp_path):
+    """The check is exact: a name whose longest backup is exactly at the limit is accepted, and
+    its rotation works."""
+    name = "d" * (_name_max(tmp_path) - len(".2026-11-26_18.1"))
+    h = ThreadFileHandler(str(tmp_path / name), when="H", utc=True)
+    try:
+        for t in (1_795_651_200.0, 1_795_651_200.0 + 3600):
+            h.handle(logging.makeLogRecord({"msg": "x", "levelno": logging.INFO, "created": t}))
+    finally:
+        h.close()
+    assert sorted(os.listdir(tmp_path)) == [name, name + ".2026-11-26_00"]

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from safelog import STRATEGIES, SafeFileHandler
+from safelog._primitives import fileio
 from safelog._sinks import base as _strategy
 from safelog._sinks import flock as _flock
 from safelog._audit import log_files
@@ -207,3 +208,19 @@ def test_lock_file_deleted_while_held_never_two_rotators(tmp_path, verify, monke
         exact(path, [f"f-{i}" for i in range(15)] + ["a-hold", "a-next", "b-0", "b-1"])
     else:
         assert peak.value == 2, "with the check disabled the two rotations overlap"
+
+
+@pytest.mark.timeout(30)
+def test_create_or_open_gives_up_on_a_name_that_keeps_disappearing(tmp_path: Any, monkeypatch: Any) -> None:
+    """Creating a lock file whose name vanishes every time (as inside /proc, where flock on
+    /dev/stdout looked for one) raises after a bounded number of attempts, never spins."""
+    calls = []
+
+    def vanishing(path: str, *args: Any) -> int:
+        calls.append(path)
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    monkeypatch.setattr(fileio, "create_exclusive", vanishing)
+    with pytest.raises(FileNotFoundError, match="times in a row"):
+        fileio.open_lockfile(str(tmp_path / "app.log.lock"), 0o644)
+    assert len(calls) == fileio.ATTEMPTS

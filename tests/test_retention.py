@@ -170,3 +170,33 @@ def test_many_processes_apply_retention_once_per_rotation(tmp_path: Any) -> None
     assert sorted(os.listdir(tmp_path)) == ["app.log", "app.log.2026-11-26_00-03", "app.log.2026-11-26_00-04", "app.log.lock"]
     expected = [f"{w}-{m}-{i}" for w in range(4) for m in (3, 4, 5) for i in range(20)]
     assert audit(log_files(path), expected, PATTERN).ok
+
+
+def _backups_oldest_first(directory: Any, stamp: str) -> list[str]:
+    """The backups of ``stamp`` (of the log or of its shard) in numeric order of their ``.N``."""
+
+    def number(name: str) -> int:
+        tail = name.split(stamp, 1)[1].removesuffix(".gz")
+        return int(tail[1:]) if tail else 0
+
+    return sorted((n for n in os.listdir(directory) if stamp in n), key=number)
+
+
+@pytest.mark.parametrize("compress", [None, "gzip"])
+def test_time_and_size_rotation_keep_the_newest_backups_of_a_period(
+    tmp_path: Any, make_handler: Any, strategy: str, compress: str | None
+) -> None:
+    """Hourly and size rotation with backup_count=2, every record rotating within one hour:
+    after each rotation the two backups kept hold the two records just before the current
+    one, and their numbers grow with their age (a new backup never reuses a lower number)."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy=strategy, when="H", utc=True, max_bytes=60, backup_count=2, compress=compress)
+    ids = [f"{i:02d}-{'z' * 30}" for i in range(12)]  # 37 bytes: every record after the first rotates
+    for i, rid in enumerate(ids):
+        emit(h, rid, BASE + i * 60)
+        assert _compress.wait(30)
+        kept = _backups_oldest_first(tmp_path, ".2026-11-26_00")
+        held = [audit([str(tmp_path / k)], [], PATTERN).unexpected for k in kept]
+        assert held == [[r] for r in ids[max(i - 2, 0) : i]], (i, kept)
+    numbers = [k.split(".2026-11-26_00")[1] for k in _backups_oldest_first(tmp_path, ".2026-11-26_00")]
+    assert [n.removesuffix(".gz") for n in numbers] == [".9", ".10"]

@@ -14,6 +14,7 @@ import pytest
 import safelog
 import safelog._sinks.flock
 import safelog._sinks.base
+import safelog._policy.compress
 from safelog._audit import audit, log_files
 from safelog._primitives.shard import iter_records
 
@@ -257,3 +258,30 @@ def test_writers_follow_another_process_rotation(
         assert f.read() == f"{a}\n{b}\n"
     with open(log_path) as f:
         assert f.read() == f"{c}\n{d}\n"
+
+
+def test_namer_with_a_huge_backup_count_is_asked_only_about_existing_backups(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """With a namer and backup_count=10**6, rotating and compressing ask the namer about the
+    backups that exist (a few calls each), not about every number up to backup_count (10**6
+    calls, 0.65 s, under the lock); the backups still shift in order and are all compressed."""
+    calls: list[str] = []
+
+    def namer(name: str) -> str:
+        calls.append(name)
+        return name + ".bak"
+
+    handler = make_handler(log_path, strategy=strategy, max_bytes=1000, backup_count=10**6, namer=namer, compress="gzip")
+    logger.addHandler(handler)
+    for i in range(55):
+        logger.info(message(0, i))
+    assert safelog._policy.compress.wait(30)
+    current = handler._sink._target()
+    rotations = len(simulate(record_lengths(strategy, 55), 1000)) - 1  # 5 of plain records
+    backups = [f"{current}.{n}.bak.gz" for n in range(rotations, 0, -1)]  # oldest first
+    assert sorted(log_files(log_path)) == sorted(backups + [current])
+    replay = audit(backups + [current], [f"0-{i:06d}" for i in range(55)], PATTERN)
+    assert replay.ok, replay.summary()
+    # Each rotation and each compression asks about at most the few backups there are.
+    assert len(calls) < 6 * rotations**2, len(calls)

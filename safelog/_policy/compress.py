@@ -38,13 +38,13 @@ from collections import deque
 from contextlib import AbstractContextManager
 from typing import Any, Callable
 
-from .._primitives.atomic import TMP_SUFFIX, create_temp, fsync_dir
+from .._primitives.atomic import TMP_SUFFIX, create_temp, fsync_dir, temp_name
 from .._primitives.codec import CODECS as CODECS, EXTENSIONS as EXTENSIONS, Codec as Codec
 from .._primitives.fileio import READ_NOFOLLOW
 from .._primitives.lock import LOCK_EX, flock
 from .._primitives.perms import Perms
 
-__all__ = ["Codec", "CODECS", "EXTENSIONS", "parse_compress", "submit", "trash", "discard", "wait", "TMP_SUFFIX", "DEL_SUFFIX"]
+__all__ = ["Codec", "CODECS", "EXTENSIONS", "parse_compress", "submit", "trash", "trash_name", "work_names", "discard", "wait", "TMP_SUFFIX", "DEL_SUFFIX"]
 
 _CHUNK = 1 << 20
 DEL_SUFFIX = ".del"
@@ -118,12 +118,30 @@ def trash(path: str) -> None:
     rotation removes.
     """
     directory, name = os.path.split(path)
-    hidden = os.path.join(directory, f".{name}.{secrets.token_hex(6)}{DEL_SUFFIX}")
+    hidden = os.path.join(directory, trash_name(name))
     try:
         os.rename(path, hidden)
     except FileNotFoundError:
         return
     discard(hidden)
+
+
+def trash_name(name: str, token: str | None = None) -> str:
+    """The hidden name :func:`trash` gives ``name`` until it is unlinked."""
+    return f".{name}.{secrets.token_hex(6) if token is None else token}{DEL_SUFFIX}"
+
+
+def work_names(backup: str, codec: Codec | None) -> list[tuple[str, str]]:
+    """What and where the hidden files made beside ``backup`` are, at their longest: the temp
+    file ``codec`` compresses it into (tagged with the backup's inode), and the name a backup
+    (compressed or not) is renamed to when it is removed. For the name-length check."""
+    directory, name = os.path.split(backup)
+    ext = "" if codec is None else codec.ext
+    names = [("removed backup", os.path.join(directory, trash_name(name + ext, "0" * 12)))]
+    if codec is not None:
+        tag = "f" * 16 + "-"  # the inode, in hex: 64 bits at most
+        names.append(("compression temp file", os.path.join(directory, temp_name(name + ext, tag, "0" * 12))))
+    return names
 
 
 def _nowhere(src: str, key: tuple[int, int]) -> str | None:

@@ -12,7 +12,9 @@ Backup names, as in ``logging.handlers``:
 * time (with or without a size limit): ``app.log.<period>`` with the stdlib suffix of ``when``
   (``app.log.2026-11-26_18`` hourly, ``app.log.2026-11-26`` daily), named after the period the
   file covered. A second backup of the same period (the size limit was reached, or the hour
-  repeated when DST ends) gets ``.1``, ``.2`` … in time order. A backup is never overwritten.
+  repeated when DST ends) gets ``.1``, ``.2`` … in time order: a new backup always takes the
+  number after the highest of its period, so name order is age order. A backup is never
+  overwritten.
 
 Compressed backups add the codec's extension (``app.log.1.gz``); the ``namer`` hook names every
 backup, and retention only ever considers names this policy (with that namer) produces.
@@ -20,16 +22,18 @@ backup, and retention only ever considers names this policy (with that namer) pr
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
 import re
 import sys
+import time
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, NamedTuple
 
 from . import compress as _compress
-from .compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec
+from .compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec, work_names
 from .._primitives.fileio import READ_NOFOLLOW
 from .._primitives.lock import LOCK_EX, try_lock
 from .timing import TimePolicy
@@ -52,6 +56,9 @@ _DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) +
 # records go on to the current file and the rotation is retried this often: losing records
 # because the file cannot be renamed would be worse than a file over its size limit.
 RETRY_INTERVAL = 1.0
+# Names tried for a time backup beyond the one the directory listing gives (bounds the search
+# when a namer maps several default names to one existing name).
+_NAME_ATTEMPTS = 100
 
 
 class RotationHooks(NamedTuple):
@@ -127,6 +134,33 @@ class Rollover:
             return math.inf
         return self.timing.next_boundary(period)
 
+    # -- at configuration -----------------------------------------------------------------------
+
+    def created_names(self, target: str) -> list[tuple[str, str]]:
+        """What and where the files rotating ``target`` creates are, at their longest, so that a
+        name over the file system's limit fails at configuration instead of every rotation.
+
+        Size backups go up to ``.<backup_count>``; a period's backups up to ``.9999`` with a
+        size limit (``.1`` without: the repeated DST hour). With a namer, its name for that
+        default name; a namer that cannot name it yet (a subclass not fully built) is not
+        checked.
+        """
+        if self.timing is None:
+            default = f"{target}.{self.backup_count}"
+        else:
+            stamp = self.timing.stamp(self.timing.period_start(time.time()))
+            default = f"{target}.{stamp}.{9999 if self.max_bytes else 1}"
+        try:
+            backup = self._hooks.name(default)
+        except Exception:
+            return []
+        names = [("backup", backup)]
+        if self.codec is not None:
+            names.append(("compressed backup", backup + self.codec.ext))
+        if self.codec is not None or self.timing is None or self.backup_count or self.max_age is not None:
+            names += work_names(backup, self.codec)
+        return names
+
     # -- under the strategy's exclusion ---------------------------------------------------------
 
     def rollover(
@@ -199,14 +233,26 @@ class Rollover:
         return first
 
     def _free_name(self, path: str, period: float) -> str:
+        """The backup name of the file of ``period``: ``path.<stamp>``, or the number after the
+        highest one of that period that exists (``.1``, ``.2`` ...).
+
+        Never a lower number than an existing backup of the period, even when retention removed
+        the ones below it: then name order is age order, and retention, which keeps the last
+        ``backup_count`` names of that order, keeps the newest backups. (Taking the lowest free
+        number made a new backup sort as the oldest, and retention delete it at once.)
+        """
         assert self.timing is not None
-        stem = f"{path}.{self.timing.stamp(period)}"
-        n = 0
-        while True:
+        stamp = self.timing.stamp(period)
+        stem = f"{path}.{stamp}"
+        backups, _ = self.list_backups(path)
+        numbers = [n for s, n in backups if s == stamp]
+        n = max(numbers) + 1 if numbers else 0
+        for _ in range(_NAME_ATTEMPTS):
             dest = self._hooks.name(stem if n == 0 else f"{stem}.{n}")
             if not any(os.path.lexists(dest + ext) for ext in _FORMS):
                 return dest
-            n += 1
+            n += 1  # a name the listing did not count as ours (a namer that maps two to one)
+        raise FileExistsError(errno.EEXIST, f"no free backup name after {_NAME_ATTEMPTS} tries", stem)
 
     def after_rollover(self, path: str, now: float, guard: Callable[[], ContextManager[Any]]) -> None:
         """Retention, then queue the uncompressed backups for compression (in the background).
@@ -311,8 +357,21 @@ class Rollover:
                     return (-int(m.group(1)),) if m and int(m.group(1)) <= n else None
 
                 return size_key
-            names = {self._name(path, i): i for i in range(1, n + 1)}
-            return lambda p: (-names[p],) if p in names else None
+            digits = re.compile(r"\d+")
+
+            def size_key_named(p: str) -> tuple[Any, ...] | None:
+                # A name is ours if the namer turns one of our default names into exactly it.
+                # Only the numbers written in the name are tried (the default name has its
+                # number in decimal, and a namer keeps it), so the namer is asked about the
+                # files that exist, not about every number up to backup_count: with 10**6 that
+                # cost 0.65 s per rotation, under the lock.
+                for m in digits.finditer(os.path.basename(p)):
+                    i = int(m.group())
+                    if 1 <= i <= n and self._name(path, i) == p:
+                        return (-i,)
+                return None
+
+            return size_key_named
         stamp = self.timing.stamp_re
         order = self.timing.sort_key
         if h.plain():
@@ -354,11 +413,21 @@ class Rollover:
     def _candidates(self, path: str, src: str) -> Iterator[str]:
         yield src
         if self.timing is None:
-            # Shifts only ever move a backup to a higher number.
-            key = self._key_function(path)(src)
+            # Shifts only ever move a backup to a higher number. The uncompressed backups that
+            # exist, from one listing: probing every number up to backup_count cost a stat (and
+            # with a namer a call) each.
+            key_of = self._key_function(path)
+            key = key_of(src)
             start = -key[0] + 1 if key else 1
-            for i in range(start, self.backup_count + 1):
-                yield self._name(path, i)
+            directory = os.path.dirname(src) or "."
+            found = []
+            for entry in os.listdir(directory):
+                full = os.path.join(directory, entry)
+                k = None if _split_ext(entry)[1] else key_of(full)
+                if k is not None and -k[0] >= start:
+                    found.append((-k[0], full))
+            for _, full in sorted(found):
+                yield full
 
 
 def _split_ext(name: str) -> tuple[str, str]:

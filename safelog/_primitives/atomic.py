@@ -100,6 +100,11 @@ def atomic_write(
 TMP_SUFFIX = ".tmp"
 
 
+def temp_name(name: str, tag: str = "", token: str | None = None) -> str:
+    """The base name of a temp file for ``name``: ``.<name>.<tag><12 hex>.tmp``."""
+    return f".{name}.{tag}{secrets.token_hex(6) if token is None else token}{TMP_SUFFIX}"
+
+
 def create_temp(
     directory: str, name: str, mode: int, perms: Perms | None = None, tag: str = ""
 ) -> tuple[str, int]:
@@ -107,7 +112,7 @@ def create_temp(
     created exclusively (never through a planted symlink), with ``mode`` (or ``perms``).
     Returns its path and a write descriptor. Every temp file safelog writes is made here."""
     for _ in range(100):
-        path = os.path.join(directory, f".{name}.{tag}{secrets.token_hex(6)}{TMP_SUFFIX}")
+        path = os.path.join(directory, temp_name(name, tag))
         try:
             return path, create_exclusive(path, os.O_WRONLY, mode, perms)
         except FileExistsError:

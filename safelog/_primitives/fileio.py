@@ -10,8 +10,11 @@ directory) is refused, never followed.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 
+from .paths import kind_of
 from .perms import Perms
 
 __all__ = [
@@ -26,13 +29,24 @@ __all__ = [
     "OUTPUT_REPAIR",
     "LOCKFILE",
     "LOCKFILE_REOPEN",
+    "STREAM",
+    "open_stream",
     "DIRECTORY",
     "create_exclusive",
     "create_or_open",
     "open_append",
     "open_lockfile",
     "close_quietly",
+    "ATTEMPTS",
+    "gave_up",
 ]
+
+# Every loop that retries because another process changed a file under it (a rotation removed
+# the name between two calls, a lock file was replaced, a merge removed a shard) gives up after
+# this many rounds. Each round needs someone else to act, so a real race ends in one or two; a
+# name that can never be created (inside /proc, a directory that vanishes every time) fails
+# instead of spinning forever.
+ATTEMPTS = 50
 
 O_NOFOLLOW: int = getattr(os, "O_NOFOLLOW", 0)
 O_CLOEXEC: int = getattr(os, "O_CLOEXEC", 0)
@@ -55,6 +69,8 @@ OUTPUT_REPAIR = os.O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_BINARY | O_NONBLOCK
 LOCKFILE = os.O_RDWR | os.O_APPEND | os.O_CREAT | O_CLOEXEC | O_BINARY
 # A directory, to fsync a rename in it.
 DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | O_CLOEXEC
+# A FIFO, device or terminal written as the stdlib writes it: never created.
+STREAM = os.O_WRONLY | os.O_APPEND | O_CLOEXEC | O_BINARY
 # Another descriptor of a lock file that exists (never creates one).
 LOCKFILE_REOPEN = os.O_RDWR | O_CLOEXEC | O_NOFOLLOW
 
@@ -76,7 +92,7 @@ def create_exclusive(path: str, flags: int, mode: int, perms: Perms | None = Non
 
 
 def open_append(path: str, mode: int, *, truncate: bool = False, perms: Perms | None = None) -> int:
-    """Open ``path`` for appending, creating its directory if needed.
+    """Open the regular file ``path`` for appending, creating it and its directory if needed.
 
     ``O_APPEND`` makes every ``write()`` land at the current end of file atomically on local
     POSIX file systems, whoever else appends; it is what lets several processes share the file.
@@ -84,17 +100,47 @@ def open_append(path: str, mode: int, *, truncate: bool = False, perms: Perms | 
     later (the log deleted and a link planted, in a shared directory) is refused, not followed.
     With ``perms`` the file is created exclusively first, so that only the process that created
     it sets its mode and owner, on the descriptor.
+
+    Anything but a regular file is refused (OSError): a FIFO or device found where the handler
+    expected a log file (the stream sink writes those) must not be rotated. It is opened with
+    ``O_NONBLOCK`` for that check, so that a FIFO without a reader does not block the open (a
+    writer holding the log's lock would block every process).
     """
-    flags = APPEND
+    flags = APPEND | O_NONBLOCK
     if truncate:
         flags |= os.O_TRUNC
     if perms is not None and perms.active:
-        return create_or_open(path, flags, perms.create_mode, perms)
+        fd = create_or_open(path, flags, perms.create_mode, perms)
+    else:
+        try:
+            fd = os.open(path, flags, mode)
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            fd = os.open(path, flags, mode)
     try:
-        return os.open(path, flags, mode)
-    except FileNotFoundError:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        return os.open(path, flags, mode)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(
+                errno.EINVAL,
+                f"is {kind_of(st.st_mode)}, not a regular file; it was not one when the handler "
+                f"was configured, and a handler writes a FIFO or device only if it finds one then",
+                path,
+            )
+        if O_NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_stream(path: str) -> int:
+    """Open a file that is not a regular file for writing. ``/dev/stdout`` and ``/dev/stderr``
+    are links into ``/proc/self/fd`` that name no path when they lead to a pipe or a socket, so
+    a link is followed (only the kernel can); any other path was resolved once, at
+    configuration, and is opened with ``O_NOFOLLOW``. Never created: if it is gone there is
+    nothing to recreate."""
+    return os.open(path, STREAM | (0 if os.path.islink(path) else O_NOFOLLOW))
 
 
 def open_lockfile(path: str, mode: int, perms: Perms | None = None) -> int:
@@ -112,7 +158,7 @@ def create_or_open(path: str, flags: int, mode: int, perms: Perms | None) -> int
     """Create ``path`` exclusively (applying ``perms``) or, if it exists, open it: only the
     process that created a file sets its mode and owner. Never follows a symlink."""
     open_flags = (flags & ~os.O_CREAT & ~os.O_TRUNC) | O_NOFOLLOW
-    while True:
+    for _ in range(ATTEMPTS):
         try:
             return create_exclusive(path, flags & ~os.O_CREAT & ~os.O_TRUNC, mode, perms)
         except FileExistsError:
@@ -124,6 +170,14 @@ def create_or_open(path: str, flags: int, mode: int, perms: Perms | None) -> int
             return os.open(path, open_flags | (flags & os.O_TRUNC))
         except FileNotFoundError:
             continue  # removed between the two calls (rotation by another process): create it
+    raise gave_up(path, "created or opened")
+
+
+def gave_up(path: str, what: str) -> OSError:
+    """The error of a retry loop that ran out of :data:`ATTEMPTS`."""
+    return FileNotFoundError(
+        errno.ENOENT, f"could not be {what}: removed or replaced {ATTEMPTS} times in a row", path
+    )
 
 
 def close_quietly(fd: int) -> None:

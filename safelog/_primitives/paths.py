@@ -13,16 +13,52 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["resolve_log_path", "unwritable_dir"]
+__all__ = ["resolve_log_path", "unwritable_dir", "special_kind", "kind_of", "name_too_long"]
 
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
 
 
 def resolve_log_path(path: str) -> str:
-    """The real path of ``path``; ``ValueError`` for a symlink planted in a shared directory."""
+    """The real path of ``path``; ``ValueError`` for a symlink planted in a shared directory.
+
+    ``/dev/stdout`` on a pipe or a socket stays ``/dev/stdout``: it links to ``/proc/self/fd/1``,
+    which reads as ``pipe:[1234]``, a name no path has (or ``/x/out.log (deleted)``), and only
+    the kernel can follow it.
+    """
     if os.name != "posix":
         return os.path.realpath(path)
-    return _resolve(os.path.abspath(path), _MAX_LINKS)
+    path = os.path.abspath(path)
+    real = _resolve(path, _MAX_LINKS)
+    if not os.path.lexists(real) and os.path.exists(path):
+        return path
+    return real
+
+
+def special_kind(path: str) -> str | None:
+    """What ``path`` names if it exists and is neither a regular file nor a directory ("a FIFO",
+    "a character device" ...), following symlinks; None otherwise."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return None
+    return kind_of(mode)
+
+
+def kind_of(mode: int) -> str:
+    """The file type of ``st_mode``, for messages."""
+    for test, name in (
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
 
 
 def _resolve(path: str, budget: int) -> str:
@@ -73,3 +109,28 @@ def unwritable_dir(path: str) -> str | None:
     if not os.access(d, os.W_OK | os.X_OK):
         return f"directory {d!r} is not writable"
     return None
+
+
+def name_too_long(path: str) -> str | None:
+    """Why the last component of ``path`` can never be created: longer than the name limit
+    (``NAME_MAX``, in bytes) of the file system it would be created on. None when it fits."""
+    directory, name = os.path.split(path)
+    size = len(os.fsencode(name))
+    limit = _name_max(directory)
+    if size <= limit:
+        return None
+    return (
+        f"the name {name!r} is {size} bytes, over the {limit}-byte name limit of the file "
+        f"system of {directory!r}"
+    )
+
+
+def _name_max(directory: str) -> int:
+    d = directory or "."
+    while not os.path.isdir(d) and os.path.dirname(d) != d:
+        d = os.path.dirname(d)  # created on first write: the file system is its ancestor's
+    try:
+        limit = os.pathconf(d, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # no pathconf (Windows), or not known
+        return 255
+    return limit if limit > 0 else 1 << 30  # -1: no limit

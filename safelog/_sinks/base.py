@@ -12,9 +12,11 @@ is here once. One sink per real path per process is kept by :mod:`.registry`.
 
 from __future__ import annotations
 
+import errno
 import logging
 import math
 import os
+import stat
 import threading
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Sequence
@@ -22,12 +24,13 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Seque
 from .._policy import compress as _compress
 from .._policy.config import FileOptions
 from .._policy.rotation import SIZE
-from .._primitives.fileio import close_quietly, open_append
+from .._primitives.fileio import ATTEMPTS as ATTEMPTS, close_quietly, gave_up as gave_up, open_append
+from .._primitives.paths import name_too_long
 
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
-__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL"]
+__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL", "ATTEMPTS"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
@@ -52,6 +55,12 @@ class Sink:
     # Check on every record that the path still names the open file (a WatchedFileHandler on
     # it), instead of once per CHECK_INTERVAL.
     watching = False
+    # False for StreamSink: a FIFO or device, never rotated, locked beside or sharded.
+    regular: ClassVar[bool] = True
+    # True when the file is opened by the first write, in the process that writes (per-process
+    # shards), not when the handler is configured.
+    lazy: ClassVar[bool] = False
+    target_kind: ClassVar[str] = "log file"  # what _target() is, in messages
 
     def __init__(self, path: str, options: FileOptions) -> None:
         self.path = path
@@ -200,6 +209,21 @@ class Sink:
         with self._tlock:
             self._close_files()
 
+    def check_names(self, rollover: Rollover | None) -> None:
+        """ValueError when a file this sink would create has a name over the limit of its file
+        system: found here, when the handler is built, instead of by every record."""
+        target = self._longest_target()
+        names = [(self.target_kind, target)] + self._own_names()
+        if rollover is not None:
+            names += rollover.created_names(target)
+        for what, name in names:
+            problem = name_too_long(name)
+            if problem is not None:
+                raise ValueError(
+                    f"filename={self.path!r}: {what} {name!r} cannot be created: {problem}; "
+                    f"use a shorter filename"
+                )
+
     # -- for strategies ---------------------------------------------------------------------
 
     def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
@@ -276,6 +300,14 @@ class Sink:
     def _target(self) -> str:
         """The file this process appends to (the shard for per-process)."""
         return self.path
+
+    def _longest_target(self) -> str:
+        """The longest name :meth:`_target` can have, in this process or a child."""
+        return self.path
+
+    def _own_names(self) -> list[tuple[str, str]]:
+        """What and where the files the strategy keeps beside the log are (a lock file)."""
+        return []
 
     def _open_log(self) -> None:
         close_quietly(self._fd)

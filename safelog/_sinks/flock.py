@@ -19,7 +19,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
 from .._policy.rotation import SIZE
-from .._primitives.fileio import LOCKFILE_REOPEN, close_quietly, open_lockfile
+from .._primitives.fileio import ATTEMPTS, LOCKFILE_REOPEN, close_quietly, gave_up, open_lockfile
 from .._primitives.fsdetect import warn_if_network
 from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock
 from .base import CHECK_INTERVAL, Sink
@@ -83,6 +83,9 @@ class FlockSink(Sink):
         warn_if_network(path, "log file")
         if options.lock_dir is not None:
             warn_if_network(self.lock_path, "lock file")
+
+    def _own_names(self) -> list[tuple[str, str]]:
+        return [("lock file", self.lock_path)]
 
     def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
         # Encoding needs no lock here (no per-shard numbering), so it happens before any.
@@ -376,7 +379,7 @@ class FlockSink(Sink):
         """The log's exclusive lock on a descriptor of its own: flock locks belong to the open
         file description, so this excludes this process's writers too, without their thread
         lock (the compressor must never hold that)."""
-        while True:
+        for _ in range(ATTEMPTS):
             fd = open_lockfile(self.lock_path, self.options.file_mode, self.options.perms)
             try:
                 flock(fd, LOCK_EX)
@@ -389,6 +392,8 @@ class FlockSink(Sink):
             if same:
                 break
             close_quietly(fd)
+        else:
+            raise gave_up(self.lock_path, "locked")
         try:
             yield
         finally:
@@ -404,7 +409,7 @@ class FlockSink(Sink):
     def _verify_lock(self) -> None:
         """Make sure the held lock is the one the lock path names; if the lock file was deleted
         or replaced, take the current one (keeping the old one held until the new is ours)."""
-        while True:
+        for _ in range(ATTEMPTS):
             try:
                 if os.stat(self.lock_path).st_ino == self._lock_ino:
                     return
@@ -418,6 +423,7 @@ class FlockSink(Sink):
             flock(self._lockfd, LOCK_EX)
             flock(old, LOCK_UN)
             close_quietly(old)
+        raise gave_up(self.lock_path, "locked")
 
     def _check_paths(self) -> None:
         self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from .._primitives.lock import LOCK_SH, flock
 from .._primitives.shard import ShardFrame, shard_path
+from .base import ATTEMPTS, gave_up
 from .thread import ThreadSink
 
 if TYPE_CHECKING:
@@ -25,8 +26,19 @@ __all__ = ["PerProcessSink"]
 _TAIL = 64 * 1024
 
 
+def _longest_pid() -> int:
+    """The largest process id this system hands out (children get any of them)."""
+    try:
+        with open("/proc/sys/kernel/pid_max") as f:
+            return int(f.read()) - 1
+    except (OSError, ValueError):
+        return 4_194_303  # Linux's largest pid_max, less one; other systems stay below it
+
+
 class PerProcessSink(ThreadSink):
     kind = "per-process"
+    lazy = True
+    target_kind = "shard"
 
     def __init__(self, path: str, options: FileOptions) -> None:
         super().__init__(path, options)
@@ -44,8 +56,11 @@ class PerProcessSink(ThreadSink):
             self._shard = shard_path(self.path)
         return self._shard
 
+    def _longest_target(self) -> str:
+        return shard_path(self.path, pid=_longest_pid())
+
     def _open_log(self) -> None:
-        while True:
+        for _ in range(ATTEMPTS):
             super()._open_log()
             flock(self._fd, LOCK_SH)
             # A merge holds LOCK_EX on a finished shard until it has removed it; a process
@@ -56,6 +71,8 @@ class PerProcessSink(ThreadSink):
                     break
             except FileNotFoundError:
                 pass
+        else:
+            raise gave_up(self._target(), "opened")
         if self._frame.seq == 0 and self._size > 0:
             with open(self._target(), "rb") as f:
                 f.seek(max(self._size - _TAIL, 0))

@@ -4,6 +4,10 @@
 exclude each other, nor would they agree on rotation. So every handler of a path in a process
 gets the same :class:`~.base.Sink`, and a second handler whose options would break the first's
 is refused here, by :func:`safelog._policy.config.check_compatible`.
+
+A path that names a FIFO or a device when its first handler is configured gets a
+:class:`~.stream.StreamSink`, whatever the strategy: written directly, never rotated; so does a
+path that is still a symlink after resolving (see ``resolve_log_path``).
 """
 
 from __future__ import annotations
@@ -13,9 +17,11 @@ import threading
 import weakref
 
 from .._policy.config import STRATEGY_NAMES, Config, check_compatible
+from .._primitives.paths import special_kind
 from .base import Sink
 from .flock import FlockSink
 from .perprocess import PerProcessSink
+from .stream import StreamSink
 from .thread import ThreadSink
 
 __all__ = ["STRATEGIES", "acquire", "release", "close_path"]
@@ -42,11 +48,23 @@ def acquire(path: str, config: Config) -> Sink:
     with _registry_lock:
         sink = _registry.get(key)
         if sink is None:
-            sink = STRATEGIES[config.strategy](path, options)
-            _registry[key] = sink
-            _all_sinks.add(sink)
+            # A path still a symlink after resolving leads where no path does (/dev/stdout
+            # on a pipe, or on a file since deleted): only the stream can be written.
+            stream = special_kind(path) is not None or os.path.islink(path)
+            cls = StreamSink if stream else STRATEGIES[config.strategy]
         else:
             check_compatible(path, _configs.get(id(sink), []), config)
+            cls = type(sink)
+        if config.merge_on_exit and not cls.regular:
+            raise ValueError(
+                f"merge_on_exit=True: filename={config.filename!r} is "
+                f"{special_kind(path) or 'not a regular file'}, which every strategy writes "
+                f"directly; there are no shards to merge"
+            )
+        if sink is None:
+            sink = cls(path, options)
+            _registry[key] = sink
+            _all_sinks.add(sink)
         _configs.setdefault(id(sink), []).append(config)
         if config.watch:
             sink.watching = True
