@@ -15,6 +15,7 @@ import safelog
 from safelog import _compress
 from safelog._audit import audit, log_files
 from safelog._flock import FAST_MARGIN
+from tests.faults_helpers import FORK, flock_waiters, join_all, wait_until
 
 PATTERN = r"id=(?P<id>\S+) .*"
 FILL = "x" * 200
@@ -300,3 +301,64 @@ def test_normal_exit_finishes_the_compression_it_started(tmp_path: Any) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ, "PYTHONPATH": root})
     left = names(tmp_path)
     assert left == ["app.log", "app.log.1.xz", "app.log.2.xz", "app.log.3.xz", "app.log.lock"]
+
+
+def _rotate_twice(path: str, go: Any, done: Any, written: Any) -> None:
+    assert go.wait(60)
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=2000, backup_count=5, compress="gzip")
+    for i in range(200):
+        emit(h, f"b-{i}")
+        if any(os.path.lexists(path + ".3" + ext) for ext in ("", ".gz")):
+            break  # this process rotated twice: app.log.1 of the first rotation is now .3
+    else:
+        raise AssertionError("no second rotation")
+    written.value = i + 1
+    done.set()
+    h.close()
+    assert _compress.wait(60)
+
+
+def test_a_cleanup_never_deletes_the_temp_file_of_a_live_compression(
+    tmp_path: Any, make_handler: Any, hook: Any, capfd: Any
+) -> None:
+    """The compressor is held between creating its temp file and locking it while another
+    process rotates twice (two cleanups of temp files): the cleanups cannot take the temp file
+    for a dead writer's leftover, every backup ends compressed, no temp file or error remains."""
+    path = str(tmp_path / "app.log")
+    lock_path = path + ".lock"
+    go, done, written = FORK.Event(), FORK.Event(), FORK.Value("i", 0)
+    # Forked before any lock or temp file exists here, so it inherits none of them.
+    p = FORK.Process(target=_rotate_twice, args=(path, go, done, written))
+    p.start()
+    held = []
+
+    def between_create_and_lock(tmp: str) -> None:
+        held.append(tmp)
+        go.set()
+        # Either the other process's rotations finish inside the window, or they wait for it.
+        wait_until(lambda: done.is_set() or p.pid in flock_waiters(lock_path), 30, "the other writer")
+
+    def first_chunk(src: str) -> None:
+        if len(held) == 1:
+            held.append(src)
+            assert done.wait(60), "the other process could not rotate while a backup was compressed"
+
+    _compress._temp_hook = between_create_and_lock
+    hook(first_chunk)
+    try:
+        h = make_handler(path, strategy="flock", max_bytes=2000, backup_count=5, compress="gzip")
+        mine = [f"a-{i}" for i in range(10)]  # the tenth rotates: app.log.1 is compressed here
+        for rid in mine:
+            emit(h, rid)
+        assert _compress.wait(60)
+    finally:
+        _compress._temp_hook = None
+        go.set()
+        join_all([p])
+    assert p.exitcode == 0
+    assert len(held) == 2, held
+    err = capfd.readouterr().err
+    assert "failed" not in err, err
+    assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.2.gz", "app.log.3.gz", "app.log.lock"]
+    theirs = [f"b-{i}" for i in range(written.value)]
+    assert audit(log_files(path), mine + theirs, PATTERN).ok
