@@ -50,7 +50,9 @@ class SafeFileHandler(logging.Handler):
     snake-case aliases ``max_bytes``/``backup_count`` that also accept sizes like ``"10 MB"``.
     Time rotation takes the ``TimedRotatingFileHandler`` names (``when``, ``interval``, ``utc``,
     ``atTime``) or ``rotate_every="1 hour"``; ``compress``, ``retention``, ``chmod`` and
-    ``owner`` apply to every strategy.
+    ``owner`` apply to every strategy. ``delay_compress=True`` leaves the newest backup
+    uncompressed until the next rotation (logrotate's ``delaycompress``), for log shippers that
+    are still reading it.
     ``merge_on_exit=True`` (``per-process`` only) runs :func:`safelog.merge` on the log when
     the process that created the handler exits (not in its fork or multiprocessing children).
 
@@ -97,6 +99,7 @@ class SafeFileHandler(logging.Handler):
         atTime: datetime.time | str | None = None,
         rotate_every: str | datetime.timedelta | None = None,
         compress: str | None = None,
+        delay_compress: bool = False,
         retention: str | datetime.timedelta | None = None,
         chmod: int | str | None = None,
         owner: str | None = None,
@@ -109,7 +112,7 @@ class SafeFileHandler(logging.Handler):
                 f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, "
                 f"merge_on_exit, escape_newlines, nonblocking, queue_size, overflow, flush_interval, "
                 f"flush_level, max_batch, when, interval, utc, atTime, rotate_every, compress, "
-                f"retention, chmod, owner"
+                f"delay_compress, retention, chmod, owner"
             )
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"filename must be a path, not {filename!r}")
@@ -199,6 +202,9 @@ class SafeFileHandler(logging.Handler):
         self.utc = check_bool("utc", utc)
         timing = parse_time_policy(when, interval, self.utc, atTime, rotate_every)
         codec = parse_compress(compress)
+        delay_compress = check_bool("delay_compress", delay_compress)
+        if delay_compress and codec is None:
+            raise ValueError(f"delay_compress=True needs compress (got compress={compress!r})")
         max_age = None if retention is None else parse_duration("retention", retention, positive=True)
         file_chmod = parse_chmod(chmod)
         uid, gid = parse_owner(owner)
@@ -213,7 +219,8 @@ class SafeFileHandler(logging.Handler):
         self._rollover: Rollover | None = None
         if timing is not None or (self.maxBytes > 0 and self.backupCount > 0):
             self._rollover = Rollover(
-                self, self.maxBytes, self.backupCount, timing, codec, max_age, perms if perms.active else None
+                self, self.maxBytes, self.backupCount, timing, codec, max_age, perms if perms.active else None,
+                delay_compress,
             )
         elif codec is not None or max_age is not None:
             what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"

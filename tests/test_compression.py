@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import threading
 from typing import Any, Iterator
@@ -362,3 +363,48 @@ def test_a_cleanup_never_deletes_the_temp_file_of_a_live_compression(
     assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.2.gz", "app.log.3.gz", "app.log.lock"]
     theirs = [f"b-{i}" for i in range(written.value)]
     assert audit(log_files(path), mine + theirs, PATTERN).ok
+
+
+def _backup_number(name: str) -> int:
+    m = re.search(r"\.(\d+)(?:\.gz)?$", name)
+    assert m, name
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("strategy", ["thread", "flock", "per-process"])
+def test_delay_compress_keeps_the_newest_backup_plain(tmp_path: Any, make_handler: Any, strategy: str) -> None:
+    """delay_compress=True: after every rotation the newest backup is plain and every older one
+    compressed, backup_count keeps exactly that many, and the retained records are exact."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy=strategy, max_bytes=2000, backup_count=3, compress="gzip", delay_compress=True)
+    ids = [f"{i:03d}" for i in range(120)]
+    seen = 0
+    for rid in ids:
+        emit(h, rid)
+        assert _compress.wait(30)
+        backups = sorted((f for f in log_files(path) if not f.endswith((".log", ".shard"))), key=_backup_number)
+        if not backups:
+            continue
+        seen = max(seen, len(backups))
+        assert not backups[0].endswith(".gz"), backups  # .1: the newest
+        assert all(f.endswith(".gz") for f in backups[1:]), backups
+        assert len(backups) <= 3
+    assert seen == 3
+    assert not [n for n in names(tmp_path) if n.startswith(".")]
+    # Retention removed the oldest backups whole: what is left is the newest records, each once.
+    report = audit(log_files(path), ids, PATTERN)
+    assert not report.duplicated and not report.unexpected and not report.malformed
+    assert report.lost == ids[: len(report.lost)] and 0 < len(report.lost) < len(ids)
+
+
+def test_delay_compress_with_time_rotation(tmp_path: Any, make_handler: Any) -> None:
+    """Hourly backups with delay_compress: the newest period stays plain, older ones are .gz,
+    backup_count=2 keeps exactly two."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy="flock", when="H", utc=True, backup_count=2, compress="gzip", delay_compress=True)
+    base = 1_795_651_200.0  # 2026-11-26 00:00 UTC
+    for hour in range(5):
+        h.handle(logging.makeLogRecord({"msg": f"id={hour} {FILL}", "created": base + hour * 3600}))
+    assert _compress.wait(30)
+    assert names(tmp_path) == ["app.log", "app.log.2026-11-26_02.gz", "app.log.2026-11-26_03", "app.log.lock"]
+    assert audit(log_files(path), ["2", "3", "4"], PATTERN).ok
