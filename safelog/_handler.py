@@ -16,6 +16,7 @@ from ._paths import resolve_log_path, unwritable_dir
 from ._perms import Perms, parse_chmod, parse_owner
 from ._perprocess import PerProcessSink
 from ._queue import QueueSettings, Writer, attach, detach, prepare, revive
+from ._reopen import parse_reopen_signal, unwatch, watch
 from ._rotation import Rollover
 from ._timepolicy import parse_time_policy
 from ._strategy import FileOptions, Sink, acquire, release
@@ -55,6 +56,11 @@ class SafeFileHandler(logging.Handler):
     are still reading it.
     ``merge_on_exit=True`` (``per-process`` only) runs :func:`safelog.merge` on the log when
     the process that created the handler exits (not in its fork or multiprocessing children).
+
+    ``reopen_signal="SIGUSR1"`` (or ``"SIGHUP"``, ``"SIGUSR2"``; off by default) makes that
+    signal reopen the log before the next record, in every process that configured it: for
+    logrotate's ``create`` + ``postrotate kill``. Any Python handler already installed for the
+    signal is still called. :meth:`reopen` does the same from code.
 
     ``escape_newlines=True`` writes line breaks and other control characters inside a record
     as ``\\n``, ``\\r``, ``\\xNN``, so that a logged value cannot forge extra log lines.
@@ -103,6 +109,7 @@ class SafeFileHandler(logging.Handler):
         retention: str | datetime.timedelta | None = None,
         chmod: int | str | None = None,
         owner: str | None = None,
+        reopen_signal: str | None = None,
         **unknown: Any,
     ) -> None:
         if unknown:
@@ -112,7 +119,7 @@ class SafeFileHandler(logging.Handler):
                 f"(backupCount), mode, encoding, errors, delay, namer, rotator, lock_dir, "
                 f"merge_on_exit, escape_newlines, nonblocking, queue_size, overflow, flush_interval, "
                 f"flush_level, max_batch, when, interval, utc, atTime, rotate_every, compress, "
-                f"delay_compress, retention, chmod, owner"
+                f"delay_compress, retention, chmod, owner, reopen_signal"
             )
         if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
             raise TypeError(f"filename must be a path, not {filename!r}")
@@ -200,6 +207,7 @@ class SafeFileHandler(logging.Handler):
         )
 
         self.utc = check_bool("utc", utc)
+        self.reopen_signal = parse_reopen_signal(reopen_signal)
         timing = parse_time_policy(when, interval, self.utc, atTime, rotate_every)
         codec = parse_compress(compress)
         delay_compress = check_bool("delay_compress", delay_compress)
@@ -270,6 +278,8 @@ class SafeFileHandler(logging.Handler):
             except ValueError:
                 release(self._sink)
                 raise
+        if self.reopen_signal is not None:
+            watch(self, self.reopen_signal)
 
     # -- logging.Handler -------------------------------------------------------------------
 
@@ -336,7 +346,15 @@ class SafeFileHandler(logging.Handler):
         if writer is not None:
             writer.flush()
 
+    def reopen(self) -> None:
+        """Close the log and open the file now at its path, so that the next record goes there:
+        for external rotation (logrotate's ``create``). Call it from any thread, not from a
+        signal handler (``reopen_signal`` is the way there)."""
+        self._sink.reopen()
+
     def close(self) -> None:
+        if self.reopen_signal is not None:
+            unwatch(self)
         writer, self._writer = self._writer, None
         if writer is not None:
             # Drain before the sink can close: nothing queued is lost on close()/shutdown().
@@ -464,3 +482,9 @@ class _ClosedSink(Sink):
 
     def write_record(self, render: Any, record: logging.LogRecord, rollover: Rollover | None) -> None:
         self._handler._reopen().write_record(render, record, rollover)
+
+    def reopen(self) -> None:
+        pass  # nothing open: the next record opens the file at the path
+
+    def request_reopen(self) -> None:
+        pass
