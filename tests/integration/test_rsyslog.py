@@ -34,6 +34,9 @@ ROTATIONS = {
     "size": {"max_bytes": "256 KB", "backup_count": 10_000},
     "time": {"when": "S", "backup_count": 10_000},
 }
+# Each rotating run must rotate this often; time rotation is paced to span the periods.
+MIN_BACKUPS = {"size": 10, "time": 3}
+SPREAD = {"size": 0.0, "time": 3.5}
 # What the central file holds per record: the line as written (per-process shards keep their
 # header: time and sequence number).
 SHARD_HEADER = r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \d+ )?"
@@ -73,15 +76,17 @@ def config(handler: dict[str, Any], formatter: dict[str, Any] = PLAIN) -> dict[s
 def ship(
     exe: str, tmp: Path, handler: dict[str, Any], globs: list[str], *, formatter: dict[str, Any] = PLAIN,
     log: Callable[[logging.Logger, str], None] = log_plain, parse: Callable[[str], str | None] | None = None,
+    spread: float = 0.0,
 ) -> Counter[str]:
     """Run the writers against a fresh edge/central pair; return how often each id arrived.
     Fails on a line of the central file that is not a whole record."""
     pipeline = Pipeline(exe, tmp, globs)
     try:
-        run_writers(config(handler, formatter), PROCS, THREADS, COUNT, log)
+        run_writers(config(handler, formatter), PROCS, THREADS, COUNT, log, spread)
         count, took = pipeline.wait_lines(len(EXPECTED), ARRIVAL)
     finally:
         pipeline.stop()
+    assert not list((tmp / "edge" / "work").rglob("imfile-state*")), "imfile kept state files"
     seen: Counter[str] = Counter()
     bad = []
     for line in pipeline.received.read_text(encoding="utf-8").splitlines():
@@ -153,9 +158,9 @@ def test_rotating_logs_reach_the_central_file_exactly_once(
         **ROTATIONS[rotation], "compress": "gzip", "delay_compress": delay_compress,
     }  # fmt: skip
     globs = [str(logs / "app.log")] if strategy == "flock" else [str(logs / "app.log.*.shard")]
-    seen = ship(exe, tmp_path, handler, globs)
+    seen = ship(exe, tmp_path, handler, globs, spread=SPREAD[rotation])
     backups = [p.name for p in logs.iterdir() if p.name[-1].isdigit() or p.name.endswith(".gz")]
-    assert len(backups) >= 3, f"too few rotations to test anything: {sorted(backups)}"
+    assert len(backups) >= MIN_BACKUPS[rotation], f"too few rotations to test anything: {sorted(backups)}"
     name = f"{strategy} {rotation} {'delay_compress' if delay_compress else 'compress'} ({len(backups)} backups)"
     assert_exactly_once(seen, name)
 
