@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import stat
 import threading
 from typing import Any, Callable, Iterator
 
@@ -238,3 +239,16 @@ def test_thread_size_counter_follows_a_truncate(tmp_path: Any, make_handler: Any
     write(per_file + 1)
     assert sorted(os.listdir(tmp_path)) == ["app.log", "app.log.1", "app.log.2"]
     assert os.path.getsize(path + ".1") == per_file * record == os.path.getsize(path + ".2")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mknod of a character device needs root")
+def test_thread_size_rotation_never_renames_a_character_device(tmp_path: Any, make_handler: Any) -> None:
+    """A private /dev/null (mknod in tmp_path) as the log: its real size stays 0, so the thread
+    strategy's size limit never renames or deletes the device node (the counter alone would)."""
+    node = tmp_path / "null"
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    h = make_handler(str(node), strategy="thread", max_bytes=100, backup_count=2)
+    for i in range(20):
+        emit(h, f"{i:04d}", pad=50)
+    assert os.listdir(tmp_path) == ["null"]
+    assert stat.S_ISCHR(os.stat(node).st_mode)
