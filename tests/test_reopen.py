@@ -8,7 +8,7 @@ import os
 import signal
 import stat
 import threading
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
