@@ -16,6 +16,7 @@ from typing import Any, Callable, ClassVar
 from ._delivery.failures import Failures
 from ._delivery.outlet import Outlet
 from ._delivery.queue import Writer, attach, detach, prepare, revive
+from ._delivery.reopen import unwatch, watch
 from ._delivery.render import Renderer
 from ._exitmerge import merge_at_exit
 from ._policy.config import UNSET, Config, parse_config
@@ -49,9 +50,16 @@ class SafeFileHandler(logging.FileHandler):
     snake-case aliases ``max_bytes``/``backup_count`` that also accept sizes like ``"10 MB"``.
     Time rotation takes the ``TimedRotatingFileHandler`` names (``when``, ``interval``, ``utc``,
     ``atTime``) or ``rotate_every="1 hour"``; ``compress``, ``retention``, ``chmod`` and
-    ``owner`` apply to every strategy.
+    ``owner`` apply to every strategy. ``delay_compress=True`` leaves the newest backup
+    uncompressed until the next rotation (logrotate's ``delaycompress``), for log shippers that
+    are still reading it.
     ``merge_on_exit=True`` (``per-process`` only) runs :func:`safelog.merge` on the log when
     the process that created the handler exits (not in its fork or multiprocessing children).
+
+    ``reopen_signal="SIGUSR1"`` (or ``"SIGHUP"``, ``"SIGUSR2"``; off by default) makes that
+    signal reopen the log before the next record, in every process that configured it: for
+    logrotate's ``create`` + ``postrotate kill``. Any Python handler already installed for the
+    signal is still called. :meth:`reopen` does the same from code.
 
     ``escape_newlines=True`` writes line breaks and other control characters inside a record
     as ``\\n``, ``\\r``, ``\\xNN``, so that a logged value cannot forge extra log lines.
@@ -100,10 +108,12 @@ class SafeFileHandler(logging.FileHandler):
         atTime: datetime.time | str | None = None,
         rotate_every: str | datetime.timedelta | None = None,
         compress: str | None = None,
+        delay_compress: bool = False,
         retention: str | datetime.timedelta | None = None,
         chmod: int | str | None = None,
         owner: str | None = None,
         watch: bool = False,
+        reopen_signal: str | None = None,
         **unknown: Any,
     ) -> None:
         cls = type(self)
@@ -114,8 +124,9 @@ class SafeFileHandler(logging.FileHandler):
             escape_newlines=escape_newlines, nonblocking=nonblocking, queue_size=queue_size,
             overflow=overflow, flush_interval=flush_interval, flush_level=flush_level,
             max_batch=max_batch, when=when, interval=interval, utc=utc, atTime=atTime,
-            rotate_every=rotate_every, compress=compress, retention=retention, chmod=chmod,
-            owner=owner, watch=watch, **unknown,
+            rotate_every=rotate_every, compress=compress, delay_compress=delay_compress,
+            retention=retention, chmod=chmod, owner=owner, watch=watch, reopen_signal=reopen_signal,
+            **unknown,
         )  # fmt: skip
         self._configure(config, filename)
 
@@ -155,6 +166,7 @@ class SafeFileHandler(logging.FileHandler):
         self._drop = config.overflow == "drop"
         self.flush_level = config.flush_level
         self.utc = config.utc
+        self.reopen_signal = config.reopen_signal
         timing = config.timing
         self.when = None if timing is None else timing.when
         self.interval = 1 if timing is None else timing.interval
@@ -181,7 +193,8 @@ class SafeFileHandler(logging.FileHandler):
             )
             perms = config.perms if config.perms.active else None
             self._rollover = Rollover(
-                hooks, config.max_bytes, config.backup_count, timing, config.codec, config.max_age, perms
+                hooks, config.max_bytes, config.backup_count, timing, config.codec, config.max_age, perms,
+                config.delay_compress,
             )
 
     def _start(self, config: Config, given: str) -> None:
@@ -223,6 +236,8 @@ class SafeFileHandler(logging.FileHandler):
                 lambda record: self.handleError(record),
             )
             self._writer = attach(self._sink, config.queue)
+        if config.reopen_signal is not None:
+            watch(self, config.reopen_signal)
 
     # -- logging.Handler -------------------------------------------------------------------
 
@@ -294,7 +309,24 @@ class SafeFileHandler(logging.FileHandler):
         if writer is not None:
             writer.flush()
 
+    def reopen(self) -> None:
+        """Close the log and open the file now at its path, so that the next record goes there:
+        for external rotation (logrotate's ``create``). Call it from any thread, not from a
+        signal handler (``reopen_signal`` is the way there, or :meth:`request_reopen`)."""
+        sink = self._sink
+        if not isinstance(sink, _ClosedSink):
+            sink.reopen()
+
+    def request_reopen(self) -> None:
+        """:meth:`reopen` for a signal handler: takes no lock; every thread's next record
+        reopens the log first if the path names another file now."""
+        sink = self._sink
+        if not isinstance(sink, _ClosedSink):
+            sink.request_reopen()
+
     def close(self) -> None:
+        if self.reopen_signal is not None:
+            unwatch(self)
         writer, self._writer = self._writer, None
         if writer is not None:
             # Drain before the sink can close: nothing queued is lost on close()/shutdown().

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import threading
 from typing import Any, Iterator
@@ -15,6 +16,7 @@ import safelog
 from safelog._policy import compress as _compress
 from safelog._audit import audit, log_files
 from safelog._sinks.flock import FAST_MARGIN
+from tests.faults_helpers import FORK, flock_waiters, join_all, wait_until
 
 PATTERN = r"id=(?P<id>\S+) .*"
 FILL = "x" * 200
@@ -300,3 +302,109 @@ def test_normal_exit_finishes_the_compression_it_started(tmp_path: Any) -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, env={**os.environ, "PYTHONPATH": root})
     left = names(tmp_path)
     assert left == ["app.log", "app.log.1.xz", "app.log.2.xz", "app.log.3.xz", "app.log.lock"]
+
+
+def _rotate_twice(path: str, go: Any, done: Any, written: Any) -> None:
+    assert go.wait(60)
+    h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=2000, backup_count=5, compress="gzip")
+    for i in range(200):
+        emit(h, f"b-{i}")
+        if any(os.path.lexists(path + ".3" + ext) for ext in ("", ".gz")):
+            break  # this process rotated twice: app.log.1 of the first rotation is now .3
+    else:
+        raise AssertionError("no second rotation")
+    written.value = i + 1
+    done.set()
+    h.close()
+    assert _compress.wait(60)
+
+
+def test_a_cleanup_never_deletes_the_temp_file_of_a_live_compression(
+    tmp_path: Any, make_handler: Any, hook: Any, capfd: Any
+) -> None:
+    """The compressor is held between creating its temp file and locking it while another
+    process rotates twice (two cleanups of temp files): the cleanups cannot take the temp file
+    for a dead writer's leftover, every backup ends compressed, no temp file or error remains."""
+    path = str(tmp_path / "app.log")
+    lock_path = path + ".lock"
+    go, done, written = FORK.Event(), FORK.Event(), FORK.Value("i", 0)
+    # Forked before any lock or temp file exists here, so it inherits none of them.
+    p = FORK.Process(target=_rotate_twice, args=(path, go, done, written))
+    p.start()
+    held = []
+
+    def between_create_and_lock(tmp: str) -> None:
+        held.append(tmp)
+        go.set()
+        # Either the other process's rotations finish inside the window, or they wait for it.
+        wait_until(lambda: done.is_set() or p.pid in flock_waiters(lock_path), 30, "the other writer")
+
+    def first_chunk(src: str) -> None:
+        if len(held) == 1:
+            held.append(src)
+            assert done.wait(60), "the other process could not rotate while a backup was compressed"
+
+    _compress._temp_hook = between_create_and_lock
+    hook(first_chunk)
+    try:
+        h = make_handler(path, strategy="flock", max_bytes=2000, backup_count=5, compress="gzip")
+        mine = [f"a-{i}" for i in range(10)]  # the tenth rotates: app.log.1 is compressed here
+        for rid in mine:
+            emit(h, rid)
+        assert _compress.wait(60)
+    finally:
+        _compress._temp_hook = None
+        go.set()
+        join_all([p])
+    assert p.exitcode == 0
+    assert len(held) == 2, held
+    err = capfd.readouterr().err
+    assert "failed" not in err, err
+    assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.2.gz", "app.log.3.gz", "app.log.lock"]
+    theirs = [f"b-{i}" for i in range(written.value)]
+    assert audit(log_files(path), mine + theirs, PATTERN).ok
+
+
+def _backup_number(name: str) -> int:
+    m = re.search(r"\.(\d+)(?:\.gz)?$", name)
+    assert m, name
+    return int(m.group(1))
+
+
+@pytest.mark.parametrize("strategy", ["thread", "flock", "per-process"])
+def test_delay_compress_keeps_the_newest_backup_plain(tmp_path: Any, make_handler: Any, strategy: str) -> None:
+    """delay_compress=True: after every rotation the newest backup is plain and every older one
+    compressed, backup_count keeps exactly that many, and the retained records are exact."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy=strategy, max_bytes=2000, backup_count=3, compress="gzip", delay_compress=True)
+    ids = [f"{i:03d}" for i in range(120)]
+    seen = 0
+    for rid in ids:
+        emit(h, rid)
+        assert _compress.wait(30)
+        backups = sorted((f for f in log_files(path) if not f.endswith((".log", ".shard"))), key=_backup_number)
+        if not backups:
+            continue
+        seen = max(seen, len(backups))
+        assert not backups[0].endswith(".gz"), backups  # .1: the newest
+        assert all(f.endswith(".gz") for f in backups[1:]), backups
+        assert len(backups) <= 3
+    assert seen == 3
+    assert not [n for n in names(tmp_path) if n.startswith(".")]
+    # Retention removed the oldest backups whole: what is left is the newest records, each once.
+    report = audit(log_files(path), ids, PATTERN)
+    assert not report.duplicated and not report.unexpected and not report.malformed
+    assert report.lost == ids[: len(report.lost)] and 0 < len(report.lost) < len(ids)
+
+
+def test_delay_compress_with_time_rotation(tmp_path: Any, make_handler: Any) -> None:
+    """Hourly backups with delay_compress: the newest period stays plain, older ones are .gz,
+    backup_count=2 keeps exactly two."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy="flock", when="H", utc=True, backup_count=2, compress="gzip", delay_compress=True)
+    base = 1_795_651_200.0  # 2026-11-26 00:00 UTC
+    for hour in range(5):
+        h.handle(logging.makeLogRecord({"msg": f"id={hour} {FILL}", "created": base + hour * 3600}))
+    assert _compress.wait(30)
+    assert names(tmp_path) == ["app.log", "app.log.2026-11-26_02.gz", "app.log.2026-11-26_03", "app.log.lock"]
+    assert audit(log_files(path), ["2", "3", "4"], PATTERN).ok

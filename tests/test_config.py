@@ -38,6 +38,11 @@ BAD_OPTIONS: list[tuple[dict[str, Any], type[Exception], tuple[str, ...]]] = [
     ({"delay": "maybe"}, TypeError, ("delay", "'maybe'")),
     ({"namer": "not callable"}, TypeError, ("namer", "'not callable'")),
     ({"rotator": 42}, TypeError, ("rotator", "42")),
+    ({"compress": "gzip", "max_bytes": 100, "backup_count": 1, "delay_compress": "later"}, TypeError,
+     ("delay_compress", "'later'")),
+    ({"max_bytes": 100, "backup_count": 1, "delay_compress": True}, ValueError, ("delay_compress=True", "compress")),
+    ({"reopen_signal": "SIGTERM"}, ValueError, ("reopen_signal", "'SIGTERM'", "'SIGUSR1'")),
+    ({"reopen_signal": 10}, TypeError, ("reopen_signal", "10")),
 ]
 
 

@@ -10,10 +10,11 @@ Why it cannot hurt a writer:
   more. With ``thread`` and ``per-process`` the only writer reopened before releasing its thread
   lock. So the backup is complete before a byte of it is compressed.
 * Compressing takes no lock: writers never wait for it (the codecs release the GIL on each
-  chunk, so even the writers of this process keep going). Only the two renames at the end run
-  under the log's lock, for a few microseconds, because a size rotation in another process may
-  be shifting ``app.log.1`` to ``app.log.2`` at the same moment: the backup is found again by
-  its inode, and its compressed form takes the name it has *now*.
+  chunk, so even the writers of this process keep going). Only creating (and locking) the temp
+  file and the two renames at the end run under the log's lock, for a few microseconds each:
+  a cleanup must never see an unlocked temp file, and a size rotation in another process may
+  be shifting ``app.log.1`` to ``app.log.2`` at the same moment as the renames: the backup is
+  found again by its inode, and its compressed form takes the name it has *now*.
 * The compressed file appears whole or not at all: it is written to a hidden temp file in the
   same directory (created with ``O_EXCL|O_NOFOLLOW``), fsynced, then ``os.replace``-d over the
   target; the uncompressed backup is removed only after that rename is durable. A crash at any
@@ -96,6 +97,8 @@ _inflight: set[tuple[int, int]] = set()
 
 # Tests stop the worker half-way through a file (crash simulation): called after each chunk.
 _chunk_hook: Callable[[str], None] | None = None
+# Tests hold the worker between creating a temp file and locking it: called with its path.
+_temp_hook: Callable[[str], None] | None = None
 
 
 def submit(src: str, codec: Codec, locate: Locate, guard: Guard, perms: Perms | None, on_error: OnError) -> None:
@@ -241,10 +244,21 @@ def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -
     directory, name = os.path.split(job.src)
     # The source's inode in the temp name tells other processes this backup is being compressed.
     mode = 0o600 if job.perms is None or job.perms.chmod is None else job.perms.chmod
-    tmp, tfd = create_temp(directory, name + job.codec.ext, mode, job.perms, tag=f"{st.st_ino:x}-")
+    # The temp file's lock tells a later cleanup that its writer is alive, so no cleanup may see
+    # the name before the lock is on it: it would take the file for a dead writer's leftover and
+    # delete it under us (the backup then stays uncompressed). Every cleanup runs under the log's
+    # exclusion (Rollover.after_rollover), so the file is created and locked under it too.
+    with job.guard():
+        tmp, tfd = create_temp(directory, name + job.codec.ext, mode, job.perms, tag=f"{st.st_ino:x}-")
+        try:
+            if _temp_hook is not None:
+                _temp_hook(tmp)
+            flock(tfd, LOCK_EX)
+        except BaseException:
+            os.close(tfd)
+            os.unlink(tmp)
+            raise
     try:
-        # The temp file's lock tells a later cleanup that its writer is alive.
-        flock(tfd, LOCK_EX)
         with io.FileIO(tfd, "wb", closefd=False) as raw:
             with job.codec.writer(raw, name, st.st_mtime) as out:
                 while True:

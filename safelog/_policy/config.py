@@ -12,6 +12,8 @@ from __future__ import annotations
 import codecs
 import logging
 import os
+import signal
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple
 
@@ -29,9 +31,11 @@ __all__ = [
     "parse_config",
     "check_compatible",
     "parse_level",
+    "parse_reopen_signal",
 ]
 
 STRATEGY_NAMES = ("thread", "flock", "per-process")
+_SIGNAL_NAMES = ("SIGHUP", "SIGUSR1", "SIGUSR2")
 
 # Every keyword a handler accepts, in the order the unknown-option message lists them.
 OPTION_NAMES = (
@@ -39,6 +43,7 @@ OPTION_NAMES = (
     "errors", "delay", "namer", "rotator", "lock_dir", "merge_on_exit", "escape_newlines",
     "nonblocking", "queue_size", "overflow", "flush_interval", "flush_level", "max_batch", "when",
     "interval", "utc", "atTime", "rotate_every", "compress", "retention", "chmod", "owner", "watch",
+    "delay_compress", "reopen_signal",
 )  # fmt: skip
 
 # Marks an option the user did not give (None is a value some options accept).
@@ -94,6 +99,8 @@ class Config:
     overflow: str
     flush_level: int
     watch: bool
+    delay_compress: bool
+    reopen_signal: int | None
     # How the user spelled the options that matter in messages about conflicts.
     given: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -163,6 +170,8 @@ def parse_config(
     chmod: Any = None,
     owner: Any = None,
     watch: Any = False,
+    delay_compress: Any = False,
+    reopen_signal: Any = None,
     **unknown: Any,
 ) -> Config:
     """Validate a handler's options; ``cls_name`` is the class name used in messages,
@@ -244,6 +253,9 @@ def parse_config(
     utc = check_bool("utc", utc)
     timing = parse_time_policy(when, interval, utc, atTime, rotate_every)
     codec = parse_compress(compress)
+    delay_compress = check_bool("delay_compress", delay_compress)
+    if delay_compress and codec is None:
+        raise ValueError(f"delay_compress=True needs compress (got compress={compress!r})")
     max_age = None if retention is None else parse_duration("retention", retention, positive=True)
     uid, gid = parse_owner(owner)
     perms = Perms(parse_chmod(chmod), uid, gid)
@@ -271,6 +283,8 @@ def parse_config(
         overflow=overflow,
         flush_level=level,
         watch=check_bool("watch", watch),
+        delay_compress=delay_compress,
+        reopen_signal=parse_reopen_signal(reopen_signal),
         given={
             "max_bytes": size, "backup_count": count, "when": when, "interval": interval, "utc": utc,
             "atTime": atTime, "rotate_every": rotate_every, "compress": compress, "retention": retention,
@@ -326,7 +340,7 @@ _SHARED: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("mode",), ("mode",)),
     (("max_bytes", "backup_count"), ("max_bytes", "backup_count")),
     (("when", "interval", "utc", "atTime"), ("timing_key",)),
-    (("compress",), ("codec_name",)),
+    (("compress", "delay_compress"), ("codec_name", "delay_compress")),
     (("retention",), ("max_age",)),
     (("chmod", "owner"), ("perms_key",)),
 )
@@ -343,6 +357,32 @@ def _spell(config: Config, names: tuple[str, ...], attrs: tuple[str, ...]) -> st
     if attrs == ("perms_key",):
         return f"chmod={config.given.get('chmod')!r}, owner={config.given.get('owner')!r}"
     return ", ".join(f"{n}={getattr(config, a)!r}" for n, a in zip(names, attrs))
+
+
+def parse_reopen_signal(value: Any) -> int | None:
+    """``reopen_signal``: ``"SIGHUP"``, ``"SIGUSR1"``, ``"SIGUSR2"`` (or ``"USR1"``, or a
+    ``signal.Signals``); None for none. Checked at configuration: only the main thread may
+    install a signal handler."""
+    if value is None:
+        return None
+    name = value.name if isinstance(value, signal.Signals) else value
+    if not isinstance(name, str):
+        raise TypeError(f"reopen_signal must be a signal name such as 'SIGUSR1', not {value!r}")
+    name = name.strip().upper()
+    if not name.startswith("SIG"):
+        name = "SIG" + name
+    if name not in _SIGNAL_NAMES:
+        raise ValueError(f"reopen_signal must be one of {', '.join(map(repr, _SIGNAL_NAMES))}; got {value!r}")
+    signum = getattr(signal, name, None)
+    if signum is None:
+        raise ValueError(f"reopen_signal={value!r}: {name} does not exist on this platform")
+    if threading.current_thread() is not threading.main_thread():
+        raise ValueError(
+            f"reopen_signal={value!r} can only be set up from the main thread (Python runs signal "
+            f"handlers there); configure logging in the main thread, or call handler.reopen() "
+            f"from a signal handler of your own"
+        )
+    return int(signum)
 
 
 def parse_level(option: str, value: Any) -> int:

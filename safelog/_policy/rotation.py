@@ -75,7 +75,8 @@ class Rollover:
     """Size and/or time rotation, retention and compression of one handler's log."""
 
     __slots__ = (
-        "max_bytes", "backup_count", "timing", "codec", "max_age", "perms", "_hooks", "_retry_at", "_failing"
+        "max_bytes", "backup_count", "timing", "codec", "max_age", "perms", "delay_compress", "_hooks",
+        "_retry_at", "_failing",
     )
 
     def __init__(
@@ -87,6 +88,7 @@ class Rollover:
         codec: Codec | None = None,
         max_age: float | None = None,
         perms: Perms | None = None,
+        delay_compress: bool = False,
     ) -> None:
         self.max_bytes = max_bytes
         self.backup_count = backup_count
@@ -94,6 +96,7 @@ class Rollover:
         self.codec = codec
         self.max_age = max_age
         self.perms = perms
+        self.delay_compress = delay_compress
         self._hooks = hooks
         self._retry_at = 0.0
         self._failing = False
@@ -293,6 +296,10 @@ class Rollover:
         def locate(src: str, key: tuple[int, int]) -> str | None:
             return self.locate(path, src, key)
 
+        if self.delay_compress and backups:
+            # The backup this rotation made stays plain until the next one: a shipper that
+            # follows the renamed file by its inode has a whole rotation to read it to the end.
+            del backups[max(backups)]
         for files in backups.values():
             for f in files:
                 if f.endswith(EXTENSIONS):

@@ -61,6 +61,7 @@ class Sink:
     # shards), not when the handler is configured.
     lazy: ClassVar[bool] = False
     target_kind: ClassVar[str] = "log file"  # what _target() is, in messages
+    _reopen_requests = 0  # counted by request_reopen()
 
     def __init__(self, path: str, options: FileOptions) -> None:
         self.path = path
@@ -224,6 +225,21 @@ class Sink:
                     f"use a shorter filename"
                 )
 
+    def reopen(self) -> None:
+        """Close the log and open the file now at its path (after an external rotation)."""
+        with self._tlock:
+            if self._fd >= 0:
+                self._open_log()
+
+    def request_reopen(self) -> None:
+        """:meth:`reopen` from a signal handler. That runs between two bytecodes of the main
+        thread, maybe inside a write holding the lock, so it takes no lock: it makes the
+        once-a-second path check due, and the next record of any thread reopens before it is
+        written if the path names another file. (If it names the same one, the file we hold
+        open is that file: reopening would change nothing.)"""
+        self._reopen_requests += 1
+        self._next_check = 0.0
+
     # -- for strategies ---------------------------------------------------------------------
 
     def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
@@ -312,13 +328,14 @@ class Sink:
     def _open_log(self) -> None:
         close_quietly(self._fd)
         self._fd = -1
+        # Before the open, so that a reopen requested after it (request_reopen) is not undone.
+        self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL
         fd = open_append(
             self._target(), self.options.file_mode, truncate=self._truncate, perms=self.options.perms
         )
         self._truncate = False
         self._fd = fd
         self._ino = os.fstat(fd).st_ino
-        self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL
 
     def _close_files(self) -> None:
         close_quietly(self._fd)

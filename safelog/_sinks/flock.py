@@ -171,6 +171,7 @@ class FlockSink(Sink):
     def _paths_unchanged(self) -> bool:
         """The once-a-second check, under the shared lock: do the log and lock paths still name
         the files we hold? If so, carry on here; if not, the exclusive path follows them."""
+        requests = self._reopen_requests
         try:
             same = (
                 os.stat(self.path).st_ino == self._ino
@@ -180,6 +181,10 @@ class FlockSink(Sink):
             return False
         if same:
             self._next_check = 0.0 if self.watching else _monotonic() + CHECK_INTERVAL
+            if self._reopen_requests != requests:
+                # request_reopen() ran since the stat (a signal, maybe in this very thread): its
+                # "check now" must not be overwritten.
+                self._next_check = 0.0
         return same
 
     def _pool_fd(self) -> int:
@@ -430,6 +435,15 @@ class FlockSink(Sink):
         self._verify_lock()
         if self._fd >= 0 and self._path_moved():
             self._close_files_log_only()
+
+    def reopen(self) -> None:
+        # Under the exclusive lock, like every change of the descriptors the fast path uses.
+        with self._tlock:
+            if self._fd < 0:
+                return
+            self._forget_files()
+            with self._held(None, 0.0):
+                pass  # _catch_up reopened the log: the counter no longer matched
 
     def _close_files_log_only(self) -> None:
         close_quietly(self._fd)

@@ -57,6 +57,12 @@ class StreamSink(Sink):
     def rotation_due(self, rollover: Rollover, nbytes: int, created: float) -> bool:
         return False  # never rotated
 
+    def reopen(self) -> None:
+        pass  # a FIFO opened again waits for a reader; a device is the same device
+
+    def request_reopen(self) -> None:
+        pass
+
     def rotate_now(self, rollover: Rollover, created: float) -> None:
         pass  # doRollover() on a FIFO or device: nothing to move, as the stdlib's isfile check
 

@@ -64,6 +64,8 @@ class ThreadSink(Sink):
             if created >= self._rollover_at or (rollover.max_bytes and size + len(data) > rollover.max_bytes):
                 kind = self._due(rollover, size, len(data), created)
                 if kind:
+                    kind, size = self._recheck(rollover, size, len(data), created)
+                if kind:
                     self._rotate_own(rollover, kind, size, created)
                     size = self._size  # of the new file
         fd = self._fd
@@ -71,6 +73,16 @@ class ThreadSink(Sink):
         if n != len(data):
             self._write_rest(fd, data, n)
         self._size = size + len(data)
+
+    def _recheck(self, rollover: Rollover, size: int, nbytes: int, created: float) -> tuple[int, int]:
+        """Is the file due, going by its real size? ``_size`` is counted in memory, and someone
+        may have truncated the file since (logrotate's ``copytruncate``): read the size once per
+        rotation, not per record. A character device (``/dev/null``) reads as empty, so it is
+        never renamed. Returns the rotation kind (0: not due) and the size."""
+        real = os.lseek(self._fd, 0, os.SEEK_END)
+        if real != size:
+            size = self._size = real
+        return self._due(rollover, size, nbytes, created), size
 
     def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
         if self._fd < 0 or (monotonic() >= self._next_check and self._path_moved()):
@@ -80,8 +92,10 @@ class ThreadSink(Sink):
 
         def rotate(kind: int, nbytes: int, created: float, size: int) -> int:
             assert rollover is not None
+            kind, size = self._recheck(rollover, size, nbytes, created)
             self._size = size
-            self._rotate_own(rollover, kind, size, created)
+            if kind:
+                self._rotate_own(rollover, kind, size, created)
             # Keep the in-memory size true even if a later chunk of the batch fails.
             return self._size
 
