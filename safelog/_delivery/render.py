@@ -47,3 +47,15 @@ class Renderer:
         if self._escape:
             msg = msg.translate(ESCAPES)
         return msg
+
+    def layout(self, formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+        """:meth:`render` with the formatter a queued record was frozen for (the handler's at
+        the call), for a handler whose ``format()`` is ``logging.Handler.format``."""
+        try:
+            msg = formatter.format(record)
+        except Exception:
+            self._owner.handleError(record)
+            return None
+        if self._escape:
+            msg = msg.translate(ESCAPES)
+        return msg
