@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import time
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +26,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 import safelog
 from safelog._audit import log_files
+from safelog._delivery.freeze import Freezer
 from safelog._primitives.shard import ShardRecord, iter_records
 
 STRATEGIES = ("thread", "flock", "per-process")
@@ -249,10 +251,10 @@ class ExcInfoFormatter(logging.Formatter):
     caught it."""
 
     def format(self, record: logging.LogRecord) -> str:
-        assert record.exc_info is not None and record.exc_info[2] is not None
+        assert record.exc_info is not None
         etype, value, tb = record.exc_info
+        assert etype is not None and value is not None and tb is not None
         marker = tb.tb_frame.f_locals.get("marker")
-        assert etype is not None
         head = f"{record.getMessage()} {etype.__name__}{value.args!r} marker={marker!r}"
         return head + "\n" + "".join(traceback.format_tb(tb)).rstrip("\n")
 
@@ -346,7 +348,7 @@ class BraceRecord(logging.LogRecord):
         args = self.args
         if isinstance(args, Mapping):
             return str(self.msg).format(**args)
-        return str(self.msg).format(*args)
+        return str(self.msg).format(*(args or ()))
 
 
 def test_brace_style_messages(make_pair: Callable[..., Pair], record_factory: Any) -> None:
@@ -435,3 +437,86 @@ def test_handler_subclass_overriding_format(make_pair: Callable[..., Pair]) -> N
     pair.logger.info("outside")
     sync = pair.outputs()
     assert sync == "r-7 INFO in a request\n- INFO outside\n"
+
+
+# -- the rule itself: which records the writer may lay out -----------------------------------
+
+
+class _Str(str):
+    """A str subclass: it could format itself from mutable state."""
+
+
+class _Int(int):
+    """An int subclass, likewise."""
+
+
+def _converted(converter: Any) -> logging.Formatter:
+    fmt = logging.Formatter("%(asctime)s %(message)s")
+    fmt.converter = converter
+    return fmt
+
+
+def _time_replaced() -> logging.Formatter:
+    fmt = logging.Formatter("%(asctime)s %(message)s")
+    fmt.formatTime = lambda record, datefmt=None: "then"  # type: ignore[method-assign]
+    return fmt
+
+
+@pytest.mark.parametrize(
+    "formatter, extra, record_cls, plain_handler, deferred",
+    [
+        (lambda: logging.Formatter("%(asctime)s %(levelname)s %(message)s"), {}, logging.LogRecord, True, True),
+        (lambda: None, {}, logging.LogRecord, True, True),
+        (lambda: logging.Formatter("%(user)s %(n)d %(message)s"), {"user": "bob", "n": 3}, logging.LogRecord, True, True),
+        (lambda: logging.Formatter("%(user)s %(message)s"), {"user": ["bob"]}, logging.LogRecord, True, False),
+        (lambda: logging.Formatter("%(user)s %(message)s"), {"user": _Str("bob")}, logging.LogRecord, True, False),
+        (lambda: logging.Formatter("%(message)s"), {"unused": ["bob"]}, logging.LogRecord, True, True),
+        (lambda: logging.Formatter("%(msg)s"), {}, logging.LogRecord, True, False),
+        (lambda: logging.Formatter("%(args)s"), {}, logging.LogRecord, True, False),
+        (lambda: logging.Formatter("{user!r:>10} {message}", style="{"), {"user": "bob"}, logging.LogRecord, True, True),
+        (lambda: logging.Formatter("{message:>{width}}", style="{"), {"width": _Int(10)}, logging.LogRecord, True, False),
+        (lambda: logging.Formatter("{user[0]} {message}", style="{"), {"user": ["bob"]}, logging.LogRecord, True, False),
+        (lambda: logging.Formatter("${user} $message", style="$"), {"user": {"id": 1}}, logging.LogRecord, True, False),
+        (lambda: _converted(time.gmtime), {}, logging.LogRecord, True, True),
+        (lambda: _converted(lambda t: time.gmtime(t)), {}, logging.LogRecord, True, False),
+        (_time_replaced, {}, logging.LogRecord, True, False),
+        (lambda: ArgsFormatter("%(message)s"), {}, logging.LogRecord, True, False),
+        (lambda: logging.Formatter("%(message)s"), {}, BraceRecord, True, False),
+        (lambda: logging.Formatter("%(message)s"), {}, logging.LogRecord, False, False),
+    ],
+    ids=[
+        "stock", "no formatter", "immutable extras", "mutable extra", "str subclass extra",
+        "mutable extra not in the format", "msg in the format", "args in the format",
+        "brace style", "int subclass in a nested spec", "item of a mutable extra", "template style mutable",
+        "gmtime converter", "own converter", "formatTime replaced", "formatter subclass",
+        "record subclass", "handler overrides format",
+    ],
+)  # fmt: skip
+def test_which_records_the_writer_lays_out(
+    formatter: Callable[[], logging.Formatter | None],
+    extra: dict[str, Any],
+    record_cls: type[logging.LogRecord],
+    plain_handler: bool,
+    deferred: bool,
+) -> None:
+    """The stock Formatter's layout waits for the writer only when everything it reads is frozen;
+    every other record is formatted in the caller (the rule of safelog/_delivery/freeze.py)."""
+    fmt = formatter()
+    rendered: list[logging.LogRecord] = []
+
+    def render(record: logging.LogRecord) -> str:
+        rendered.append(record)
+        return (fmt or logging.Formatter()).format(record)
+
+    record = record_cls("app", logging.INFO, __file__, 1, "hello %s", ("bob",), None)
+    if record_cls is BraceRecord:
+        record.msg = "hello {}"
+    record.__dict__.update(extra)
+    frozen = Freezer(render, plain_handler).freeze(record, fmt)
+    assert frozen is not None
+    payload, _ = frozen
+    if deferred:
+        assert isinstance(payload, dict) and rendered == []
+        assert payload["msg"] == payload["message"] == "hello bob" and payload["args"] is None
+    else:
+        assert isinstance(payload, str) and rendered == [record]
