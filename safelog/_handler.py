@@ -15,7 +15,8 @@ from typing import Any, Callable, ClassVar
 
 from ._delivery.failures import Failures
 from ._delivery.outlet import Outlet
-from ._delivery.queue import Writer, attach, detach, prepare, revive
+from ._delivery.freeze import Freezer
+from ._delivery.queue import Writer, attach, detach
 from ._delivery.reopen import unwatch, watch
 from ._delivery.render import Renderer
 from ._exitmerge import merge_at_exit
@@ -64,11 +65,13 @@ class SafeFileHandler(logging.FileHandler):
     ``escape_newlines=True`` writes line breaks and other control characters inside a record
     as ``\\n``, ``\\r``, ``\\xNN``, so that a logged value cannot forge extra log lines.
 
-    ``nonblocking=True`` moves formatting and I/O to one background thread per file: ``emit()``
-    freezes the record and queues it (``queue_size``, ``overflow="block"|"drop"``); the thread
-    writes batches of up to ``max_batch`` records with one lock and one ``write()``, at least
-    every ``flush_interval`` (seconds or ``"200 ms"``) and at once for records at or above
-    ``flush_level``.
+    ``nonblocking=True`` moves the I/O to one background thread per file: ``emit()`` freezes the
+    record and queues it (``queue_size``, ``overflow="block"|"drop"``); the thread writes
+    batches of up to ``max_batch`` records with one lock and one ``write()``, at least every
+    ``flush_interval`` (seconds or ``"200 ms"``) and at once for records at or above
+    ``flush_level``. The text is what a synchronous handler writes: the stock
+    ``logging.Formatter``'s layout runs in the thread, any other formatter in the caller
+    (``_delivery/freeze.py`` has the rule).
     """
 
     default_strategy: ClassVar[str] = "flock"
@@ -199,7 +202,8 @@ class SafeFileHandler(logging.FileHandler):
 
     def _start(self, config: Config, given: str) -> None:
         """Share the path's sink and open it (unless ``delay``)."""
-        self._render = Renderer(self, config.escape_newlines).render
+        renderer = Renderer(self, config.escape_newlines)
+        self._render = renderer.render
         self._failures = Failures(lambda record: self.handleError(record), config.filename)
         self._sink_lock = threading.Lock()  # guards swapping the sink on close() and reopen
         real = resolve_log_path(config.filename)
@@ -227,9 +231,13 @@ class SafeFileHandler(logging.FileHandler):
                 release(self._sink, config)
                 raise ValueError(f"filename={given!r} cannot be opened: {problem}")
         if config.queue is not None:
+            # The layout of a record may wait for the writer only if this class formats as
+            # logging.Handler does; see _delivery/freeze.py.
+            self._freeze = Freezer(self._render, type(self).format is logging.Handler.format).freeze
             self._outlet = Outlet(
                 config.filename,
                 self._render,
+                renderer.layout,
                 self._rollover,
                 lambda record, exc: self._write_failed(record, exc),
                 self._failures,
@@ -266,19 +274,24 @@ class SafeFileHandler(logging.FileHandler):
             except Exception:
                 self.handleError(record)
                 return
+        render: Callable[[logging.LogRecord], str | None] = self._render
         writer = self._writer
         if writer is not None:
             try:
-                prepared = prepare(record, self.formatter)
+                frozen = self._freeze(record, self.formatter)
             except Exception:
                 self.handleError(record)
                 return
-            if writer.put(self._outlet, prepared, type(record), record.levelno >= self.flush_level, self._drop):
+            if frozen is None:
+                return  # could not be formatted: reported
+            payload, extra = frozen
+            if writer.put(self._outlet, payload, extra, record.levelno >= self.flush_level, self._drop):
                 return
-            # The writer has stopped (interpreter exit).
-            record = revive(type(record), prepared)
+            # The writer has stopped (interpreter exit): write it here, formatted only once.
+            if isinstance(payload, str):
+                render = lambda _: payload  # noqa: E731
         try:
-            self._sink.write_record(self._render, record, self._rollover)
+            self._sink.write_record(render, record, self._rollover)
         except Exception as exc:
             self._write_failed(record, exc)
             return

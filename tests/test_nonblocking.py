@@ -147,8 +147,32 @@ def test_escape_newlines_applies_in_the_writer(tmp_path: Any, logger: logging.Lo
     assert open(path).read() == "id=1 user=bob\\nid=2 forged\n"
 
 
-def test_formatting_happens_in_the_writer_thread(tmp_path: Any, logger: logging.Logger) -> None:
-    """The caller only freezes the record: the formatter runs in the background writer."""
+def test_stock_formatter_lays_out_in_the_writer_thread(tmp_path: Any, logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the stock Formatter the caller only freezes the record: the layout (formatTime and
+    the rest) runs in the background writer."""
+    seen: list[str] = []
+    format_time = logging.Formatter.formatTime
+
+    def spy(self: logging.Formatter, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        seen.append(threading.current_thread().name)
+        return format_time(self, record, datefmt)
+
+    monkeypatch.setattr(logging.Formatter, "formatTime", spy)
+    path = str(tmp_path / "app.log")
+    handler = _add(logger, path, fmt="%(asctime)s %(request)s %(message)s")
+    for i in range(10):
+        logger.info("id=%d user=%s", i, "bob", extra={"request": "r-1"})
+    handler.flush()
+    assert [line.split(" ", 2)[2] for line in open(path).read().splitlines()] == [
+        f"r-1 id={i} user=bob" for i in range(10)
+    ]
+    assert len(seen) == 10
+    assert all(name.startswith("safelog-writer") for name in seen)
+
+
+def test_other_formatters_run_in_the_caller(tmp_path: Any, logger: logging.Logger) -> None:
+    """A formatter subclass may read anything the caller can still change, so it runs in the
+    caller; the writer only writes its text."""
     seen: list[str] = []
 
     class Spy(logging.Formatter):
@@ -156,13 +180,14 @@ def test_formatting_happens_in_the_writer_thread(tmp_path: Any, logger: logging.
             seen.append(threading.current_thread().name)
             return super().format(record)
 
-    handler = _add(logger, str(tmp_path / "app.log"))
+    path = str(tmp_path / "app.log")
+    handler = _add(logger, path)
     handler.setFormatter(Spy("%(message)s"))
     for i in range(10):
         logger.info("id=%d", i)
     handler.flush()
-    assert len(seen) == 10
-    assert all(name.startswith("safelog-writer") for name in seen)
+    assert seen == [threading.current_thread().name] * 10
+    assert open(path).read() == "".join(f"id={i}\n" for i in range(10))
 
 
 def test_one_writer_thread_per_file(tmp_path: Any, logger: logging.Logger) -> None:
@@ -243,10 +268,19 @@ def test_overflow_block_loses_nothing(tmp_path: Any, logger: logging.Logger, str
     assert report.ok, report.summary()
 
 
-def test_write_failure_reported_once_and_counted(tmp_path: Any, logger: logging.Logger, monkeypatch: Any) -> None:
-    """A failing disk costs the queued records, reported once; writing resumes with a notice."""
+class _Subclass(logging.Formatter):
+    """A formatter the writer does not know: its records are formatted in the caller."""
+
+
+@pytest.mark.parametrize("formatter", [logging.Formatter, _Subclass])
+def test_write_failure_reported_once_and_counted(
+    tmp_path: Any, logger: logging.Logger, monkeypatch: Any, formatter: type[logging.Formatter]
+) -> None:
+    """A failing disk costs the queued records, reported once with the first lost record;
+    writing resumes with a notice. Whether the writer or the caller formatted them."""
     path = str(tmp_path / "app.log")
     handler = _add(logger, path, strategy="thread", flush_interval=60)
+    handler.setFormatter(formatter("%(message)s"))
     failing = [True]
     real = handler._sink._write_all
 
@@ -262,6 +296,7 @@ def test_write_failure_reported_once_and_counted(tmp_path: Any, logger: logging.
         logger.info("id=lost%d", i)
     handler.flush()
     assert len(errors) == 1
+    assert errors[0].getMessage() == "id=lost0"
     failing[0] = False
     logger.info("id=ok")
     handler.flush()

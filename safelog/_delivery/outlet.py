@@ -13,11 +13,13 @@ __all__ = ["Outlet"]
 
 
 class Outlet(NamedTuple):
-    """One handler as the non-blocking writer sees it: how to render its records, its rotation
-    policy, where its lost records are counted, and where a writer bug is reported."""
+    """One handler as the non-blocking writer sees it: how to render its records (``layout``:
+    with the formatter a record was frozen for), its rotation policy, where its lost records
+    are counted, and where a writer bug is reported."""
 
     path: str
     render: Callable[[logging.LogRecord], str | None]
+    layout: Callable[[logging.Formatter, logging.LogRecord], str | None]
     rollover: Rollover | None
     failed: Callable[[logging.LogRecord, BaseException], None]
     failures: Failures

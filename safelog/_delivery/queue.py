@@ -1,11 +1,17 @@
 """Non-blocking mode: the caller only enqueues; one background thread per log file writes.
 
-``emit()`` in the caller freezes the record (:func:`prepare`: message merged with its args,
-exception text rendered) and appends it to the :class:`Writer` of the handler's sink. There is
-one writer per sink, i.e. per real path and strategy in this process, whatever the number of
-handlers on it. The writer formats the records (formatting is most of a record's cost, so it
-stays out of the caller) and hands the whole batch to :meth:`Sink.write_many`: one lock
-acquisition and one ``write()`` for up to ``max_batch`` records.
+``emit()`` in the caller freezes the record and appends it to the :class:`Writer` of the
+handler's sink. There is one writer per sink, i.e. per real path and strategy in this process,
+whatever the number of handlers on it. The writer hands the whole batch to
+:meth:`Sink.write_many`: one lock acquisition and one ``write()`` for up to ``max_batch``
+records.
+
+What the formatter sees is what it sees synchronously, and the text written is the text a
+synchronous handler writes: only values the caller can no longer change cross to this thread
+(the rule is in :mod:`.freeze`). For the stock ``logging.Formatter`` the caller merges the
+message and renders the traceback, and the writer does the layout (most of the formatting
+cost); every other formatter, record class, or a mutable ``extra=`` value in the format, is
+formatted in the caller and the writer only writes the text.
 
 When it writes: as soon as the oldest queued record has waited ``flush_interval``, as soon as a
 record at or above ``flush_level`` is queued, when ``max_batch`` records are waiting, and on
@@ -28,13 +34,14 @@ import threading
 import time
 from collections import deque
 from time import monotonic, perf_counter
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 from .._policy.config import QueueSettings
 from .._sinks.base import PartialWrite, Sink
+from .freeze import revive
 from .outlet import Outlet
 
-__all__ = ["Writer", "attach", "detach", "prepare", "revive"]
+__all__ = ["Writer", "attach", "detach"]
 
 # The writer formats records while holding the GIL. An event loop thread that wants the GIL
 # back waits up to sys.getswitchinterval() (5 ms) before the interpreter forces a switch, so a
@@ -45,42 +52,10 @@ __all__ = ["Writer", "attach", "detach", "prepare", "revive"]
 _SLICE = 0.001
 _YIELD = 0.0002
 
-_DEFAULT_FORMATTER = logging.Formatter()
-_new_object = object.__new__
-
-
-def prepare(record: logging.LogRecord, formatter: logging.Formatter | None) -> dict[str, Any]:
-    """Freeze ``record`` in the caller: the attributes of a copy whose message is final and whose
-    exception is text (:func:`revive` makes the record of them, in the writer).
-
-    Merging the args now means later mutation of an argument cannot change what is logged; the
-    traceback is rendered now because the frames it refers to change as the caller goes on.
-    The full format (time, level, layout) is cheap to defer because it reads only plain values.
-    The original record is left untouched for the other handlers that may receive it.
-    """
-    msg = record.getMessage()
-    # A shallow copy of the instance dict: a third of the cost of copy.copy(), and this is the
-    # caller's per-record path. The record object itself is made in the writer.
-    attrs = record.__dict__.copy()
-    attrs["msg"] = attrs["message"] = msg
-    attrs["args"] = None
-    if record.exc_info:
-        if not attrs.get("exc_text"):
-            attrs["exc_text"] = (formatter or _DEFAULT_FORMATTER).formatException(record.exc_info)
-        attrs["exc_info"] = None
-    return attrs
-
-
-def revive(cls: type[logging.LogRecord], attrs: dict[str, Any]) -> logging.LogRecord:
-    """The record of :func:`prepare`'s attributes, of the original record's class."""
-    new = _new_object(cls)
-    new.__dict__ = attrs
-    return new
-
-
-# A queued item: the outlet of the handler that formats it and either a prepared record (its
-# attributes and class) or, for the notice of records dropped on overflow, their number (and None).
-_Item = tuple[Outlet, Union[dict[str, Any], int], Optional[type[logging.LogRecord]]]
+# A queued item: the outlet of the handler that writes it, and one of: a deferred record's
+# attributes and the formatter that lays it out; a record's text and its attributes (see
+# .freeze); for the notice of records dropped on overflow, their number (and None).
+_Item = tuple[Outlet, Union[dict[str, Any], str, int], Any]
 
 
 class Writer:
@@ -115,11 +90,9 @@ class Writer:
 
     # -- caller side ------------------------------------------------------------------------
 
-    def put(
-        self, outlet: Outlet, attrs: dict[str, Any], cls: type[logging.LogRecord], urgent: bool, drop: bool
-    ) -> bool:
-        """Queue one prepared record. False means "write it yourself": the writer has stopped
-        (interpreter exit)."""
+    def put(self, outlet: Outlet, payload: dict[str, Any] | str, extra: Any, urgent: bool, drop: bool) -> bool:
+        """Queue one frozen record (the two parts of :meth:`.Freezer.freeze`'s item). False
+        means "write it yourself": the writer has stopped (interpreter exit)."""
         with self._lock:
             if self._closed:
                 return False
@@ -129,7 +102,7 @@ class Writer:
                     # Logged from inside the writer (a rotator, namer or formatter that logs):
                     # it holds the file lock, so it can neither wait for room nor write now. The
                     # next batch takes it; one record over the bound is the lesser evil.
-                    q.append((outlet, attrs, cls))
+                    q.append((outlet, payload, extra))
                     self._queued += 1
                     return True
                 if drop:
@@ -158,7 +131,7 @@ class Writer:
                 q.append((self._drop_outlet, self._dropped, None))
                 self._queued += 1
                 self._dropped = 0
-            q.append((outlet, attrs, cls))
+            q.append((outlet, payload, extra))
             self._queued += 1
             if urgent:
                 self._urgent = True
@@ -280,11 +253,19 @@ class Writer:
     def _write_group(self, outlet: Outlet, items: list[_Item]) -> None:
         records: list[logging.LogRecord] = []
         msgs: list[tuple[str, float]] = []
-        render = outlet.render
+        layout = outlet.layout
         slice_end = perf_counter() + _SLICE
-        for k, (_, item, cls) in enumerate(items):
-            record = _drop_notice(item, outlet.path) if isinstance(item, int) else revive(cls, item)  # type: ignore[arg-type]
-            msg = render(record)
+        for k, (_, payload, extra) in enumerate(items):
+            msg: str | None
+            record: logging.LogRecord
+            if isinstance(payload, str):
+                msg, record = payload, revive(extra)  # formatted in the caller
+            elif isinstance(payload, dict):
+                record = revive(payload)
+                msg = layout(extra, record)
+            else:
+                record = _drop_notice(payload, outlet.path)
+                msg = outlet.render(record)
             if msg is None:
                 continue  # reported
             msgs.append((msg, record.created))
@@ -301,7 +282,7 @@ class Writer:
                 outlet.failed(record, cause)
             return
         if outlet.failures.lost:
-            outlet.failures.recover(lambda note: self.sink.write_record(render, note, outlet.rollover))
+            outlet.failures.recover(lambda note: self.sink.write_record(outlet.render, note, outlet.rollover))
 
 
 def _drop_notice(count: int, path: str) -> logging.LogRecord:

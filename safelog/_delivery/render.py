@@ -55,3 +55,15 @@ class Renderer:
             # written before that break ("\r\n" stays "\r\n"; "" adds nothing).
             msg += end[:-1] if end.endswith("\n") else end
         return msg
+
+    def layout(self, formatter: logging.Formatter, record: logging.LogRecord) -> str | None:
+        """:meth:`render` with the formatter a queued record was frozen for (the handler's at
+        the call), for a handler whose ``format()`` is ``logging.Handler.format``."""
+        try:
+            msg = formatter.format(record)
+        except Exception:
+            self._owner.handleError(record)
+            return None
+        if self._escape:
+            msg = msg.translate(ESCAPES)
+        return msg
