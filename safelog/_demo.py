@@ -190,6 +190,25 @@ def _table(results: list[Result], threads: int) -> list[str]:
     return lines
 
 
+def _notes(results: list[Result], clh: bool) -> list[str]:
+    """What the table cannot say: how much each baseline lost, and why; what was skipped."""
+    lines = []
+    for r in results:
+        if r.row.safelog or r.report.ok:
+            continue
+        lost = len(r.report.lost)
+        lines.append(f"{r.row.label}: {lost:,} of {r.expected:,} records lost ({100 * lost / r.expected:.1f}%)")
+        if r.errors:
+            lines.append(f"  and {r.errors:,} error(s) raised in emit(), counted here instead of printed")
+        if r.row.key == "stdlib-rotating":
+            lines.append("  (each process rotates on its own and renames files the others still write)")
+    if not clh:
+        lines.append("concurrent-log-handler is not installed: its row is skipped")
+        lines.append("  (pip install concurrent-log-handler to compare with it)")
+    lines.append("safelog thread runs in one process: it is for the threads of one process.")
+    return lines
+
+
 def run_demo(
     directory: str | None = None,
     processes: int = 4,
@@ -235,17 +254,8 @@ def run_demo(
     for line in _table(results, threads):
         print(line, file=out)
     print(file=out)
-    for r in results:
-        if not r.row.safelog and not r.report.ok:
-            lost = len(r.report.lost)
-            print(f"{r.row.label}: {lost:,} of {r.expected:,} records lost "
-                  f"({100 * lost / r.expected:.1f}%)"
-                  + (f", {r.errors:,} logging errors in emit()" if r.errors else ""), file=out)
-    if any(r.row.key == "stdlib-rotating" and not r.report.ok for r in results):
-        print("  (each process rotates on its own and renames files the others still write)", file=out)
-    if not clh:
-        print("concurrent-log-handler: not installed, skipped (pip install concurrent-log-handler)", file=out)
-    print("safelog thread runs in one process: it is for the threads of one process.", file=out)
+    for line in _notes(results, clh):
+        print(line, file=out)
     if keep:
         print("Files, one directory per handler:", file=out)
         for r in results:

@@ -95,7 +95,8 @@ def test_demo_skips_concurrent_log_handler_when_missing(tmp_path: Path, monkeypa
     out = capsys.readouterr().out
     assert rc == 0, out
     assert list(table(out)) == ["stdlib RotatingFileHandler", *SAFELOG_ROWS], out
-    assert "concurrent-log-handler: not installed, skipped (pip install concurrent-log-handler)" in out
+    assert "concurrent-log-handler is not installed: its row is skipped" in out
+    assert "pip install concurrent-log-handler" in out
 
 
 def test_a_failed_safelog_audit_fails_the_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,3 +146,13 @@ def test_a_child_that_cannot_configure_fails_its_row_instead_of_hanging(tmp_path
     assert not result.report.ok
     assert any("child exit codes" in m[2] for m in result.report.malformed), result.report.malformed
     assert len(result.report.lost) == 20
+
+
+def test_notes_fit_80_columns_at_their_widest() -> None:
+    """The notes under the table stay within 80 columns with a large loss, many emit() errors and no concurrent-log-handler."""
+    rows = safelog._demo.rows(64, 256_000, 10, clh=True)
+    report = AuditReport(files=10, records=1, lost=[str(i) for i in range(9_999_999)])
+    results = [safelog._demo.Result(row, report, 10_000_000, 1.0, 9_999_999) for row in rows if not row.safelog]
+    notes = safelog._demo._notes(results, clh=False)
+    assert len(notes) == 3 + 2 + 3  # loss, errors, reason (stdlib); loss, errors (peer); skipped, how to add, thread
+    assert max(len(line) for line in notes) <= 80, notes
