@@ -47,7 +47,7 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
     p.add_argument("--processes", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--records", type=int, default=2500, help="records per thread")
-    p.add_argument("--max-bytes", default="256 KB", help="rotation size (default: %(default)s)")
+    p.add_argument("--max-bytes", default="64 KiB", help="rotation size (default: %(default)s)")
     p.add_argument("--start-method", default="spawn", choices=("spawn", "fork", "forkserver"))
     p.set_defaults(func=_run_demo)
 

@@ -214,7 +214,7 @@ def run_demo(
     processes: int = 4,
     threads: int = 2,
     records: int = 2500,
-    max_bytes: str | int = "256 KB",
+    max_bytes: str | int = "64 KiB",
     method: str = "spawn",
     out: IO[str] | None = None,
 ) -> int:
@@ -232,6 +232,8 @@ def run_demo(
     keep = directory is not None
     directory = os.path.abspath(directory) if directory is not None else tempfile.mkdtemp(prefix="safelog-demo-")
     total = processes * threads * records
+    # The default rotation size is small so that the stdlib handler's processes rotate often:
+    # each rotation is a chance for their renames to race, and the demo should show the loss.
     # Enough backups that no handler ever deletes one: every lost record is a real loss. Not
     # many more, since the stdlib and concurrent-log-handler check every slot when they rotate.
     backups = 2 * processes * (total * RECORD_BYTES // size + 1) + 10
