@@ -1,11 +1,17 @@
-"""Render the queue benchmark table as a PNG for the README.
+"""Turn a benchmark's JSON result into the charts and figures the README and the docs show.
 
-    pip install 'safelog[chart]'        # matplotlib
-    python benchmarks/chart.py benchmarks/results/queue.json -o docs/benchmarks.png
+    pip install 'safelog[chart]'                                   # matplotlib
+    python benchmarks/throughput.py                                # writes benchmarks/results/throughput.json
+    python benchmarks/chart.py benchmarks/results/throughput.json --update README.md docs/benchmarks.md
 
-Three panels from ``benchmarks/queue_bench.py`` results: caller-side cost per record as wall
-time and as the calling thread's CPU time (1 process × 1 thread, lower is better) and throughput (4 processes × 2 threads, higher is better),
-sync and queue mode side by side for every strategy, with the figures printed on the bars.
+From a ``throughput.py`` result it draws ``docs/img/throughput.png`` (records lost by each
+rotating handler shared by several processes, and records/s against the stdlib
+``FileHandler``), and with ``--update`` rewrites the marked blocks of the given Markdown files:
+``<!-- throughput-summary -->`` (one paragraph of figures, for the README) and
+``<!-- throughput-tables -->`` (the full tables), each closed by ``<!-- /NAME -->``. Every figure
+comes with the command, date, CPU model and Python of the run.
+
+From a ``queue_bench.py`` result it draws the queue-mode chart (``-o`` to choose the file).
 """
 
 from __future__ import annotations
@@ -13,14 +19,200 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from typing import Any
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+THROUGHPUT_PNG = os.path.join(REPO, "docs", "img", "throughput.png")
+QUEUE_PNG = os.path.join(REPO, "docs", "img", "queue.png")
 
-def render(results: dict[str, Any], out: str) -> None:
+# Rows of the picture, in order: the rotating handlers people choose between, and the
+# unrotated stdlib FileHandler every ratio is taken against.
+LOSS_ROWS = ["stdlib_rotating", "clh", "safelog_flock", "safelog_per_process"]
+RATE_ROWS = ["stdlib_file", "stdlib_rotating", "clh", "safelog_flock", "safelog_per_process"]
+SAFE_COLOR, UNSAFE_COLOR, BASE_COLOR, PEER_COLOR = "#2f7ed8", "#d9534f", "#9aa5b1", "#f0ad4e"
+
+
+# -- the figures, from the JSON (no matplotlib needed) -------------------------------------------
+
+
+def _case_key(case: str) -> tuple[int, int]:
+    procs, threads = (int(n) for n in case.split("x"))
+    return procs, threads
+
+
+def _case_title(case: str) -> str:
+    procs, threads = _case_key(case)
+    return f"{procs} process{'es' if procs > 1 else ''} × {threads} thread{'s' if threads > 1 else ''}"
+
+
+def multi_case(result: dict[str, Any]) -> str:
+    """The case with the most processes (then threads): where rotation races lose records."""
+    return max(result["summary"], key=_case_key)
+
+
+def rows_by_key(result: dict[str, Any], case: str) -> dict[str, dict[str, Any]]:
+    return {row["row"]: row for row in result["summary"][case]}
+
+
+def lost_records(result: dict[str, Any], case: str, key: str) -> list[int]:
+    """Records lost by ``key`` in each repetition of ``case``."""
+    return [run["lost"] for run in result["runs"] if run["row"] == key and run["case"] == case]
+
+
+def records_per_run(result: dict[str, Any], case: str) -> int:
+    return int(next(run["records"] for run in result["runs"] if run["case"] == case))
+
+
+def caption(meta: dict[str, Any]) -> str:
+    """Where the figures come from: command, date, CPU model, Python, repetitions."""
+    return (
+        f"`{meta['command']}`, {meta.get('date', '?')[:10]}, {meta['cpus']} × "
+        f"{meta.get('cpu_model', 'CPU model not recorded')}, Python {meta['python']}, "
+        f"medians of {meta['reps']} repetitions of {meta['records']:,} records, safelog {meta['commit']}"
+    )
+
+
+def summary_text(result: dict[str, Any]) -> str:
+    """One paragraph of the run's headline figures, as ratios and medians."""
+    meta = result["meta"]
+    case = multi_case(result)
+    by = rows_by_key(result, case)
+    mb = meta["max_bytes"] / (1024 * 1024)
+    rotation = f"{mb:g} MB" if mb >= 1 else f"{meta['max_bytes'] // 1024} KiB"
+    parts = [f"{_case_title(case)} sharing one log with {rotation} rotation:"]
+    if "stdlib_rotating" in by:
+        lost = lost_records(result, case, "stdlib_rotating")
+        total = records_per_run(result, case)
+        lossy = sum(1 for n in lost if n)
+        parts.append(
+            f"the stdlib `RotatingFileHandler` lost up to {max(lost):,} of {total:,} records "
+            f"({100 * max(lost) / total:.0f}%; records were lost in {lossy} of {len(lost)} runs);"
+        )
+    safe = [k for k in ("safelog_flock", "safelog_per_process") if k in by]
+    if safe:
+        names = " and ".join(f"`{by[k]['label'].removeprefix('safelog ')}`" for k in safe)
+        clean = all(by[k]["lost"] == by[k]["duplicated"] == by[k]["malformed"] == by[k]["unexpected"] == 0
+                    for k in safe)
+        parts.append(f"safelog {names} lost none, duplicated none, tore none." if clean else
+                     f"the audit of safelog {names} found problems: see the tables.")
+    if "safelog_flock" in by:
+        flock = by["safelog_flock"]["median_rate"]
+        ratios = [f"{flock / by['stdlib_file']['median_rate']:.2f}× the records/s of the stdlib `FileHandler` "
+                  "without rotation"]
+        if "clh" in by:
+            ratios.append(f"{flock / by['clh']['median_rate']:.1f}× concurrent-log-handler")
+        parts.append(f"safelog `flock` ran at {' and '.join(ratios)}.")
+    parts.append(f"({caption(meta)}.)")
+    return _wrap(" ".join(parts))
+
+
+def tables_text(result: dict[str, Any]) -> str:
+    """The full tables of the run, as throughput.py prints them."""
+    sys.path.insert(0, HERE)
+    import throughput  # beside this script
+
+    summary = {case: [throughput.Summary(**row) for row in rows] for case, rows in result["summary"].items()}
+    checks = []
+    for t in result.get("targets", []):
+        op, goal = t["goal"].split()
+        checks.append((t["target"], t["measured"], op, float(goal), t["met"]))
+    return throughput.markdown(summary, result["meta"], checks).rstrip("\n")
+
+
+def _wrap(text: str, width: int = 96) -> str:
+    """Fill ``text`` to ``width`` columns, never breaking inside a `code span`."""
+    nbsp = "\u00a0"
+    text = re.sub(r"`[^`]*`", lambda m: m.group(0).replace(" ", nbsp), text)
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join(lines + [line]).replace(nbsp, " ")
+
+
+def update_blocks(path: str, blocks: dict[str, str]) -> list[str]:
+    """Replace the text between ``<!-- NAME -->`` and ``<!-- /NAME -->`` for each block found."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    done = []
+    for name, body in blocks.items():
+        rx = re.compile(rf"(<!-- {re.escape(name)} -->\n).*?(<!-- /{re.escape(name)} -->)", re.S)
+        text, n = rx.subn(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text)
+        if n:
+            done.append(name)
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    return done
+
+
+# -- the pictures ---------------------------------------------------------------------------------
+
+
+def render_throughput(result: dict[str, Any], out: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt
+
+    meta = result["meta"]
+    case = multi_case(result)
+    cases = sorted(result["summary"], key=_case_key)
+    fig, (lost_ax, rate_ax) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1, 1.35]})
+
+    by = rows_by_key(result, case)
+    keys = [k for k in LOSS_ROWS if k in by]
+    total = records_per_run(result, case)
+    lost = [max(lost_records(result, case, k)) for k in keys]
+    colors = [UNSAFE_COLOR if n else SAFE_COLOR for n in lost]
+    bars = lost_ax.barh(range(len(keys)), lost, color=colors)
+    lost_ax.set_yticks(range(len(keys)), [by[k]["label"] for k in keys], fontsize=9)
+    lost_ax.invert_yaxis()
+    lost_ax.set_xlim(0, max(max(lost), 1) * 1.45)
+    for bar, n in zip(bars, lost):
+        label = f"{n:,.0f} lost ({100 * n / total:.0f}%)" if n else "none lost"
+        lost_ax.annotate(label, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(4, 0),
+                         textcoords="offset points", va="center", fontsize=9)
+    lost_ax.set_title(f"records lost of {total:,}, {_case_title(case)}, one rotating log", fontsize=10)
+    lost_ax.set_xlabel("records lost, worst run (exact audit of every file)", fontsize=9)
+
+    width = 0.8 / len(cases)
+    for j, c in enumerate(cases):
+        by_c = rows_by_key(result, c)
+        base = by_c["stdlib_file"]["median_rate"]
+        xs = [i + (j - (len(cases) - 1) / 2) * width for i, k in enumerate(RATE_ROWS) if k in by_c]
+        ys = [by_c[k]["median_rate"] / base for k in RATE_ROWS if k in by_c]
+        bars = rate_ax.bar(xs, ys, width * 0.95, label=_case_title(c), color=["#1f4e79", "#6fa8dc", "#b4d3ee"][j % 3])
+        for bar, y in zip(bars, ys):
+            rate_ax.annotate(f"{y:.2f}×", (bar.get_x() + bar.get_width() / 2, y), ha="center", va="bottom", fontsize=8)
+    labels = {"stdlib_file": "stdlib\nFileHandler\n(no rotation)", "stdlib_rotating": "stdlib\nRotating-\nFileHandler",
+              "clh": "concurrent-\nlog-handler", "safelog_flock": "safelog\nflock", "safelog_per_process": "safelog\nper-process"}
+    rate_ax.set_xticks(range(len(RATE_ROWS)), [labels[k] for k in RATE_ROWS], fontsize=9)
+    top = max(bar.get_height() for bar in rate_ax.patches)
+    rate_ax.set_ylim(0, max(top, 1.0) * 1.3)  # room for the legend above the bars
+    rate_ax.axhline(1.0, color=BASE_COLOR, linewidth=0.8, linestyle="--")
+    rate_ax.set_ylabel("records/s ÷ stdlib FileHandler (no rotation)", fontsize=9)
+    rate_ax.set_title("records/s, same run (higher is better)", fontsize=10)
+    rate_ax.legend(frameon=False, fontsize=9, loc="upper right", ncols=len(cases))
+    for ax in (lost_ax, rate_ax):
+        ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle(caption(meta).replace("`", ""), fontsize=8.5, y=0.02, va="bottom", color="#555555")
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def render_queue(results: dict[str, Any], out: str) -> None:
+    """Three panels from ``queue_bench.py``: caller cost (wall, CPU; 1 × 1) and 4 × 2 throughput."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = results["rows"]
@@ -35,46 +227,65 @@ def render(results: dict[str, Any], out: str) -> None:
     ]
     width = 0.38
     for ax, (case, key, title, fmt) in zip(axes, panels):
-        for j, (mode, color) in enumerate((("sync", "#9aa5b1"), ("queue", "#2f7ed8"))):
+        for j, (mode, color) in enumerate((("sync", BASE_COLOR), ("queue", SAFE_COLOR))):
             xs, ys = [], []
             for i, s in enumerate(strategies):
                 row = by.get((case, s, mode))
                 if row is not None:
                     xs.append(i + (j - 0.5) * width)
                     ys.append(row[key])
-            bars = ax.bar(xs, ys, width, label=f"{mode}", color=color)
+            bars = ax.bar(xs, ys, width, label=mode, color=color)
             for bar, y in zip(bars, ys):
                 ax.annotate(fmt.format(y), (bar.get_x() + bar.get_width() / 2, y), ha="center", va="bottom", fontsize=8)
-        ax.set_xticks(range(len(strategies)))
-        ax.set_xticklabels(strategies)
+        ax.set_xticks(range(len(strategies)), strategies)
         ax.set_title(title, fontsize=10)
         ax.spines[["top", "right"]].set_visible(False)
         ax.legend(frameon=False, fontsize=9)
+    clean = all(r["lost"] == r["duplicated"] == r["malformed"] == 0 for r in rows)
     fig.suptitle(
         f"safelog non-blocking mode vs synchronous writes — Python {meta['python']}, {meta['cpus']} CPUs, "
-        f"median of {meta['reps']} runs, {meta['records']:,} records, exact audits clean"
-        if all(r["lost"] == r["duplicated"] == r["malformed"] == 0 for r in rows)
-        else f"safelog non-blocking mode vs synchronous writes — Python {meta['python']} (audit found problems: see JSON)",
+        f"median of {meta['reps']} runs, {meta['records']:,} records, "
+        + ("exact audits clean" if clean else "audit found problems: see JSON"),
         fontsize=10,
     )
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     fig.savefig(out, dpi=120)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("results", help="JSON written by benchmarks/queue_bench.py")
-    p.add_argument("-o", "--out", default="docs/benchmarks.png", help="PNG to write (default docs/benchmarks.png)")
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("results", nargs="?", default=os.path.join(HERE, "results", "throughput.json"),
+                   help="JSON written by benchmarks/throughput.py or queue_bench.py "
+                   "(default benchmarks/results/throughput.json)")
+    p.add_argument("-o", "--out", help=f"PNG to write (default {os.path.relpath(THROUGHPUT_PNG, REPO)}, "
+                   f"or {os.path.relpath(QUEUE_PNG, REPO)} for a queue_bench result)")
+    p.add_argument("--update", nargs="+", default=[], metavar="MARKDOWN",
+                   help="rewrite the throughput-summary / throughput-tables blocks of these files")
+    p.add_argument("--no-chart", action="store_true", help="only --update the text, draw nothing")
     args = p.parse_args(argv)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print("chart.py needs matplotlib: pip install 'safelog[chart]'", file=sys.stderr)
-        return 2
     with open(args.results, encoding="utf-8") as f:
-        render(json.load(f), args.out)
-    print(f"wrote {args.out}")
+        result = json.load(f)
+    queue = "rows" in result
+    if queue and args.update:
+        p.error("--update takes a throughput.py result")
+    if not args.no_chart:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("chart.py needs matplotlib to draw: pip install 'safelog[chart]' (or --no-chart)", file=sys.stderr)
+            return 2
+        out = args.out or (QUEUE_PNG if queue else THROUGHPUT_PNG)
+        (render_queue if queue else render_throughput)(result, out)
+        print(f"wrote {os.path.relpath(out)}")
+    if args.update:
+        blocks = {"throughput-summary": summary_text(result), "throughput-tables": tables_text(result)}
+        for path in args.update:
+            done = update_blocks(path, blocks)
+            print(f"updated {path}: {', '.join(done) if done else 'no marked block found'}")
+            if not done:
+                return 1
     return 0
 
 

@@ -321,7 +321,8 @@ def targets(summary: dict[str, list[Summary]], multi: str, single: str) -> list[
 
 def markdown(summary: dict[str, list[Summary]], meta: dict[str, Any], checks: list[Check]) -> str:
     lines = [
-        f"`{meta['command']}` — Python {meta['python']} on {meta['cpus']} CPUs (load average "
+        f"`{meta['command']}` — {meta.get('date', '?')[:10]}, Python {meta['python']} on {meta['cpus']} CPUs "
+        f"({meta.get('cpu_model', 'CPU model not recorded')}; load average "
         f"{meta['load_before']:.1f} before, {meta['load_after']:.1f} after); {meta['reps']} "
         f"repetitions, {meta['records']:,} records per run, 1 MB rotation; safelog {meta['commit']}",
         "",
@@ -387,6 +388,18 @@ def _commit() -> str:
         return "unknown"
 
 
+def _cpu_model() -> str:
+    """The processor's name as the OS reports it (for the figures' caption)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--reps", type=int, default=None, help="repetitions per row (default 5; 3 with --quick)")
@@ -443,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
+        "cpu_model": _cpu_model(),
         "load_before": load_before,
         "load_after": os.getloadavg()[0],
         "reps": reps,

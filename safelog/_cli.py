@@ -33,13 +33,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = subparsers.add_parser(
-        "demo", help="run several processes through every strategy and audit the logs"
+        "demo",
+        help="one multi-process workload through the stdlib handler, concurrent-log-handler "
+        "and every strategy; audit the logs",
+        description=(
+            "Run the same multi-process workload through logging.handlers.RotatingFileHandler, "
+            "concurrent-log-handler (when installed) and every safelog strategy, audit every "
+            "file exactly (each record once, none torn) and print records lost and records/s. "
+            "Exit status: 0 when every safelog audit passed, 1 otherwise."
+        ),
     )
     p.add_argument("--dir", help="keep the logs in this directory (default: a temporary one, removed)")
     p.add_argument("--processes", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--records", type=int, default=2500, help="records per thread")
-    p.add_argument("--max-bytes", default="256 KB", help="rotation size (default: %(default)s)")
+    p.add_argument("--max-bytes", default="64 KiB", help="rotation size (default: %(default)s)")
     p.add_argument("--start-method", default="spawn", choices=("spawn", "fork", "forkserver"))
     p.set_defaults(func=_run_demo)
 

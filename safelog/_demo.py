@@ -1,9 +1,12 @@
-"""``python -m safelog demo``: several processes log through dictConfig with rotation; then audit.
+"""``python -m safelog demo``: one multi-process workload through the stdlib, a peer and safelog.
 
-Each child configures logging exactly as an application would (``logging.config.dictConfig``
-with a ``safelog.SafeFileHandler`` entry) and logs numbered records from several threads. The
-parent then reads every file the log rotated or sharded into and checks that each record id is
-present exactly once and that no line is torn.
+The same workload (several processes, each logging numbered records from several threads,
+rotating at a small size) runs through ``logging.handlers.RotatingFileHandler``, through
+concurrent-log-handler when it is installed, and through every safelog strategy. Each child
+configures logging exactly as an application would (``logging.config.dictConfig``). Afterwards
+every file each handler rotated or sharded into is audited exactly: each record id present
+once, no torn line. The stdlib handler is not safe across processes (each process rotates on
+its own and renames files the others still write), so its row shows the records it lost.
 """
 
 from __future__ import annotations
@@ -12,82 +15,198 @@ import logging
 import logging.config
 import multiprocessing
 import os
+import queue
+import shutil
+import sys
 import tempfile
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import IO, Any
 
 from ._audit import AuditReport, audit, log_files
+from ._policy.options import parse_size
 
 __all__ = ["run_demo"]
 
 PAYLOAD = "the quick brown fox jumps over the lazy dog " * 2
 PATTERN = r"\S+ \S+ \d+ \S+ INFO demo id=(?P<id>\d+-\d+-\d+) " + PAYLOAD.strip()
+FORMAT = "%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s %(message)s"
+# Upper bound of one formatted record in bytes, shard header included: sizes backup_count.
+RECORD_BYTES = 200
+CLH_CLASS = "concurrent_log_handler.ConcurrentRotatingFileHandler"
 
 
-def _config(path: str, strategy: str, max_bytes: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: a handler entry for dictConfig and the processes that share it."""
+
+    key: str  # directory name under the demo directory
+    label: str
+    handler: dict[str, Any]  # the dictConfig handler entry, without filename and formatter
+    processes: int
+    safelog: bool  # an audit failure fails the demo
+
+
+@dataclass
+class Result:
+    row: Row
+    report: AuditReport
+    expected: int  # records logged
+    rate: float
+    errors: int  # handleError calls in the children (the stdlib prints each one)
+
+
+def _config(path: str, handler: dict[str, Any]) -> dict[str, Any]:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "formatters": {
-            "plain": {"format": "%(asctime)s %(process)d %(threadName)s %(levelname)s %(name)s %(message)s"}
-        },
-        "handlers": {
-            "file": {
-                "class": "safelog.SafeFileHandler",
-                "filename": path,
-                "strategy": strategy,
-                "max_bytes": max_bytes,
-                "backup_count": 10_000,
-                "formatter": "plain",
-            }
-        },
+        "formatters": {"plain": {"format": FORMAT}},
+        "handlers": {"file": {**handler, "filename": path, "formatter": "plain"}},
         "loggers": {"demo": {"handlers": ["file"], "level": "INFO", "propagate": False}},
     }
 
 
-def _child(path: str, strategy: str, max_bytes: str, worker: int, threads: int, records: int, go: Any) -> None:
-    logging.config.dictConfig(_config(path, strategy, max_bytes))
+def _child(path: str, handler: dict[str, Any], worker: int, threads: int, records: int, go: Any, results: Any) -> None:
+    logging.config.dictConfig(_config(path, handler))
     log = logging.getLogger("demo")
-    go.wait()
+    errors = [0]
+    (h,) = log.handlers
+
+    def count_error(record: logging.LogRecord) -> None:
+        # The stdlib handler's rotation races raise in emit(); each would print a traceback.
+        # The demo counts them instead, so the table stays readable.
+        errors[0] += 1
+
+    h.handleError = count_error  # type: ignore[method-assign]
 
     def run(t: int) -> None:
         for i in range(records):
             log.info("id=%d-%d-%d %s", worker, t, i, PAYLOAD.strip())
 
     pool = [threading.Thread(target=run, args=(t,), name=f"T{t}") for t in range(threads)]
+    go.wait(timeout=120)
+    # CLOCK_MONOTONIC is system-wide: the parent compares these times across children.
+    start = time.perf_counter()
     for th in pool:
         th.start()
     for th in pool:
         th.join()
+    h.flush()
+    end = time.perf_counter()
     logging.shutdown()
+    results.put((start, end, errors[0]))
 
 
-def run_one(
-    directory: str, strategy: str, processes: int, threads: int, records: int, max_bytes: str, method: str
-) -> tuple[AuditReport, float]:
-    """Run one strategy and return its audit and its records per second."""
-    path = os.path.join(directory, strategy, "app.log")
+def run_one(directory: str, row: Row, threads: int, records: int, method: str) -> Result:
+    """Run one row's workload and audit what it wrote."""
+    path = os.path.join(directory, row.key, "app.log")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     ctx: Any = multiprocessing.get_context(method)
     # Every child configures logging first; the clock starts when all are ready.
-    go = ctx.Barrier(processes + 1)
+    go = ctx.Barrier(row.processes)
+    results = ctx.Queue()
     procs = [
-        ctx.Process(target=_child, args=(path, strategy, max_bytes, w, threads, records, go))
-        for w in range(processes)
+        ctx.Process(target=_child, args=(path, row.handler, w, threads, records, go, results))
+        for w in range(row.processes)
     ]
     for p in procs:
         p.start()
-    go.wait()
-    start = time.perf_counter()
-    for p in procs:
-        p.join()
-    elapsed = time.perf_counter() - start
-    expected = [f"{w}-{t}-{i}" for w in range(processes) for t in range(threads) for i in range(records)]
+    times: list[tuple[float, float, int]] = []
+    try:
+        while len(times) < len(procs):
+            try:
+                times.append(results.get(timeout=0.2))
+            except queue.Empty:
+                # A child that died before reporting (say, it could not import the handler)
+                # would keep the parent waiting, and its peers at the barrier, for ever.
+                if any(p.exitcode not in (None, 0) for p in procs):
+                    break
+    finally:
+        for p in procs:
+            # A child that has reported only has to exit; the others are stuck without a peer.
+            p.join(timeout=60 if len(times) == len(procs) else 0)
+            if p.is_alive():
+                p.kill()
+                p.join()
+    expected = [f"{w}-{t}-{i}" for w in range(row.processes) for t in range(threads) for i in range(records)]
     report = audit(log_files(path), expected, PATTERN)
     failed = [p.exitcode for p in procs if p.exitcode != 0]
     if failed:
         report.malformed.append((path, 0, f"child exit codes {failed}"))
-    return report, processes * threads * records / elapsed
+    if not times:
+        return Result(row, report, len(expected), 0.0, 0)
+    seconds = max(t[1] for t in times) - min(t[0] for t in times)
+    return Result(row, report, len(expected), len(expected) / max(seconds, 1e-9), sum(t[2] for t in times))
+
+
+def rows(processes: int, max_bytes: int, backups: int, clh: bool) -> list[Row]:
+    """The handlers the demo compares, each with the same rotation size."""
+    rotating = {"maxBytes": max_bytes, "backupCount": backups, "encoding": "utf-8"}
+    out = [
+        Row("stdlib-rotating", "stdlib RotatingFileHandler",
+            {"class": "logging.handlers.RotatingFileHandler", **rotating}, processes, False),
+    ]
+    if clh:
+        out.append(Row("concurrent-log-handler", "concurrent-log-handler", {"class": CLH_CLASS, **rotating},
+                       processes, False))
+    for strategy in ("thread", "flock", "per-process"):
+        entry = {"class": "safelog.SafeFileHandler", "strategy": strategy, "max_bytes": max_bytes,
+                 "backup_count": backups}
+        # thread is for the threads of one process: it runs with one.
+        out.append(Row(strategy, f"safelog {strategy}", entry, 1 if strategy == "thread" else processes, True))
+    return out
+
+
+def _merge_result(directory: str, row: Row, threads: int, records: int) -> Result:
+    """Join the per-process shards into one time-ordered app.log and audit it again."""
+    from ._merge import merge
+
+    path = os.path.join(directory, row.key, "app.log")
+    started = time.perf_counter()
+    merged = merge(path)
+    rate = merged.records / max(time.perf_counter() - started, 1e-9)
+    expected = [f"{w}-{t}-{i}" for w in range(row.processes) for t in range(threads) for i in range(records)]
+    report = audit([path], expected, PATTERN)
+    report.malformed.extend((p.path, p.lineno, p.message) for p in merged.problems)
+    left = [f for f in log_files(path) if ".shard" in os.path.basename(f)]
+    report.malformed.extend((path, 0, f"shard left behind: {f}") for f in left)
+    merge_row = Row(row.key, "  + safelog merge", {}, row.processes, True)
+    return Result(merge_row, report, len(expected), rate, 0)
+
+
+def _table(results: list[Result], threads: int) -> list[str]:
+    head = (f"{'handler':<26} {'procs':>5} {'files':>5} {'records':>7} {'lost':>6} {'dup':>4} "
+            f"{'torn':>4} {'rec/s':>8}  audit")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        rep = r.report
+        shape = "" if r.row.label.startswith("  +") else f"{r.row.processes}x{threads}"
+        lines.append(
+            f"{r.row.label:<26} {shape:>5} {rep.files:>5} {rep.records:>7,} {len(rep.lost):>6,} "
+            f"{len(rep.duplicated):>4} {len(rep.malformed) + len(rep.unexpected):>4} {r.rate:>8,.0f}  "
+            f"{'OK' if rep.ok else 'FAILED'}"
+        )
+    return lines
+
+
+def _notes(results: list[Result], clh: bool) -> list[str]:
+    """What the table cannot say: how much each baseline lost, and why; what was skipped."""
+    lines = []
+    for r in results:
+        if r.row.safelog or r.report.ok:
+            continue
+        lost = len(r.report.lost)
+        lines.append(f"{r.row.label}: {lost:,} of {r.expected:,} records lost ({100 * lost / r.expected:.1f}%)")
+        if r.errors:
+            lines.append(f"  and {r.errors:,} error(s) raised in emit(), counted here instead of printed")
+        if r.row.key == "stdlib-rotating":
+            lines.append("  (each process rotates on its own and renames files the others still write)")
+    if not clh:
+        lines.append("concurrent-log-handler is not installed: its row is skipped")
+        lines.append("  (pip install concurrent-log-handler to compare with it)")
+    lines.append("safelog thread runs in one process: it is for the threads of one process.")
+    return lines
 
 
 def run_demo(
@@ -95,50 +214,55 @@ def run_demo(
     processes: int = 4,
     threads: int = 2,
     records: int = 2500,
-    max_bytes: str = "256 KB",
+    max_bytes: str | int = "64 KiB",
     method: str = "spawn",
-    out: Any = None,
+    out: IO[str] | None = None,
 ) -> int:
-    """Run every strategy, print a verdict table, and return 0 when every audit passed."""
-    import sys
-
+    """Run every row, print the table, and return 0 when every safelog audit passed."""
     out = out or sys.stdout
+    size = parse_size("max_bytes", max_bytes)
+    if size <= 0:
+        raise ValueError(f"max_bytes must be > 0 for the demo, got {max_bytes!r}")
+    try:
+        import concurrent_log_handler  # noqa: F401
+    except ImportError:
+        clh = False
+    else:
+        clh = True
     keep = directory is not None
-    directory = directory or tempfile.mkdtemp(prefix="safelog-demo-")
-    rows = []
-    for strategy, procs in (("thread", 1), ("flock", processes), ("per-process", processes)):
-        report, rate = run_one(directory, strategy, procs, threads, records, max_bytes, method)
-        rows.append((strategy, f"{procs}x{threads}", report, rate))
-    # The per-process shards, joined into one time-ordered app.log and audited again.
-    from ._merge import merge
-
-    merged_path = os.path.join(directory, "per-process", "app.log")
-    started = time.perf_counter()
-    merged = merge(merged_path)
-    merge_rate = merged.records / max(time.perf_counter() - started, 1e-9)
-    expected = [f"{w}-{t}-{i}" for w in range(processes) for t in range(threads) for i in range(records)]
-    report = audit([merged_path], expected, PATTERN)
-    report.malformed.extend((p.path, p.lineno, p.message) for p in merged.problems)
-    left = [f for f in log_files(merged_path) if ".shard" in os.path.basename(f)]
-    report.malformed.extend((merged_path, 0, f"shard left behind: {f}") for f in left)
-    rows.append(("  + merge", "", report, merge_rate))
+    directory = os.path.abspath(directory) if directory is not None else tempfile.mkdtemp(prefix="safelog-demo-")
+    total = processes * threads * records
+    # The default rotation size is small so that the stdlib handler's processes rotate often:
+    # each rotation is a chance for their renames to race, and the demo should show the loss.
+    # Enough backups that no handler ever deletes one: every lost record is a real loss. Not
+    # many more, since the stdlib and concurrent-log-handler check every slot when they rotate.
+    backups = 2 * processes * (total * RECORD_BYTES // size + 1) + 10
     print(
-        f"safelog demo: {processes} processes x {threads} threads x {records} records "
-        f"({method}), rotation every {max_bytes}, "
-        + (f"files in {directory}" if keep else "in a temporary directory (--dir DIR keeps the files)"),
+        f"safelog demo: {processes} processes x {threads} threads x {records:,} records "
+        f"({total:,} a row, {method})\n"
+        f"rotation every {max_bytes}; then every file is audited: each record once, none torn",
         file=out,
+        flush=True,
     )
-    head = f"{'strategy':<12} {'procs':>6} {'records':>8} {'files':>6} {'lost':>5} {'dup':>4} {'malformed':>9} {'rec/s':>8}  verdict"
-    print(head, file=out)
-    print("-" * len(head), file=out)
-    for strategy, shape, r, rate in rows:
-        print(
-            f"{strategy:<12} {shape:>6} {r.records:>8} {r.files:>6} {len(r.lost):>5} "
-            f"{len(r.duplicated):>4} {len(r.malformed):>9} {rate:>8.0f}  {'OK' if r.ok else 'FAILED'}",
-            file=out,
-        )
-    if not keep:
-        import shutil
-
-        shutil.rmtree(directory, ignore_errors=True)
-    return 0 if all(r.ok for _, _, r, _ in rows) else 1
+    results = []
+    try:
+        for row in rows(processes, size, backups, clh):
+            results.append(run_one(directory, row, threads, records, method))
+            if row.key == "per-process":
+                results.append(_merge_result(directory, row, threads, records))
+    finally:
+        if not keep:
+            shutil.rmtree(directory, ignore_errors=True)
+    for line in _table(results, threads):
+        print(line, file=out)
+    print(file=out)
+    for line in _notes(results, clh):
+        print(line, file=out)
+    if keep:
+        print("Files, one directory per handler:", file=out)
+        for r in results:
+            if not r.row.label.startswith("  +"):
+                print(f"  {os.path.join(directory, r.row.key, 'app.log')}*", file=out)
+    else:
+        print("Files were in a temporary directory, now removed (--dir DIR keeps them).", file=out)
+    return 0 if all(r.report.ok for r in results if r.row.safelog) else 1
