@@ -177,17 +177,23 @@ def _stock(fn: Any, owner: str, name: str) -> bool:
 
 def _plan(f: logging.Formatter) -> tuple[Any, ...] | None:
     """What the fast path needs for ``f`` and the snapshot it re-checks per record (the order
-    ``render`` unpacks); None when ``f`` does not qualify."""
+    ``render`` unpacks); None when ``f`` does not qualify.
+
+    Every value is taken from the snapshot itself (copies of ``vars()`` and the class
+    attributes read once), never read again: a formatter changed by another thread meanwhile
+    cannot give a plan whose values disagree with the snapshot the records compare against.
+    """
     if type(f) is not _Formatter:
         return None
-    fvars = vars(f)
-    cls = vars(_Formatter)
+    fvars = dict(vars(f))
+    cls = dict(vars(_Formatter))
     for name in _FORMATTER_METHODS:
         if name in fvars or not _stock(cls.get(name), "Formatter", name):
             return None
-    # What formatTime reads through the instance (set on it or on the class): the per-record
-    # check compares vars(f) and the class's own values.
-    conv = f.converter
+    if "datefmt" not in fvars:
+        return None  # deleted: the stock format() raises AttributeError
+    # What formatTime reads through the instance: set on it, or else the class's.
+    conv = fvars.get("converter", cls.get("converter"))
     if not isinstance(conv, types.BuiltinFunctionType) or not (
         conv is time.localtime or conv is time.gmtime
     ):
@@ -196,20 +202,26 @@ def _plan(f: logging.Formatter) -> tuple[Any, ...] | None:
     S = type(style)
     if S not in _STYLES:
         return None
-    svars = vars(style)
-    for name in _STYLE_METHODS:
-        fn = getattr(S, name)
+    svars = dict(vars(style))
+    methods = [getattr(S, name) for name in _STYLE_METHODS]
+    for name, fn in zip(_STYLE_METHODS, methods):
         if name in svars or not _stock(fn, fn.__qualname__.split(".")[0], name):
             return None
-    if style._defaults:
+    search = S.asctime_search
+    if svars.get("_defaults") or "_fmt" not in svars or not isinstance(search, str):
         return None
-    fmt: Any = style._fmt
+    fmt: Any = svars["_fmt"]
+    if type(fmt) is not str:
+        return None
+    # The stock usesTime() of the style, on the snapshot's format string.
+    uses_time = fmt.find(search) >= 0
     if S is logging.PercentStyle:
         kind = 0
     elif S is logging.StrFormatStyle:
         kind = 1
     else:
         kind = 2
+        uses_time = fmt.find("$asctime") >= 0 or uses_time
         fmt = svars.get("_tpl")
         if fmt is None:
             return None
@@ -218,9 +230,9 @@ def _plan(f: logging.Formatter) -> tuple[Any, ...] | None:
     last: list[tuple[str | None, float, str]] = [(None, math.nan, "")]
     return (
         # checked per record
-        dict(fvars),
+        fvars,
         style,
-        dict(svars),
+        svars,
         S,
         cls["format"],
         cls["formatTime"],
@@ -229,22 +241,20 @@ def _plan(f: logging.Formatter) -> tuple[Any, ...] | None:
         cls.get("converter"),
         cls.get("default_time_format"),
         cls.get("default_msec_format"),
-        S.format,
-        S._format,
-        S.usesTime,
-        S.asctime_search,
+        *methods,
+        search,
         time.strftime,
         time.tzname if conv is time.localtime else None,
         # used
         kind,
         fmt,
-        bool(style.usesTime()),
-        f.datefmt,
-        f.default_msec_format,
+        uses_time,
+        fvars.get("datefmt"),
+        fvars.get("default_msec_format", cls.get("default_msec_format")),
         cache,
         last,
         conv,
-        f.default_time_format,
+        fvars.get("default_time_format", cls.get("default_time_format")),
     )
 
 

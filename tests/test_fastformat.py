@@ -325,6 +325,7 @@ MUTATIONS: list[tuple[str, Callable[[logging.Formatter, pytest.MonkeyPatch], Non
     ("usesTime", lambda f, mp: setattr(f, "usesTime", lambda: False)),
     ("class", lambda f, mp: setattr(f, "__class__", type("Sub", (logging.Formatter,), {"formatTime": lambda s, r, d=None: "SUB"}))),
     ("dict", lambda f, mp: setattr(f, "__dict__", {**vars(f), "datefmt": "%M"})),
+    ("del-datefmt", lambda f, mp: delattr(f, "datefmt")),
     ("cls-converter", lambda f, mp: mp.setattr(logging.Formatter, "converter", time.gmtime)),
     ("cls-msec", lambda f, mp: mp.setattr(logging.Formatter, "default_msec_format", "%s!%03d")),
     ("cls-time-format", lambda f, mp: mp.setattr(logging.Formatter, "default_time_format", "%d %H")),
