@@ -25,7 +25,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import throughput as T  # noqa: E402 - beside this script; it also puts this checkout on sys.path
 
-ROWS = ["os_write", "stdlib_file", "safelog_thread", "safelog_flock", "safelog_per_process"]
+ROWS = ["os_write", "stdlib_file", "safelog_thread", "safelog_flock", "safelog_flock_nofast", "safelog_per_process"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             for key in order:
                 workdir = tempfile.mkdtemp(dir=base)
                 handler = T.ROW_BY_KEY[key].make(os.path.join(workdir, "bench.log"), 100)
-                handler.setFormatter(logging.Formatter(T.FORMAT))
+                handler.setFormatter(T.formatter())
                 logger.handlers[:] = [handler]
                 info = logger.info
                 for i in range(200):  # open files, learn the rotation state, warm caches

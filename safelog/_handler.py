@@ -72,6 +72,10 @@ class SafeFileHandler(logging.FileHandler):
     ``flush_level``. The text is what a synchronous handler writes: the stock
     ``logging.Formatter``'s layout runs in the thread, any other formatter in the caller
     (``_delivery/freeze.py`` has the rule).
+
+    A stock ``logging.Formatter`` is run through an equivalent that writes the same text with
+    less work per record (the time text is made once a second); ``fast_format = False`` on the
+    class or on a handler turns that off.
     """
 
     default_strategy: ClassVar[str] = "flock"
@@ -80,6 +84,10 @@ class SafeFileHandler(logging.FileHandler):
     # methods; the namer=/rotator= options set them on the instance.
     namer: Callable[[str], str] | None = None
     rotator: Callable[[str, str], None] | None = None
+    #: Format records of a stock ``logging.Formatter`` through safelog's faster equivalent
+    #: (same text, see ``safelog/_delivery/fastformat.py``); set False, on the class or on a
+    #: handler, to have every record formatted by ``self.format(record)``.
+    fast_format: bool = True
 
     def __init__(
         self,

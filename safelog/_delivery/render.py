@@ -4,7 +4,9 @@ characters. One renderer per handler, used in the caller and in the non-blocking
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from typing import Any, Callable, Protocol
+
+from .fastformat import fast_format, handler_render
 
 __all__ = ["Renderer", "ESCAPES"]
 
@@ -24,6 +26,8 @@ class Formats(Protocol):
     does: a subclass override or an instance attribute set later is honoured."""
 
     terminator: str
+    formatter: logging.Formatter | None
+    fast_format: bool
 
     def format(self, record: logging.LogRecord) -> str: ...
 
@@ -34,18 +38,30 @@ class Renderer:
     """``render(record)``: the formatted text, or None when the record cannot be formatted (it is
     reported through ``handleError``, as ``logging.Handler.emit`` would)."""
 
-    __slots__ = ("_owner", "_escape")
+    __slots__ = ("_owner", "_escape", "_fast", "_laid")
 
     def __init__(self, owner: Formats, escape: bool) -> None:
         self._owner = owner
         self._escape = escape
+        # (formatter, fast_format, render) last used: the fast path of a stock Formatter (same
+        # text, see fastformat.py) or the owner's format(); rebuilt when either of the first
+        # two changes (setFormatter(), fast_format set on the handler).
+        self._fast: tuple[Any, Any, Callable[[logging.LogRecord], str]] = (self, self, str)
+        self._laid: tuple[Any, Any, Callable[[logging.LogRecord], str]] = (self, self, str)
 
     def render(self, record: logging.LogRecord) -> str | None:
+        owner = self._owner
         try:
-            msg = self._owner.format(record)
+            fast = self._fast
+            if fast[0] is not owner.formatter or fast[1] is not owner.fast_format:
+                fast = self._fast = handler_render(owner)  # type: ignore[arg-type]
+            msg = fast[2](record)
         except Exception:
-            self._owner.handleError(record)
+            owner.handleError(record)
             return None
+        return self._finish(msg)
+
+    def _finish(self, msg: str) -> str:
         if self._escape:
             msg = msg.translate(ESCAPES)
         end = self._owner.terminator
@@ -60,10 +76,12 @@ class Renderer:
         """:meth:`render` with the formatter a queued record was frozen for (the handler's at
         the call), for a handler whose ``format()`` is ``logging.Handler.format``."""
         try:
-            msg = formatter.format(record)
+            laid = self._laid
+            if laid[0] is not formatter or laid[1] is not self._owner.fast_format:
+                fast = fast_format(formatter) if self._owner.fast_format else None
+                laid = self._laid = (formatter, self._owner.fast_format, fast or formatter.format)
+            msg = laid[2](record)
         except Exception:
             self._owner.handleError(record)
             return None
-        if self._escape:
-            msg = msg.translate(ESCAPES)
-        return msg
+        return self._finish(msg)
