@@ -202,6 +202,10 @@ def _notes(results: list[Result], clh: bool) -> list[str]:
             lines.append(f"  and {r.errors:,} error(s) raised in emit(), counted here instead of printed")
         if r.row.key == "stdlib-rotating":
             lines.append("  (each process rotates on its own and renames files the others still write)")
+    if any(r.row.key == "stdlib-rotating" and r.report.ok for r in results):
+        # Its loss needs the rotations of two processes to interleave badly: a run can miss.
+        lines.append("stdlib RotatingFileHandler lost nothing this time: its processes' rotations")
+        lines.append("  did not collide. Run again, or give a smaller --max-bytes (more rotations).")
     if not clh:
         lines.append("concurrent-log-handler is not installed: its row is skipped")
         lines.append("  (pip install concurrent-log-handler to compare with it)")

@@ -65,6 +65,8 @@ def test_stdlib_losses_are_counted_exactly(tmp_path: Path, capsys: pytest.Captur
     assert cells[-1] == verdict, out
     if lost:
         assert f"{lost:,} of 1,200 records lost" in out, out
+    else:
+        assert "stdlib RotatingFileHandler lost nothing this time" in out, out
 
 
 def test_demo_tells_where_the_files_are(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,4 +157,12 @@ def test_notes_fit_80_columns_at_their_widest() -> None:
     results = [safelog._demo.Result(row, report, 10_000_000, 1.0, 9_999_999) for row in rows if not row.safelog]
     notes = safelog._demo._notes(results, clh=False)
     assert len(notes) == 3 + 2 + 3  # loss, errors, reason (stdlib); loss, errors (peer); skipped, how to add, thread
+    assert max(len(line) for line in notes) <= 80, notes
+
+
+def test_a_lucky_stdlib_run_is_explained_within_80_columns() -> None:
+    """When the stdlib handler happened to lose nothing, the demo says why and what to try, in 80 columns."""
+    (row,) = [r for r in safelog._demo.rows(4, 65_536, 10, clh=True) if r.key == "stdlib-rotating"]
+    notes = safelog._demo._notes([safelog._demo.Result(row, AuditReport(files=3, records=8), 8, 1.0, 0)], clh=True)
+    assert notes[0].startswith("stdlib RotatingFileHandler lost nothing this time"), notes
     assert max(len(line) for line in notes) <= 80, notes
