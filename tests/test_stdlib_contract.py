@@ -388,12 +388,12 @@ def test_same_policy_twice_is_fine(tmp_path: Path, make_handler: Callable[..., A
 def test_a_failed_constructor_leaves_nothing_registered(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
     """A handler whose construction raised is not in logging's handler list."""
     path = str(tmp_path / "app.log")
-    make_handler(path, when="H")
-    before = len(logging._handlerList)  # type: ignore[attr-defined]
+    first = make_handler(path, when="H")
     with pytest.raises(ValueError) as info:
         safelog.SafeFileHandler(path, when="D")
     assert info.traceback  # the traceback keeps the half-built object alive
-    assert len(logging._handlerList) == before  # type: ignore[attr-defined]
+    on_path = [h for h in (r() for r in logging._handlerList) if getattr(h, "baseFilename", None) == path]  # type: ignore[attr-defined]
+    assert on_path == [first]
 
 
 def test_a_failed_constructor_does_not_stop_shutdown(tmp_path: Path) -> None:
