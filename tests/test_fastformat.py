@@ -387,8 +387,9 @@ def test_errors_match_stock() -> None:
     f = logging.Formatter("%(asctime)s")
     fast = fast_format(f)
     assert fast is not None
+    # The stock formatter raises on a Decimal time up to 3.14 and formats it on 3.15: either way
+    # the fast path must do exactly what it does.
     assert_same(f, fast, [base, decimal])
-    assert isinstance(formatted(fast, decimal)[0], tuple)
 
 
 def test_threads_share_one_fast_formatter() -> None:
