@@ -547,6 +547,13 @@ class _StreamView:
         if fd >= 0:
             os.close(fd)
 
+    def __bool__(self) -> bool:
+        # Falsy on purpose: code that closes and reopens every FileHandler whose stream is set,
+        # from a signal handler (gunicorn's USR1: ``if handler.stream: handler.close(); ...``),
+        # would close safelog's from inside a write it interrupted, which holds the strategy's
+        # lock: a deadlock. safelog follows a renamed log itself (path check, reopen_signal).
+        return False
+
     def __repr__(self) -> str:
         return f"<safelog stream {self.name!r}>"
 

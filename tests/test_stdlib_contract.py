@@ -324,8 +324,16 @@ def test_reading_stream_does_no_io(tmp_path: Path, make_handler: Callable[..., A
     h = make_handler(str(tmp_path / "app.log"), strategy="flock", delay=True)
     assert h.stream is None
     h2 = make_handler(str(tmp_path / "b.log"), strategy="flock", lock_dir=str(tmp_path / "locks"))
-    assert h2.stream and h2.stream.name == str(tmp_path / "b.log")
+    assert h2.stream is not None and h2.stream.name == str(tmp_path / "b.log")
     assert sorted(os.listdir(tmp_path)) == ["b.log", "locks"]
+
+
+def test_stream_is_falsy_so_signal_time_reopeners_leave_it_alone(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
+    """gunicorn's USR1 handler closes and reopens every FileHandler whose ``stream`` is truthy,
+    from a signal handler; the view is falsy, so that code never closes a safelog handler in the
+    middle of a write it interrupted (and holding its lock)."""
+    h = make_handler(str(tmp_path / "app.log"), strategy="flock")
+    assert h.stream is not None and not h.stream
 
 
 def test_per_process_has_no_stream(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
