@@ -621,6 +621,8 @@ class PerProcessFileHandler(SafeFileHandler):
 class FileHandler(SafeFileHandler):
     """Drop-in for ``logging.FileHandler`` (no rotation), safe across threads and processes."""
 
+    _watch: ClassVar[bool] = False  # the default of watch=; WatchedFileHandler's is True
+
     def __init__(
         self,
         filename: str | os.PathLike[str],
@@ -630,24 +632,15 @@ class FileHandler(SafeFileHandler):
         errors: str | None = None,
         **options: Any,
     ) -> None:
+        options.setdefault("watch", self._watch)
         super().__init__(filename, mode, encoding=encoding, delay=delay, errors=errors, **options)
 
 
-class WatchedFileHandler(SafeFileHandler, logging.handlers.WatchedFileHandler):
+class WatchedFileHandler(FileHandler, logging.handlers.WatchedFileHandler):
     """Drop-in for ``logging.handlers.WatchedFileHandler``: before every record, checks that the
     path still names the open file (moved or deleted by logrotate, say) and reopens it if not."""
 
-    def __init__(
-        self,
-        filename: str | os.PathLike[str],
-        mode: str = "a",
-        encoding: str | None = None,
-        delay: bool = False,
-        errors: str | None = None,
-        **options: Any,
-    ) -> None:
-        options.setdefault("watch", True)
-        super().__init__(filename, mode, encoding=encoding, delay=delay, errors=errors, **options)
+    _watch = True
 
     def reopenIfNeeded(self) -> None:
         """The check runs in the strategy, under its lock, on every record; nothing to do here."""

@@ -101,7 +101,7 @@ class Config:
     watch: bool
     delay_compress: bool
     reopen_signal: int | None
-    # How the user spelled the options that matter in messages about conflicts.
+    # How the user spelled chmod/owner, for messages about conflicts (perms holds them parsed).
     given: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -285,11 +285,7 @@ def parse_config(
         watch=check_bool("watch", watch),
         delay_compress=delay_compress,
         reopen_signal=parse_reopen_signal(reopen_signal),
-        given={
-            "max_bytes": size, "backup_count": count, "when": when, "interval": interval, "utc": utc,
-            "atTime": atTime, "rotate_every": rotate_every, "compress": compress, "retention": retention,
-            "chmod": chmod, "owner": owner, "mode": mode,
-        },  # fmt: skip
+        given={"chmod": chmod, "owner": owner},
     )
     if not config.rotates and (codec is not None or max_age is not None):
         what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
