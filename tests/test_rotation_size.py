@@ -283,5 +283,9 @@ def test_namer_with_a_huge_backup_count_is_asked_only_about_existing_backups(
     assert sorted(log_files(log_path)) == sorted(backups + [current])
     replay = audit(backups + [current], [f"0-{i:06d}" for i in range(55)], PATTERN)
     assert replay.ok, replay.summary()
-    # Each rotation and each compression asks about at most the few backups there are.
-    assert len(calls) < 6 * rotations**2, len(calls)
+    # Each rotation and each compression lists the directory a few times and asks about the
+    # names there (at most about 2 x rotations + 3 files, each with a digit run or two). How many
+    # listings a compression makes depends on whether it finished before the next rotation (it
+    # follows its backup through the shifts), so the count varies from run to run (one CI run saw 151):
+    # bound it generously, still 1000 times below one call per number up to backup_count.
+    assert len(calls) <= 20 * rotations * (2 * rotations + 3), len(calls)
