@@ -82,3 +82,27 @@ def test_chart_is_a_png(result: Path, tmp_path: Path) -> None:
     png = tmp_path / "t.png"
     assert chart.main([str(result), "-o", str(png)]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_breakdown_names_every_part_and_splits_a_record() -> None:
+    """benchmarks/breakdown.py measures each part of a record and splits a flock record and a
+    FileHandler record into them (a tiny run: the figures are not judged, only that every part
+    is measured and the split adds up)."""
+    out = subprocess.run(
+        [sys.executable, "benchmarks/breakdown.py", "--slices", "1", "--calls", "200"],
+        cwd=ROOT, check=True, capture_output=True, text=True, timeout=300,
+    ).stdout
+    parts = {}
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 2 and cells[1].replace(".", "").isdigit():
+            parts[cells[0]] = float(cells[1])
+    assert set(parts) == {
+        "record", "Formatter.format", "fast format", "flock SH+UN", "lseek", "os.write",
+        "FileHandler", "safelog flock", "safelog thread", "safelog per-process",
+    }, out
+    assert all(v > 0 for v in parts.values()), parts
+    split = next(line for line in out.splitlines() if line.startswith("safelog flock = "))
+    numbers = [float(w) for w in split.replace("(", " ").split() if w.replace(".", "").replace("-", "").isdigit()]
+    record, fmt, syscalls, own = numbers[0], numbers[1], numbers[2], numbers[-1]
+    assert abs(record + fmt + syscalls + own - parts["safelog flock"]) <= 0.03, (split, parts)
