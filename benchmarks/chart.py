@@ -163,6 +163,10 @@ def update_blocks(path: str, blocks: dict[str, str]) -> list[str]:
 # -- the pictures ---------------------------------------------------------------------------------
 
 
+# One colour per case (processes x threads), light to dark in the order of the cases.
+CASE_COLORS = ["#b4d3ee", "#6fa8dc", "#3d7ebf", "#1f4e79"]
+
+
 def render_throughput(result: dict[str, Any], out: str) -> None:
     import matplotlib
 
@@ -172,7 +176,7 @@ def render_throughput(result: dict[str, Any], out: str) -> None:
     meta = result["meta"]
     case = multi_case(result)
     cases = sorted(result["summary"], key=_case_key)
-    fig, (lost_ax, rate_ax) = plt.subplots(1, 2, figsize=(12, 4.6), gridspec_kw={"width_ratios": [1, 1.35]})
+    fig, (lost_ax, rate_ax) = plt.subplots(1, 2, figsize=(13.5, 5.2), gridspec_kw={"width_ratios": [1, 1.9]})
 
     by = rows_by_key(result, case)
     keys = [k for k in LOSS_ROWS if k in by]
@@ -196,18 +200,20 @@ def render_throughput(result: dict[str, Any], out: str) -> None:
         base = by_c["stdlib_file"]["median_rate"]
         xs = [i + (j - (len(cases) - 1) / 2) * width for i, k in enumerate(RATE_ROWS) if k in by_c]
         ys = [by_c[k]["median_rate"] / base for k in RATE_ROWS if k in by_c]
-        bars = rate_ax.bar(xs, ys, width * 0.95, label=_case_title(c), color=["#1f4e79", "#6fa8dc", "#b4d3ee"][j % 3])
+        bars = rate_ax.bar(xs, ys, width * 0.92, label=_case_title(c), color=CASE_COLORS[j % len(CASE_COLORS)])
         for bar, y in zip(bars, ys):
-            rate_ax.annotate(f"{y:.2f}×", (bar.get_x() + bar.get_width() / 2, y), ha="center", va="bottom", fontsize=8)
+            # Upright labels would overlap with four cases side by side: along the bar instead.
+            rate_ax.annotate(f"{y:.2f}×", (bar.get_x() + bar.get_width() / 2, y), xytext=(0, 2),
+                             textcoords="offset points", ha="center", va="bottom", fontsize=7.5, rotation=90)
     labels = {"stdlib_file": "stdlib\nFileHandler\n(no rotation)", "stdlib_rotating": "stdlib\nRotating-\nFileHandler",
               "clh": "concurrent-\nlog-handler", "safelog_flock": "safelog\nflock", "safelog_per_process": "safelog\nper-process"}
     rate_ax.set_xticks(range(len(RATE_ROWS)), [labels[k] for k in RATE_ROWS], fontsize=9)
     top = max(bar.get_height() for bar in rate_ax.patches)
-    rate_ax.set_ylim(0, max(top, 1.0) * 1.3)  # room for the legend above the bars
+    rate_ax.set_ylim(0, max(top, 1.0) * 1.55)  # room for the labels and the legend above the bars
     rate_ax.axhline(1.0, color=BASE_COLOR, linewidth=0.8, linestyle="--")
     rate_ax.set_ylabel("records/s ÷ stdlib FileHandler (no rotation)", fontsize=9)
     rate_ax.set_title("records/s, same run (higher is better)", fontsize=10)
-    rate_ax.legend(frameon=False, fontsize=9, loc="upper right", ncols=len(cases))
+    rate_ax.legend(frameon=False, fontsize=9, loc="upper left", ncols=min(len(cases), 2))
     for ax in (lost_ax, rate_ax):
         ax.spines[["top", "right"]].set_visible(False)
     fig.suptitle(caption(meta).replace("`", ""), fontsize=8.5, y=0.02, va="bottom", color="#555555")
