@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.config
 import os
+import time
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -113,3 +114,21 @@ def read_records(path: str) -> list[str]:
 def records() -> Callable[[str], list[str]]:
     """The ``read_records`` helper, as a fixture so test modules need not import conftest."""
     return read_records
+
+
+@pytest.fixture
+def tz() -> Iterator[Callable[[str], None]]:
+    """Switch the process's local time zone (TZ + time.tzset()) for one test; the original zone
+    comes back afterwards."""
+    old = os.environ.get("TZ")
+
+    def use(name: str) -> None:
+        os.environ["TZ"] = name
+        time.tzset()
+
+    yield use
+    if old is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = old
+    time.tzset()

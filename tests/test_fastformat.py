@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from unittest import mock
 
 import pytest
@@ -53,23 +53,6 @@ CONVERTERS = [time.localtime, time.gmtime]
 
 # Fractions of a second where rounding and the msecs computation are delicate.
 FRACTIONS_NS = [0, 1, 999, 1_000_000, 499_500_000, 999_000_000, 999_499_999, 999_500_000, 999_999_000, 999_999_999]
-
-
-@pytest.fixture
-def tz() -> Iterator[Callable[[str], None]]:
-    """Set the time zone (TZ + time.tzset()); the original zone comes back afterwards."""
-    old = os.environ.get("TZ")
-
-    def set_tz(name: str) -> None:
-        os.environ["TZ"] = name
-        time.tzset()
-
-    yield set_tz
-    if old is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
 
 
 def make_records(times_ns: list[int], rng: random.Random, exceptions: bool = False) -> list[logging.LogRecord]:

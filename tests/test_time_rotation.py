@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import re
 import time
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -24,23 +24,6 @@ from safelog._policy.timing import TimePolicy, parse_time_policy
 
 PATTERN = r"id=(?P<id>\S+)"
 RECORDS = 40
-
-
-@pytest.fixture
-def tz() -> Iterator[Any]:
-    """Switch the process's local time zone (TZ + tzset) for one test and restore it after."""
-    old = os.environ.get("TZ")
-
-    def use(name: str) -> None:
-        os.environ["TZ"] = name
-        time.tzset()
-
-    yield use
-    if old is None:
-        os.environ.pop("TZ", None)
-    else:
-        os.environ["TZ"] = old
-    time.tzset()
 
 
 
