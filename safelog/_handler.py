@@ -241,7 +241,7 @@ class SafeFileHandler(logging.FileHandler):
         if config.queue is not None:
             # The layout of a record may wait for the writer only if this class formats as
             # logging.Handler does; see _delivery/freeze.py.
-            self._freeze = Freezer(self._render, type(self).format is logging.Handler.format).freeze
+            self._freeze = Freezer(self._render, self).freeze
             self._outlet = Outlet(
                 config.filename,
                 self._render,

@@ -16,6 +16,7 @@ from unittest import mock
 import pytest
 
 import safelog
+from safelog._delivery import fastformat
 from safelog._delivery.fastformat import _stable, fast_format
 
 SEED = 20261201
@@ -483,3 +484,36 @@ def test_handler_subclass_format_is_honoured(log_path: str, make_handler: Callab
     handler.close()
     with open(log_path, encoding="utf-8") as fh:
         assert fh.read() == "INFO QUIET\n"
+
+
+@pytest.mark.parametrize("nonblocking", [False, True])
+def test_format_replaced_on_the_handler_after_use_is_honoured(
+    log_path: str, make_handler: Callable[..., Any], nonblocking: bool
+) -> None:
+    """``handler.format = ...`` set on the instance, even after records went through the fast
+    path, is what the next record is formatted with (logging.Handler looks it up per record),
+    in the caller in non-blocking mode; deleting it brings the formatter back."""
+    handler = make_handler(log_path, strategy="thread", nonblocking=nonblocking)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    handler.handle(logging.makeLogRecord({"msg": "one", "levelname": "INFO", "levelno": logging.INFO}))
+    handler.format = lambda record: "OWN " + record.getMessage()  # type: ignore[method-assign]
+    handler.handle(logging.makeLogRecord({"msg": "two", "levelname": "INFO", "levelno": logging.INFO}))
+    del handler.format
+    handler.handle(logging.makeLogRecord({"msg": "three", "levelname": "INFO", "levelno": logging.INFO}))
+    handler.close()
+    with open(log_path, encoding="utf-8") as fh:
+        assert fh.read() == "INFO one\nOWN two\nINFO three\n"
+
+
+def test_a_locale_dependent_date_format_is_examined_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whether a date format may be reused within its second is decided once, when the
+    formatter is planned, not for every record of a format that never qualifies."""
+    calls = []
+    real = fastformat._stable
+    monkeypatch.setattr(fastformat, "_stable", lambda form: calls.append(form) or real(form))
+    formatter = logging.Formatter("%(asctime)s %(message)s", datefmt="%b %d %H:%M:%S")
+    fast = fast_format(formatter)
+    assert fast is not None
+    for r in make_records([1_700_000_000 * 10**9 + i * 10**6 for i in range(100)], random.Random(SEED + 8)):
+        assert fast(logging.makeLogRecord(dict(r.__dict__))) == formatter.format(r)
+    assert calls == ["%b %d %H:%M:%S"]

@@ -512,7 +512,10 @@ def test_which_records_the_writer_lays_out(
     if record_cls is BraceRecord:
         record.msg = "hello {}"
     record.__dict__.update(extra)
-    frozen = Freezer(render, plain_handler).freeze(record, fmt)
+    handler = logging.Handler()
+    if not plain_handler:
+        handler.format = lambda r: "own"  # type: ignore[method-assign]
+    frozen = Freezer(render, handler).freeze(record, fmt)
     assert frozen is not None
     payload, _ = frozen
     if deferred:

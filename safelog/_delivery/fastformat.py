@@ -67,7 +67,7 @@ def fast_format(formatter: logging.Formatter) -> Render | None:
             return f.format(record)
         (fvars, style, svars, S, f_format, f_time, f_message, f_uses, c_conv, c_dtf, c_dmf,
          s_format, s_private, s_uses, s_search, strftime, tzname,
-         kind, fmt, uses_time, datefmt, dmf, cache, last, conv, dtf) = p
+         kind, fmt, uses_time, form, stable, whole, dmf, cache, last, conv) = p
         if not (
             f.__class__ is F
             and f.__dict__ == fvars
@@ -99,8 +99,8 @@ def fast_format(formatter: logging.Formatter) -> Render | None:
             if created.__class__ is _float and c[0] <= created < c[1]:
                 text = c[2]
             else:
-                text = _time_text(created, conv, datefmt or dtf, strftime, cache)
-            if datefmt or not dmf:
+                text = _time_text(created, conv, form, strftime, cache, stable)
+            if whole:
                 record.asctime = text
             else:
                 # Records come many to a millisecond: the last text is reused for the same
@@ -142,13 +142,18 @@ def fast_format(formatter: logging.Formatter) -> Render | None:
 
 
 def _time_text(
-    created: Any, conv: Callable[[Any], Any], form: Any, strftime: Callable[[Any, Any], str], cache: list[Any]
+    created: Any,
+    conv: Callable[[Any], Any],
+    form: Any,
+    strftime: Callable[[Any, Any], str],
+    cache: list[Any],
+    stable: bool,
 ) -> str:
     """``formatTime``'s text before the milliseconds, computed as it does; remembered for the
-    rest of the second when the format allows (see the module docstring)."""
+    rest of the second when ``stable`` (``_stable(form)``, see the module docstring)."""
     ct = conv(created)  # first, as formatTime does: a bad ``created`` raises the same here
     text = strftime(form, ct)
-    if created.__class__ is _float and _stable(form):
+    if stable and created.__class__ is _float:
         low = _float(math.floor(created))
         cache[0] = (low, low + 1.0, text)
     return text
@@ -225,6 +230,12 @@ def _plan(f: logging.Formatter) -> tuple[Any, ...] | None:
         fmt = svars.get("_tpl")
         if fmt is None:
             return None
+    # formatTime: strftime(datefmt) when one is set, else strftime(default_time_format) and the
+    # milliseconds added by default_msec_format (when that is set).
+    datefmt = fvars.get("datefmt")
+    dmf = fvars.get("default_msec_format", cls.get("default_msec_format"))
+    form = datefmt or fvars.get("default_time_format", cls.get("default_time_format"))
+    whole = bool(datefmt or not dmf)  # the time text is all of asctime
     # Nothing cached yet: an empty range that no time falls in.
     cache: list[tuple[float, float, str]] = [(math.inf, -math.inf, "")]
     last: list[tuple[str | None, float, str]] = [(None, math.nan, "")]
@@ -249,28 +260,31 @@ def _plan(f: logging.Formatter) -> tuple[Any, ...] | None:
         kind,
         fmt,
         uses_time,
-        fvars.get("datefmt"),
-        fvars.get("default_msec_format", cls.get("default_msec_format")),
+        form,
+        _stable(form),  # once per plan, not per record: a locale-dependent format never caches
+        whole,
+        dmf,
         cache,
         last,
         conv,
-        fvars.get("default_time_format", cls.get("default_time_format")),
     )
 
 
-def handler_render(handler: logging.Handler) -> tuple[Any, Any, Render]:
-    """``(formatter, fast_format flag, render)`` for ``handler``: the fast path of its formatter
-    when the handler formats the stock way (``Handler.format`` not overridden) and
-    ``handler.fast_format`` is true, else ``handler.format`` itself. The handler rebuilds it
-    when either of the first two is no longer what it holds."""
+def formats_plainly(handler: logging.Handler) -> bool:
+    """Does ``handler.format`` do what ``logging.Handler.format`` does (not overridden by its
+    class, nor replaced on the instance)?"""
+    return type(handler).format is logging.Handler.format and "format" not in vars(handler)
+
+
+def handler_render(handler: logging.Handler) -> tuple[Any, Any, Any, Render]:
+    """``(formatter, fast_format flag, format on the instance, render)`` for ``handler``: the
+    fast path of its formatter when the handler formats plainly and ``handler.fast_format`` is
+    true, else ``handler.format`` itself. The handler rebuilds it when one of the first three is
+    no longer what it holds. Without a formatter (logging's default ``%(message)s``) the fast
+    path measured no faster than ``Formatter.format``, so it is not taken."""
     formatter = handler.formatter
     enabled = getattr(handler, "fast_format", False)
     render = None
-    if (
-        enabled
-        and formatter is not None
-        and type(handler).format is logging.Handler.format
-        and "format" not in vars(handler)
-    ):
+    if enabled and formatter is not None and formats_plainly(handler):
         render = fast_format(formatter)
-    return formatter, enabled, render or handler.format
+    return formatter, enabled, vars(handler).get("format"), render or handler.format

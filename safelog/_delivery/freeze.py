@@ -38,6 +38,8 @@ import string
 import time
 from typing import Any, Callable, Union
 
+from .fastformat import formats_plainly
+
 __all__ = ["Freezer", "Frozen", "revive"]
 
 _LogRecord = logging.LogRecord
@@ -81,24 +83,27 @@ def revive(attrs: dict[str, Any]) -> logging.LogRecord:
 class Freezer:
     """Freezes the records of one handler, in the caller (see the module docstring)."""
 
-    __slots__ = ("_render", "_plain", "_plan")
+    __slots__ = ("_render", "_handler", "_plan")
 
-    def __init__(self, render: Callable[[logging.LogRecord], str | None], handler_formats_plainly: bool) -> None:
-        """``render`` formats as the handler does (reporting a failure itself);
-        ``handler_formats_plainly``: the handler's ``format()`` is ``logging.Handler.format``."""
+    def __init__(self, render: Callable[[logging.LogRecord], str | None], handler: logging.Handler) -> None:
+        """``render`` formats as ``handler`` does (reporting a failure itself)."""
         self._render = render
-        self._plain = handler_formats_plainly
-        # (formatter, its plan): the extra fields to check per record, or None for "format in
-        # the caller". One tuple, so that a thread reading it never sees half of an update.
-        self._plan: tuple[logging.Formatter | None, tuple[str, ...] | None] = (None, None)
+        self._handler = handler
+        # (formatter, format set on the handler instance, plan): the extra fields to check per
+        # record, or None for "format in the caller". One tuple, so that a thread reading it
+        # never sees half of an update.
+        self._plan: tuple[Any, Any, tuple[str, ...] | None] = (None, None, None)
 
     def freeze(self, record: logging.LogRecord, formatter: logging.Formatter | None) -> Frozen | None:
         """The queue item of ``record``; None when it could not be formatted (reported)."""
         fmt = formatter or _DEFAULT_FORMATTER
+        own = self._handler.__dict__.get("format")
         plan = self._plan
-        if plan[0] is not fmt:
-            plan = self._plan = (fmt, _deferrable_fields(fmt) if self._plain else None)
-        checks = plan[1]
+        if plan[0] is not fmt or plan[1] is not own:
+            # A handler whose format() is not Handler.format's (its class's, or one set on the
+            # instance, even after the first record) formats every record in the caller.
+            plan = self._plan = (fmt, own, _deferrable_fields(fmt) if formats_plainly(self._handler) else None)
+        checks = plan[2]
         attrs = record.__dict__
         if checks is not None and type(record) is _LogRecord:
             if checks:

@@ -28,6 +28,7 @@ class Formats(Protocol):
     terminator: str
     formatter: logging.Formatter | None
     fast_format: bool
+    __dict__: dict[str, Any]  # an instance's own format() replaces the class's
 
     def format(self, record: logging.LogRecord) -> str: ...
 
@@ -43,19 +44,24 @@ class Renderer:
     def __init__(self, owner: Formats, escape: bool) -> None:
         self._owner = owner
         self._escape = escape
-        # (formatter, fast_format, render) last used: the fast path of a stock Formatter (same
-        # text, see fastformat.py) or the owner's format(); rebuilt when either of the first
-        # two changes (setFormatter(), fast_format set on the handler).
-        self._fast: tuple[Any, Any, Callable[[logging.LogRecord], str]] = (self, self, str)
+        # (formatter, fast_format, format set on the instance, render) last used: the fast path
+        # of a stock Formatter (same text, see fastformat.py) or the owner's format(); rebuilt
+        # when one of the first three changes (setFormatter(), fast_format set on the handler,
+        # handler.format replaced).
+        self._fast: tuple[Any, Any, Any, Callable[[logging.LogRecord], str]] = (self, self, self, str)
         self._laid: tuple[Any, Any, Callable[[logging.LogRecord], str]] = (self, self, str)
 
     def render(self, record: logging.LogRecord) -> str | None:
         owner = self._owner
         try:
             fast = self._fast
-            if fast[0] is not owner.formatter or fast[1] is not owner.fast_format:
+            if (
+                fast[0] is not owner.formatter
+                or fast[1] is not owner.fast_format
+                or fast[2] is not owner.__dict__.get("format")
+            ):
                 fast = self._fast = handler_render(owner)  # type: ignore[arg-type]
-            msg = fast[2](record)
+            msg = fast[3](record)
         except Exception:
             owner.handleError(record)
             return None
