@@ -216,17 +216,11 @@ class Rollover:
         """
         n = self.backup_count
         first = self._name(path, 1)
-        directory = os.path.dirname(first) or "."
-        key_of = self._key_function(path)
-        present: dict[int, list[str]] = {}
-        for entry in os.listdir(directory):
-            plain, ext = _split_ext(entry)
-            key = key_of(os.path.join(directory, plain))
-            if key is not None:
-                present.setdefault(-key[0], []).append(ext)
-        for i in sorted(present, reverse=True):
+        backups, _ = self.list_backups(path)
+        for key in sorted(backups):  # (-i,): the highest number first
+            i = -key[0]
             src = self._name(path, i)
-            for ext in present[i]:
+            for ext in (_split_ext(f)[1] for f in backups[key]):
                 if i >= n:
                     _compress.trash(src + ext)
                 else:
@@ -423,17 +417,13 @@ class Rollover:
             # Shifts only ever move a backup to a higher number. The uncompressed backups that
             # exist, from one listing: probing every number up to backup_count cost a stat (and
             # with a namer a call) each.
-            key_of = self._key_function(path)
-            key = key_of(src)
+            key = self._key_function(path)(src)
             start = -key[0] + 1 if key else 1
-            directory = os.path.dirname(src) or "."
-            found = []
-            for entry in os.listdir(directory):
-                full = os.path.join(directory, entry)
-                k = None if _split_ext(entry)[1] else key_of(full)
-                if k is not None and -k[0] >= start:
-                    found.append((-k[0], full))
-            for _, full in sorted(found):
+            backups, _ = self.list_backups(path)
+            found = sorted(
+                (-k[0], f) for k, files in backups.items() if -k[0] >= start for f in files if not _split_ext(f)[1]
+            )
+            for _, full in found:
                 yield full
 
 
