@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bz2
+import gc
 import gzip
 import logging
 import lzma
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -938,3 +940,19 @@ def test_journal_of_a_merge_that_replaced_its_output_is_finished_or_undone(tmp_p
     report = safelog.merge(log)
     assert report.ok and report.records == (0 if replaced else 1)
     assert _ids(log) == ["a"] and shards(tmp_path) == [] and not tmp.exists()
+
+
+def test_compressed_inputs_are_closed_not_left_to_the_collector(tmp_path: Path) -> None:
+    """Every compressed backup the merge opens (to name it by its first line, to read it) is
+    closed by the merge: no ResourceWarning for an unclosed file."""
+    base = 1_800_000_000.0
+    write_shard(tmp_path / "app.log.h.5.shard.2.xz", [(base, "r0")], lzma.open)
+    write_shard(tmp_path / "app.log.h.5.shard.1.gz", [(base + 1, "r1")], gzip.open)
+    write_shard(tmp_path / "app.log.h.5.shard", [(base + 2, "r2")])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        report = safelog.merge(tmp_path / "app.log")
+        gc.collect()
+    assert report.ok, report.problems
+    assert (tmp_path / "app.log").read_text() == "r0\nr1\nr2\n"
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []

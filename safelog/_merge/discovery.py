@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .._primitives.codec import BY_EXT, DECODE_ERRORS
+from .._primitives.codec import BY_EXT, DECODE_ERRORS, open_read
 from .._primitives.fileio import READ
 from .._primitives.fsdetect import network_fs
 from .._primitives.lock import LOCK_EX, try_lock
@@ -82,7 +82,7 @@ def first_line(f: File) -> bytes:
     """The first line of the decoded file: it names the file across renames and compression."""
     try:
         if f.ext:
-            with open_decoded(f.path, f.ext)[0] as stream:
+            with open_read(f.path) as stream:
                 line = stream.readline(4096)
         else:
             line = pread(f, 4096, 0)

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass
 from typing import IO, Callable
 
-from .._primitives.codec import DECODE_ERRORS
+from .._primitives.codec import DECODE_ERRORS, open_read
 from .._primitives.shard import CONT, HEADER_RE, TIME_LEN, is_time, split_records
 from .discovery import File, open_decoded, pread
 from .report import MergeReport, Problem
@@ -287,7 +287,7 @@ class Reader:
             at, lines = 0, 0
         f = self.file
         if f.ext:
-            stream = open_decoded(f.path, f.ext)[0]
+            stream = open_read(f.path)
             try:
                 pos = 0
                 while pos < offset:
