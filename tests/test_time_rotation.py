@@ -26,8 +26,6 @@ PATTERN = r"id=(?P<id>\S+)"
 RECORDS = 40
 
 
-
-
 def local(*fields: int) -> float:
     """A local wall-clock time (Y, m, d, H, M, S) as seconds since the epoch."""
     return time.mktime(tuple(fields) + (0,) * (6 - len(fields)) + (0, 0, -1))  # type: ignore[arg-type]

@@ -12,11 +12,9 @@ is here once. One sink per real path per process is kept by :mod:`.registry`.
 
 from __future__ import annotations
 
-import errno
 import logging
 import math
 import os
-import stat
 import threading
 from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Sequence
@@ -24,13 +22,13 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Seque
 from .._policy import compress as _compress
 from .._policy.config import FileOptions
 from .._policy.rotation import SIZE
-from .._primitives.fileio import ATTEMPTS as ATTEMPTS, close_quietly, gave_up as gave_up, open_append
+from .._primitives.fileio import close_quietly, open_append
 from .._primitives.paths import name_too_long
 
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
-__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL", "ATTEMPTS"]
+__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a

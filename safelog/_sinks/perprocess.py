@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from .._primitives.fileio import ATTEMPTS, gave_up
 from .._primitives.lock import LOCK_SH, flock
 from .._primitives.shard import ShardFrame, shard_path
-from .base import ATTEMPTS, gave_up
 from .thread import ThreadSink
 
 if TYPE_CHECKING:

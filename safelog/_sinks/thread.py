@@ -77,8 +77,7 @@ class ThreadSink(Sink):
     def _recheck(self, rollover: Rollover, size: int, nbytes: int, created: float) -> tuple[int, int]:
         """Is the file due, going by its real size? ``_size`` is counted in memory, and someone
         may have truncated the file since (logrotate's ``copytruncate``): read the size once per
-        rotation, not per record. A character device (``/dev/null``) reads as empty, so it is
-        never renamed. Returns the rotation kind (0: not due) and the size."""
+        rotation, not per record. Returns the rotation kind (0: not due) and the size."""
         real = os.lseek(self._fd, 0, os.SEEK_END)
         if real != size:
             size = self._size = real
