@@ -3,6 +3,7 @@ a truncate. (tests/integration/test_logrotate.py runs the real logrotate.)"""
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import signal
@@ -153,11 +154,15 @@ def test_reopen_signal_outside_the_main_thread_fails_at_configuration(tmp_path: 
     assert not (tmp_path / "logs").exists()
 
 
-def _signalled_writer(path: str, k: int, ready: Any, acked: Any, stop: Any, out: Any) -> None:
+def _signalled_writer(path: str, k: int, ready: Any, acked: Any, stop: Any, out: Any, stacks: str) -> None:
     phase = [0]
+    dump = open(stacks, "w")
 
     def mark(signum: int, frame: Any) -> None:
         phase[0] = 1  # installed first: safelog's handler chains it, after requesting the reopen
+        # Should this process not get to its records after the signal, the test shows where
+        # every thread of it was (just before the parent gives up on it).
+        faulthandler.dump_traceback_later(50, file=dump)
 
     signal.signal(signal.SIGUSR1, mark)
     h = safelog.SafeFileHandler(path, strategy="flock", reopen_signal="SIGUSR1")
@@ -168,7 +173,8 @@ def _signalled_writer(path: str, k: int, ready: Any, acked: Any, stop: Any, out:
             p = phase[0]
             emit(h, f"{p}-{k}-{t}-{counts[t][p]}")
             counts[t][p] += 1
-            if p and min(c[1] for c in counts) >= 200:
+            if p and min(c[1] for c in counts) >= 200 and not acked.is_set():
+                faulthandler.cancel_dump_traceback_later()
                 acked.set()
 
     threads = [threading.Thread(target=loop, args=(t,)) for t in range(2)]
@@ -192,7 +198,8 @@ def test_the_signal_reopens_in_every_process_at_once(tmp_path: Any) -> None:
     for k in range(3):
         ready, acked = FORK.Event(), FORK.Event()
         recv, send = FORK.Pipe(duplex=False)
-        p = FORK.Process(target=_signalled_writer, args=(path, k, ready, acked, stop, send))
+        stacks = str(tmp_path / f"stacks-{k}")
+        p = FORK.Process(target=_signalled_writer, args=(path, k, ready, acked, stop, send, stacks))
         p.start()
         kids.append((p, ready, acked, recv))
     try:
@@ -201,8 +208,8 @@ def test_the_signal_reopens_in_every_process_at_once(tmp_path: Any) -> None:
         os.rename(path, path + ".1")
         for p, _, _, _ in kids:
             os.kill(p.pid, signal.SIGUSR1)
-        for _, _, acked, _ in kids:
-            assert acked.wait(60)
+        for k, (_, _, acked, _) in enumerate(kids):
+            assert acked.wait(60), (tmp_path / f"stacks-{k}").read_text()
     finally:
         stop.set()
     counts = [recv.recv() for _, _, _, recv in kids]
