@@ -11,6 +11,7 @@ import os
 import sys
 
 from ._merge import merge
+from ._primitives.reentry import section
 from ._sinks.registry import close_path
 
 __all__ = ["merge_at_exit"]
@@ -45,7 +46,10 @@ def _merge_now(path: str, pid: int) -> None:
     # by path: the handler may have been closed and replaced by a reconfiguration.
     close_path("per-process", os.path.realpath(path))
     try:
-        report = merge(path)
+        # A section (see _primitives/reentry.py): a record logged by a finalizer meanwhile
+        # would reopen this process's shard while the merge holds it; it waits for the merge.
+        with section():
+            report = merge(path)
     except Exception as exc:  # at exit there is no caller left to handle it
         print(f"safelog: merge at exit: {exc}", file=sys.stderr)
         return

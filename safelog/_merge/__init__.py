@@ -60,7 +60,7 @@ from typing import Any, Callable
 
 from .._primitives.atomic import fsync_dir
 from .._primitives.fileio import OUTPUT, open_lockfile
-from .._primitives.lock import LOCK_EX, try_lock
+from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
 from .._primitives.shard import parse_shard_name
 from . import journal, parallel
 from .discovery import File, discover, open_inputs
@@ -142,12 +142,14 @@ def merge(
     except OSError as exc:
         raise MergeError(f"merge into {out} failed: {exc}") from None
     finally:
+        # Unlocked, not only closed: a child forked meanwhile (by another thread of a process
+        # merging at exit) shares these locks, and would otherwise hold them while it lives.
         for chain in chains:
             for f in chain:
                 if f.fd >= 0:
-                    os.close(f.fd)
+                    unlock_and_close(f.fd)
                     f.fd = -1
-        os.close(lock_fd)
+        unlock_and_close(lock_fd)
     return report
 
 

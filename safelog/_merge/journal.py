@@ -28,7 +28,7 @@ from typing import Any
 
 from .._primitives.atomic import atomic_write
 from .._primitives.fileio import OUTPUT_REPAIR, READ
-from .._primitives.lock import LOCK_EX, try_lock
+from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
 from .report import MergeError, MergeReport, Problem
 
 __all__ = ["load_state", "save_state", "recover", "apply", "output_id", "STATE_SUFFIX", "DAMAGED_SUFFIX"]
@@ -175,4 +175,4 @@ def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1) -> b
         return True
     finally:
         if own:
-            os.close(fd)
+            unlock_and_close(fd)

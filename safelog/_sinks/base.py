@@ -28,13 +28,18 @@ from .._primitives.paths import name_too_long
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
-__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL"]
+__all__ = ["Sink", "PartialWrite", "SinkRetired", "CHECK_INTERVAL"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
 # stat() (~2 µs, 10% of a record); once a second costs nothing and bounds the time records go
 # to a file nobody will read.
 CHECK_INTERVAL = 1.0
+
+
+class SinkRetired(Exception):
+    """The sink was closed for good (its last handler closed it) while a record was on its way
+    to it: the record belongs to the handler's current sink (see :meth:`Sink.retire`)."""
 
 
 class PartialWrite(Exception):
@@ -59,6 +64,7 @@ class Sink:
     # shards), not when the handler is configured.
     lazy: ClassVar[bool] = False
     target_kind: ClassVar[str] = "log file"  # what _target() is, in messages
+    _retired = False  # set by retire(): never opened again
     _reopen_requests = 0  # counted by request_reopen()
 
     def __init__(self, path: str, options: FileOptions) -> None:
@@ -208,6 +214,15 @@ class Sink:
         with self._tlock:
             self._close_files()
 
+    def retire(self) -> None:
+        """Close for good: the last handler of the path let go of it. A thread that fetched
+        this sink before that and writes now (close() racing emit()) must not reopen the files:
+        nobody would close them again (and a per-process shard left open keeps its shared lock,
+        so a merge takes it for live). It gets :class:`SinkRetired` instead."""
+        with self._tlock:  # a write in progress (a rotation, say) finishes first
+            self._retired = True
+        self.close()
+
     def check_names(self, rollover: Rollover | None) -> None:
         """ValueError when a file this sink would create has a name over the limit of its file
         system: found here, when the handler is built, instead of by every record."""
@@ -326,6 +341,8 @@ class Sink:
     def _open_log(self) -> None:
         close_quietly(self._fd)
         self._fd = -1
+        if self._retired:
+            raise SinkRetired(self.path)
         # Before the open, so that a reopen requested after it (request_reopen) is not undone.
         self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL
         fd = open_append(

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 from .._policy.rotation import SIZE
 from .._primitives.fileio import ATTEMPTS, LOCKFILE_REOPEN, close_quietly, gave_up, open_lockfile
 from .._primitives.fsdetect import warn_if_network
-from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock
-from .base import CHECK_INTERVAL, Sink
+from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock, hold, release
+from .base import CHECK_INTERVAL, Sink, SinkRetired
 
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
@@ -384,27 +384,33 @@ class FlockSink(Sink):
         """The log's exclusive lock on a descriptor of its own: flock locks belong to the open
         file description, so this excludes this process's writers too, without their thread
         lock (the compressor must never hold that)."""
+        # Held by a background thread while another one may fork: registered so that a child
+        # closes its copy, and released with LOCK_UN, which frees it for every copy (a copy the
+        # child kept would otherwise hold the lock, and stop every writer, for as long as the
+        # child lives).
         for _ in range(ATTEMPTS):
-            fd = open_lockfile(self.lock_path, self.options.file_mode, self.options.perms)
+            fd = hold(open_lockfile(self.lock_path, self.options.file_mode, self.options.perms))
             try:
                 flock(fd, LOCK_EX)
                 same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
             except BaseException:
-                close_quietly(fd)
+                release(fd)
                 raise
             if same:
                 break
-            close_quietly(fd)
+            release(fd)
         else:
             raise gave_up(self.lock_path, "locked")
         try:
             yield
         finally:
-            close_quietly(fd)
+            release(fd)
 
     def _open_lock(self) -> None:
+        if self._retired:
+            raise SinkRetired(self.path)
         fd = open_lockfile(self.lock_path, self.options.file_mode, self.options.perms)
         self._lockfd = fd
         self._lock_ino = os.fstat(fd).st_ino
