@@ -46,11 +46,13 @@ __all__ = ["Rollover", "RotationHooks", "SIZE", "TIME"]
 SIZE = 1
 TIME = 2
 _FORMS = ("",) + EXTENSIONS
+# Names are matched whole (fullmatch), never with "$", which also matches before a trailing
+# line break: a stray "app.log.2\n" would pass for backup 2, and rotation would fail on it forever.
 _TMP_RE = re.compile(
-    r"^\.(?P<name>.+?)(?:" + "|".join(map(re.escape, EXTENSIONS)) + r")\.(?:(?P<ino>[0-9a-f]+)-)?[0-9a-f]{12}"
-    + re.escape(TMP_SUFFIX) + "$"
+    r"\.(?P<name>.+?)(?:" + "|".join(map(re.escape, EXTENSIONS)) + r")\.(?:(?P<ino>[0-9a-f]+)-)?[0-9a-f]{12}"
+    + re.escape(TMP_SUFFIX)
 )
-_DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) + "$")
+_DEL_RE = re.compile(r"\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX))
 
 # After a failed rotation (log directory not writable, a backup name taken by a directory),
 # records go on to the current file and the rotation is retried this often: losing records
@@ -281,7 +283,7 @@ class Rollover:
             if t.endswith(DEL_SUFFIX):
                 _compress.discard(t)
             elif _temp_is_live(t):
-                m = _TMP_RE.match(os.path.basename(t))
+                m = _TMP_RE.fullmatch(os.path.basename(t))
                 if m and m.group("ino"):
                     busy.add(int(m.group("ino"), 16))
         if self.codec is None:
@@ -335,7 +337,7 @@ class Rollover:
             if entry.startswith("."):
                 # Leftovers of a process that died half-way: a compression temp file, or a
                 # backup renamed away to be unlinked (see _compress.trash).
-                m = _TMP_RE.match(entry) or _DEL_RE.match(entry)
+                m = _TMP_RE.fullmatch(entry) or _DEL_RE.fullmatch(entry)
                 if m and key_of(os.path.join(directory, _split_ext(m.group("name"))[0])) is not None:
                     tmps.append(full)
                 continue
@@ -351,10 +353,10 @@ class Rollover:
             # Size backups: exactly the names .1 … .N (through the namer).
             n = self.backup_count
             if h.plain():
-                srx = re.compile(re.escape(path) + r"\.([1-9]\d*)$")
+                srx = re.compile(re.escape(path) + r"\.([1-9]\d*)")
 
                 def size_key(p: str) -> tuple[Any, ...] | None:
-                    m = srx.match(p)
+                    m = srx.fullmatch(p)
                     return (-int(m.group(1)),) if m and int(m.group(1)) <= n else None
 
                 return size_key
@@ -376,10 +378,10 @@ class Rollover:
         stamp = self.timing.stamp_re
         order = self.timing.sort_key
         if h.plain():
-            rx = re.compile(re.escape(path) + r"\.(" + stamp + r")(?:\.(\d+))?$")
+            rx = re.compile(re.escape(path) + r"\.(" + stamp + r")(?:\.(\d+))?")
 
             def key(p: str) -> tuple[Any, ...] | None:
-                m = rx.match(p)
+                m = rx.fullmatch(p)
                 return None if m is None else (order(m.group(1)), int(m.group(2) or 0))
 
             return key
