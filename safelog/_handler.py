@@ -660,8 +660,8 @@ class _ClosedSink(Sink):
     def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
         self._handler._reopen().write(msg, created, rollover)
 
-    def write_many(self, items: Any, rollover: Rollover | None) -> None:
-        self._handler._reopen().write_many(items, rollover)
+    def write_many(self, items: Any, rollover: Rollover | None) -> list[tuple[int, Exception]]:
+        return self._handler._reopen().write_many(items, rollover)
 
     def write_record(self, render: Any, record: logging.LogRecord, rollover: Rollover | None) -> None:
         self._handler._reopen().write_record(render, record, rollover)

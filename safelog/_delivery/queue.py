@@ -307,12 +307,16 @@ class Writer:
                     time.sleep(_YIELD)
                 slice_end = perf_counter() + _SLICE
         try:
-            self.sink.write_many(msgs, outlet.rollover)
+            rejected = self.sink.write_many(msgs, outlet.rollover)
         except PartialWrite as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            for record in records[exc.written :]:
-                outlet.failed(record, cause)
+            for i, error in exc.rejected:
+                outlet.failed(records[i], error)
+            for i in exc.lost:
+                outlet.failed(records[i], cause)
             return
+        for i, error in rejected:
+            outlet.failed(records[i], error)  # as in synchronous mode: this record alone is lost
         if outlet.failures.lost:
             outlet.failures.recover(lambda note: self.sink.write_record(outlet.render, note, outlet.rollover))
 

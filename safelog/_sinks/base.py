@@ -43,12 +43,14 @@ class SinkRetired(Exception):
 
 
 class PartialWrite(Exception):
-    """:meth:`Sink.write_many` stopped early: ``written`` records reached the file, the rest did
-    not. The underlying error is chained as ``__cause__``."""
+    """:meth:`Sink.write_many` stopped early: the records at ``lost`` (indexes into the batch)
+    did not reach the file, the others did; ``rejected`` as returned by ``write_many``. The
+    underlying error is chained as ``__cause__``."""
 
-    def __init__(self, written: int) -> None:
-        super().__init__(f"{written} record(s) of the batch were written")
-        self.written = written
+    def __init__(self, lost: list[int], rejected: list[tuple[int, Exception]]) -> None:
+        super().__init__(f"{len(lost)} record(s) of the batch were not written")
+        self.lost = lost
+        self.rejected = rejected
 
 
 class Sink:
@@ -135,18 +137,30 @@ class Sink:
         self._rotated = False
         _compress.start_worker()
 
-    def write_many(self, items: Sequence[tuple[str, float]], rollover: Rollover | None) -> None:
+    def write_many(self, items: Sequence[tuple[str, float]], rollover: Rollover | None) -> list[tuple[int, Exception]]:
         """Append ``(msg, created)`` records in order with one lock acquisition and as few
         ``write()`` calls as rotation allows (one, unless the batch crosses the size limit).
 
-        Each record is encoded on its own (the per-process shard frame numbers records). Raises
+        Each record is encoded on its own (the per-process shard frame numbers records); one
+        that cannot be encoded (``errors="strict"``) is left out, as a synchronous write loses
+        only that record, and returned with its error as ``(index, error)``. Raises
         :class:`PartialWrite` from the cause when an error stops the batch part-way.
         """
+        rejected: list[tuple[int, Exception]] = []
         with self._tlock:
-            datas = [self.encode(msg, created) for msg, created in items]
+            datas: list[bytes] = []
+            createds: list[float] = []
+            kept: list[int] = []
+            for i, (msg, created) in enumerate(items):
+                try:
+                    datas.append(self.encode(msg, created))
+                except Exception as exc:  # UnicodeEncodeError, or a shard that cannot be opened
+                    rejected.append((i, exc))
+                    continue
+                createds.append(created)
+                kept.append(i)
             if not datas:
-                return
-            createds = [created for _, created in items]
+                return rejected
             if self._torn:
                 datas[0] = b"\n" + datas[0]
             self._batch_done = 0
@@ -162,10 +176,11 @@ class Sink:
                     done = self._batch_done
                     self._append_many(datas[done:], createds[done:], rollover)
             except Exception as exc:
-                raise PartialWrite(self._batch_done) from exc
+                raise PartialWrite(kept[self._batch_done :], rejected) from exc
             self._torn = False
         if self._rotated:
             self._after_write()
+        return rejected
 
     @property
     def opened(self) -> bool:
