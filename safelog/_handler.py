@@ -288,45 +288,46 @@ class SafeFileHandler(logging.FileHandler):
             return
         _inside[me] = None
         try:
-            self._emit(record)
+            if self._template:
+                # A subclass's shouldRollover()/doRollover(), called as BaseRotatingHandler.emit
+                # calls them; the strategy's own rotation still runs under its lock.
+                try:
+                    if self.shouldRollover(record):
+                        self.doRollover()
+                except Exception:
+                    self.handleError(record)
+                    return
+            render: Callable[[logging.LogRecord], str | None] = self._render
+            writer = self._writer
+            if writer is not None:
+                try:
+                    frozen = self._freeze(record, self.formatter)
+                except Exception:
+                    self.handleError(record)
+                    return
+                if frozen is None:
+                    return  # could not be formatted: reported
+                payload, extra = frozen
+                if writer.put(self._outlet, payload, extra, record.levelno >= self.flush_level, self._drop):
+                    return
+                # The writer has stopped (interpreter exit): write it here, formatted only once.
+                if isinstance(payload, str):
+                    render = lambda _: payload  # noqa: E731
+            try:
+                self._sink.write_record(render, record, self._rollover)
+            except Exception as exc:
+                if not self._record_failed(exc, render, record):
+                    return
+            if self._failures.lost:
+                self._failures.recover(self._write_now)
         finally:
             pending = _inside.pop(me, None)
             if pending:
                 write_pending(me, pending)
 
-    def _emit(self, record: logging.LogRecord) -> None:
-        if self._template:
-            # A subclass's shouldRollover()/doRollover(), called as BaseRotatingHandler.emit
-            # calls them; the strategy's own rotation still runs under its lock.
-            try:
-                if self.shouldRollover(record):
-                    self.doRollover()
-            except Exception:
-                self.handleError(record)
-                return
-        render: Callable[[logging.LogRecord], str | None] = self._render
-        writer = self._writer
-        if writer is not None:
-            try:
-                frozen = self._freeze(record, self.formatter)
-            except Exception:
-                self.handleError(record)
-                return
-            if frozen is None:
-                return  # could not be formatted: reported
-            payload, extra = frozen
-            if writer.put(self._outlet, payload, extra, record.levelno >= self.flush_level, self._drop):
-                return
-            # The writer has stopped (interpreter exit): write it here, formatted only once.
-            if isinstance(payload, str):
-                render = lambda _: payload  # noqa: E731
-        try:
-            self._sink.write_record(render, record, self._rollover)
-        except Exception as exc:
-            if not self._failed_write(exc, record, lambda sink: sink.write_record(render, record, self._rollover)):
-                return
-        if self._failures.lost:
-            self._failures.recover(self._write_now)
+    def _record_failed(self, exc: Exception, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord) -> bool:
+        # Apart from emit(), so that its closure costs emit() nothing per record.
+        return self._failed_write(exc, record, lambda sink: sink.write_record(render, record, self._rollover))
 
     def _failed_write(self, exc: Exception, record: logging.LogRecord, write: Callable[[Sink], None]) -> bool:
         """A write raised ``exc``: count the record lost and return False, unless the sink was

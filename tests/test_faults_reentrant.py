@@ -8,6 +8,7 @@ run); the nested call is made at a chosen point inside the write, never by timin
 
 from __future__ import annotations
 
+import faulthandler
 import gc
 import logging
 import os
@@ -228,18 +229,22 @@ class _Probe(threading.Condition):
         self.armed = False
 
     def __enter__(self) -> Any:
-        if self.worker_holds.is_set() and threading.current_thread() is threading.main_thread():
-            self.main_waits.set()
+        if self.armed and threading.current_thread() is threading.main_thread():
+            if self._lock.acquire(blocking=False):
+                return True
+            self.main_waits.set()  # the worker holds it: the main thread waits from here
+            return super().__enter__()
         got = super().__enter__()
         worker = threading.current_thread().name == "safelog-compress"
         if self.armed and worker and not self.worker_holds.is_set():
             self.worker_holds.set()
-            assert self.main_waits.wait(20), "the main thread never rotated again"
+            self.main_waits.wait(20)  # (not asserted here: this thread must not die holding it)
             gc.collect()  # the finalizer logs from here
         return got
 
 
 def _finalizer_in_the_compressor(path: str, strategy: str) -> int:
+    faulthandler.dump_traceback_later(25)  # every thread's stack, should it hang
     gc.disable()
     probe = _Probe()
     _compress._cond = probe
@@ -250,7 +255,7 @@ def _finalizer_in_the_compressor(path: str, strategy: str) -> int:
     _Finalized(log, "rec from-finalizer")
     probe.armed = True
     n = 0
-    while not probe.main_waits.is_set():  # rotations until one meets the worker holding it
+    while not probe.main_waits.is_set():  # rotations until one finds the worker holding it
         assert n < 500
         log.info("rec b%d %s", n, "b" * 60)
         n += 1
