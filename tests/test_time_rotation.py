@@ -125,12 +125,19 @@ def test_midnight_with_attime_and_weekday_boundaries(tz: Any) -> None:
 
 
 @pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Australia/Lord_Howe"])
-@pytest.mark.parametrize(("when", "interval"), [("H", 1), ("M", 30), ("MIDNIGHT", 1), ("H", 2)])
-def test_period_grid_is_consistent_across_dst_changes(tz: Any, zone: str, when: str, interval: int) -> None:
+@pytest.mark.parametrize(
+    ("when", "interval", "at"),
+    [("H", 1, None), ("M", 30, None), ("MIDNIGHT", 1, None), ("H", 2, None), ("MIDNIGHT", 1, datetime.time(1, 30)),
+     ("MIDNIGHT", 1, datetime.time(2, 30)), ("W6", 1, datetime.time(1, 30)), ("W6", 1, datetime.time(2, 30))],
+)  # fmt: skip
+def test_period_grid_is_consistent_across_dst_changes(
+    tz: Any, zone: str, when: str, interval: int, at: datetime.time | None
+) -> None:
     """Through both DST changes of a year every instant lies in exactly one period, periods never
-    go back, and rolling over at next_boundary visits exactly the periods period_start reports."""
+    go back, and rolling over at next_boundary visits exactly the periods period_start reports;
+    also with atTime in the repeated or the skipped hour (a day, or a week, starts once)."""
     tz(zone)
-    p = TimePolicy(when, interval)
+    p = TimePolicy(when, interval, at_time=at)
     for day in range(0, 366, 1):
         t0 = local(2026, 1, 1) + day * 86400
         if time.localtime(t0).tm_gmtoff == time.localtime(t0 + 86400).tm_gmtoff:
@@ -143,6 +150,7 @@ def test_period_grid_is_consistent_across_dst_changes(tz: Any, zone: str, when: 
             assert s <= t < p.next_boundary(s)
             if t >= end:
                 assert s > current
+                assert p.step < 86400 or s - current >= 22 * 3600  # a day is never cut short
                 current, end = s, p.next_boundary(s)
             assert s == current
             t += 300

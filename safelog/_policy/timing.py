@@ -35,6 +35,7 @@ _SUFFIX = {
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # 1970-01-01, where the wall-clock grid starts, was a Thursday (weekday 3).
 _EPOCH_WEEKDAY = 3
+_DAY = 86400
 
 
 class TimePolicy:
@@ -92,17 +93,25 @@ class TimePolicy:
         w = self._floor(self._wall(t))
         if self.utc:
             return float(w)
-        cands = _local_instants(w)
-        # A wall time that occurs twice (the hour repeated when DST ends) starts two periods;
-        # ``t`` belongs to the later one that has begun.
-        before = [a for a in cands if a <= t]
-        return max(before) if before else min(cands)
+        # When the clock went back, the next grid time may have passed already (daily at 01:30,
+        # at 01:10 in the repeated hour: today's 01:30 was an hour ago); when it went forward,
+        # this one may lie ahead (02:30 in the skipped hour starts at 03:30): look at both
+        # neighbours. A boundary that lies ahead is a period of the day before.
+        g = w + self.step
+        best = -math.inf
+        while best == -math.inf or g >= w:
+            best = max([best] + [a for a in self._boundaries(g) if a <= t])
+            g -= self.step
+        return best
 
     def next_boundary(self, start: float) -> float:
         """The first boundary after ``start`` (a value returned by :meth:`period_start`)."""
         w = self._floor(self._wall(start))
         if self.utc:
             return float(w + self.step)
+        if self.step >= _DAY:
+            # Daily and longer: grid times two steps on cover any offset change in between.
+            return min(a for g in (w, w + self.step, w + 2 * self.step) for a in self._boundaries(g) if a > start)
         nxt = [a for a in _local_instants(w + self.step) if a > start]
         horizon = start + self.step + 3 * 3600
         shift = abs(time.localtime(horizon).tm_gmtoff - time.localtime(start).tm_gmtoff)
@@ -116,6 +125,13 @@ class TimePolicy:
         hi = w + self.step + shift
         after = [a for g in range(lo, hi + 1, self.step) for a in _local_instants(g) if a > start]
         return min(after) if after else start + self.step
+
+    def _boundaries(self, wall: int) -> list[float]:
+        """The instants grid time ``wall`` starts a period: each time the clock shows it for
+        periods shorter than a day (the repeated hour is a period of its own), only the first
+        for a day or longer (a day is a day: the 25-hour day rotates once)."""
+        instants = _local_instants(wall)
+        return instants if self.step < _DAY else instants[:1]
 
     def stamp(self, start: float) -> str:
         """The backup suffix of the period starting at ``start``, as the stdlib names it."""
