@@ -673,8 +673,9 @@ class RotatingFileHandler(SafeFileHandler, logging.handlers.RotatingFileHandler)
 class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in SafeFileHandler
     SafeFileHandler, logging.handlers.TimedRotatingFileHandler
 ):
-    """Drop-in for ``logging.handlers.TimedRotatingFileHandler``, with the boundaries on the clock
-    (every process agrees on them) and rotation exactly once across processes.
+    """Drop-in for ``logging.handlers.TimedRotatingFileHandler``: the boundaries of the running
+    interpreter's stdlib (``computeRollover``, the log's mtime at start-up), rotation exactly once
+    across processes (with ``flock`` every process learns the boundary from the lock file).
 
     ``interval`` reads as the period in seconds, as in the stdlib. ``suffix`` and ``extMatch``
     may be changed after construction, as the stdlib allows: backups are then named with the
@@ -707,6 +708,8 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
         timing = self._policy()
         self.when = timing.when
         self.interval = timing.step
+        if timing.when.startswith("W"):
+            self.dayOfWeek = int(timing.when[1])
 
     def _policy(self) -> TimePolicy:
         rollover = self._rollover
@@ -737,14 +740,17 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
         timing = self._policy()
         timing.set_suffix(timing.suffix, pattern)
 
-    @property  # read-only: the boundaries are on the clock
+    @property  # read-only: the strategy keeps it (for flock, shared through the lock file)
     def rolloverAt(self) -> int:  # type: ignore[override]
-        return self.computeRollover(time.time())
+        """When the current file is due, as this process knows it."""
+        rollover = self._rollover
+        assert rollover is not None
+        return math.ceil(self._live_sink().rollover_at(rollover, time.time()))
 
-    def computeRollover(self, currentTime: float) -> int:
-        """The end of the period ``currentTime`` belongs to (boundaries on the clock)."""
-        timing = self._policy()
-        return math.ceil(timing.next_boundary(timing.period_start(currentTime)))
+    def computeRollover(self, currentTime: float) -> Any:
+        """The stdlib's ``computeRollover(currentTime)`` of the running interpreter: the
+        boundary after a file started at ``currentTime``."""
+        return self._policy().compute_rollover(currentTime)
 
     def getFilesToDelete(self) -> list[str]:
         rollover = self._rollover

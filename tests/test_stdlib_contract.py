@@ -344,7 +344,9 @@ def test_per_process_has_no_stream(tmp_path: Path, make_handler: Callable[..., A
     assert os.listdir(tmp_path) == []
 
 
-def test_timed_suffix_can_be_changed_like_the_stdlib(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
+def test_timed_suffix_can_be_changed_like_the_stdlib(
+    tmp_path: Path, make_handler: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """handler.suffix = '%Y%m%d' names backups with it; retention keeps the newest backupCount by
     the time they name, even for a suffix that does not sort as text."""
     path = str(tmp_path / "app.log")
@@ -356,6 +358,8 @@ def test_timed_suffix_can_be_changed_like_the_stdlib(tmp_path: Path, make_handle
     day = 86400.0
     start = 1_798_675_200.0  # 2026-12-31 00:00 UTC: the day numbers wrap into January
     for d in range(5):
+        # The stdlib's rule goes by the clock (when= counts from the first record here).
+        monkeypatch.setattr("time.time", lambda: start + d * day + 60)
         log.handle(logging.makeLogRecord({"msg": f"day {d}", "created": start + d * day + 60, "levelno": 20}))
     backups = sorted(f for f in os.listdir(tmp_path) if f.startswith("app.log."))
     assert backups == ["app.log.02.01.2027", "app.log.03.01.2027"]

@@ -327,7 +327,7 @@ def check_compatible(path: str, existing: list[Config], new: Config) -> None:
 
 def _timing_key(config: Config) -> object:
     t = config.timing
-    return None if t is None else (t.when, t.interval, t.utc, t.at_time)
+    return None if t is None else (t.when, t.interval, t.utc, t.at_time, t.aligned)
 
 
 # Settings the handlers of one file must share: (option names shown, Config attributes compared).
@@ -349,7 +349,8 @@ def _spell(config: Config, names: tuple[str, ...], attrs: tuple[str, ...]) -> st
         if t is None:
             return "no time rotation"
         at = "" if t.at_time is None else f", atTime={t.at_time.isoformat()!r}"
-        return f"when={t.when!r}, interval={t.interval}, utc={t.utc}{at}"
+        grid = " (rotate_every)" if t.aligned else ""
+        return f"when={t.when!r}, interval={t.interval}, utc={t.utc}{at}{grid}"
     if attrs == ("perms_key",):
         return f"chmod={config.given.get('chmod')!r}, owner={config.given.get('owner')!r}"
     return ", ".join(f"{n}={getattr(config, a)!r}" for n, a in zip(names, attrs))

@@ -110,7 +110,7 @@ class Rollover:
         An empty file is never due for size, so a single record larger than the limit is
         written whole instead of producing an endless series of empty files.
         """
-        if created >= rollover_at:
+        if created >= rollover_at and self.timing is not None and self.timing.now(created) >= rollover_at:
             kind = TIME
         elif self.max_bytes and size > 0 and size + nbytes > self.max_bytes:
             kind = SIZE
@@ -121,21 +121,18 @@ class Rollover:
     # -- periods --------------------------------------------------------------------------------
 
     def first_period(self, fd: int, size: int, created: float) -> float | None:
-        """The period of a file this process did not create by rotating: an existing file
-        belongs to the period of its last write (its mtime, as the stdlib does), a new one to the
-        period of its first record."""
+        """The period of a file this process did not create by rotating, at its first record
+        (``created``): an existing file belongs to the period of its last write (its mtime, as
+        the stdlib reads it at start-up), an empty one to the period that starts now."""
         if self.timing is None:
             return None
-        t = created
-        if size > 0:
-            t = min(t, os.fstat(fd).st_mtime)
-        return self.timing.period_start(t)
+        return self.timing.first(self.timing.now(created), os.fstat(fd).st_mtime if size > 0 else None)
 
     def boundary(self, period: float | None) -> float:
         """When the file of ``period`` is due (infinity without time rotation)."""
         if self.timing is None or period is None:
             return math.inf
-        return self.timing.next_boundary(period)
+        return self.timing.end(period)
 
     # -- at configuration -----------------------------------------------------------------------
 
@@ -151,7 +148,8 @@ class Rollover:
         if self.timing is None:
             default = f"{target}.{self.backup_count}"
         else:
-            stamp = self.timing.stamp(self.timing.period_start(time.time()))
+            now = time.time()
+            stamp = self.timing.stamp(self.timing.first(now, None), now)
             default = f"{target}.{stamp}.{9999 if self.max_bytes else 1}"
         try:
             backup = self._hooks.name(default)
@@ -174,19 +172,29 @@ class Rollover:
 
         A time boundary reached by an empty file starts the new period without a backup: a
         machine that was down for a week rotates once, and only if something was written.
+        Under the stdlib's rule (``when=``, no size limit) a time rotation whose backup name
+        exists already starts the new period without renaming, as the stdlib does since 3.13:
+        the file goes on into the next period and is named after that one. (With a size limit
+        a period has numbered parts anyway, and the next number is taken.) The backup name is
+        empty then, as for an empty file.
         """
+        timing = self.timing
         new_period = period
-        if kind == TIME and self.timing is not None:
-            new_period = self.timing.period_start(created)
+        if kind == TIME and timing is not None:
+            new_period = timing.following(timing.now(created))
         if size == 0:
             return new_period, ""
         h = self._hooks
         try:
-            if self.timing is None:
+            if timing is None:
                 dest = self._shift(path)
             else:
                 assert period is not None
-                dest = self._free_name(path, period)
+                skip = kind == TIME and not timing.aligned and not self.max_bytes
+                found = self._free_name(path, period, timing.now(created), numbered=not skip)
+                if found is None:
+                    return new_period, ""
+                dest = found
             h.move(path, dest)
         except OSError:
             self._retry_at = monotonic() + RETRY_INTERVAL
@@ -229,9 +237,10 @@ class Rollover:
                     os.replace(src + ext, self._name(path, i + 1) + ext)
         return first
 
-    def _free_name(self, path: str, period: float) -> str:
-        """The backup name of the file of ``period``: ``path.<stamp>``, or the number after the
-        highest one of that period that exists (``.1``, ``.2`` ...).
+    def _free_name(self, path: str, period: float, now: float, numbered: bool = True) -> str | None:
+        """The backup name of the file of ``period`` rotated at ``now``: ``path.<stamp>``, or the
+        number after the highest one of that period that exists (``.1``, ``.2`` ...); None when
+        ``path.<stamp>`` exists and not ``numbered``.
 
         Never a lower number than an existing backup of the period, even when retention removed
         the ones below it: then name order is age order, and retention, which keeps the last
@@ -239,10 +248,14 @@ class Rollover:
         number made a new backup sort as the oldest, and retention delete it at once.)
         """
         assert self.timing is not None
-        stamp = self.timing.stamp(period)
+        stamp = self.timing.stamp(period, now)
         stem = f"{path}.{stamp}"
+        if not numbered:
+            dest = self._hooks.name(stem)
+            return None if any(os.path.lexists(dest + ext) for ext in _FORMS) else dest
         backups, _ = self.list_backups(path)
-        numbers = [n for s, n in backups if s == stamp]
+        key = self.timing.sort_key(stamp)
+        numbers = [n for s, n in backups if s == key]
         n = max(numbers) + 1 if numbers else 0
         for _ in range(_NAME_ATTEMPTS):
             dest = self._hooks.name(stem if n == 0 else f"{stem}.{n}")

@@ -180,6 +180,16 @@ class Sink:
                 boundary = rollover.boundary(rollover.first_period(self._fd, size, created))
             return bool(rollover.due(size, nbytes, created, boundary))
 
+    def rollover_at(self, rollover: Rollover, now: float) -> float:
+        """``rolloverAt``: when the open file's period ends, as this process knows it (worked
+        out from the file, as its first record would, when no record was written yet)."""
+        with self._tlock:
+            if self._period is not None:
+                return self._rollover_at
+            if self._fd < 0:
+                self._open_files()
+            return rollover.boundary(rollover.first_period(self._fd, os.fstat(self._fd).st_size, now))
+
     def rotate_now(self, rollover: Rollover, created: float) -> None:
         """``doRollover()``: rotate the file now, unless it is empty (never an empty backup)."""
         with self._tlock:

@@ -311,12 +311,15 @@ class FlockSink(Sink):
         self._open_log()
 
     # The lock file holds the rotation state of the log. Its size is the rotation counter: every
-    # rotation appends one line. With time rotation the line is the start of the period of the
-    # new current file (seconds since the epoch), so every process, including one started late
-    # or restarted, learns from the last line which period the file belongs to, and the first
-    # writer past the end of that period rotates; the others see the counter move, reopen, read
-    # the new period and find nothing due. A machine that was down for days rotates once: the
-    # new period is the one of the record that found the file due.
+    # rotation appends one line. With time rotation the line is the key of the period of the new
+    # current file (seconds since the epoch: the start of a grid period, or rolloverAt - interval
+    # under the stdlib's rule), so every process, including one started late or restarted,
+    # learns from the last line when the file is due, and the first writer past that rotates;
+    # the others see the counter move, reopen, read the new period and find nothing due. A
+    # machine that was down for days rotates once: the new period is the one of the record that
+    # found the file due. Under the stdlib's rule the boundaries depend on when the period began
+    # (the first process to record it decides), not on the clock alone: the lock file is what
+    # makes every process rotate at the same instant.
 
     def _load_period(self, rollover: Rollover) -> None:
         period = None
