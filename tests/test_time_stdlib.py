@@ -22,7 +22,7 @@ import pytest
 import safelog
 from safelog._audit import audit, log_files
 
-from test_time_rotation import PATTERN, files_by_name, run_phases
+from test_time_rotation import PATTERN, RECORDS, files_by_name, run_phases
 
 US = "EST+05EDT,M3.2.0,M11.1.0"  # DST from 2 a.m. on the second Sunday of March to the first of November
 DT = datetime.datetime
@@ -239,6 +239,69 @@ def test_a_later_process_takes_the_boundary_the_first_one_recorded(tmp_path: Any
     assert {rid.split("-")[1] for rid in files["app.log.2026-11-26_00"]} == {"0", "1", "2"}
     with open(path + ".lock", "rb") as f:
         assert f.read().splitlines() == [b"%d" % (b + 5), b"%d" % (b + 3606)]
+
+
+# -- the log's mtime at start-up ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weekly", [False, True])
+def test_a_log_left_from_the_previous_period_rotates_when_a_handler_starts(
+    tmp_path: Any, clock: list[float], make_handler: Any, strategy: str, weekly: bool
+) -> None:
+    """CPython's test_rollover_at_midnight, every strategy: three handlers write within the second
+    of atTime; the log's mtime is then set one second before it, and the next handler rotates it
+    into app.log.<the day before> (a week before for W<today>); the one after does not."""
+    now = DT(2026, 11, 26, 10, 20, 30).timestamp() + 0.5
+    when = f"W{DT.fromtimestamp(now).weekday()}" if weekly else "MIDNIGHT"
+    path = str(tmp_path / "app.log")
+    at = DT.fromtimestamp(now).time().replace(microsecond=0)
+
+    def run(i: int, rid: str) -> None:
+        clock[0] = now
+        h = make_handler(path, cls=safelog.TimedRotatingFileHandler, when=when, atTime=at, strategy=strategy)
+        emit(h, clock, rid, now)
+        h.close()
+
+    for i in range(3):
+        run(i, f"first-{i}")
+    os.utime(current(tmp_path), (now - 1.5, now - 1.5))
+    for i in range(2):
+        run(i, f"second-{i}")
+    before = DT.fromtimestamp(now) - datetime.timedelta(days=7 if weekly else 1)
+    assert stamps(tmp_path) == [f"{before:%Y-%m-%d}"]
+    backup = [n for n in os.listdir(tmp_path) if n.endswith(f"{before:%Y-%m-%d}")][0]
+    assert audit([str(tmp_path / backup)], [f"first-{i}" for i in range(3)], PATTERN).ok
+    assert audit([current(tmp_path)], [f"second-{i}" for i in range(2)], PATTERN).ok
+
+
+@pytest.mark.parametrize("lock_file", ["kept", "removed"])
+def test_processes_starting_together_on_yesterdays_log_rotate_it_once(tmp_path: Any, lock_file: str) -> None:
+    """A flock log last written yesterday (its lock file recording today's period, as a log
+    put back or touched would have; or no lock file at all): four processes start at once and
+    write. Exactly one backup, app.log.<yesterday>, holding yesterday's records; exact audit."""
+    path = str(tmp_path / "app.log")
+    today = 1_795_651_200.0 + 10 * 3600  # 2026-11-26 10:00 UTC
+    times = [today - 5, today + 60]
+
+    def before(k: int) -> None:
+        if k == 1:
+            os.utime(path, (today - 19 * 3600, today - 19 * 3600))  # 2026-11-25 15:00
+            if lock_file == "removed":
+                os.unlink(path + ".lock")
+
+    plan = {"old": [0], "w0": [1], "w1": [1], "w2": [1], "w3": [1]}
+    kwargs = {"strategy": "flock", "when": "midnight", "utc": True}
+    ids = run_phases(path, kwargs, times, plan, before=before)
+    assert audit(log_files(path), ids, PATTERN).ok
+    files = files_by_name(path)
+    assert sorted(files) == ["app.log", "app.log.2026-11-25"]
+    assert {rid.split("-")[0] for rid in files["app.log.2026-11-25"]} == {"old"}
+    assert len(files["app.log"]) == 4 * RECORDS
+    with open(path + ".lock", "rb") as f:
+        lines = f.read().splitlines()
+    # Yesterday's period recorded once (over today's, or into the new lock file), one rotation.
+    assert len(lines) == (3 if lock_file == "kept" else 2), lines
+    assert lines[-2] == b"%d" % (today - 10 * 3600 - 86400)
 
 
 # -- an existing backup name ---------------------------------------------------------------

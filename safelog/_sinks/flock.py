@@ -78,6 +78,9 @@ class FlockSink(Sink):
         self._closing = False
         # Record times before this one are inside the open file's period (see _in_known_period).
         self._fast_until = -math.inf
+        # Until this process has held the lock with time rotation once: the start-up check of
+        # the log's mtime against the period in the lock file is still to do.
+        self._starting = True
         # flock's promise does not hold on NFS/SMB/FUSE: worth one warning per network mount
         # and process, pointing at the code that built the handler.
         warn_if_network(path, "log file")
@@ -237,7 +240,7 @@ class FlockSink(Sink):
             raise
         try:
             self._catch_up(rollover)
-            if rollover is not None and self._period is None and rollover.timing is not None:
+            if rollover is not None and (self._period is None or self._starting) and rollover.timing is not None:
                 self._establish_period(rollover, created)
             yield
         finally:
@@ -340,13 +343,28 @@ class FlockSink(Sink):
         self._gen = os.lseek(self._lockfd, 0, os.SEEK_END)
 
     def _establish_period(self, rollover: Rollover, created: float) -> None:
-        """No process has recorded the file's period yet (new lock file, or a log that had only
-        size rotation so far): work it out once and record it for all."""
+        """At this process's first hold of the lock with time rotation: work out the file's
+        period if no process has recorded it yet (new lock file, or a log that had only size
+        rotation so far), and record it for all.
+
+        If one is recorded, the log's own start-up period still counts when the log was last
+        written before the recorded period began and ends earlier: such a log (put back, touched,
+        left from a run whose lock file was elsewhere) is due as the stdlib finds it at start-up,
+        from its mtime. Recording that period makes the processes starting together agree on
+        it, so exactly one of them rotates. A file written in its period never qualifies, so a
+        process (re)started in normal operation changes nothing.
+        """
         self._catch_up(rollover, force=True)
-        if self._period is None:
-            period = rollover.first_period(self._fd, os.lseek(self._fd, 0, os.SEEK_END), created)
-            self._record(period)
-            self._set_period(rollover, period)
+        self._starting = False
+        recorded = self._period
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        if recorded is not None and (not size or os.fstat(self._fd).st_mtime >= recorded):
+            return
+        period = rollover.first_period(self._fd, size, created)
+        if recorded is not None and rollover.boundary(period) >= self._rollover_at:
+            return
+        self._record(period)
+        self._set_period(rollover, period)
 
     def _force_rotate(self, rollover: Rollover, created: float) -> None:
         # doRollover(): under the exclusive lock, caught up with the others' rotations, so a
