@@ -304,7 +304,7 @@ def test_processes_starting_together_on_yesterdays_log_rotate_it_once(tmp_path: 
     assert lines[-2] == b"%d" % (today - 10 * 3600 - 86400)
 
 
-# -- an existing backup name ---------------------------------------------------------------
+# -- an existing backup name; a failed cleanup ----------------------------------------------
 
 
 @pytest.mark.parametrize("max_bytes", [0, 10_000])
@@ -335,3 +335,37 @@ def test_a_rotation_whose_backup_name_exists_is_skipped(
         assert audit([next_stem], ["a", "b"], PATTERN).ok
     assert audit([current(tmp_path)], ["c"], PATTERN).ok
     assert len(os.listdir(tmp_path)) == 3 + bool(max_bytes) + (strategy == "flock")
+
+
+def test_a_failed_cleanup_is_reported_and_the_rotation_stands(
+    tmp_path: Any, clock: list[float], make_handler: Any, strategy: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retention that cannot remove a surplus backup reports it once through handleError; the
+    rotation has happened, the record is written, and the next rotation removes the backup."""
+    b = 1_000_000_000.0
+    clock[0] = b
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, cls=safelog.TimedRotatingFileHandler, when="S", utc=True, backupCount=1, strategy=strategy)
+    errors: list[logging.LogRecord] = []
+    monkeypatch.setattr(h, "handleError", errors.append)
+    for i, rid in enumerate("ab"):
+        emit(h, clock, rid, b + 2 * i)
+    oldest = current(tmp_path) + ".2001-09-09_01-46-40"
+    assert files_by_name(path)[os.path.basename(oldest)] == {"a"}
+    rename = os.rename
+
+    def refuse(src: Any, dst: Any) -> None:
+        if os.fspath(src) == oldest:
+            raise PermissionError(13, "Permission denied", src)
+        rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", refuse)
+    emit(h, clock, "c", b + 4)
+    assert len(errors) == 1 and "cannot remove old backups" in errors[0].getMessage()
+    assert stamps(tmp_path) == ["2001-09-09_01-46-40", "2001-09-09_01-46-42"]
+    monkeypatch.setattr(os, "rename", rename)
+    emit(h, clock, "d", b + 6)
+    h.close()
+    assert len(errors) == 1
+    assert stamps(tmp_path) == ["2001-09-09_01-46-44"]
+    assert audit(log_files(path), ["c", "d"], PATTERN).ok

@@ -286,9 +286,21 @@ class Rollover:
                         doomed.add(k)
                 except OSError:
                     pass
-        for k in doomed:
-            for f in backups.pop(k):
-                _compress.trash(f)
+        try:
+            for k in sorted(doomed):
+                for f in backups.pop(k):
+                    _compress.trash(f)
+        except OSError:
+            # The rotation itself is done and stays done (the stdlib, too, has rotated when its
+            # os.remove fails); report, keep the record, and try again at the next rotation.
+            self._hooks.report(
+                logging.makeLogRecord(
+                    {"name": "safelog", "levelno": logging.ERROR, "levelname": "ERROR",
+                     "msg": "safelog: cannot remove old backups of %s; retrying at the next rotation",
+                     "args": (path,)}
+                )
+            )  # fmt: skip
+            return
         busy = set()
         for t in tmps:
             if t.endswith(DEL_SUFFIX):
