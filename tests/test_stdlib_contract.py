@@ -127,12 +127,14 @@ def _rotating(tmp_path: Path, make_handler: Callable[..., Any], cls: type = safe
 
 
 def test_should_rollover_answers_for_the_next_record(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
-    """shouldRollover(record) is True exactly when the formatted record would pass maxBytes."""
+    """shouldRollover(record) is True exactly when the formatted record would bring the file to
+    maxBytes or past it (the stdlib's >=)."""
     log, h, path = _rotating(tmp_path, make_handler, maxBytes=100)
     rec = logging.makeLogRecord({"msg": "x" * 40})
-    assert not h.shouldRollover(rec)  # an empty file is never due
+    assert not h.shouldRollover(rec)  # 0 + 41 < 100
     log.info("x" * 40)
-    assert not h.shouldRollover(rec)  # 41 + 41 <= 100
+    assert not h.shouldRollover(rec)  # 41 + 41 < 100
+    assert h.shouldRollover(logging.makeLogRecord({"msg": "x" * 58}))  # 41 + 59 == 100
     log.info("x" * 40)
     assert h.shouldRollover(rec)  # 82 + 41 > 100
     plain = make_handler(str(tmp_path / "p.log"), cls=safelog.FileHandler)
@@ -235,9 +237,9 @@ class _RotatorMethod(safelog.RotatingFileHandler):
 def test_subclass_names_shift_and_retire_like_plain_ones(tmp_path: Path, make_handler: Callable[..., Any], cls: type, names: list[str]) -> None:
     """A subclass's rotation_filename() or namer() method names every backup; shifting and the
     backupCount limit work on those names, so no backup is overwritten."""
-    log, h, path = _rotating(tmp_path, make_handler, cls=cls, maxBytes=30, backupCount=3)
+    log, h, path = _rotating(tmp_path, make_handler, cls=cls, maxBytes=40, backupCount=3)
     for i in range(12):
-        log.info("record-%02d", i)  # 10 bytes each: three records per file
+        log.info("record-%02d", i)  # 10 bytes each: three per file (a fourth would reach maxBytes)
     assert sorted(f for f in os.listdir(tmp_path) if f != "app.log" and not f.endswith(".lock")) == names
     files = [str(tmp_path / n) for n in reversed(names)] + [path]
     got = [line for f in files for line in _read(f)]
@@ -258,7 +260,7 @@ def test_a_subclass_rotator_method_moves_the_files(tmp_path: Path, make_handler:
 
 def test_namer_assigned_after_construction_is_used(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
     """The stdlib idiom handler.namer = f (after construction) names the backups."""
-    log, h, path = _rotating(tmp_path, make_handler, maxBytes=30, backupCount=2)
+    log, h, path = _rotating(tmp_path, make_handler, maxBytes=40, backupCount=2)
     h.namer = lambda name: name + ".x"
     for i in range(9):
         log.info("record-%02d", i)

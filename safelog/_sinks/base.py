@@ -178,7 +178,7 @@ class Sink:
             boundary = self._rollover_at
             if self._period is None and rollover.timing is not None:
                 boundary = rollover.boundary(rollover.first_period(self._fd, size, created))
-            return bool(rollover.due(size, nbytes, created, boundary))
+            return rollover.would_rotate(size, nbytes, created, boundary)
 
     def rotate_now(self, rollover: Rollover, created: float) -> None:
         """``doRollover()``: rotate the file now, unless it is empty (never an empty backup)."""

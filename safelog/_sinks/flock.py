@@ -33,7 +33,7 @@ __all__ = ["FlockSink", "lock_path_for"]
 _flock, _LOCK_EX, _LOCK_SH, _LOCK_UN = flock, LOCK_EX, LOCK_SH, LOCK_UN
 _lseek, _SEEK_END, _monotonic = os.lseek, os.SEEK_END, monotonic
 
-# Records up to FAST_RECORD bytes that leave the file at least FAST_MARGIN below max_bytes are
+# Records up to FAST_RECORD bytes that leave the file more than FAST_MARGIN below max_bytes are
 # written under a shared lock (see FlockSink._write_shared); everything else under the exclusive
 # lock with an exact size check. With max_bytes of 4 x FAST_MARGIN or more the exclusive path
 # counts the file full at the same point (FlockSink._due), so only the record that finds it full
@@ -141,7 +141,7 @@ class FlockSink(Sink):
             if rollover is not None:
                 if created >= self._fast_until and not self._in_known_period(rollover, created):
                     return False
-                if rollover.max_bytes and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN > rollover.max_bytes:
+                if rollover.max_bytes and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN >= rollover.max_bytes:
                     return False
             n = os.write(fd, data)
             if n == len(data):
