@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import faulthandler
 import inspect
+import io
 import logging
 import logging.config
 import logging.handlers
@@ -13,12 +14,14 @@ import re
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 import safelog
+from safelog._audit import log_files
 
 from faults_helpers import join_all
 
@@ -265,6 +268,76 @@ def test_namer_assigned_after_construction_is_used(tmp_path: Path, make_handler:
     for i in range(9):
         log.info("record-%02d", i)
     assert sorted(os.listdir(tmp_path)) == ["app.log", "app.log.1.x", "app.log.2.x", "app.log.lock"]
+
+
+def _docs_namer(name: str) -> str:
+    return name + ".gz"
+
+
+def _docs_rotator(source: str, dest: str) -> None:
+    # The logging cookbook's rotator, as CPython's RotatingFileHandlerTest.test_rotator runs it.
+    with open(source, "rb") as sf:
+        data = sf.read()
+    with open(dest, "wb") as df:
+        df.write(zlib.compress(data, 9))
+    os.remove(source)
+
+
+def _unzipped_records(path: str) -> list[str]:
+    """The messages of a backup the docs' rotator compressed (shard framing stripped)."""
+    from safelog._primitives.shard import iter_records
+
+    with open(path, "rb") as f:
+        data = zlib.decompress(f.read())
+    if ".shard" in os.path.basename(path):
+        return [r.text.decode() for r in iter_records(io.BytesIO(data)) if not isinstance(r, Exception)]
+    return data.decode().splitlines()
+
+
+def test_the_docs_namer_and_compressing_rotator_shift_their_backups(
+    tmp_path: Path, make_handler: Callable[..., Any], strategy: str
+) -> None:
+    """The stdlib docs' namer (appending .gz) and compressing rotator, backupCount=2: each
+    rotation shifts .1.gz to .2.gz and drops the oldest, as the stdlib does, instead of writing
+    over .1.gz every time."""
+    log, h, path = _rotating(tmp_path, make_handler, maxBytes=20, backupCount=2, strategy=strategy)
+    h.namer, h.rotator = _docs_namer, _docs_rotator
+    for i in range(4):
+        log.info("record-%02d", i)  # 10 bytes: the next one would bring a file to maxBytes
+    target = h._sink._target()
+    assert [_unzipped_records(f"{target}.2.gz"), _unzipped_records(f"{target}.1.gz"), _records(target)] == [
+        ["record-01"], ["record-02"], ["record-03"]
+    ]
+    assert sorted(os.path.basename(f) for f in log_files(path)) == sorted(
+        os.path.basename(f) for f in (target, f"{target}.1.gz", f"{target}.2.gz")
+    )
+
+
+def _docs_rotation_writer(path: str, w: int, go: Any) -> None:
+    h = safelog.RotatingFileHandler(path, "a", 100, 1000, namer=_docs_namer, rotator=_docs_rotator)
+    log = logging.Logger(f"w{w}", logging.INFO)
+    log.addHandler(h)
+    go.wait()
+    for i in range(150):
+        log.info("w%d-%03d", w, i)
+    h.close()
+
+
+def test_the_docs_namer_and_rotator_lose_nothing_across_processes(tmp_path: Path) -> None:
+    """Three processes rotating one flock log through the docs' namer and compressing rotator:
+    every record is in exactly one file, backups numbered .1.gz (newest) upward without a gap."""
+    path = str(tmp_path / "app.log")
+    ctx = multiprocessing.get_context("fork")
+    go = ctx.Barrier(3)
+    procs = [ctx.Process(target=_docs_rotation_writer, args=(path, w, go)) for w in range(3)]
+    for p in procs:
+        p.start()
+    join_all(procs)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    backups = sorted((f for f in log_files(path) if f != path), key=lambda f: int(f.split(".")[-2]))
+    assert backups == [f"{path}.{n}.gz" for n in range(1, len(backups) + 1)] and len(backups) > 10
+    lines = [line for f in reversed(backups) for line in _unzipped_records(f)] + _read(path)
+    assert sorted(lines) == sorted(f"w{w}-{i:03d}" for w in range(3) for i in range(150))
 
 
 def test_stdlib_attributes(tmp_path: Path, make_handler: Callable[..., Any]) -> None:

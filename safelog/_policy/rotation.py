@@ -250,7 +250,8 @@ class Rollover:
         for key in sorted(backups):  # (-i,): the highest number first
             i = -key[0]
             src = self._name(path, i)
-            for ext in (_split_ext(f)[1] for f in backups[key]):
+            # Each file is the backup's name, or that name with a compression extension.
+            for ext in (f[len(src) :] for f in backups[key]):
                 if i >= n:
                     _compress.trash(src + ext)
                 else:
@@ -366,11 +367,10 @@ class Rollover:
                 # Leftovers of a process that died half-way: a compression temp file, or a
                 # backup renamed away to be unlinked (see _compress.trash).
                 m = _TMP_RE.match(entry) or _DEL_RE.match(entry)
-                if m and key_of(os.path.join(directory, _split_ext(m.group("name"))[0])) is not None:
+                if m and _recognise(key_of, os.path.join(directory, m.group("name"))) is not None:
                     tmps.append(full)
                 continue
-            plain, _ = _split_ext(entry)
-            key = key_of(os.path.join(directory, plain))
+            key = _recognise(key_of, full)
             if key is not None:
                 backups.setdefault(key, []).append(full)
         return backups, tmps
@@ -455,6 +455,17 @@ class Rollover:
             )
             for _, full in found:
                 yield full
+
+
+def _recognise(key_of: Callable[[str], tuple[Any, ...] | None], name: str) -> tuple[Any, ...] | None:
+    """The key of a backup's file ``name``: a backup's name, or one compressed by safelog (the
+    name and a codec's extension). The name itself is tried second, for a namer whose names end
+    in such an extension (the stdlib docs' namer appending ``.gz`` for a compressing rotator)."""
+    plain, ext = _split_ext(name)
+    key = key_of(plain)
+    if key is None and ext:
+        key = key_of(name)
+    return key
 
 
 def _split_ext(name: str) -> tuple[str, str]:
