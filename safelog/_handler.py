@@ -161,7 +161,7 @@ class SafeFileHandler(logging.FileHandler):
         self.config = config
         self.strategy = config.strategy
         self.baseFilename = config.filename
-        self.mode = config.mode
+        self.mode = config.given.get("mode", config.mode)
         self.encoding = config.encoding
         self.errors = config.errors
         self.delay = config.delay
@@ -502,7 +502,7 @@ class SafeFileHandler(logging.FileHandler):
         """
         with self._sink_lock:
             if isinstance(self._sink, _ClosedSink):
-                if self.mode == "w":
+                if self.config.mode == "w":
                     raise ValueError("I/O operation on closed handler")
                 self._sink = acquire(self._real, self.config)
             return self._sink

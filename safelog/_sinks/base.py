@@ -392,6 +392,8 @@ class Sink:
     def _after_fork(self) -> None:
         """In a forked child: a lock held by another parent thread at fork time stays held
         forever in the child, and descriptors are shared with the parent (for ``flock`` that
-        means a shared lock), so start over with fresh ones."""
+        means a shared lock), so start over with fresh ones. mode='w' truncates in the process
+        that configured the handler only: a child inheriting it appends."""
         self._tlock = self._new_lock()
+        self._truncate = False
         self._close_files()

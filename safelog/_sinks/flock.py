@@ -78,6 +78,9 @@ class FlockSink(Sink):
         self._closing = False
         # Record times before this one are inside the open file's period (see _in_known_period).
         self._fast_until = -math.inf
+        # mode='w': truncated under the exclusive lock (see _truncate_log), not by O_TRUNC, which
+        # would cut a record another process is writing under its shared lock.
+        self._truncate_pending, self._truncate = self._truncate, False
         # flock's promise does not hold on NFS/SMB/FUSE: worth one warning per network mount
         # and process, pointing at the code that built the handler.
         warn_if_network(path, "log file")
@@ -262,6 +265,8 @@ class FlockSink(Sink):
         if gen != self._gen or self._fd < 0:
             self._open_log()
             self._gen = gen
+            if self._truncate_pending:
+                self._truncate_log()
             if rollover is not None and rollover.timing is not None:
                 self._load_period(rollover)
 
@@ -309,6 +314,20 @@ class FlockSink(Sink):
         if self._lockfd < 0:
             self._open_lock()
         self._open_log()
+        if self._truncate_pending:
+            _flock(self._lockfd, _LOCK_EX)
+            try:
+                self._truncate_log()
+            finally:
+                _flock(self._lockfd, _LOCK_UN)
+
+    def _truncate_log(self) -> None:
+        """mode='w', under the exclusive lock: empty the log once, when this process's handler
+        opens it. Other processes' records are whole (they write under the shared lock), their
+        ``O_APPEND`` descriptors write on at the new end, and the inode stays, so nobody
+        reopens. A forked child never truncates (``_after_fork``)."""
+        self._truncate_pending = False
+        os.ftruncate(self._fd, 0)
 
     # The lock file holds the rotation state of the log. Its size is the rotation counter: every
     # rotation appends one line. With time rotation the line is the start of the period of the
@@ -484,6 +503,7 @@ class FlockSink(Sink):
         self._busy = set()
         self._drained = threading.Condition(threading.Lock())
         self._closing = False
+        self._truncate_pending = False
         super()._after_fork()
 
     def _close_files(self) -> None:
