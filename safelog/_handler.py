@@ -692,6 +692,21 @@ class WatchedFileHandler(FileHandler, logging.handlers.WatchedFileHandler):
     def _statstream(self) -> None:
         pass
 
+    # The stdlib sets these when it opens the file; here they are read from the file open now
+    # (the strategy reopens it, not this class).
+    @property
+    def dev(self) -> int:  # type: ignore[override]
+        """The device of the file the handler writes now; -1 when it has none open."""
+        return self._identity()[0]
+
+    @property
+    def ino(self) -> int:  # type: ignore[override]
+        """The inode of the file the handler writes now; -1 when it has none open."""
+        return self._identity()[1]
+
+    def _identity(self) -> tuple[int, int]:
+        return (-1, -1) if self._closed_handler() else self._sink.identity()
+
 
 class RotatingFileHandler(SafeFileHandler, logging.handlers.RotatingFileHandler):
     """Drop-in for ``logging.handlers.RotatingFileHandler``: rotates exactly once however many

@@ -518,6 +518,27 @@ def test_watched_handler_follows_a_rename_at_the_next_record(tmp_path: Path, mak
     assert _read(path) == ["two"] and _read(tmp_path / "app.log.old") == ["one"]
 
 
+def test_watched_handler_dev_and_ino_name_the_file_it_writes(tmp_path: Path, make_handler: Callable[..., Any], strategy: str) -> None:
+    """WatchedFileHandler.dev/.ino are the device and inode of the file the handler writes now,
+    -1 while it has none open (delay, close), as the stdlib's."""
+    path = tmp_path / "app.log"
+    h = make_handler(str(path), strategy=strategy, delay=True, cls=safelog.WatchedFileHandler)
+    assert (h.dev, h.ino) == (-1, -1)
+    log = logging.Logger("dev-ino", logging.INFO)
+    log.addHandler(h)
+    log.info("one")
+    target = h._sink._target()
+    st = os.stat(target)
+    assert (h.dev, h.ino) == (st.st_dev, st.st_ino)
+    if strategy != "per-process":  # nothing renames a shard under its writer
+        os.rename(path, tmp_path / "app.log.old")
+        log.info("two")
+        st = os.stat(path)
+        assert (h.dev, h.ino) == (st.st_dev, st.st_ino) and h.ino != os.stat(tmp_path / "app.log.old").st_ino
+    h.close()
+    assert (h.dev, h.ino) == (-1, -1)
+
+
 def test_set_stream_is_refused(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
     """setStream() would bypass the strategy's locking: it raises, naming the file."""
     h = make_handler(str(tmp_path / "app.log"), cls=safelog.FileHandler)

@@ -169,6 +169,15 @@ class Sink:
         """The file this process appends to: the log, or this process's shard."""
         return self._target()
 
+    def identity(self) -> tuple[int, int]:
+        """``(st_dev, st_ino)`` of the file this process has open for writing, ``(-1, -1)`` when
+        none is (``WatchedFileHandler.dev``/``ino``)."""
+        with self._tlock:
+            if self._fd < 0:
+                return -1, -1
+            st = os.fstat(self._fd)
+            return st.st_dev, st.st_ino
+
     def rotation_due(self, rollover: Rollover, nbytes: int, created: float) -> bool:
         """``shouldRollover()``: would a record of ``nbytes`` at ``created`` rotate the file now?"""
         with self._tlock:
