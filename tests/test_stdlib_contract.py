@@ -11,6 +11,7 @@ import logging.handlers
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -537,6 +538,33 @@ def test_watched_handler_dev_and_ino_name_the_file_it_writes(tmp_path: Path, mak
         assert (h.dev, h.ino) == (st.st_dev, st.st_ino) and h.ino != os.stat(tmp_path / "app.log.old").st_ino
     h.close()
     assert (h.dev, h.ino) == (-1, -1)
+
+
+@pytest.mark.parametrize("cls", [safelog.FileHandler, safelog.WatchedFileHandler])
+def test_a_failed_open_at_emit_is_reported_as_logging_raise_exceptions_says(
+    tmp_path: Path, monkeypatch: Any, capsys: Any, strategy: str, cls: type
+) -> None:
+    """A log that cannot be opened when a record comes (its directory replaced by a file) goes
+    to handleError like a failed write: the traceback on stderr while logging.raiseExceptions
+    is true, nothing when it is false; the application never sees the error."""
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    h = cls(str(directory / "app.log"), strategy=strategy, delay=cls is safelog.FileHandler)
+    try:
+        h.emit(logging.makeLogRecord({"msg": "one"}))
+        shutil.rmtree(directory)
+        directory.write_text("")  # a file where the directory was: it cannot be created again
+        capsys.readouterr()
+        if cls is safelog.FileHandler:
+            h.close()  # its next record opens the file again; a WatchedFileHandler follows the path
+        monkeypatch.setattr(logging, "raiseExceptions", True)
+        h.emit(logging.makeLogRecord({"msg": "two"}))
+        assert "\nNotADirectoryError:" in capsys.readouterr().err
+        monkeypatch.setattr(logging, "raiseExceptions", False)
+        h.emit(logging.makeLogRecord({"msg": "three"}))
+        assert capsys.readouterr().err == ""
+    finally:
+        h.close()
 
 
 def test_set_stream_is_refused(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
