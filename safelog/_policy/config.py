@@ -31,6 +31,7 @@ __all__ = [
     "parse_config",
     "check_compatible",
     "parse_level",
+    "parse_mode",
     "parse_reopen_signal",
 ]
 
@@ -101,7 +102,8 @@ class Config:
     watch: bool
     delay_compress: bool
     reopen_signal: int | None
-    # How the user spelled chmod/owner, for messages about conflicts (perms holds them parsed).
+    # How the user spelled chmod/owner, for messages about conflicts (perms holds them parsed),
+    # and mode (the handler's ``mode`` attribute, as in the stdlib).
     given: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -201,12 +203,11 @@ def parse_config(
         )
     size = parse_size("max_bytes", _one_of("max_bytes", max_bytes, "maxBytes", maxBytes, 0))
     count = check_int("backup_count", _one_of("backup_count", backup_count, "backupCount", backupCount, 0))
-    mode = check_choice("mode", mode, ("a", "w"))
-    if mode == "w" and strategy == "flock":
-        raise ValueError(
-            "mode='w' with strategy='flock' would let every process truncate what the others "
-            "wrote; use mode='a' (or strategy='thread')"
-        )
+    given_mode = mode
+    mode = parse_mode(mode)
+    if size > 0:
+        # As RotatingFileHandler: a log rotated by size is appended to, never truncated at open.
+        mode = given_mode = "a"
     encoding = check_str("encoding", encoding) or "utf-8"
     # Lone surrogates or unencodable text must not cost the user a record: default to an
     # escaping error handler rather than 'strict'.
@@ -285,7 +286,7 @@ def parse_config(
         watch=check_bool("watch", watch),
         delay_compress=delay_compress,
         reopen_signal=parse_reopen_signal(reopen_signal),
-        given={"chmod": chmod, "owner": owner},
+        given={"chmod": chmod, "owner": owner, "mode": given_mode},
     )
     if not config.rotates and (codec is not None or max_age is not None):
         what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
@@ -380,6 +381,23 @@ def parse_reopen_signal(value: Any) -> int | None:
             f"from a signal handler of your own"
         )
     return int(signum)
+
+
+def parse_mode(value: Any) -> str:
+    """``mode``: ``"a"`` (append) or ``"w"`` (truncate the file when the handler opens it), with
+    the ``"b"``, ``"t"`` and ``"+"`` that ``open()`` and the stdlib handlers accept too (records
+    are always encoded with ``encoding``, so ``"wb"`` means ``"w"``). Reading (``"r"``) or
+    exclusive creation (``"x"``) is no mode for a log."""
+    if not isinstance(value, str):
+        raise TypeError(f"mode must be a string such as 'a' or 'w', not {value!r}")
+    chars = set(value)
+    kinds = chars & {"a", "w"}
+    if len(chars) != len(value) or len(kinds) != 1 or not chars <= {"a", "w", "b", "t", "+"} or {"b", "t"} <= chars:
+        raise ValueError(
+            f"mode={value!r}: a log handler appends ('a') or truncates the file when it opens it "
+            f"('w'), optionally with 'b', 't' or '+' as open() accepts them"
+        )
+    return kinds.pop()
 
 
 def parse_level(option: str, value: Any) -> int:

@@ -56,6 +56,9 @@ _DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) +
 # records go on to the current file and the rotation is retried this often: losing records
 # because the file cannot be renamed would be worse than a file over its size limit.
 RETRY_INTERVAL = 1.0
+# RotatingFileHandler.shouldRollover() of 3.10-3.12 answers True for an empty file whose first
+# record reaches maxBytes; 3.13 stopped rotating empty files (gh-116263).
+_ASKS_EMPTY = sys.version_info < (3, 13)
 # Names tried for a time backup beyond the one the directory listing gives (bounds the search
 # when a namer maps several default names to one existing name).
 _NAME_ATTEMPTS = 100
@@ -75,7 +78,7 @@ class Rollover:
     """Size and/or time rotation, retention and compression of one handler's log."""
 
     __slots__ = (
-        "max_bytes", "backup_count", "timing", "codec", "max_age", "perms", "delay_compress", "_hooks",
+        "max_bytes", "limit", "backup_count", "timing", "codec", "max_age", "perms", "delay_compress", "_hooks",
         "_retry_at", "_failing",
     )
 
@@ -90,9 +93,10 @@ class Rollover:
         perms: Perms | None = None,
         delay_compress: bool = False,
     ) -> None:
-        self.max_bytes = max_bytes
-        self.backup_count = backup_count
         self.timing = timing
+        # limit: the size limit as given (maxBytes); max_bytes: the one rotation acts on.
+        self.max_bytes = self.limit = self.backup_count = 0
+        self.resize(max_bytes, backup_count)
         self.codec = codec
         self.max_age = max_age
         self.perms = perms
@@ -105,18 +109,44 @@ class Rollover:
 
     def due(self, size: int, nbytes: int, created: float, rollover_at: float = math.inf) -> int:
         """``TIME`` when the record's time reached the end of the file's period, ``SIZE`` when
-        appending ``nbytes`` to a file of ``size`` bytes would pass the limit, else 0.
+        appending ``nbytes`` to a file of ``size`` bytes would bring it to the limit or past it
+        (``RotatingFileHandler``'s ``pos + len(msg) >= maxBytes``), else 0.
 
-        An empty file is never due for size, so a single record larger than the limit is
-        written whole instead of producing an endless series of empty files.
+        An empty file is never due for size (the stdlib's rule since 3.13, gh-116263, followed
+        on every version), so a single record larger than the limit is written whole instead of
+        producing an endless series of empty files.
         """
         if created >= rollover_at and self.timing is not None and self.timing.now(created) >= rollover_at:
             kind = TIME
-        elif self.max_bytes and size > 0 and size + nbytes > self.max_bytes:
+        elif self.max_bytes and size > 0 and size + nbytes >= self.max_bytes:
             kind = SIZE
         else:
             return 0
         return kind if monotonic() >= self._retry_at else 0
+
+    def would_rotate(self, size: int, nbytes: int, created: float, rollover_at: float) -> bool:
+        """``shouldRollover()``: the stdlib's pure question, whether the record's time reached
+        the end of the period or the record would bring the file to ``limit``, whatever
+        ``backup_count`` says (with 0 it is asked, and the stdlib's rotation then renames
+        nothing). An empty file counts as the running interpreter's stdlib counts it (before
+        3.13 it does); :meth:`due` never rotates one."""
+        if created >= rollover_at:
+            return True
+        return bool(self.limit and (size > 0 or _ASKS_EMPTY) and size + nbytes >= self.limit)
+
+    def resize(self, max_bytes: int, backup_count: int) -> None:
+        """New ``maxBytes``/``backupCount`` values, effective from the next record. ``max_bytes``
+        (what the strategies compare with) is 0 when size rotation cannot rename anything: a
+        size limit without backups only answers :meth:`would_rotate`, as in the stdlib."""
+        self.limit = max_bytes
+        self.backup_count = backup_count
+        self.max_bytes = max_bytes if self.renames else 0
+
+    @property
+    def renames(self) -> bool:
+        """Whether a rotation moves the log to a backup: time rotation always does (backups named
+        by period, ``backup_count=0`` keeps them all); size rotation needs ``backup_count``."""
+        return self.timing is not None or self.backup_count > 0
 
     # -- periods --------------------------------------------------------------------------------
 
@@ -228,7 +258,8 @@ class Rollover:
         for key in sorted(backups):  # (-i,): the highest number first
             i = -key[0]
             src = self._name(path, i)
-            for ext in (_split_ext(f)[1] for f in backups[key]):
+            # Each file is the backup's name, or that name with a compression extension.
+            for ext in (f[len(src) :] for f in backups[key]):
                 if i >= n:
                     _compress.trash(src + ext)
                 else:
@@ -361,11 +392,10 @@ class Rollover:
                 # Leftovers of a process that died half-way: a compression temp file, or a
                 # backup renamed away to be unlinked (see _compress.trash).
                 m = _TMP_RE.match(entry) or _DEL_RE.match(entry)
-                if m and key_of(os.path.join(directory, _split_ext(m.group("name"))[0])) is not None:
+                if m and _recognise(key_of, os.path.join(directory, m.group("name"))) is not None:
                     tmps.append(full)
                 continue
-            plain, _ = _split_ext(entry)
-            key = key_of(os.path.join(directory, plain))
+            key = _recognise(key_of, full)
             if key is not None:
                 backups.setdefault(key, []).append(full)
         return backups, tmps
@@ -450,6 +480,17 @@ class Rollover:
             )
             for _, full in found:
                 yield full
+
+
+def _recognise(key_of: Callable[[str], tuple[Any, ...] | None], name: str) -> tuple[Any, ...] | None:
+    """The key of a backup's file ``name``: a backup's name, or one compressed by safelog (the
+    name and a codec's extension). The name itself is tried second, for a namer whose names end
+    in such an extension (the stdlib docs' namer appending ``.gz`` for a compressing rotator)."""
+    plain, ext = _split_ext(name)
+    key = key_of(plain)
+    if key is None and ext:
+        key = key_of(name)
+    return key
 
 
 def _split_ext(name: str) -> tuple[str, str]:

@@ -169,6 +169,15 @@ class Sink:
         """The file this process appends to: the log, or this process's shard."""
         return self._target()
 
+    def identity(self) -> tuple[int, int]:
+        """``(st_dev, st_ino)`` of the file this process has open for writing, ``(-1, -1)`` when
+        none is (``WatchedFileHandler.dev``/``ino``)."""
+        with self._tlock:
+            if self._fd < 0:
+                return -1, -1
+            st = os.fstat(self._fd)
+            return st.st_dev, st.st_ino
+
     def rotation_due(self, rollover: Rollover, nbytes: int, created: float) -> bool:
         """``shouldRollover()``: would a record of ``nbytes`` at ``created`` rotate the file now?"""
         with self._tlock:
@@ -178,7 +187,7 @@ class Sink:
             boundary = self._rollover_at
             if self._period is None and rollover.timing is not None:
                 boundary = rollover.boundary(rollover.first_period(self._fd, size, created))
-            return bool(rollover.due(size, nbytes, created, boundary))
+            return rollover.would_rotate(size, nbytes, created, boundary)
 
     def rollover_at(self, rollover: Rollover, now: float) -> float:
         """``rolloverAt``: when the open file's period ends, as this process knows it (worked
@@ -402,6 +411,8 @@ class Sink:
     def _after_fork(self) -> None:
         """In a forked child: a lock held by another parent thread at fork time stays held
         forever in the child, and descriptors are shared with the parent (for ``flock`` that
-        means a shared lock), so start over with fresh ones."""
+        means a shared lock), so start over with fresh ones. mode='w' truncates in the process
+        that configured the handler only: a child inheriting it appends."""
         self._tlock = self._new_lock()
+        self._truncate = False
         self._close_files()

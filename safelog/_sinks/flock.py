@@ -33,7 +33,7 @@ __all__ = ["FlockSink", "lock_path_for"]
 _flock, _LOCK_EX, _LOCK_SH, _LOCK_UN = flock, LOCK_EX, LOCK_SH, LOCK_UN
 _lseek, _SEEK_END, _monotonic = os.lseek, os.SEEK_END, monotonic
 
-# Records up to FAST_RECORD bytes that leave the file at least FAST_MARGIN below max_bytes are
+# Records up to FAST_RECORD bytes that leave the file more than FAST_MARGIN below max_bytes are
 # written under a shared lock (see FlockSink._write_shared); everything else under the exclusive
 # lock with an exact size check. With max_bytes of 4 x FAST_MARGIN or more the exclusive path
 # counts the file full at the same point (FlockSink._due), so only the record that finds it full
@@ -81,6 +81,9 @@ class FlockSink(Sink):
         # Until this process has held the lock with time rotation once: the start-up check of
         # the log's mtime against the period in the lock file is still to do.
         self._starting = True
+        # mode='w': truncated under the exclusive lock (see _truncate_log), not by O_TRUNC, which
+        # would cut a record another process is writing under its shared lock.
+        self._truncate_pending, self._truncate = self._truncate, False
         # flock's promise does not hold on NFS/SMB/FUSE: worth one warning per network mount
         # and process, pointing at the code that built the handler.
         warn_if_network(path, "log file")
@@ -144,7 +147,7 @@ class FlockSink(Sink):
             if rollover is not None:
                 if created >= self._fast_until and not self._in_known_period(rollover, created):
                     return False
-                if rollover.max_bytes and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN > rollover.max_bytes:
+                if rollover.max_bytes and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN >= rollover.max_bytes:
                     return False
             n = os.write(fd, data)
             if n == len(data):
@@ -265,6 +268,8 @@ class FlockSink(Sink):
         if gen != self._gen or self._fd < 0:
             self._open_log()
             self._gen = gen
+            if self._truncate_pending:
+                self._truncate_log()
             if rollover is not None and rollover.timing is not None:
                 self._load_period(rollover)
 
@@ -312,6 +317,20 @@ class FlockSink(Sink):
         if self._lockfd < 0:
             self._open_lock()
         self._open_log()
+        if self._truncate_pending:
+            _flock(self._lockfd, _LOCK_EX)
+            try:
+                self._truncate_log()
+            finally:
+                _flock(self._lockfd, _LOCK_UN)
+
+    def _truncate_log(self) -> None:
+        """mode='w', under the exclusive lock: empty the log once, when this process's handler
+        opens it. Other processes' records are whole (they write under the shared lock), their
+        ``O_APPEND`` descriptors write on at the new end, and the inode stays, so nobody
+        reopens. A forked child never truncates (``_after_fork``)."""
+        self._truncate_pending = False
+        os.ftruncate(self._fd, 0)
 
     # The lock file holds the rotation state of the log. Its size is the rotation counter: every
     # rotation appends one line. With time rotation the line is the key of the period of the new
@@ -505,6 +524,7 @@ class FlockSink(Sink):
         self._busy = set()
         self._drained = threading.Condition(threading.Lock())
         self._closing = False
+        self._truncate_pending = False
         super()._after_fork()
 
     def _close_files(self) -> None:
