@@ -76,7 +76,8 @@ def parse_chmod(value: Any) -> int | None:
         # The writers open the file for appending after it exists; without the owner's write
         # bit every reopen (rotation, restart) would fail.
         raise ValueError(f"chmod={oct(value)} leaves the log unwritable for its owner; add 0o200")
-    return value
+    bits: int = value
+    return bits
 
 
 def parse_owner(value: Any) -> tuple[int, int]:
