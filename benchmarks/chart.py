@@ -1,6 +1,6 @@
 """Turn a benchmark's JSON result into the charts and figures the README and the docs show.
 
-    pip install 'safelog[chart]'                                   # matplotlib
+    pip install 'safelog-handlers[chart]'                                   # matplotlib
     python benchmarks/throughput.py                                # writes benchmarks/results/throughput.json
     python benchmarks/chart.py benchmarks/results/throughput.json --update README.md docs/benchmarks.md
 
@@ -289,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("chart.py needs matplotlib to draw: pip install 'safelog[chart]' (or --no-chart)", file=sys.stderr)
+            print("chart.py needs matplotlib to draw: pip install 'safelog-handlers[chart]' (or --no-chart)", file=sys.stderr)
             return 2
         out = args.out or (QUEUE_PNG if queue else THROUGHPUT_PNG)
         (render_queue if queue else render_throughput)(result, out)
