@@ -57,7 +57,8 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
             "Run the same multi-process workload through logging.handlers.RotatingFileHandler, "
             "concurrent-log-handler (when installed) and every safelog strategy, audit every "
             "file exactly (each record once, none torn) and print records lost and records/s. "
-            "Exit status: 0 when every safelog audit passed, 1 otherwise."
+            "Exit status: 0 when every safelog row passed its audit (the other rows are there to "
+            "compare with), 1 when one did not, 2 for a bad argument."
         ),
     )
     p.add_argument("--dir", help="keep the logs in this directory (default: a temporary one, removed)")
@@ -127,7 +128,8 @@ def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "compressed backups) into one file in time order, appended in place to OUT "
             "(default: LOGFILE itself). Finished shards are removed once the output is on disk; shards "
             "of running processes are left alone. Exit status: 0 ok, 1 some input was damaged "
-            "or unreadable (reported, everything good merged), 2 the merge could not run."
+            "or unreadable (reported, everything good merged), 2 the merge could not run or "
+            "LOGFILE names no per-process log (no shard of it and no earlier merge)."
         ),
     )
     p.add_argument("logfile", metavar="LOGFILE", help="the log path the handler was configured with")
