@@ -27,7 +27,7 @@ from ._policy.rotation import Rollover, RotationHooks
 from ._policy.timing import TimePolicy
 from ._primitives.paths import resolve_log_path, unwritable, unwritable_dir
 from ._primitives.fileio import open_append, open_stream
-from ._sinks.base import Sink
+from ._sinks.base import Sink, last_write
 from ._sinks.registry import STRATEGIES, acquire, release
 
 __all__ = [
@@ -213,7 +213,8 @@ class SafeFileHandler(logging.FileHandler):
         )
         perms = config.perms if config.perms.active else None
         return Rollover(
-            hooks, max_bytes, backup_count, config.timing, config.codec, config.max_age, perms, config.delay_compress
+            hooks, max_bytes, backup_count, config.timing, config.codec, config.max_age, perms, config.delay_compress,
+            started=time.time(),
         )
 
     # -- the size limits, live as in the stdlib (its emit() reads them) -------------------------
@@ -646,6 +647,11 @@ class _ClosedSink(Sink):
     def write_record(self, render: Any, record: logging.LogRecord, rollover: Rollover | None) -> None:
         self._handler._reopen().write_record(render, record, rollover)
 
+    def rollover_at(self, rollover: Rollover, now: float) -> float:
+        # Asked of a closed handler: what a new one would start with (reopening would be a side
+        # effect of reading an attribute).
+        return rollover.boundary(rollover.start_period(last_write(-1, self._handler.baseFilename), now))
+
 
 class ThreadFileHandler(SafeFileHandler):
     """``strategy="thread"``: the threads of one process share one file and one lock."""
@@ -813,7 +819,7 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
         """When the current file is due, as this process knows it."""
         rollover = self._rollover
         assert rollover is not None
-        return math.ceil(self._live_sink().rollover_at(rollover, time.time()))
+        return math.ceil(self._sink.rollover_at(rollover, time.time()))
 
     def computeRollover(self, currentTime: float) -> Any:
         """The stdlib's ``computeRollover(currentTime)`` of the running interpreter: the

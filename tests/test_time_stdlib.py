@@ -138,6 +138,7 @@ def test_records_in_the_repeated_hour_do_not_rotate_each_other(
     """when='midnight', atTime=01:30, records at 01:00-01:04 EST on 4 Nov 2012 (the hour DST
     ends, second pass): one file, no backup (the boundary worked out lies ahead, at 01:30 EST)."""
     tz(US)
+    clock[0] = DT(2012, 11, 4, 1, 0, fold=1).timestamp()
     h = make_handler(str(tmp_path / "app.log"), cls=safelog.TimedRotatingFileHandler, when="midnight", atTime="01:30", strategy=strategy)
     for m in range(5):
         t = DT(2012, 11, 4, 1, m, fold=1).timestamp()
@@ -174,6 +175,7 @@ def test_dst_weekends_rotate_once_per_boundary(
     with the stdlib's rule and with the clock grid, and every record is in exactly one file."""
     tz(US)
     saturday = DT(2012, 3, 10, 12) if change == "spring" else DT(2012, 11, 3, 12)
+    clock[0] = saturday.timestamp()
     path = str(tmp_path / "app.log")
     if rule == "when":
         h = make_handler(path, cls=safelog.TimedRotatingFileHandler, when=when, atTime=at, strategy=strategy)
@@ -369,3 +371,26 @@ def test_a_failed_cleanup_is_reported_and_the_rotation_stands(
     assert len(errors) == 1
     assert stamps(tmp_path) == ["2001-09-09_01-46-44"]
     assert audit(log_files(path), ["c", "d"], PATTERN).ok
+
+
+def test_reading_rollover_at_opens_nothing(tmp_path: Any, clock: list[float], make_handler: Any, strategy: str) -> None:
+    """rolloverAt of a handler that has not written yet (delay=True) is the stdlib's, worked out
+    when the handler was built, and reading it creates no file; after close() it is what a new
+    stdlib handler would start with, and reading it reopens nothing."""
+    clock[0] = 1_000_000_000.0
+    path = str(tmp_path / "app.log")
+    theirs = logging.handlers.TimedRotatingFileHandler(str(tmp_path / "theirs.log"), when="M", delay=True)
+    ours = make_handler(path, cls=safelog.TimedRotatingFileHandler, when="M", delay=True, strategy=strategy)
+    assert ours.rolloverAt == theirs.rolloverAt == 1_000_000_060
+    assert os.listdir(tmp_path) == []
+    emit(ours, clock, "a", 1_000_000_030.0)  # the first record, later: the boundary stays
+    assert ours.rolloverAt == 1_000_000_060
+    ours.close()
+    theirs.close()
+    files = sorted(os.listdir(tmp_path))
+    if strategy != "per-process":  # (a closed handler no longer knows its shard)
+        fresh = logging.handlers.TimedRotatingFileHandler(path, when="M", delay=True)
+        assert ours.rolloverAt == fresh.rolloverAt
+        fresh.close()
+    assert ours.rolloverAt > 0
+    assert sorted(os.listdir(tmp_path)) == files

@@ -79,7 +79,7 @@ class Rollover:
 
     __slots__ = (
         "max_bytes", "limit", "backup_count", "timing", "codec", "max_age", "perms", "delay_compress", "_hooks",
-        "_retry_at", "_failing",
+        "_retry_at", "_failing", "started",
     )
 
     def __init__(
@@ -92,8 +92,12 @@ class Rollover:
         max_age: float | None = None,
         perms: Perms | None = None,
         delay_compress: bool = False,
+        started: float | None = None,
     ) -> None:
         self.timing = timing
+        # When the handler was built: the stdlib works out its first boundary then, from the
+        # clock when the log is new or empty (delay=True included), not at the first record.
+        self.started = started
         # limit: the size limit as given (maxBytes); max_bytes: the one rotation acts on.
         self.max_bytes = self.limit = self.backup_count = 0
         self.resize(max_bytes, backup_count)
@@ -154,9 +158,18 @@ class Rollover:
         """The period of a file this process did not create by rotating, at its first record
         (``created``): an existing file belongs to the period of its last write (its mtime, as
         the stdlib reads it at start-up), an empty one to the period that starts now."""
-        if self.timing is None:
+        return self.start_period(os.fstat(fd).st_mtime if size > 0 else None, created)
+
+    def start_period(self, mtime: float | None, created: float) -> float | None:
+        """The period of a log last written at ``mtime`` (None: empty or missing), found by a
+        record at ``created``: what :meth:`first_period` works out from an open file."""
+        timing = self.timing
+        if timing is None:
             return None
-        return self.timing.first(self.timing.now(created), os.fstat(fd).st_mtime if size > 0 else None)
+        now = timing.now(created)
+        if not timing.aligned and self.started is not None:
+            now = min(now, self.started)
+        return timing.first(now, mtime)
 
     def boundary(self, period: float | None) -> float:
         """When the file of ``period`` is due (infinity without time rotation)."""

@@ -28,13 +28,23 @@ from .._primitives.paths import name_too_long
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
-__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL"]
+__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL", "last_write"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
 # stat() (~2 µs, 10% of a record); once a second costs nothing and bounds the time records go
 # to a file nobody will read.
 CHECK_INTERVAL = 1.0
+
+
+def last_write(fd: int, path: str) -> float | None:
+    """When the log was last written (from ``fd`` if open, else ``path``); None when it has no
+    records or does not exist. Nothing is opened: asking must not create the log."""
+    try:
+        st = os.fstat(fd) if fd >= 0 else os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_mtime if st.st_size else None
 
 
 class PartialWrite(Exception):
@@ -195,9 +205,7 @@ class Sink:
         with self._tlock:
             if self._period is not None:
                 return self._rollover_at
-            if self._fd < 0:
-                self._open_files()
-            return rollover.boundary(rollover.first_period(self._fd, os.fstat(self._fd).st_size, now))
+            return rollover.boundary(rollover.start_period(last_write(self._fd, self._target()), now))
 
     def rotate_now(self, rollover: Rollover, created: float) -> None:
         """``doRollover()``: rotate the file now, unless it is empty (never an empty backup)."""
