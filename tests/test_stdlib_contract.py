@@ -448,6 +448,7 @@ def test_timed_suffix_can_be_changed_like_the_stdlib(
     [
         ({"max_bytes": 1000, "backup_count": 2}, {"when": "H"}, ("max_bytes=1000", "no time rotation", "when='H'")),
         ({"when": "H"}, {"when": "D"}, ("when='H'", "when='D'")),
+        ({"when": "H"}, {"rotate_every": "1 hour"}, ("when='H'", "(rotate_every)")),  # stdlib rule vs clock
         ({"max_bytes": 1000, "backup_count": 2}, {"max_bytes": 1000, "backup_count": 2, "compress": "gzip"}, ("compress=None", "compress='gzip'")),
         ({"max_bytes": 1000, "backup_count": 2, "retention": "1 day"}, {"max_bytes": 1000, "backup_count": 2}, ("retention=86400.0", "retention=None")),
         ({"chmod": 0o600}, {"chmod": 0o644}, ("chmod=384", "chmod=420")),
