@@ -532,7 +532,14 @@ class _StreamView:
             self._close_fd()
             sink = self._handler._live_sink()
             path = sink.target()
-            self._fd = open_append(path, self._handler.config.perms.create_mode) if sink.regular else open_stream(path)
+            if sink.regular:
+                # A shard carries a lock: created (if it must be) as the sink creates it.
+                perms = self._handler.config.perms.private() if sink.own_file else self._handler.config.perms
+                self._fd = open_append(
+                    path, perms.create_mode, perms=perms if perms.active else None, own=sink.own_file
+                )
+            else:
+                self._fd = open_stream(path)
             self._ino = os.fstat(self._fd).st_ino
         return self._fd
 

@@ -37,8 +37,9 @@ Live shards
     record of a live shard is held back: it may still be being written) and never removed.
 
 Speed and memory
-    Memory is bounded by the number of chains (one read buffer of at most 256 KiB each), not
-    by their size. Large inputs of plain shards are merged on two cores: the key range is
+    Memory is bounded by the number of chains (one read buffer of at most 256 KiB each) plus
+    the longest record (held once), not by their size; time is linear in the input, however
+    long a record is. Large inputs of plain shards are merged on two cores: the key range is
     split at a record boundary in every shard, a forked worker merges the upper part into a
     side file, and the two parts are concatenated (this process copies what the worker has
     written while the worker is still merging); the bytes are the same as from one process.

@@ -1,4 +1,5 @@
-"""Opening files: the ``os.open`` flag sets every module uses, and the few ways safelog opens.
+"""Opening files: the ``os.open`` flag sets every module uses, the few ways safelog opens, and
+the one rule for every file it creates or opens beside the log.
 
 Every descriptor is ``O_CLOEXEC``: a program the application starts (``subprocess``, ``exec``)
 must not inherit log, lock or shard descriptors, or it would hold their locks and keep removed
@@ -6,6 +7,14 @@ files alive. ``O_BINARY`` (Windows only) stops the C runtime from translating li
 writes bytes. ``O_NOFOLLOW`` is used wherever the path was resolved once, at configuration, or
 names a file safelog itself created: a symlink found there later (planted in a shared
 directory) is refused, never followed.
+
+The rule (the threat model is in docs/guarantees.md): a file beside the log (the log, its lock
+file, a shard, a backup, a journal, a merge output, a temp file) is opened relative to its
+directory reached from the root without following a link (:class:`Place`), with
+``O_NOFOLLOW``; in a directory other users can write it must belong to a user who may write it
+and have one link (:func:`check_file`); a file that carries a lock is created so that no one
+else can open it (:meth:`Perms.private`). These checks run when a file is opened, never per
+record.
 """
 
 from __future__ import annotations
@@ -36,6 +45,10 @@ __all__ = [
     "create_or_open",
     "open_append",
     "open_lockfile",
+    "open_input",
+    "check_file",
+    "Place",
+    "Refused",
     "close_quietly",
     "ATTEMPTS",
     "gave_up",

@@ -144,9 +144,9 @@ def _can_open(dfd: int, name: str) -> Any:
 @as_root
 @pytest.mark.parametrize("where", sorted(PLACES))
 def test_merge_refuses_an_output_symlink_another_user_planted(tmp_path: Path, where: str) -> None:
-    """per-process never creates app.log, so another user can plant it as a link to any file,
-    with a forged shard beside it: the merge refuses the link (as a handler does), appends
-    nothing to its target and creates nothing beside the target."""
+    """A link another user planted at app.log (per-process never creates it) with a forged shard
+    beside it is refused by the merge, which appends nothing to its target and creates nothing
+    beside the target."""
     d = PLACES[where](tmp_path)
     v = victim(tmp_path)
     write_shard(d / "app.log.h.1.shard", [(T0, "root's record")])
@@ -166,8 +166,8 @@ def test_merge_refuses_an_output_symlink_another_user_planted(tmp_path: Path, wh
 @as_root
 @pytest.mark.parametrize("where", sorted(PLACES))
 def test_merge_journal_is_never_written_through_a_planted_symlink(tmp_path: Path, where: str) -> None:
-    """A link planted at app.log.merge-state is neither followed nor replaced: the merge stops
-    with an error, the link's target is never created, the shards stay."""
+    """A link planted at app.log.merge-state stops the merge: its target is never created and
+    the shards stay."""
     d = PLACES[where](tmp_path)
     write_shard(d / "app.log.h.1.shard", [(T0, "r1")])
     target = tmp_path / "nologin"
@@ -180,8 +180,8 @@ def test_merge_journal_is_never_written_through_a_planted_symlink(tmp_path: Path
 
 @as_root
 def test_merge_journal_of_another_user_is_refused(tmp_path: Path) -> None:
-    """A journal another user wrote (here asking to finish a "commit" by removing a file of
-    root's) is refused before anything it says is done."""
+    """A journal another user wrote (asking to finish a commit by removing a file of root's) is
+    refused before anything it says is done."""
     d = sticky(tmp_path)
     v = victim(tmp_path)
     write_shard(d / "app.log.h.1.shard", [(T0, "r1")])
@@ -206,8 +206,8 @@ def test_merge_journal_of_another_user_is_refused(tmp_path: Path) -> None:
 
 
 def test_merge_journal_removes_only_inputs_of_the_log(tmp_path: Path) -> None:
-    """Even a journal of a trusted user finishes removals only for shards of this log: a path
-    elsewhere is reported and left alone."""
+    """A journal's pending removals are carried out only for shards of this log, whoever wrote
+    it: a path elsewhere is reported and left alone."""
     v = victim(tmp_path)
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -262,9 +262,9 @@ def _plant_hard_link(d: Path, tmp_path: Path) -> Path:
     ids=["symlink", "another-users-file", "hard-link"],
 )
 def test_merge_skips_an_input_another_user_planted(tmp_path: Path, where: str, plant: Any) -> None:
-    """A shard name another user filled (a link to a file root may read, a file of theirs, a
-    hard link) is skipped and reported by name: its content is neither merged nor quoted in
-    the report, and it is left where it is; the real shards are merged."""
+    """A shard name another user filled (a link to a file only root may read, a file of theirs,
+    a hard link) is skipped, reported by name without its content, and left in place, while the
+    real shards are merged."""
     d = PLACES[where](tmp_path)
     write_shard(d / "app.log.h.1.shard", [(T0, "mine")])
     planted = plant(d, tmp_path)
@@ -279,8 +279,8 @@ def test_merge_skips_an_input_another_user_planted(tmp_path: Path, where: str, p
 
 
 def test_merge_refuses_an_output_hard_linked_to_an_input(tmp_path: Path) -> None:
-    """An output that is a hard link to a shard (another name, the same file) is refused, by
-    identity: appending to it would write records into a shard being merged."""
+    """An output that is a hard link to a shard (the same file under another name) is refused by
+    identity, and the shard is untouched."""
     write_shard(tmp_path / "app.log.h.1.shard", [(T0, "a"), (T0 + 1, "b")])
     before = (tmp_path / "app.log.h.1.shard").read_bytes()
     os.link(tmp_path / "app.log.h.1.shard", tmp_path / "out.log")
@@ -329,9 +329,8 @@ def umask022() -> Any:
 @as_root
 @pytest.mark.parametrize("make", [_flock_lock, _merge_lock, _merge_state, _shard], ids=lambda f: f.__name__[1:])
 def test_files_that_carry_a_lock_cannot_be_opened_by_other_users(tmp_path: Path, make: Any, umask022: Any) -> None:
-    """flock needs only a read descriptor: another user who could open the log's lock file
-    would stop every writer, the merge lock every merge, a shard's lock make it live forever.
-    Under the usual umask they are created 0600: another user cannot open them."""
+    """The lock file, the merge lock and journal and a shard are created 0600 under the usual
+    umask, so another user cannot open them (flock needs only a read descriptor)."""
     d = tmp_path / "logs"
     d.mkdir()
     name = make(d)
@@ -340,8 +339,8 @@ def test_files_that_carry_a_lock_cannot_be_opened_by_other_users(tmp_path: Path,
 
 
 def test_lock_file_gets_group_access_only_when_chmod_gives_the_group_write(tmp_path: Path, umask022: Any) -> None:
-    """chmod with group write makes the group co-writers: the lock file and shard get 0660;
-    with group read only they stay 0600."""
+    """The lock file and shard get 0660 when chmod gives the group write (co-writers), 0600
+    when it gives the group only read."""
     for chmod, want in ((0o664, 0o660), (0o640, 0o600)):
         d = tmp_path / f"m{chmod:o}"
         d.mkdir()
@@ -355,7 +354,7 @@ def test_lock_file_gets_group_access_only_when_chmod_gives_the_group_write(tmp_p
 
 
 def test_existing_lock_file_others_can_open_is_narrowed(tmp_path: Path) -> None:
-    """A lock file of ours that others could open (left by an older version: 0644) is narrowed
+    """A lock file of ours that others could open (0644, left by an older version) is narrowed
     to 0600 when a handler opens it."""
     lock = tmp_path / "app.log.lock"
     lock.write_bytes(b"")
@@ -367,8 +366,8 @@ def test_existing_lock_file_others_can_open_is_narrowed(tmp_path: Path) -> None:
 
 @as_root
 def test_lock_file_another_user_planted_is_refused(tmp_path: Path) -> None:
-    """A lock file another user created first (and may hold open) is refused at configuration
-    with the reason; the merge lock likewise stops the merge."""
+    """A lock file (or merge lock) another user created first, and may hold open, is refused
+    with the reason, at configuration or by the merge."""
     d = sticky(tmp_path)
     as_nobody(d, _write, "app.log.lock", b"", 0o666)
     with pytest.raises(ValueError, match="uid 65534.*app.log.lock"):
@@ -382,8 +381,8 @@ def test_lock_file_another_user_planted_is_refused(tmp_path: Path) -> None:
 def test_lock_file_others_can_open_that_we_cannot_narrow_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A lock file others can open that belongs to another user who may be there (here root,
-    seen from an ordinary user) cannot be narrowed by us: it is refused, saying what to do."""
+    """A lock file others can open that belongs to another trusted user (root, seen from an
+    ordinary user), and so cannot be narrowed, is refused with the fix in the message."""
     lock = tmp_path / "app.log.lock"
     lock.write_bytes(b"")
     lock.chmod(0o666)
@@ -418,14 +417,11 @@ def _replace_by_directory(dfd: int) -> None:
 def test_log_directory_replaced_by_another_user_is_not_used(
     tmp_path: Path, strategy: str, replace: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The log's directory is moved away by the user who owns its parent and replaced by their
-    symlink (or their own directory): no record and no lock file goes there (reported once);
-    once the name is free again, the directory is re-created and writing resumes."""
+    """When the user who owns the parent replaces the log's directory by their symlink or
+    their own directory, no record or lock file goes there (reported once), and writing
+    resumes in a re-created directory once the name is free."""
     monkeypatch.setattr(_base, "CHECK_INTERVAL", 0.0)
     monkeypatch.setattr(_flock, "CHECK_INTERVAL", 0.0)
-    from safelog._sinks import thread as _thread
-
-    monkeypatch.setattr(_thread, "CHECK_INTERVAL", 0.0, raising=False)
     parent = theirs(tmp_path)
     logs = parent / "logs"
     logs.mkdir()
@@ -488,7 +484,7 @@ def _run_exit_merger(path: Path, chmod: int, owner: str = "") -> None:
 @pytest.mark.parametrize("chmod", [0o600, 0o640])
 def test_merge_on_exit_gives_the_merged_log_the_handlers_chmod(tmp_path: Path, chmod: int) -> None:
     """Shards written with chmod=0o600 (or 0o640) merge at exit into a log of that mode, not
-    one the umask allows (0644): a merge never widens who can read the records."""
+    the umask's 0644."""
     _run_exit_merger(tmp_path / "app.log", chmod)
     assert (tmp_path / "app.log").read_text() == "one\ntwo\n"
     assert stat.S_IMODE((tmp_path / "app.log").stat().st_mode) == chmod
@@ -514,8 +510,8 @@ def test_merge_cli_chmod_sets_the_mode_of_a_new_merged_log(tmp_path: Path, umask
 
 
 def test_lock_dir_names_are_distinct_for_paths_that_flatten_alike(tmp_path: Path) -> None:
-    """/x/a_b/app.log and /x/a/b_app.log flatten to the same text; their lock files differ (a
-    hash of the whole path), and still read as the path."""
+    """The lock files of /x/a_b/app.log and /x/a/b_app.log (which flatten alike) differ, and
+    still read as the path."""
     locks = tmp_path / "locks"
     a = lock_path_for(str(tmp_path / "a_b" / "app.log"), str(locks))
     b = lock_path_for(str(tmp_path / "a" / "b_app.log"), str(locks))
@@ -525,8 +521,8 @@ def test_lock_dir_names_are_distinct_for_paths_that_flatten_alike(tmp_path: Path
 
 
 def test_two_logs_whose_paths_flatten_alike_rotate_on_their_own(tmp_path: Path) -> None:
-    """Two flock logs that share a lock_dir and whose paths flatten alike keep their own
-    rotation records: hourly rotation of one does not make the other take its period."""
+    """Two flock logs that share a lock_dir and whose paths flatten alike keep their own lock
+    files, so one's hourly rotation does not rotate the other."""
     (tmp_path / "a_b").mkdir()
     (tmp_path / "a").mkdir()
     locks = tmp_path / "locks"
@@ -559,9 +555,8 @@ def _longest_per_process_name(d: Path) -> int:
 
 
 def test_merge_on_exit_refuses_a_name_its_merge_cannot_create(tmp_path: Path) -> None:
-    """The longest name a per-process handler accepts leaves no room for the merge's journal
-    temp file: with merge_on_exit it is a ValueError when the handler is built (every merge at
-    exit failed), without merge_on_exit it is accepted."""
+    """The longest name a per-process handler accepts, too long for the merge's journal temp
+    file, is a ValueError with merge_on_exit when the handler is built, and accepted without."""
     name = "n" * _longest_per_process_name(tmp_path)
     with pytest.raises(ValueError, match="merge_on_exit.*over the"):
         SafeFileHandler(str(tmp_path / name), strategy="per-process", merge_on_exit=True)
@@ -578,8 +573,8 @@ def test_longest_name_merge_on_exit_accepts_is_merged(tmp_path: Path) -> None:
 
 
 def test_merge_of_a_name_it_cannot_create_files_for_fails_before_touching_anything(tmp_path: Path) -> None:
-    """safelog merge into an output whose journal temp name is over the limit stops at once
-    with the reason; the shards stay, nothing is created."""
+    """A merge into an output whose journal temp name is over the limit stops at once with the
+    reason, creating nothing."""
     name = "o" * (_name_max(tmp_path) - 20)
     write_shard(tmp_path / "app.log.h.1.shard", [(T0, "r")])
     with pytest.raises(safelog.MergeError, match="over the"):
@@ -606,9 +601,8 @@ def _peak_of_merging(d: Path, size: int, multiline: bool) -> int:
 
 @pytest.mark.parametrize("multiline", [False, True], ids=["one-line", "many-lines"])
 def test_merging_a_long_record_holds_it_once(tmp_path: Path, multiline: bool) -> None:
-    """A 16 MiB record (one line, or 160,000 continuation lines) is merged holding about one
-    copy of it (the documented bound: a read buffer per chain plus the longest record), not
-    three to six as when every chunk re-copied and re-scanned what came before."""
+    """A 16 MiB record (one line, or 160,000 continuation lines) is merged holding less than
+    one and a half copies of it (three to six when every chunk re-copied what came before)."""
     size = 16 << 20
     peak = _peak_of_merging(tmp_path, size, multiline)
     assert peak < 1.5 * size, f"peak {peak / size:.2f}x the record"
@@ -616,8 +610,8 @@ def test_merging_a_long_record_holds_it_once(tmp_path: Path, multiline: bool) ->
 
 @pytest.mark.timing
 def test_merging_a_record_four_times_longer_takes_about_four_times_as_long(tmp_path: Path) -> None:
-    """CPU time of merging one long multi-line record grows linearly with its length (it grew
-    with its square: 4x longer took 18x as long)."""
+    """The CPU time of merging one long multi-line record grows about linearly with its length
+    (a record 4x longer took 18x as long)."""
     import time
 
     def cpu(size: int, d: Path) -> float:
@@ -741,6 +735,7 @@ RULE = [
     ("shard", "SHARD", _own_shard, 1, 1),
     ("backup (renamed over)", "app.log.1", _size_backup, b"rec 1\n", None),
     ("compressed backup (replaced)", "app.log.1.gz", _compressed_backup, 0, 0),
+    # Planted as app.log.1, shifted to app.log.2 by the rotation, then queued for compression.
     ("backup to compress", "app.log.1", _backup_to_compress, None, None),
     ("compression temp file", _TEMP, _compression_temp, 0, 0),
     ("removed backup", _TRASH, _compression_temp, 0, 0),
@@ -757,16 +752,13 @@ RULE = [
 def test_every_file_beside_the_log_is_opened_under_the_rule(
     tmp_path: Path, kind: str, name: str, scenario: Any, with_link: Any, with_file: Any, planted: str
 ) -> None:
-    """Each name safelog creates or opens beside the log, planted first by another user (a link
-    to a file of root's, or a file of theirs): the link is never followed and the file never
-    written or read as ours; safelog refuses, skips, or replaces the name, as listed."""
+    """Each name safelog creates or opens beside the log, planted first by another user as a
+    link to a file of root's or as a file of theirs, is refused, skipped or replaced as listed,
+    never followed, written or read as safelog's."""
     d = sticky(tmp_path)
     v = victim(tmp_path)
     if name == "SHARD":
         name = os.path.basename(shard_path(str(d / "app.log")))
-    if kind == "backup to compress":
-        # Planted as app.log.1, shifted to app.log.2 by the rotation, then queued to compress.
-        pass
     if planted == "symlink":
         as_nobody(d, _symlink, str(v), name)
     else:
@@ -787,9 +779,8 @@ def test_every_file_beside_the_log_is_opened_under_the_rule(
 def test_every_file_safelog_creates_belongs_to_it_and_the_locked_ones_to_it_alone(
     tmp_path: Path, strategy: str, umask022: Any
 ) -> None:
-    """After rotation, compression and a merge, every file in the directory belongs to the
-    process's user; the lock file, the shards and the merge's own files (lock, journal) give
-    no one else any access; the logs and backups have the handler's mode."""
+    """After rotation, compression and a merge every file belongs to the process's user, the
+    files that carry a lock (and shard backups) are 0600 and the others have the umask's mode."""
     path = tmp_path / "app.log"
     h = SafeFileHandler(str(path), strategy=strategy, max_bytes=200, backup_count=3, compress="gzip")
     log = make_logger(h)
