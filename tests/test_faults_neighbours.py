@@ -178,6 +178,14 @@ def test_merge_journal_is_never_written_through_a_planted_symlink(tmp_path: Path
     assert (d / "app.log.h.1.shard").exists() and not (d / "app.log").exists()
 
 
+def _journal_removing(path: Path) -> bytes:
+    """A merge journal whose pending commit removes ``path`` (a merge that re-runs finishes it)."""
+    st = path.stat()
+    pending = {"stage": "commit", "output": [st.st_dev, st.st_ino], "size": 0, "end": 0, "offsets": {}}
+    pending["actions"] = [["rm", str(path), st.st_size, ""]]
+    return json.dumps({"version": 1, "output": None, "offsets": {}, "pending": pending}).encode()
+
+
 @as_root
 def test_merge_journal_of_another_user_is_refused(tmp_path: Path) -> None:
     """A journal another user wrote (asking to finish a commit by removing a file of root's) is
@@ -185,21 +193,7 @@ def test_merge_journal_of_another_user_is_refused(tmp_path: Path) -> None:
     d = sticky(tmp_path)
     v = victim(tmp_path)
     write_shard(d / "app.log.h.1.shard", [(T0, "r1")])
-    st = v.stat()
-    forged = {
-        "version": 1,
-        "output": None,
-        "offsets": {},
-        "pending": {
-            "stage": "commit",
-            "output": [st.st_dev, st.st_ino],
-            "size": 0,
-            "end": 0,
-            "offsets": {},
-            "actions": [["rm", str(v), st.st_size, ""]],
-        },
-    }
-    as_nobody(d, _write, "app.log.merge-state", json.dumps(forged).encode())
+    as_nobody(d, _write, "app.log.merge-state", _journal_removing(v))
     with pytest.raises(safelog.MergeError, match="merge state.*uid 65534"):
         safelog.merge(d / "app.log")
     assert v.read_bytes() == b"precious\n"
@@ -211,21 +205,7 @@ def test_merge_journal_removes_only_inputs_of_the_log(tmp_path: Path) -> None:
     v = victim(tmp_path)
     logs = tmp_path / "logs"
     logs.mkdir()
-    st = v.stat()
-    state = {
-        "version": 1,
-        "output": None,
-        "offsets": {},
-        "pending": {
-            "stage": "commit",
-            "output": [st.st_dev, st.st_ino],
-            "size": 0,
-            "end": 0,
-            "offsets": {},
-            "actions": [["rm", str(v), st.st_size, ""]],
-        },
-    }
-    (logs / "app.log.merge-state").write_text(json.dumps(state))
+    (logs / "app.log.merge-state").write_bytes(_journal_removing(v))
     report = safelog.merge(logs / "app.log")
     assert v.read_bytes() == b"precious\n"
     assert any("not an input of this log" in p.message for p in report.problems)
@@ -656,23 +636,24 @@ def _own_shard(d: Path) -> Any:
     return h.errors_reported
 
 
-def _size_backup(d: Path) -> Any:
-    h = CountingHandler(str(d / "app.log"), strategy="flock", max_bytes=10, backup_count=2)
-    log = make_logger(h)
-    log.info("rec 1")
-    log.info("rec 2")
-    h.close()
-    assert h.errors_reported == 0
-    return (d / "app.log.1").read_bytes()
-
-
-def _compressed_backup(d: Path) -> Any:
-    h = CountingHandler(str(d / "app.log"), strategy="flock", max_bytes=10, backup_count=3, compress="gzip")
+def _rotate_twice(d: Path, **options: Any) -> CountingHandler:
+    """Two records through a flock handler that rotates after each; compression finished."""
+    h = CountingHandler(str(d / "app.log"), strategy="flock", max_bytes=10, **options)
     log = make_logger(h)
     log.info("rec 1")
     log.info("rec 2")
     h.close()
     assert _compress.wait(30)
+    return h
+
+
+def _size_backup(d: Path) -> Any:
+    assert _rotate_twice(d, backup_count=2).errors_reported == 0
+    return (d / "app.log.1").read_bytes()
+
+
+def _compressed_backup(d: Path) -> Any:
+    _rotate_twice(d, backup_count=3, compress="gzip")
     return (d / "app.log.1.gz").stat().st_uid
 
 
@@ -681,12 +662,7 @@ def _backup_to_compress(d: Path) -> Any:
     real = _compress.report_error
     _compress.report_error = lambda src, exc: errors.append(f"{src}: {exc}")  # type: ignore[assignment]
     try:
-        h = CountingHandler(str(d / "app.log"), strategy="flock", max_bytes=10, backup_count=3, compress="gzip")
-        log = make_logger(h)
-        log.info("rec 1")
-        log.info("rec 2")
-        h.close()
-        assert _compress.wait(30)
+        _rotate_twice(d, backup_count=3, compress="gzip")
     finally:
         _compress.report_error = real  # type: ignore[assignment]
     assert not (d / "app.log.2.gz").exists()

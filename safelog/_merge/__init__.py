@@ -181,6 +181,7 @@ def merge(
     try:
         lock_fd = open_lockfile(lock_path, perms, place=out_place)
     except OSError as exc:
+        out_place.close()
         raise MergeError(f"cannot create {lock_path}: {exc.strerror or exc}") from None
     chains: list[list[File]] = []
     try:
@@ -208,6 +209,8 @@ def merge(
                     os.close(f.fd)
                     f.fd = -1
         os.close(lock_fd)
+        place.close()
+        out_place.close()
     return report
 
 

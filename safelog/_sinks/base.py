@@ -360,6 +360,7 @@ class Sink:
     def _close_files(self) -> None:
         close_quietly(self._fd)
         self._fd = -1
+        self._place.close()
 
     def _forget_files(self) -> None:
         """After a failed write: make the retry reopen the files."""

@@ -403,7 +403,9 @@ class FlockSink(Sink):
         file description, so this excludes this process's writers too, without their thread
         lock (the compressor must never hold that)."""
         for _ in range(ATTEMPTS):
-            fd = open_lockfile(self.lock_path, self.options.perms, place=self._lock_place)
+            # A Place of its own: this runs in the compressor's thread, and a sink's Place is
+            # used under the sink's thread lock only.
+            fd = open_lockfile(self.lock_path, self.options.perms)
             try:
                 flock(fd, LOCK_EX)
                 same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
@@ -506,6 +508,7 @@ class FlockSink(Sink):
 
     def _close_files(self) -> None:
         super()._close_files()
+        self._lock_place.close()
         close_quietly(self._lockfd)
         self._lockfd = -1
         self._gen = -1
