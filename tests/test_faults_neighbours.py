@@ -211,6 +211,20 @@ def test_merge_journal_removes_only_inputs_of_the_log(tmp_path: Path) -> None:
     assert any("not an input of this log" in p.message for p in report.problems)
 
 
+@as_root
+def test_atomic_write_refuses_another_users_symlink(tmp_path: Path) -> None:
+    """safelog.atomic_write on a name that is another user's symlink (in a directory others can
+    write) refuses it instead of replacing the file it points to."""
+    d = sticky(tmp_path)
+    v = victim(tmp_path)
+    as_nobody(d, _symlink, str(v), "state.json")
+    with pytest.raises(ValueError, match="refusing to follow symlink"):
+        with safelog.atomic_write(d / "state.json") as f:
+            f.write("{}")
+    assert v.read_bytes() == b"precious\n"
+    assert sorted(p.name for p in d.iterdir()) == ["state.json"]
+
+
 def _secret(tmp_path: Path) -> Path:
     """A file of root's only root may read, shaped like a shard (so a merge would take it)."""
     s = tmp_path / "secret"

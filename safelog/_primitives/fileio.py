@@ -374,6 +374,17 @@ class Place:
         self._fd = -1
 
     def _walk(self, create: bool) -> int:
+        try:
+            return self._walk_from_root(create)
+        except PermissionError:
+            if _O_PATH != os.O_RDONLY:
+                raise
+            # No O_PATH (macOS, the BSDs): walking needs read permission on every directory,
+            # and a search-only one (0711) stops it. Open the directory by path then: only
+            # its last component is protected there.
+            return os.open(self.directory, DIRECTORY | O_NOFOLLOW)
+
+    def _walk_from_root(self, create: bool) -> int:
         parts = [p for p in self.directory.split(os.sep) if p]
         fd = os.open(os.sep, _WALK_DIR)
         chain = [_ident(fd)]
