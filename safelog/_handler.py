@@ -21,7 +21,7 @@ from ._delivery.queue import Writer, attach, detach
 from ._delivery.reopen import unwatch, watch
 from ._delivery.render import Renderer
 from ._exitmerge import merge_at_exit
-from ._policy.config import UNSET, Config, parse_config
+from ._policy.config import UNSET, Config, check_size_rotates, parse_config
 from ._policy.options import check_int, parse_size
 from ._policy.rotation import Rollover, RotationHooks
 from ._policy.timing import TimePolicy
@@ -255,6 +255,8 @@ class SafeFileHandler(logging.FileHandler):
         self._resize(self._max_bytes, check_int("backupCount", value))
 
     def _resize(self, max_bytes: int, backup_count: int) -> None:
+        stdlib_rotating = isinstance(self, logging.handlers.RotatingFileHandler)
+        check_size_rotates(max_bytes, backup_count, self.config.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
         rollover = self._rollover
         if rollover is None and (max_bytes or backup_count):
             rollover = self._new_rollover(max_bytes, backup_count)

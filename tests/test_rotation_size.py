@@ -368,3 +368,18 @@ def test_max_bytes_and_backup_count_assigned_after_construction_apply_from_the_n
     with pytest.raises(TypeError, match="backupCount"):
         handler.backupCount = "two"
     assert (handler.maxBytes, handler.backupCount) == (250, 0)
+
+
+def test_assigning_a_size_limit_without_backups_is_refused_as_at_configuration(
+    log_path: str, make_handler: Callable[..., Any]
+) -> None:
+    """A SafeFileHandler refuses max_bytes without backup_count at configuration (it would never
+    rotate); assigning the attributes later into that state is refused the same way, and
+    changes nothing."""
+    handler = make_handler(log_path, max_bytes=1000, backup_count=2)
+    with pytest.raises(ValueError, match="would never rotate"):
+        handler.backupCount = 0
+    plain = make_handler(log_path + "-plain")
+    with pytest.raises(ValueError, match="maxBytes=1000 .*would never rotate"):
+        plain.maxBytes = 1000
+    assert (handler.maxBytes, handler.backupCount, plain.maxBytes, plain.backupCount) == (1000, 2, 0, 0)

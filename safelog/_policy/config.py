@@ -30,6 +30,7 @@ __all__ = [
     "OPTION_NAMES",
     "parse_config",
     "check_compatible",
+    "check_size_rotates",
     "parse_level",
     "parse_mode",
     "parse_reopen_signal",
@@ -295,15 +296,8 @@ def parse_config(
         reopen_signal=parse_reopen_signal(reopen_signal),
         given={"chmod": chmod, "owner": owner, "mode": given_mode},
     )
-    if size and not count and timing is None and not stdlib_rotating:
-        # RotatingFileHandler(maxBytes=N) without backupCount never rotates, silently: the
-        # stdlib's rule, kept by the drop-in, and a well-known trap. The other classes say so.
-        spelled = f"max_bytes={max_bytes!r}" if max_bytes is not UNSET else f"maxBytes={maxBytes!r}"
-        raise ValueError(
-            f"{spelled} with backup_count=0 (the default) would never rotate: no backups to keep "
-            f"means no rotation, the rule of logging.handlers.RotatingFileHandler; give "
-            f"backup_count, the number of backups to keep, e.g. backup_count=5"
-        )
+    spelled = f"max_bytes={max_bytes!r}" if max_bytes is not UNSET else f"maxBytes={maxBytes!r}"
+    check_size_rotates(size, count, timing, stdlib_rotating, spelled)
     if not config.rotates and (codec is not None or max_age is not None):
         what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
         raise ValueError(
@@ -397,6 +391,18 @@ def parse_reopen_signal(value: Any) -> int | None:
             f"from a signal handler of your own"
         )
     return int(signum)
+
+
+def check_size_rotates(size: int, count: int, timing: TimePolicy | None, stdlib_rotating: bool, spelled: str) -> None:
+    """RotatingFileHandler(maxBytes=N) without backupCount never rotates, silently: the stdlib's
+    rule, kept by the drop-in (``stdlib_rotating``), and a well-known trap. The other classes
+    say so, at configuration and when ``maxBytes``/``backupCount`` are assigned later."""
+    if size and not count and timing is None and not stdlib_rotating:
+        raise ValueError(
+            f"{spelled} with backup_count=0 (the default) would never rotate: no backups to keep "
+            f"means no rotation, the rule of logging.handlers.RotatingFileHandler; give "
+            f"backup_count, the number of backups to keep, e.g. backup_count=5"
+        )
 
 
 def parse_mode(value: Any) -> str:

@@ -40,6 +40,8 @@ OTHER_CLASSES = ("FileHandlerTest", "HandlerTest", "BasicConfigTest", "ConfigFil
 # A test that runs longer than this is taken for hung: the child dumps every thread's stack and
 # exits, and the run fails naming the test.
 TEST_TIMEOUT = 300.0
+# And a whole run (a hang outside a test, in a class or module fixture), after which it is killed.
+RUN_TIMEOUT = 1800.0
 # Outcomes that count as passing. A skip does not: a test safelog makes skip was not passed.
 PASSED = ("ok", "expected-failure")
 
@@ -274,7 +276,11 @@ def main(argv: list[str] | None = None) -> int:
         broken = []
         runs = {}
         for which, (proc, log) in procs.items():
-            rc = proc.wait()
+            try:
+                rc = proc.wait(max(RUN_TIMEOUT - (time.monotonic() - started), 1.0))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
             log.close()
             outcomes, hung, done = _read(os.path.join(tmp, which + ".jsonl"))
             runs[which] = outcomes
