@@ -59,3 +59,18 @@ def test_the_swap_puts_the_drop_ins_where_logging_and_its_config_look() -> None:
         """
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_deliberate_difference_is_explained_in_the_docs() -> None:
+    """Each test tests/stdlib/deliberate.py lets safelog fail is named, with its reason, in the
+    docs' deliberate differences, and the swap's own artifact is named there too."""
+    spec = importlib.util.spec_from_file_location("stdlib_deliberate", RUN.parent / "deliberate.py")
+    assert spec is not None and spec.loader is not None
+    deliberate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(deliberate)
+    docs = (RUN.parents[2] / "docs" / "options.md").read_text(encoding="utf-8")
+    section = docs[docs.index("### Deliberate differences") :]
+    section = section[: section.index("\n### ", 1)]
+    for test in [*deliberate.DELIBERATE, *deliberate.SWAP]:
+        assert f"`{test}`" in section, test
+    assert all(reason.strip() for reason in {**deliberate.DELIBERATE, **deliberate.SWAP}.values())
