@@ -49,7 +49,8 @@ def test_chmod_applies_to_created_rotated_lock_and_compressed_files(
     tmp_path: Any, make_handler: Any, umask: Any, strategy: str, chmod: Any
 ) -> None:
     """With a strict umask (077) chmod=0640 still gives exactly 0640 to the log, the file
-    created after rotation, the lock file and the compressed backup."""
+    created after rotation and the compressed backup; the files that carry a lock (the lock
+    file, a shard) get 0600, since chmod gives the group no write."""
     umask(0o077)
     path = str(tmp_path / "app.log")
     h = make_handler(path, strategy=strategy, when="H", utc=True, chmod=chmod, compress="gzip")
@@ -58,20 +59,25 @@ def test_chmod_applies_to_created_rotated_lock_and_compressed_files(
     assert _compress.wait(30)
     got = modes(tmp_path)
     assert len(got) == (3 if strategy == "flock" else 2)
+    locked = [n for n in got if n.endswith((".lock", ".shard"))]
+    assert len(locked) == (1 if strategy != "thread" else 0)
+    assert {got.pop(n) for n in locked} <= {0o600}
     assert set(got.values()) == {0o640}, {n: oct(m) for n, m in got.items()}
 
 
 @pytest.mark.parametrize("strategy", ["thread", "flock"])
 def test_default_modes_follow_the_umask(tmp_path: Any, make_handler: Any, umask: Any, strategy: str) -> None:
     """Without chmod, files get 0666 minus the umask like logging.FileHandler; the compressed
-    backup keeps the log's bits."""
+    backup keeps the log's bits; the lock file is 0600 whatever the umask."""
     umask(0o027)
     path = str(tmp_path / "app.log")
     h = make_handler(path, strategy=strategy, when="H", utc=True, compress="gzip")
     emit(h, "a", BASE)
     emit(h, "b", BASE + 3600)
     assert _compress.wait(30)
-    assert set(modes(tmp_path).values()) == {0o640}
+    got = modes(tmp_path)
+    assert got.pop("app.log.lock", 0o600) == 0o600
+    assert set(got.values()) == {0o640}
 
 
 def test_chmod_does_not_change_an_existing_log(tmp_path: Any, make_handler: Any) -> None:
@@ -81,7 +87,7 @@ def test_chmod_does_not_change_an_existing_log(tmp_path: Any, make_handler: Any)
     os.chmod(path, 0o600)
     h = make_handler(str(path), strategy="flock", chmod=0o644)
     emit(h, "a", BASE)
-    assert modes(tmp_path) == {"app.log": 0o600, "app.log.lock": 0o644}
+    assert modes(tmp_path) == {"app.log": 0o600, "app.log.lock": 0o600}
 
 
 def test_owner_sets_user_and_group_of_created_files(tmp_path: Any, make_handler: Any) -> None:
@@ -113,6 +119,49 @@ def test_bad_permission_options_fail_at_construction(tmp_path: Any, kwargs: dict
     """Bad chmod/owner values raise at configuration time, naming the option and the value."""
     with pytest.raises(exc, match=named):
         safelog.SafeFileHandler(str(tmp_path / "app.log"), **kwargs)
+
+
+@pytest.mark.parametrize("digits", ["640", "600", "644", "660", "664", "755"])
+def test_a_decimal_chmod_is_refused_with_the_octal_spelling(tmp_path: Any, digits: str) -> None:
+    """"chmod": 640 (JSON and YAML have no octal ints) is mode 0o1200, not 0o640: refused with the
+    spellings that mean 0o640, and no file is created."""
+    value = int(digits)
+    with pytest.raises(ValueError) as exc:
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), chmod=value)
+    assert str(exc.value) == (
+        f"chmod={value} is the decimal number {value}, mode {oct(value)}, not 0o{digits}: write the "
+        f"mode as the string '0{digits}' (JSON, YAML, INI) or as 0o{digits} in Python"
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_int_chmod_with_bits_beyond_0o777_is_refused(tmp_path: Any) -> None:
+    """An int with set-id or sticky bits (900 is 0o1604) is not a log file's mode: refused with the octal spellings."""
+    with pytest.raises(ValueError, match=r"chmod=900 is mode 0o1604, with bits beyond 0o777 .* the string '0640'"):
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), chmod=900)
+
+
+def test_python_octal_chmod_values_are_still_taken(tmp_path: Any, make_handler: Any) -> None:
+    """0o644 is the int 420 and 0o640 the int 416: the octal ints Python code writes keep working."""
+    h = make_handler(str(tmp_path / "a.log"), strategy="thread", chmod=0o644)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.log").st_mode) == 0o644
+    h = make_handler(str(tmp_path / "b.log"), strategy="thread", chmod=416)
+    assert h.config.perms.chmod == 0o640
+
+
+@pytest.mark.parametrize(
+    ("owner", "message"),
+    [
+        ("no-such-user-here", "owner='no-such-user-here': no user named 'no-such-user-here' on this system"),
+        ("root:no-such-group", "owner='root:no-such-group': no group named 'no-such-group' on this system"),
+        (":no-such-group", "owner=':no-such-group': no group named 'no-such-group' on this system"),
+    ],
+)
+def test_an_unknown_owner_is_named_plainly(tmp_path: Any, owner: str, message: str) -> None:
+    """An unknown user or group is named as such, with what to give instead (not getpwnam()'s text)."""
+    with pytest.raises(ValueError) as exc:
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), owner=owner)
+    assert str(exc.value) == message + "; give an existing name or a numeric id ('user', 'user:group', ':group')"
 
 
 def test_symlink_planted_at_the_lock_path_is_not_followed(tmp_path: Any) -> None:

@@ -22,19 +22,30 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Seque
 from .._policy import compress as _compress
 from .._policy.config import FileOptions
 from .._policy.rotation import SIZE
-from .._primitives.fileio import close_quietly, open_append
+from .._primitives.fileio import Place, close_quietly, open_append
 from .._primitives.paths import name_too_long
+from .._primitives.perms import Perms
 
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
-__all__ = ["Sink", "PartialWrite", "SinkRetired", "CHECK_INTERVAL"]
+__all__ = ["Sink", "PartialWrite", "SinkRetired", "CHECK_INTERVAL", "last_write"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
 # stat() (~2 µs, 10% of a record); once a second costs nothing and bounds the time records go
 # to a file nobody will read.
 CHECK_INTERVAL = 1.0
+
+
+def last_write(fd: int, path: str) -> float | None:
+    """When the log was last written (from ``fd`` if open, else ``path``); None when it has no
+    records or does not exist. Nothing is opened: asking must not create the log."""
+    try:
+        st = os.fstat(fd) if fd >= 0 else os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_mtime if st.st_size else None
 
 
 class SinkRetired(Exception):
@@ -67,6 +78,9 @@ class Sink:
     lazy: ClassVar[bool] = False
     target_kind: ClassVar[str] = "log file"  # what _target() is, in messages
     _retired = False  # set by retire(): never opened again
+    # The file is one only safelog creates (a shard): the full rule of fileio.check_file, and
+    # created so that no other user can open it (it carries a lock).
+    own_file: ClassVar[bool] = False
     _reopen_requests = 0  # counted by request_reopen()
 
     def __init__(self, path: str, options: FileOptions) -> None:
@@ -90,6 +104,9 @@ class Sink:
         self._period: float | None = None
         self._rollover_at = math.inf
         self._rotated = False
+        # The log's directory, reached without following links; it remembers the directories
+        # of the path it saw first (see Place).
+        self._place = Place(os.path.dirname(path))
 
     # -- called by the handler ------------------------------------------------------------
 
@@ -190,6 +207,15 @@ class Sink:
         """The file this process appends to: the log, or this process's shard."""
         return self._target()
 
+    def identity(self) -> tuple[int, int]:
+        """``(st_dev, st_ino)`` of the file this process has open for writing, ``(-1, -1)`` when
+        none is (``WatchedFileHandler.dev``/``ino``)."""
+        with self._tlock:
+            if self._fd < 0:
+                return -1, -1
+            st = os.fstat(self._fd)
+            return st.st_dev, st.st_ino
+
     def rotation_due(self, rollover: Rollover, nbytes: int, created: float) -> bool:
         """``shouldRollover()``: would a record of ``nbytes`` at ``created`` rotate the file now?"""
         with self._tlock:
@@ -199,7 +225,15 @@ class Sink:
             boundary = self._rollover_at
             if self._period is None and rollover.timing is not None:
                 boundary = rollover.boundary(rollover.first_period(self._fd, size, created))
-            return bool(rollover.due(size, nbytes, created, boundary))
+            return rollover.would_rotate(size, nbytes, created, boundary)
+
+    def rollover_at(self, rollover: Rollover, now: float) -> float:
+        """``rolloverAt``: when the open file's period ends, as this process knows it (worked
+        out from the file, as its first record would, when no record was written yet)."""
+        with self._tlock:
+            if self._period is not None:
+                return self._rollover_at
+            return rollover.boundary(rollover.start_period(last_write(self._fd, self._target()), now))
 
     def rotate_now(self, rollover: Rollover, created: float) -> None:
         """``doRollover()``: rotate the file now, unless it is empty (never an empty backup)."""
@@ -328,6 +362,13 @@ class Sink:
     def _rotate_own(self, rollover: Rollover, kind: int, size: int, created: float) -> None:
         """Rotate a file this process alone writes (``thread``, ``per-process``), under its
         thread lock: nobody else can be appending, so no re-check is needed."""
+        if self._path_moved():
+            # The path names another file now, or none (the file or its directory deleted,
+            # renamed or replaced since the last check): renaming by path would move whatever
+            # is there now. Follow the path instead (the reopen goes through the rules of
+            # fileio) and write to what it names.
+            self._open_log()
+            return
         target = self._target()
         done = rollover.rollover(target, kind, size, self._period, created)
         if done is None:
@@ -360,8 +401,16 @@ class Sink:
             raise SinkRetired(self.path)
         # Before the open, so that a reopen requested after it (request_reopen) is not undone.
         self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL
+        perms = self.options.perms
+        if self.own_file:
+            perms = (perms or Perms()).private()
         fd = open_append(
-            self._target(), self.options.file_mode, truncate=self._truncate, perms=self.options.perms
+            self._target(),
+            self.options.file_mode,
+            truncate=self._truncate,
+            perms=perms,
+            place=self._place,
+            own=self.own_file,
         )
         self._truncate = False
         self._fd = fd
@@ -370,6 +419,7 @@ class Sink:
     def _close_files(self) -> None:
         close_quietly(self._fd)
         self._fd = -1
+        self._place.close()
 
     def _forget_files(self) -> None:
         """After a failed write: make the retry reopen the files."""
@@ -424,6 +474,8 @@ class Sink:
     def _after_fork(self) -> None:
         """In a forked child: a lock held by another parent thread at fork time stays held
         forever in the child, and descriptors are shared with the parent (for ``flock`` that
-        means a shared lock), so start over with fresh ones."""
+        means a shared lock), so start over with fresh ones. mode='w' truncates in the process
+        that configured the handler only: a child inheriting it appends."""
         self._tlock = self._new_lock()
+        self._truncate = False
         self._close_files()

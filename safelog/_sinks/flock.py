@@ -11,6 +11,7 @@ reopens the path before writing, so after a rotation nobody appends to the renam
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -19,8 +20,9 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
 from .._policy.rotation import SIZE
-from .._primitives.fileio import ATTEMPTS, LOCKFILE_REOPEN, close_quietly, gave_up, open_lockfile
+from .._primitives.fileio import ATTEMPTS, LOCKFILE_REOPEN, Place, close_quietly, gave_up, open_lockfile
 from .._primitives.fsdetect import warn_if_network
+from .._primitives.paths import resolve_log_path
 from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock, hold, release
 from .base import CHECK_INTERVAL, Sink, SinkRetired
 
@@ -33,7 +35,7 @@ __all__ = ["FlockSink", "lock_path_for"]
 _flock, _LOCK_EX, _LOCK_SH, _LOCK_UN = flock, LOCK_EX, LOCK_SH, LOCK_UN
 _lseek, _SEEK_END, _monotonic = os.lseek, os.SEEK_END, monotonic
 
-# Records up to FAST_RECORD bytes that leave the file at least FAST_MARGIN below max_bytes are
+# Records up to FAST_RECORD bytes that leave the file more than FAST_MARGIN below max_bytes are
 # written under a shared lock (see FlockSink._write_shared); everything else under the exclusive
 # lock with an exact size check. With max_bytes of 4 x FAST_MARGIN or more the exclusive path
 # counts the file full at the same point (FlockSink._due), so only the record that finds it full
@@ -49,13 +51,25 @@ FAST_MARGIN = 16 * FAST_RECORD
 CLOSE_WAIT = 10.0
 
 
+# The readable part of a lock file's name in lock_dir, in bytes (the end of the log's path).
+_LOCK_NAME_ROOM = 200
+
+
 def lock_path_for(path: str, lock_dir: str | None) -> str:
     """``app.log`` → ``app.log.lock`` beside it, or in ``lock_dir`` when the log's own directory
-    must stay clean (or is not writable for lock files)."""
+    must stay clean (or is not writable for lock files).
+
+    In ``lock_dir`` the name is the log's whole path with its separators as ``_`` (cut from the
+    left to fit a file name), then a hash of the whole path: ``var_log_app_app.log.<16 hex>.lock``.
+    The flattened path alone is not enough: ``/x/a_b/app.log`` and ``/x/a/b_app.log`` would
+    share one lock file, and two logs sharing a lock mix their rotation records.
+    """
     if lock_dir is None:
         return path + ".lock"
-    flat = path.strip(os.sep).replace(os.sep, "_")
-    return os.path.join(lock_dir, flat + ".lock")
+    raw = os.fsencode(path)
+    digest = hashlib.blake2b(raw, digest_size=8).hexdigest()
+    flat = raw.strip(b"/\\").replace(b"/", b"_").replace(b"\\", b"_").replace(b":", b"_")
+    return os.path.join(lock_dir, f"{os.fsdecode(flat[-_LOCK_NAME_ROOM:])}.{digest}.lock")
 
 
 def _no_rotation(kind: int, nbytes: int, created: float, size: int) -> int:  # pragma: no cover - never called without a policy
@@ -67,7 +81,11 @@ class FlockSink(Sink):
 
     def __init__(self, path: str, options) -> None:  # type: ignore[no-untyped-def]
         super().__init__(path, options)
-        self.lock_path = lock_path_for(path, options.lock_dir)
+        # Resolved once, like the log's path: the lock file is then opened without following a
+        # link at any component (a lock_dir such as /var/lock is often a symlink itself).
+        lock_dir = None if options.lock_dir is None else resolve_log_path(options.lock_dir, "lock_dir")
+        self.lock_path = lock_path_for(path, lock_dir)
+        self._lock_place = self._place if lock_dir is None else Place(lock_dir)
         self._lockfd = -1
         self._lock_ino = -1
         self._gen = -1
@@ -78,6 +96,12 @@ class FlockSink(Sink):
         self._closing = False
         # Record times before this one are inside the open file's period (see _in_known_period).
         self._fast_until = -math.inf
+        # Until this process has held the lock with time rotation once: the start-up check of
+        # the log's mtime against the period in the lock file is still to do.
+        self._starting = True
+        # mode='w': truncated under the exclusive lock (see _truncate_log), not by O_TRUNC, which
+        # would cut a record another process is writing under its shared lock.
+        self._truncate_pending, self._truncate = self._truncate, False
         # flock's promise does not hold on NFS/SMB/FUSE: worth one warning per network mount
         # and process, pointing at the code that built the handler.
         warn_if_network(path, "log file")
@@ -141,7 +165,7 @@ class FlockSink(Sink):
             if rollover is not None:
                 if created >= self._fast_until and not self._in_known_period(rollover, created):
                     return False
-                if rollover.max_bytes and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN > rollover.max_bytes:
+                if rollover.max_bytes and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN >= rollover.max_bytes:
                     return False
             n = os.write(fd, data)
             if n == len(data):
@@ -237,7 +261,7 @@ class FlockSink(Sink):
             raise
         try:
             self._catch_up(rollover)
-            if rollover is not None and self._period is None and rollover.timing is not None:
+            if rollover is not None and (self._period is None or self._starting) and rollover.timing is not None:
                 self._establish_period(rollover, created)
             yield
         finally:
@@ -262,6 +286,8 @@ class FlockSink(Sink):
         if gen != self._gen or self._fd < 0:
             self._open_log()
             self._gen = gen
+            if self._truncate_pending:
+                self._truncate_log()
             if rollover is not None and rollover.timing is not None:
                 self._load_period(rollover)
 
@@ -309,14 +335,31 @@ class FlockSink(Sink):
         if self._lockfd < 0:
             self._open_lock()
         self._open_log()
+        if self._truncate_pending:
+            _flock(self._lockfd, _LOCK_EX)
+            try:
+                self._truncate_log()
+            finally:
+                _flock(self._lockfd, _LOCK_UN)
+
+    def _truncate_log(self) -> None:
+        """mode='w', under the exclusive lock: empty the log once, when this process's handler
+        opens it. Other processes' records are whole (they write under the shared lock), their
+        ``O_APPEND`` descriptors write on at the new end, and the inode stays, so nobody
+        reopens. A forked child never truncates (``_after_fork``)."""
+        self._truncate_pending = False
+        os.ftruncate(self._fd, 0)
 
     # The lock file holds the rotation state of the log. Its size is the rotation counter: every
-    # rotation appends one line. With time rotation the line is the start of the period of the
-    # new current file (seconds since the epoch), so every process, including one started late
-    # or restarted, learns from the last line which period the file belongs to, and the first
-    # writer past the end of that period rotates; the others see the counter move, reopen, read
-    # the new period and find nothing due. A machine that was down for days rotates once: the
-    # new period is the one of the record that found the file due.
+    # rotation appends one line. With time rotation the line is the key of the period of the new
+    # current file (seconds since the epoch: the start of a grid period, or rolloverAt - interval
+    # under the stdlib's rule), so every process, including one started late or restarted,
+    # learns from the last line when the file is due, and the first writer past that rotates;
+    # the others see the counter move, reopen, read the new period and find nothing due. A
+    # machine that was down for days rotates once: the new period is the one of the record that
+    # found the file due. Under the stdlib's rule the boundaries depend on when the period began
+    # (the first process to record it decides), not on the clock alone: the lock file is what
+    # makes every process rotate at the same instant.
 
     def _load_period(self, rollover: Rollover) -> None:
         period = None
@@ -337,13 +380,28 @@ class FlockSink(Sink):
         self._gen = os.lseek(self._lockfd, 0, os.SEEK_END)
 
     def _establish_period(self, rollover: Rollover, created: float) -> None:
-        """No process has recorded the file's period yet (new lock file, or a log that had only
-        size rotation so far): work it out once and record it for all."""
+        """At this process's first hold of the lock with time rotation: work out the file's
+        period if no process has recorded it yet (new lock file, or a log that had only size
+        rotation so far), and record it for all.
+
+        If one is recorded, the log's own start-up period still counts when the log was last
+        written before the recorded period began and ends earlier: such a log (put back, touched,
+        left from a run whose lock file was elsewhere) is due as the stdlib finds it at start-up,
+        from its mtime. Recording that period makes the processes starting together agree on
+        it, so exactly one of them rotates. A file written in its period never qualifies, so a
+        process (re)started in normal operation changes nothing.
+        """
         self._catch_up(rollover, force=True)
-        if self._period is None:
-            period = rollover.first_period(self._fd, os.lseek(self._fd, 0, os.SEEK_END), created)
-            self._record(period)
-            self._set_period(rollover, period)
+        self._starting = False
+        recorded = self._period
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        if recorded is not None and (not size or os.fstat(self._fd).st_mtime >= recorded):
+            return
+        period = rollover.first_period(self._fd, size, created)
+        if recorded is not None and rollover.boundary(period) >= self._rollover_at:
+            return
+        self._record(period)
+        self._set_period(rollover, period)
 
     def _force_rotate(self, rollover: Rollover, created: float) -> None:
         # doRollover(): under the exclusive lock, caught up with the others' rotations, so a
@@ -389,7 +447,9 @@ class FlockSink(Sink):
         # child kept would otherwise hold the lock, and stop every writer, for as long as the
         # child lives).
         for _ in range(ATTEMPTS):
-            fd = hold(open_lockfile(self.lock_path, self.options.file_mode, self.options.perms))
+            # A Place of its own: this runs in the compressor's thread, and a sink's Place is
+            # used under the sink's thread lock only.
+            fd = hold(open_lockfile(self.lock_path, self.options.perms))
             try:
                 flock(fd, LOCK_EX)
                 same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
@@ -411,7 +471,7 @@ class FlockSink(Sink):
     def _open_lock(self) -> None:
         if self._retired:
             raise SinkRetired(self.path)
-        fd = open_lockfile(self.lock_path, self.options.file_mode, self.options.perms)
+        fd = open_lockfile(self.lock_path, self.options.perms, place=self._lock_place)
         self._lockfd = fd
         self._lock_ino = os.fstat(fd).st_ino
         # Pool descriptors of an earlier lock file must not serve the new one.
@@ -490,10 +550,12 @@ class FlockSink(Sink):
         self._busy = set()
         self._drained = threading.Condition(threading.Lock())
         self._closing = False
+        self._truncate_pending = False
         super()._after_fork()
 
     def _close_files(self) -> None:
         super()._close_files()
+        self._lock_place.close()
         close_quietly(self._lockfd)
         self._lockfd = -1
         self._gen = -1
