@@ -357,17 +357,18 @@ class SafeFileHandler(logging.FileHandler):
             # (see _primitives/reentry.py).
             defer(me, self.emit, record)
             return
+        if self._template:
+            # A subclass's shouldRollover()/doRollover(), called as BaseRotatingHandler.emit
+            # calls them, before this thread is marked: they are this record's own work (each
+            # marks itself while it holds the strategy's lock).
+            try:
+                if self.shouldRollover(record):
+                    self.doRollover()
+            except Exception:
+                self.handleError(record)
+                return
         _inside[me] = None
         try:
-            if self._template:
-                # A subclass's shouldRollover()/doRollover(), called as BaseRotatingHandler.emit
-                # calls them; the strategy's own rotation still runs under its lock.
-                try:
-                    if self.shouldRollover(record):
-                        self.doRollover()
-                except Exception:
-                    self.handleError(record)
-                    return
             render: Callable[[logging.LogRecord], str | None] = self._render
             writer = self._writer
             if writer is not None:

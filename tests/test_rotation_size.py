@@ -304,7 +304,7 @@ def test_a_stray_name_with_a_trailing_line_break_does_not_stop_rotation(
     file stays within max_bytes, and the stray file is left alone."""
     (tmp_path / stray).write_text("")
     path = str(tmp_path / "app.log")
-    h = make_handler(path, strategy=strategy, max_bytes=10 * LINE, backup_count=3, compress="gzip")
+    h = make_handler(path, strategy=strategy, max_bytes=10 * LINE + 1, backup_count=3, compress="gzip")
     h.setFormatter(logging.Formatter("%(message)s"))
     log = logging.Logger("stray", logging.DEBUG)
     log.addHandler(h)
