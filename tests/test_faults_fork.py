@@ -117,43 +117,58 @@ def _child_logs_and_exits(log, h, tag: str) -> None:
     os._exit(0)
 
 
-def _storm(path: str, strategy: str, mode: str) -> None:
+def _storm(path: str, strategy: str, mode: str, out) -> None:
     os.setpgid(0, 0)  # a group of its own: the test can end it and every child it forked
     h = SafeFileHandler(path, strategy=strategy, max_bytes=3000, backup_count=10_000, compress="gzip",
                         nonblocking=mode == "nonblocking")
+    rotated = FORK.Event()  # set by whichever process rotates (children share the log under flock)
+
+    def rotator(source: str, dest: str) -> None:
+        os.replace(source, dest)
+        rotated.set()
+
+    h.rotator = rotator
     log = make_logger(h)
     children = []
-    for n in range(40):
-        for i in range(15):
-            log.info("rec p%d-%d %s", n, i, "p" * 60)
-        child = FORK.Process(target=_child_logs_and_exits, args=(log, h, f"c{n}"))
+    i = 0
+    # Each fork right after a rotation: the compressor has just been handed the backup, and
+    # takes the log's lock to create its temp file while the child is being forked.
+    while len(children) < 40:
+        for _ in range(45):  # more than a file holds: at least one rotation
+            log.info("rec p%d %s", i, "p" * 60)
+            i += 1
+        assert rotated.wait(10)  # non-blocking: once the writer has rotated
+        rotated.clear()
+        child = FORK.Process(target=_child_logs_and_exits, args=(log, h, f"c{len(children)}"))
         child.start()
         children.append(child)
     join_all(children)
     h.close()
     assert _compress.wait(30)
     assert [c.exitcode for c in children] == [0] * len(children)
+    out.send(i)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.parametrize("mode", ["sync", "nonblocking"])
 @pytest.mark.parametrize("strategy", ["flock", "per-process"])
 def test_fork_storm_during_rotation_with_compression(tmp_path, strategy, mode):
-    """Forty children forked at every moment of a rotating, gzip-compressing log (the
-    compressor may hold the log's lock, a rotation or a batch may be under way): none hangs or
-    fails, the parent never waits on one, and every record of parent and children is in the log
-    exactly once."""
+    """Forty children forked right after rotations of a gzip-compressing log (the compressor
+    may hold the log's lock, a rotation or a batch may be under way): none hangs or fails, the
+    parent never waits on one, and every record of parent and children is in the log exactly
+    once."""
     path = str(tmp_path / "app.log")
-    storm = FORK.Process(target=_storm, args=(path, strategy, mode))
+    recv, send = FORK.Pipe(duplex=False)
+    storm = FORK.Process(target=_storm, args=(path, strategy, mode, send))
     storm.start()
     storm.join(120)
     if storm.exitcode is None:
         os.killpg(storm.pid, signal.SIGKILL)  # the storm and every child it forked
         storm.join()
         raise AssertionError("the storm hung: a child kept a lock it inherited")
-    assert storm.exitcode == 0
-    expected = [f"p{n}-{i}" for n in range(40) for i in range(15)]
-    expected += [f"c{n}-{i}" for n in range(40) for i in range(5)]
+    assert storm.exitcode == 0 and recv.poll(0)
+    records = recv.recv()
+    expected = [f"p{i}" for i in range(records)] + [f"c{n}-{i}" for n in range(40) for i in range(5)]
     exact(path, expected)
 
 

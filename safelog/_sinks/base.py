@@ -395,8 +395,11 @@ class Sink:
         return []
 
     def _open_log(self) -> None:
-        close_quietly(self._fd)
-        self._fd = -1
+        # Every descriptor is forgotten before it is closed, and kept only once open: a child
+        # forked by another thread in between then never closes (in _after_fork) a number the
+        # kernel has already given to someone else, such as the pipe multiprocessing forks with.
+        fd, self._fd = self._fd, -1
+        close_quietly(fd)
         if self._retired:
             raise SinkRetired(self.path)
         # Before the open, so that a reopen requested after it (request_reopen) is not undone.
@@ -417,8 +420,8 @@ class Sink:
         self._ino = os.fstat(fd).st_ino
 
     def _close_files(self) -> None:
-        close_quietly(self._fd)
-        self._fd = -1
+        fd, self._fd = self._fd, -1  # forgotten first: see _open_log
+        close_quietly(fd)
         self._place.close()
 
     def _forget_files(self) -> None:

@@ -149,8 +149,8 @@ class FlockSink(Sink):
         try:
             _flock(lockfd, _LOCK_SH)
         except OSError:
-            close_quietly(lockfd)
             busy.discard(lockfd)
+            close_quietly(lockfd)
             return False
         try:
             fd = self._fd
@@ -185,9 +185,12 @@ class FlockSink(Sink):
                 pass
             if pool is self._pool:
                 pool.append(lockfd)
+                busy.discard(lockfd)  # last: close() waits for this
             else:
+                # Not busy before it is closed: a child forked in between closes the busy
+                # descriptors, and this number may be someone else's by then.
+                busy.discard(lockfd)
                 close_quietly(lockfd)
-            busy.discard(lockfd)  # last: close() waits for this
             if self._closing:
                 with self._drained:
                     self._drained.notify_all()
@@ -512,8 +515,8 @@ class FlockSink(Sink):
                 pass  # _catch_up reopened the log: the counter no longer matched
 
     def _close_files_log_only(self) -> None:
-        close_quietly(self._fd)
-        self._fd = -1
+        fd, self._fd = self._fd, -1  # forgotten first: see Sink._open_log
+        close_quietly(fd)
 
     def _forget_files(self) -> None:
         # Only under the exclusive lock may the descriptors change (fast-path writers use them
@@ -556,7 +559,7 @@ class FlockSink(Sink):
     def _close_files(self) -> None:
         super()._close_files()
         self._lock_place.close()
-        close_quietly(self._lockfd)
-        self._lockfd = -1
+        fd, self._lockfd = self._lockfd, -1  # forgotten first: see Sink._open_log
+        close_quietly(fd)
         self._gen = -1
         self._drop_pool()
