@@ -956,3 +956,27 @@ def test_compressed_inputs_are_closed_not_left_to_the_collector(tmp_path: Path) 
     assert report.ok, report.problems
     assert (tmp_path / "app.log").read_text() == "r0\nr1\nr2\n"
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_time_rotated_shard_backups_are_merged_in_period_order(tmp_path: Path) -> None:
+    """Backups of a time-rotated shard (.shard.<period>[.N]) are read in period order before the shard
+    being written; none of them is taken for a compressed twin of the shard and removed unmerged."""
+    t = 1_800_000_000.0
+    frame = ShardFrame("utf-8", "strict")
+    files = [
+        ("app.log.h.1.shard.2027-01-15_08", [t, t + 1]),
+        ("app.log.h.1.shard.2027-01-15_09", [t + 3600]),
+        ("app.log.h.1.shard.2027-01-15_09.1", [t + 3601]),
+        ("app.log.h.1.shard", [t + 7200, t + 7201]),
+    ]
+    expected = []
+    for name, times in files:
+        with open(tmp_path / name, "wb") as f:
+            for created in times:
+                rid = f"r{len(expected)}"
+                expected.append(rid)
+                f.write(frame.encode(f"{shard_time(created)} 1 id={rid}", created))
+    report = safelog.merge(str(tmp_path / "app.log"))
+    assert report.ok and report.records == len(expected)
+    assert [r[1] for r in parse_output(tmp_path / "app.log")] == expected
+    assert shards(tmp_path) == []

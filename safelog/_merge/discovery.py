@@ -21,7 +21,7 @@ from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.shard import hostname, parse_shard_name
 from .report import MergeError, MergeReport, Problem
 
-__all__ = ["File", "discover", "open_inputs", "open_decoded", "pread", "Unreadable"]
+__all__ = ["File", "age_key", "discover", "open_inputs", "open_decoded", "pread", "Unreadable"]
 
 # On a network file system (see _primitives.fsdetect) a lock may not reach other clients, so a
 # shard of another host also counts as live until it has not been written for this long.
@@ -37,6 +37,7 @@ class File:
     pid: int
     n: int  # 0 for the shard being written, N for the backup .shard.N (higher is older)
     ext: str  # "", ".gz", ".bz2", ".xz"
+    period: str = ""  # the stamp of a time backup, .shard.<period>[.N]
     live: bool = False
     fd: int = -1  # held open (and LOCK_EX-locked when finished) from discovery to removal
     identity: str = ""
@@ -50,7 +51,7 @@ class File:
 def discover(directory: str, logname: str) -> tuple[list[list[File]], list[tuple[File, str]]]:
     """Chains of shard files, one per (host, pid), oldest file first, in tie order; and the
     compressed twins of plain backups (same records, removed with them)."""
-    by_writer: dict[tuple[str, int], dict[int, File]] = {}
+    by_writer: dict[tuple[str, int], dict[tuple[Any, ...], File]] = {}
     twins: list[tuple[File, str]] = []
     try:
         entries = sorted(os.listdir(directory))
@@ -62,20 +63,32 @@ def discover(directory: str, logname: str) -> tuple[list[list[File]], list[tuple
             continue
         host, pid = str(parts["host"]), int(str(parts["pid"]))
         n = int(parts["n"]) if parts["n"] else 0
-        f = File(os.path.join(directory, entry), host, pid, n, "." + parts["ext"] if parts["ext"] else "")
+        period = parts["period"] or ""
+        ext = "." + parts["ext"] if parts["ext"] else ""
+        f = File(os.path.join(directory, entry), host, pid, n, ext, period)
         files = by_writer.setdefault((host, pid), {})
-        other = files.get(n)
+        key = age_key(f)
+        other = files.get(key)
         if other is not None:
             # A compressor writes ``x.shard.1.gz`` whole (temp + replace) and then removes
             # ``x.shard.1``: when both exist they hold the same records. Read the plain one
             # once and remove the compressed one with it.
             plain, twin = (other, f) if not other.ext else (f, other)
-            files[n] = plain
+            files[key] = plain
             twins.append((plain, twin.path))
             continue
-        files[n] = f
-    chains = [[fs[n] for n in sorted(fs, reverse=True)] for _, fs in sorted(by_writer.items())]
+        files[key] = f
+    chains = [[fs[k] for k in sorted(fs)] for _, fs in sorted(by_writer.items())]
     return chains, twins
+
+
+def age_key(f: File) -> tuple[Any, ...]:
+    """Sorts one writer's files oldest first: size backups ``.shard.N`` … ``.shard.1``, then
+    time backups by period and number (the stdlib's stamps sort as text), then the shard being
+    written."""
+    if f.period:
+        return (1, f.period, f.n)
+    return (0, -f.n) if f.n else (2,)
 
 
 def first_line(f: File) -> bytes:
