@@ -26,7 +26,7 @@ import safelog
 from safelog import _merge
 from safelog._merge import discovery, journal, output, parallel, reader
 from safelog._cli import main
-from safelog._primitives.lock import LOCK_EX, flock
+from safelog._primitives.lock import LOCK_EX, LOCK_SH, flock
 from safelog._primitives.shard import ShardFrame
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -933,7 +933,7 @@ def test_journal_of_a_merge_that_replaced_its_output_is_finished_or_undone(tmp_p
         "tmp": str(tmp),
         "output": [st.st_dev, st.st_ino, st.st_size],
         "offsets": {},
-        "actions": [["rm", str(shard), shard.stat().st_size, "h.1:x"]],
+        "actions": [["rm", str(shard), shard.stat().st_size, "h.1:" + discovery.line_digest(shard.read_bytes())]],
     }
     state = {"version": 1, "output": None, "offsets": {}, "pending": pending}
     (tmp_path / "app.log.merge-state").write_text(json.dumps(state))
@@ -979,4 +979,43 @@ def test_time_rotated_shard_backups_are_merged_in_period_order(tmp_path: Path) -
     report = safelog.merge(str(tmp_path / "app.log"))
     assert report.ok and report.records == len(expected)
     assert [r[1] for r in parse_output(tmp_path / "app.log")] == expected
+    assert shards(tmp_path) == []
+
+
+def test_backup_shifted_by_a_rotation_during_the_merge_is_not_removed_in_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live writer rotates while a merge runs (.shard.1 -> .shard.2, .shard -> .shard.1): the merge
+    removes the backup it merged, never the unmerged file that now has its name (same size); a later
+    merge finishes the job, every record once."""
+    t = 1_800_000_000.0
+    backup, live = tmp_path / "app.log.h.1.shard.1", tmp_path / "app.log.h.1.shard"
+    frame = ShardFrame("utf-8", "strict")
+    frame.seq = 99  # sequence numbers of one width: both files the same size
+    for path, first in ((backup, 0), (live, 10)):
+        with open(path, "wb") as f:
+            for i in range(first, first + 10):
+                f.write(frame.encode(f"{shard_time(t + i)} 1 id=r{i:02d}", t + i))
+    assert backup.stat().st_size == live.stat().st_size
+    writer = os.open(live, os.O_RDONLY)
+    flock(writer, LOCK_SH)
+    real = _merge.merge_into
+
+    def merge_then_rotate(*args: Any, **kwargs: Any) -> int:
+        n = real(*args, **kwargs)
+        os.rename(backup, tmp_path / "app.log.h.1.shard.2")
+        os.rename(live, backup)
+        (tmp_path / "app.log.h.1.shard").write_bytes(b"")
+        return n
+
+    monkeypatch.setattr(_merge, "merge_into", merge_then_rotate)
+    try:
+        first = safelog.merge(str(tmp_path / "app.log"))
+    finally:
+        os.close(writer)
+    monkeypatch.setattr(_merge, "merge_into", real)
+    assert first.records == 10 and backup.exists()
+    second = safelog.merge(str(tmp_path / "app.log"))
+    assert second.ok and second.records == 10
+    assert [r[1] for r in parse_output(tmp_path / "app.log")] == [f"r{i:02d}" for i in range(20)]
     assert shards(tmp_path) == []

@@ -112,27 +112,11 @@ def merge(
     Raises :class:`MergeError` when the merge cannot run at all.
     """
     policy = parse_policy(max_bytes, backup_count, compress, retention)
-    log = os.path.abspath(os.fspath(logfile))
-    # Resolved once, like a handler's path: the output is then opened without following links.
-    out = os.path.realpath(os.fspath(output) if output is not None else log)
-    directory, logname = os.path.split(log)
-    if not os.path.isdir(directory):
-        raise MergeError(f"no such directory: {directory}")
-    if os.path.isdir(out):
-        raise MergeError(f"output {out} is a directory")
-    if os.path.dirname(out) == os.path.realpath(directory) and parse_shard_name(logname, os.path.basename(out)):
-        raise MergeError(f"output {out} is a shard of the log")
+    directory, logname, out = resolve(logfile, output)
     report = MergeReport(out)
-    lock_path = out + LOCK_SUFFIX
-    try:
-        lock_fd = open_lockfile(lock_path, 0o666)
-    except OSError as exc:
-        raise MergeError(f"cannot create {lock_path}: {exc.strerror or exc}") from None
+    lock_fd = lock_output(out)
     chains: list[list[File]] = []
     try:
-        # Two merges at once would each write a batch with the same records.
-        if not try_lock(lock_fd, LOCK_EX):
-            raise MergeError(f"another merge into {out} is running (it holds {lock_path})")
         # Finish (or undo) a merge that crashed before looking at the shards: its removals
         # change what there is to find.
         state = journal.load_state(out + STATE_SUFFIX)
@@ -149,6 +133,35 @@ def merge(
                     f.fd = -1
         os.close(lock_fd)
     return report
+
+
+def resolve(logfile: str | os.PathLike[str], output: str | os.PathLike[str] | None) -> tuple[str, str, str]:
+    """(directory, log name, output path) of a merge, checked."""
+    log = os.path.abspath(os.fspath(logfile))
+    # Resolved once, like a handler's path: the output is then opened without following links.
+    out = os.path.realpath(os.fspath(output) if output is not None else log)
+    directory, logname = os.path.split(log)
+    if not os.path.isdir(directory):
+        raise MergeError(f"no such directory: {directory}")
+    if os.path.isdir(out):
+        raise MergeError(f"output {out} is a directory")
+    if os.path.dirname(out) == os.path.realpath(directory) and parse_shard_name(logname, os.path.basename(out)):
+        raise MergeError(f"output {out} is a shard of the log")
+    return directory, logname, out
+
+
+def lock_output(out: str) -> int:
+    """The merge lock of ``out``, taken (a descriptor to close when done)."""
+    lock_path = out + LOCK_SUFFIX
+    try:
+        lock_fd = open_lockfile(lock_path, 0o666)
+    except OSError as exc:
+        raise MergeError(f"cannot create {lock_path}: {exc.strerror or exc}") from None
+    # Two merges at once would each write a batch with the same records.
+    if not try_lock(lock_fd, LOCK_EX):
+        os.close(lock_fd)
+        raise MergeError(f"another merge into {out} is running (it holds {lock_path})")
+    return lock_fd
 
 
 class _Merge:
@@ -373,7 +386,7 @@ def _plan(
 def _remove_merged(actions: list[_Action], new_offsets: dict[str, Any], report: MergeReport) -> None:
     """Carry out the removals; a file that cannot be removed is remembered as merged."""
     for action, held in actions:
-        if not apply(action[0], action[1], action[2], report, held):
+        if not apply(action[0], action[1], action[2], report, held, action[3]):
             new_offsets[action[3]] = {"offset": action[2], "name": os.path.basename(action[1])}
     if actions:
         fsync_dir(os.path.dirname(actions[0][0][1]))

@@ -9,6 +9,7 @@ first line (the first record's time and sequence number, with the writer's host 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.shard import hostname, parse_shard_name
 from .report import MergeError, MergeReport, Problem
 
-__all__ = ["File", "age_key", "discover", "open_inputs", "open_decoded", "pread", "Unreadable"]
+__all__ = ["File", "age_key", "identify", "line_digest", "first_line_fd", "discover", "open_inputs", "open_decoded", "pread", "Unreadable"]
 
 # On a network file system (see _primitives.fsdetect) a lock may not reach other clients, so a
 # shard of another host also counts as live until it has not been written for this long.
@@ -92,32 +93,88 @@ def age_key(f: File) -> tuple[Any, ...]:
 
 
 def first_line(f: File) -> bytes:
-    """The first line of the decoded file: it names the file across renames and compression."""
+    """The first line of the decoded file: it names the file across renames and compression.
+    Read through ``f.fd`` when it is held (its name may have moved on), else by its path."""
     try:
+        if f.fd >= 0:
+            return first_line_fd(f.fd, f.ext)
         if f.ext:
             with open_read(f.path) as stream:
-                line = stream.readline(4096)
-        else:
-            line = pread(f, 4096, 0)
-            i = line.find(b"\n")
-            line = line[: i + 1] if i >= 0 else line
+                return stream.readline(4096)
+        with open(f.path, "rb") as stream:  # pragma: no cover - merge reads plain files by fd
+            return stream.readline(4096)
     except DECODE_ERRORS as exc:
         raise Unreadable(str(exc)) from None
-    return line
+
+
+def first_line_fd(fd: int, ext: str) -> bytes:
+    """The first decoded line (at most 4 KiB) of the file open as ``fd``, compressed with the
+    codec of ``ext`` ("" for none); the descriptor's offset is not moved."""
+    if ext:
+        stream, raw = open_decoded("", ext, fd)
+        try:
+            return stream.readline(4096)
+        finally:
+            stream.close()
+            raw.close()
+    line = os.pread(fd, 4096, 0)
+    i = line.find(b"\n")
+    return line[: i + 1] if i >= 0 else line
+
+
+def identify(f: File, line: bytes) -> str:
+    """The name of the file whose first line is ``line``: the same across renames and
+    compression (what the journal's offsets are keyed by)."""
+    return f"{f.host}.{f.pid}:" + line_digest(line)
+
+
+def line_digest(line: bytes) -> str:
+    return hashlib.blake2b(line, digest_size=8).hexdigest()
 
 
 class Unreadable(Exception):
     pass
 
 
-def open_decoded(path: str, ext: str) -> tuple[IO[bytes], IO[bytes]]:
-    """(decoded stream, raw file) so progress can follow the raw position."""
-    raw = open(path, "rb")
+def open_decoded(path: str, ext: str, fd: int = -1) -> tuple[IO[bytes], IO[bytes]]:
+    """(decoded stream, raw file) so progress can follow the raw position. With ``fd`` (held
+    open by a live merge) the file is read through it: its name may have moved on."""
+    raw: IO[bytes] = io.BufferedReader(_Positional(fd)) if fd >= 0 else open(path, "rb")
     try:
         return BY_EXT[ext].reader(raw), raw
     except BaseException:
         raw.close()
         raise
+
+
+class _Positional(io.RawIOBase):
+    """A file read through ``pread`` on a descriptor held elsewhere, from its start: its
+    position is its own (a duplicated descriptor would share one with every other reader)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = os.preadv(self._fd, [buf], self._pos) if _HAVE_PREADV else _pread_into(self._fd, buf, self._pos)
+        self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def _pread_into(fd: int, buf: Any, pos: int) -> int:  # pragma: no cover - without preadv
+    data = os.pread(fd, len(buf), pos)
+    buf[: len(data)] = data
+    return len(data)
+
+
+_HAVE_PREADV = hasattr(os, "preadv")
 
 
 def pread(f: File, n: int, offset: int) -> bytes:
@@ -166,7 +223,7 @@ def open_inputs(
             # Empty, or a live shard whose first record is not complete yet.
             f.complete = not f.live
             continue
-        f.identity = f"{f.host}.{f.pid}:" + hashlib.blake2b(line, digest_size=8).hexdigest()
+        f.identity = identify(f, line)
         done = offsets.get(f.identity)
         f.start = f.end = int(done["offset"]) if done else 0
         if f.live and not include_live:
