@@ -22,7 +22,7 @@ from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.shard import hostname, parse_shard_name
 from .report import MergeError, MergeReport, Problem
 
-__all__ = ["File", "age_key", "identify", "line_digest", "first_line_fd", "discover", "open_inputs", "open_decoded", "pread", "Unreadable"]
+__all__ = ["File", "Decoded", "age_key", "identify", "line_digest", "first_line_fd", "discover", "open_inputs", "open_decoded", "pread", "Unreadable"]
 
 # On a network file system (see _primitives.fsdetect) a lock may not reach other clients, so a
 # shard of another host also counts as live until it has not been written for this long.
@@ -145,6 +145,58 @@ def open_decoded(path: str, ext: str, fd: int = -1) -> tuple[IO[bytes], IO[bytes
     except BaseException:
         raw.close()
         raise
+
+
+class Decoded:
+    """Reads at any offset of the decoded content of a file held open as ``fd``: ``pread`` for
+    a plain file; for a compressed one a decoded stream read forward (opened again to go
+    back). The last read is kept: reads that overlap it cost nothing."""
+
+    def __init__(self, fd: int, ext: str) -> None:
+        self.fd = fd
+        self.ext = ext
+        self._stream: IO[bytes] | None = None
+        self._raw: IO[bytes] | None = None
+        self._pos = 0
+        self._cache_at = 0
+        self._cache = b""
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` decoded bytes from ``offset`` (fewer at the end of the data)."""
+        c, at = self._cache, self._cache_at
+        if at <= offset and offset + n <= at + len(c):
+            return c[offset - at : offset - at + n]
+        if not self.ext:
+            data = os.pread(self.fd, n, offset)
+        else:
+            if self._stream is None or offset < self._pos:
+                self.close()
+                self._stream, self._raw = open_decoded("", self.ext, self.fd)
+                self._pos = 0
+            stream = self._stream
+            while self._pos < offset:
+                skipped = stream.read(min(offset - self._pos, 1 << 20))
+                if not skipped:
+                    return b""
+                self._pos += len(skipped)
+            data = stream.read(n) or b""
+            self._pos += len(data)
+        self._cache_at, self._cache = offset, data
+        return data
+
+    def forget(self) -> None:
+        """Drop the kept read (the bytes past a plain file's end may still change)."""
+        self._cache = b""
+
+    def close(self) -> None:
+        for s in (self._stream, self._raw):
+            if s is not None:
+                try:
+                    s.close()
+                except OSError:
+                    pass
+        self._stream = self._raw = None
+        self._cache = b""
 
 
 class _Positional(io.RawIOBase):

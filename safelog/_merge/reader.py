@@ -114,7 +114,7 @@ class Reader:
         self._pos = span.start
         try:
             if f.ext:
-                self._stream, self._raw = open_decoded(f.path, f.ext)
+                self._stream, self._raw = open_decoded(f.path, f.ext, f.fd)
                 skip = span.start
                 while skip:
                     got = self._stream.read(min(skip, 1 << 20))
