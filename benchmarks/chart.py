@@ -1,14 +1,16 @@
 """Turn a benchmark's JSON result into the charts and figures the README and the docs show.
 
-    pip install 'safelog[chart]'                                   # matplotlib
+    pip install 'safelog-handlers[chart]'                                   # matplotlib
     python benchmarks/throughput.py                                # writes benchmarks/results/throughput.json
-    python benchmarks/chart.py benchmarks/results/throughput.json --update README.md docs/benchmarks.md
+    python benchmarks/chart.py benchmarks/results/throughput.json --update README.md docs/index.md docs/benchmarks.md benchmarks/README.md
 
 From a ``throughput.py`` result it draws ``docs/img/throughput.png`` (records lost by each
 rotating handler shared by several processes, and records/s against the stdlib
 ``FileHandler``), and with ``--update`` rewrites the marked blocks of the given Markdown files:
-``<!-- throughput-summary -->`` (one paragraph of figures, for the README) and
-``<!-- throughput-tables -->`` (the full tables), each closed by ``<!-- /NAME -->``. Every figure
+``<!-- throughput-summary -->`` (one paragraph of figures, for the README and the docs' home
+page), ``<!-- throughput-ratios -->`` (one table of records/s against the stdlib
+``FileHandler`` per case, narrow enough for the docs page) and ``<!-- throughput-tables -->``
+(the full tables, for ``benchmarks/README.md``), each closed by ``<!-- /NAME -->``. Every figure
 comes with the command, date, CPU model and Python of the run.
 
 From a ``queue_bench.py`` result it draws the queue-mode chart (``-o`` to choose the file).
@@ -131,6 +133,37 @@ def tables_text(result: dict[str, Any]) -> str:
     return throughput.markdown(summary, result["meta"], checks).rstrip("\n")
 
 
+def ratios_text(result: dict[str, Any]) -> str:
+    """One table a reader can take in: records/s ÷ the stdlib FileHandler, a column per case,
+    and the records each handler lost in the multi-process case (worst repetition)."""
+    cases = sorted(result["summary"], key=_case_key)
+    multi = multi_case(result)
+    total = records_per_run(result, multi)
+    head = ["handler", *(c.replace("x", " × ") for c in cases), f"lost, {multi.replace('x', ' × ')}"]
+    lines = ["| " + " | ".join(head) + " |", "| --- |" + " ---: |" * (len(head) - 1)]
+    for key in RATE_ROWS:
+        cells = []
+        label = None
+        for c in cases:
+            by = rows_by_key(result, c)
+            if key in by:
+                label = by[key]["label"]
+                cells.append(f"{by[key]['median_rate'] / by['stdlib_file']['median_rate']:.2f}×")
+            else:
+                cells.append("")
+        if label is None:
+            continue
+        lost = lost_records(result, multi, key)
+        cells.append(f"{max(lost):,}" if lost else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + (
+        "\n\nColumns: processes × threads. Each cell is the handler's records/s ÷ the stdlib `FileHandler` "
+        f"(no rotation) in the same run, medians of {result['meta']['reps']}; lost: records lost of "
+        f"{total:,}, worst repetition, from an exact audit of every file. "
+        f"({caption(result['meta'])}.)"
+    )
+
+
 def _wrap(text: str, width: int = 96) -> str:
     """Fill ``text`` to ``width`` columns, never breaking inside a `code span`."""
     nbsp = "\u00a0"
@@ -163,11 +196,9 @@ def update_blocks(path: str, blocks: dict[str, str]) -> list[str]:
 # -- the pictures ---------------------------------------------------------------------------------
 
 
-# One colour per case (processes x threads), light to dark in the order of the cases.
-CASE_COLORS = ["#b4d3ee", "#6fa8dc", "#3d7ebf", "#1f4e79"]
-
-
 def render_throughput(result: dict[str, Any], out: str) -> None:
+    """Two panels, the multi-process case only, sized to be read at the docs' column width
+    (about 800 px): records lost, and records/s against the stdlib FileHandler."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed
@@ -175,51 +206,44 @@ def render_throughput(result: dict[str, Any], out: str) -> None:
 
     meta = result["meta"]
     case = multi_case(result)
-    cases = sorted(result["summary"], key=_case_key)
-    fig, (lost_ax, rate_ax) = plt.subplots(1, 2, figsize=(13.5, 5.2), gridspec_kw={"width_ratios": [1, 1.9]})
-
     by = rows_by_key(result, case)
+    fig, (lost_ax, rate_ax) = plt.subplots(1, 2, figsize=(8, 4), sharey=True)
     keys = [k for k in LOSS_ROWS if k in by]
+    # Short labels: the chart is read at about its own width. The caption names the versions.
+    labels = [re.sub(r" \d[\d.]*$", "", by[k]["label"]).replace("stdlib ", "stdlib\n") for k in keys]
+    ys = range(len(keys))
+
     total = records_per_run(result, case)
     lost = [max(lost_records(result, case, k)) for k in keys]
-    colors = [UNSAFE_COLOR if n else SAFE_COLOR for n in lost]
-    bars = lost_ax.barh(range(len(keys)), lost, color=colors)
-    lost_ax.set_yticks(range(len(keys)), [by[k]["label"] for k in keys], fontsize=9)
-    lost_ax.invert_yaxis()
-    lost_ax.set_xlim(0, max(max(lost), 1) * 1.45)
+    bars = lost_ax.barh(ys, lost, color=[UNSAFE_COLOR if n else SAFE_COLOR for n in lost])
+    lost_ax.set_xlim(0, max(max(lost), 1) * 2.2)
     for bar, n in zip(bars, lost):
-        label = f"{n:,.0f} lost ({100 * n / total:.0f}%)" if n else "none lost"
-        lost_ax.annotate(label, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(4, 0),
-                         textcoords="offset points", va="center", fontsize=9)
-    lost_ax.set_title(f"records lost of {total:,}, {_case_title(case)}, one rotating log", fontsize=10)
-    lost_ax.set_xlabel("records lost, worst run (exact audit of every file)", fontsize=9)
+        text = f"{n:,.0f} lost ({100 * n / total:.0f}%)" if n else "none lost"
+        lost_ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(5, 0),
+                         textcoords="offset points", va="center", fontsize=12)
+    lost_ax.set_title(f"records lost of {total:,}", fontsize=13)
+    lost_ax.set_xticks([])  # the bars carry their numbers
+    lost_ax.spines["bottom"].set_visible(False)
+    lost_ax.set_yticks(list(ys), labels, fontsize=12)
+    lost_ax.invert_yaxis()
 
-    width = 0.8 / len(cases)
-    for j, c in enumerate(cases):
-        by_c = rows_by_key(result, c)
-        base = by_c["stdlib_file"]["median_rate"]
-        xs = [i + (j - (len(cases) - 1) / 2) * width for i, k in enumerate(RATE_ROWS) if k in by_c]
-        ys = [by_c[k]["median_rate"] / base for k in RATE_ROWS if k in by_c]
-        bars = rate_ax.bar(xs, ys, width * 0.92, label=_case_title(c), color=CASE_COLORS[j % len(CASE_COLORS)])
-        for bar, y in zip(bars, ys):
-            # Upright labels would overlap with four cases side by side: along the bar instead.
-            rate_ax.annotate(f"{y:.2f}×", (bar.get_x() + bar.get_width() / 2, y), xytext=(0, 2),
-                             textcoords="offset points", ha="center", va="bottom", fontsize=7.5, rotation=90)
-    labels = {"stdlib_file": "stdlib\nFileHandler\n(no rotation)", "stdlib_rotating": "stdlib\nRotating-\nFileHandler",
-              "clh": "concurrent-\nlog-handler", "safelog_flock": "safelog\nflock", "safelog_per_process": "safelog\nper-process"}
-    rate_ax.set_xticks(range(len(RATE_ROWS)), [labels[k] for k in RATE_ROWS], fontsize=9)
-    top = max(bar.get_height() for bar in rate_ax.patches)
-    rate_ax.set_ylim(0, max(top, 1.0) * 1.55)  # room for the labels and the legend above the bars
-    rate_ax.axhline(1.0, color=BASE_COLOR, linewidth=0.8, linestyle="--")
-    rate_ax.set_ylabel("records/s ÷ stdlib FileHandler (no rotation)", fontsize=9)
-    rate_ax.set_title("records/s, same run (higher is better)", fontsize=10)
-    rate_ax.legend(frameon=False, fontsize=9, loc="upper left", ncols=min(len(cases), 2))
+    base = by["stdlib_file"]["median_rate"]
+    ratios = [by[k]["median_rate"] / base for k in keys]
+    bars = rate_ax.barh(ys, ratios, color=[PEER_COLOR if k in ("stdlib_rotating", "clh") else SAFE_COLOR for k in keys])
+    rate_ax.axvline(1.0, color=BASE_COLOR, linewidth=1, linestyle="--")
+    rate_ax.set_xlim(0, max(max(ratios), 1.0) * 1.35)
+    for bar, r in zip(bars, ratios):
+        rate_ax.annotate(f"{r:.2f}×", (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(5, 0),
+                         textcoords="offset points", va="center", fontsize=12)
+    rate_ax.set_title("records/s ÷ stdlib FileHandler", fontsize=13)
     for ax in (lost_ax, rate_ax):
         ax.spines[["top", "right"]].set_visible(False)
-    fig.suptitle(caption(meta).replace("`", ""), fontsize=8.5, y=0.02, va="bottom", color="#555555")
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+        ax.tick_params(axis="x", labelsize=10)
+    fig.suptitle(f"{_case_title(case)} sharing one log, rotating", fontsize=14, x=0.01, ha="left")
+    fig.text(0.01, 0.01, _wrap(caption(meta).replace("`", ""), 100), fontsize=9, color="#555555")
+    fig.tight_layout(rect=(0, 0.09, 1, 1))
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100)
     plt.close(fig)
 
 
@@ -277,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--out", help=f"PNG to write (default {os.path.relpath(THROUGHPUT_PNG, REPO)}, "
                    f"or {os.path.relpath(QUEUE_PNG, REPO)} for a queue_bench result)")
     p.add_argument("--update", nargs="+", default=[], metavar="MARKDOWN",
-                   help="rewrite the throughput-summary / throughput-tables blocks of these files")
+                   help="rewrite the throughput-summary / -ratios / -tables blocks of these files")
     p.add_argument("--no-chart", action="store_true", help="only --update the text, draw nothing")
     args = p.parse_args(argv)
     with open(args.results, encoding="utf-8") as f:
@@ -289,13 +313,14 @@ def main(argv: list[str] | None = None) -> int:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
-            print("chart.py needs matplotlib to draw: pip install 'safelog[chart]' (or --no-chart)", file=sys.stderr)
+            print("chart.py needs matplotlib to draw: pip install 'safelog-handlers[chart]' (or --no-chart)", file=sys.stderr)
             return 2
         out = args.out or (QUEUE_PNG if queue else THROUGHPUT_PNG)
         (render_queue if queue else render_throughput)(result, out)
         print(f"wrote {os.path.relpath(out)}")
     if args.update:
-        blocks = {"throughput-summary": summary_text(result), "throughput-tables": tables_text(result)}
+        blocks = {"throughput-summary": summary_text(result), "throughput-ratios": ratios_text(result),
+                  "throughput-tables": tables_text(result)}
         for path in args.update:
             done = update_blocks(path, blocks)
             print(f"updated {path}: {', '.join(done) if done else 'no marked block found'}")

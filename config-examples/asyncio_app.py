@@ -33,7 +33,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from safelog._audit import audit, log_files
+import safelog
 
 log = logging.getLogger("app")
 
@@ -197,7 +197,7 @@ if __name__ == "__main__":
     gc.freeze()
     result = asyncio.run(main(path, args.seconds, args.hold, args.control))
     logging.shutdown()  # drains the queue; also happens by itself at exit
-    report = audit(log_files(path), [] if args.control else result["logged"], r"\S+ \S+ (INFO|ERROR) app \S+ \S+ id=(?P<id>\S+)")
+    report = safelog.audit(path, [] if args.control else result["logged"], r"\S+ \S+ (INFO|ERROR) app \S+ \S+ id=(?P<id>\S+)")
     figures = {
         "records": len(result["logged"]),
         "records_during_hold": result["during_hold"],

@@ -33,6 +33,8 @@ from ._handler import (
     WatchedFileHandler,
 )
 from ._merge import MergeError, MergeReport, merge
+from ._audit import AuditReport, audit, log_files
+from ._policy import compress as _compress
 
 __all__ = [
     "SafeFileHandler",
@@ -49,6 +51,21 @@ __all__ = [
     "MergeError",
     "NetworkFileSystemWarning",
     "atomic_write",
+    "wait_for_compression",
+    "audit",
+    "AuditReport",
+    "log_files",
 ]
+
+
+def wait_for_compression(timeout: float | None = None) -> bool:
+    """Wait until every backup queued for compression in this process is compressed.
+
+    Compression runs in a background thread after each rotation; a normal interpreter exit
+    waits for it (at most 5 minutes). Call this where a program must know the ``.gz`` files
+    are complete before it goes on (a test, a job that ships its backups next). Returns False
+    if ``timeout`` seconds passed first.
+    """
+    return _compress.wait(timeout)
 
 __version__ = "0.1.0"

@@ -11,7 +11,7 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Union
 
 from ._primitives.codec import open_read
 from ._primitives.shard import FrameError, iter_records
@@ -32,9 +32,11 @@ class AuditReport:
 
     @property
     def ok(self) -> bool:
+        """Nothing lost, duplicated, unexpected or malformed."""
         return not (self.lost or self.duplicated or self.unexpected or self.malformed)
 
     def summary(self) -> str:
+        """One line: records, files, and how many of each problem."""
         return (
             f"{self.records} records in {self.files} files: {len(self.lost)} lost, "
             f"{len(self.duplicated)} duplicated, {len(self.unexpected)} unexpected, "
@@ -66,12 +68,18 @@ def _texts(path: str) -> Iterator[tuple[int, bytes] | FrameError]:
                 yield lineno, line[:-1]
 
 
-def audit(files: Iterable[str], expected: Iterable[str], pattern: str | re.Pattern[str]) -> AuditReport:
-    """Check that ``files`` hold each id of ``expected`` exactly once and nothing malformed.
+def audit(
+    files: Union[str, "os.PathLike[str]", Iterable[str]], expected: Iterable[str], pattern: str | re.Pattern[str]
+) -> AuditReport:
+    """Check that a log holds each id of ``expected`` exactly once and nothing malformed.
 
-    ``pattern`` must match a whole record (``fullmatch``) and capture its id in group ``id``;
-    a record that does not match, a torn line and a broken shard frame all count as malformed.
+    ``files`` is a log path (the log, its backups, compressed or not, and its ``per-process``
+    shards are read: :func:`log_files`) or a list of files. ``pattern`` must match a whole
+    record (``fullmatch``) and capture its id in group ``id``; a record that does not match, a
+    torn line and a broken shard frame all count as malformed.
     """
+    if isinstance(files, (str, os.PathLike)):
+        files = log_files(os.fspath(files))
     rx = re.compile(pattern) if isinstance(pattern, str) else pattern
     report = AuditReport()
     seen: Counter[str] = Counter()

@@ -7,9 +7,13 @@ One ``_add_<command>(subparsers)`` function per subcommand registers its parser 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from typing import Callable, Sequence, TextIO
+
+from . import __version__
 
 __all__ = ["main"]
 
@@ -17,15 +21,28 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (0 ok, 1 data skipped, 2 error)."""
     parser = argparse.ArgumentParser(prog="safelog", description="Tools for safelog log files.")
+    parser.add_argument("--version", action="version", version=f"safelog {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(subparsers)
     _add_merge(subparsers)
-    args = parser.parse_args(argv)
+    # parse_args() would report an unknown option of a subcommand with the top-level usage;
+    # the subcommand's own usage is the one that helps.
+    args, extra = parser.parse_known_args(argv)
     if args.command is None:
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         parser.print_help(sys.stderr)
         return 2
+    if extra:
+        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(extra)}")
     func: Callable[[argparse.Namespace], int] = args.func
     return func(args)
+
+
+def _error(command: str, message: str) -> int:
+    """One line on stderr, in argparse's form, and the exit status of a usage error."""
+    print(f"safelog {command}: error: {message}", file=sys.stderr)
+    return 2
 
 
 # -- demo -------------------------------------------------------------------------------------
@@ -40,22 +57,63 @@ def _add_demo(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -
             "Run the same multi-process workload through logging.handlers.RotatingFileHandler, "
             "concurrent-log-handler (when installed) and every safelog strategy, audit every "
             "file exactly (each record once, none torn) and print records lost and records/s. "
-            "Exit status: 0 when every safelog audit passed, 1 otherwise."
+            "Exit status: 0 when every safelog row passed its audit (the other rows are there to "
+            "compare with), 1 when one did not, 2 for a bad argument."
         ),
     )
     p.add_argument("--dir", help="keep the logs in this directory (default: a temporary one, removed)")
-    p.add_argument("--processes", type=int, default=4)
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--records", type=int, default=2500, help="records per thread")
-    p.add_argument("--max-bytes", default="64 KiB", help="rotation size (default: %(default)s)")
+    # Bounds are checked in _run_demo, so that a bad value is one line naming the option.
+    p.add_argument("--processes", metavar="N", default="4", help="writer processes (default: %(default)s)")
+    p.add_argument("--threads", metavar="N", default="2", help="threads per process (default: %(default)s)")
+    p.add_argument("--records", metavar="N", default="2500", help="records per thread (default: %(default)s)")
+    p.add_argument("--max-bytes", metavar="SIZE", default="64 KiB", help="rotation size (default: %(default)s)")
     p.add_argument("--start-method", default="spawn", choices=("spawn", "fork", "forkserver"))
     p.set_defaults(func=_run_demo)
 
 
+# The demo's workload bounds: at least one of each; at most what finishes in minutes and whose
+# backups stay a few thousand files.
+_DEMO_COUNTS = {"--processes": 64, "--threads": 64, "--records": 1_000_000}
+
+
 def _run_demo(args: argparse.Namespace) -> int:
     from ._demo import run_demo
+    from ._policy.options import parse_size
 
-    return run_demo(args.dir, args.processes, args.threads, args.records, args.max_bytes, args.start_method)
+    counts = []
+    for option, value in zip(_DEMO_COUNTS, (args.processes, args.threads, args.records)):
+        top = _DEMO_COUNTS[option]
+        try:
+            n = int(value)
+        except ValueError:
+            n = -1
+        if not 1 <= n <= top:
+            return _error("demo", f"{option} must be a whole number from 1 to {top:,}, got {value!r}")
+        counts.append(n)
+    try:
+        size = parse_size("--max-bytes", args.max_bytes)
+    except ValueError as exc:
+        return _error("demo", str(exc))
+    if size < 1024:
+        return _error("demo", f"--max-bytes must be at least 1 KiB (a few records), got {args.max_bytes!r}")
+    if args.dir is not None:
+        problem = _unusable_dir(args.dir)
+        if problem:
+            return _error("demo", f"--dir {args.dir}: {problem}")
+    processes, threads, records = counts
+    return run_demo(args.dir, processes, threads, records, args.max_bytes, args.start_method)
+
+
+def _unusable_dir(path: str) -> str | None:
+    """Why the demo cannot keep its files in ``path`` (created if missing), or None."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".safelog-demo-")
+    except OSError as exc:
+        return f"cannot write there: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 # -- merge ------------------------------------------------------------------------------------
@@ -70,7 +128,8 @@ def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
             "compressed backups) into one file in time order, appended in place to OUT "
             "(default: LOGFILE itself). Finished shards are removed once the output is on disk; shards "
             "of running processes are left alone. Exit status: 0 ok, 1 some input was damaged "
-            "or unreadable (reported, everything good merged), 2 the merge could not run."
+            "or unreadable (reported, everything good merged), 2 the merge could not run or "
+            "LOGFILE names no per-process log (no shard of it and no earlier merge)."
         ),
     )
     p.add_argument("logfile", metavar="LOGFILE", help="the log path the handler was configured with")
@@ -98,6 +157,12 @@ def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.set_defaults(func=_run_merge)
 
 
+# How the merge's rotation options are spelled here, in messages about their values.
+_MERGE_NAMES = {
+    "max_bytes": "--max-bytes", "backup_count": "--backup-count", "compress": "--compress", "retention": "--retention",
+}  # fmt: skip
+
+
 def _run_merge(args: argparse.Namespace) -> int:
     from ._merge import MergeError, merge
 
@@ -105,10 +170,9 @@ def _run_merge(args: argparse.Namespace) -> int:
 
     err = sys.stderr
     try:
-        parse_policy(args.max_bytes, args.backup_count, args.compress, args.retention)
+        parse_policy(args.max_bytes, args.backup_count, args.compress, args.retention, names=_MERGE_NAMES)
     except (ValueError, TypeError) as exc:
-        print(f"safelog merge: error: {exc}", file=err)
-        return 2
+        return _error("merge", str(exc))
     progress = _progress_printer(err) if not args.quiet and err.isatty() else None
     try:
         report = merge(
@@ -129,6 +193,8 @@ def _run_merge(args: argparse.Namespace) -> int:
         return 2
     if progress is not None:
         err.write("\r\033[K")
+    if report.absent:
+        return _error("merge", report.absent)
     for w in report.warnings:
         print(f"safelog merge: warning: {w}", file=err)
     for p in report.problems:

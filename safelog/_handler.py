@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import io
 import logging
 import logging.handlers
@@ -23,7 +24,7 @@ from ._exitmerge import merge_at_exit
 from ._policy.config import UNSET, Config, parse_config
 from ._policy.rotation import Rollover, RotationHooks
 from ._policy.timing import TimePolicy
-from ._primitives.paths import resolve_log_path, unwritable_dir
+from ._primitives.paths import resolve_log_path, unwritable, unwritable_dir
 from ._primitives.fileio import open_append, open_stream
 from ._sinks.base import Sink
 from ._sinks.registry import STRATEGIES, acquire, release
@@ -137,7 +138,7 @@ class SafeFileHandler(logging.FileHandler):
             max_batch=max_batch, when=when, interval=interval, utc=utc, atTime=atTime,
             rotate_every=rotate_every, compress=compress, delay_compress=delay_compress,
             retention=retention, chmod=chmod, owner=owner, watch=watch, reopen_signal=reopen_signal,
-            **unknown,
+            stdlib_rotating=issubclass(cls, logging.handlers.RotatingFileHandler), **unknown,
         )  # fmt: skip
         self._configure(config, filename)
 
@@ -225,12 +226,20 @@ class SafeFileHandler(logging.FileHandler):
         if config.merge_on_exit:
             merge_at_exit(config.filename)
         if not config.delay and not self._sink.lazy:
-            # Open now so a bad path fails at configuration time, like logging.FileHandler.
+            # Open now so a bad path fails at configuration time, like logging.FileHandler; a
+            # log that cannot be opened fails before the strategy creates its other files
+            # (flock's lock file), so nothing is left behind.
+            problem = unwritable(real)
+            if problem is not None:
+                release(self._sink, config)
+                raise ValueError(f"filename={given!r} cannot be opened: {problem}")
             try:
                 self._sink.open()
             except OSError as exc:
                 release(self._sink, config)
-                raise ValueError(f"filename={given!r} cannot be opened: {exc}") from exc
+                denied = exc.errno in (errno.EACCES, errno.EPERM) and isinstance(exc.filename, str)
+                why = (unwritable(exc.filename) if denied else None) or exc
+                raise ValueError(f"filename={given!r} cannot be opened: {why}") from exc
         elif not config.delay:
             # The shard is opened lazily, in the process that writes (after any fork); a
             # directory it can never be created in should still fail here, not at emit time.

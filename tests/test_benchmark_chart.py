@@ -18,6 +18,8 @@ PAGE = """before
 old figures
 <!-- /throughput-summary -->
 middle
+<!-- throughput-ratios -->
+<!-- /throughput-ratios -->
 <!-- throughput-tables -->
 <!-- /throughput-tables -->
 after
@@ -37,7 +39,8 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_update_rewrites_only_the_marked_blocks(result: Path, tmp_path: Path) -> None:
-    """--update replaces the summary and tables between their markers and leaves the rest of the page alone."""
+    """--update replaces the summary, the ratios table (a column per case) and the full tables between
+    their markers and leaves the rest of the page alone."""
     page = tmp_path / "page.md"
     page.write_text(PAGE, encoding="utf-8")
     assert chart.main([str(result), "--no-chart", "--update", str(page)]) == 0
@@ -49,6 +52,10 @@ def test_update_rewrites_only_the_marked_blocks(result: Path, tmp_path: Path) ->
     assert summary.startswith("2 processes × 2 threads sharing one log with 1 MB rotation:")
     assert "of 400 records" in summary and "safelog `flock` ran at" in summary
     assert "| stdlib FileHandler (no rotation) |" in tables and "**1 process × 1 thread**" in tables
+    ratios = text.split("<!-- throughput-ratios -->\n")[1].split("<!-- /throughput-ratios -->")[0]
+    head, rule, *rows = ratios.split("\n\n")[0].splitlines()
+    assert head == "| handler | 1 × 1 | 2 × 2 | lost, 2 × 2 |", ratios
+    assert rows[0].startswith("| stdlib FileHandler (no rotation) | 1.00× | 1.00× |") and len(rows) == 3, ratios
     assert chart.main([str(result), "--no-chart", "--update", str(page)]) == 0
     assert page.read_text(encoding="utf-8") == text  # a second update of the same run changes nothing
 

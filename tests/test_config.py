@@ -207,12 +207,19 @@ def test_same_value_under_both_spellings_is_accepted(tmp_path: Any, make_handler
 
 
 @pytest.mark.parametrize(
-    "options", [{"max_bytes": 0, "backup_count": 5}, {"max_bytes": None, "backup_count": 5}, {"max_bytes": 100}]
+    "options",
+    [
+        {"max_bytes": 0, "backup_count": 5},
+        {"max_bytes": None, "backup_count": 5},
+        {"maxBytes": 100, "cls": safelog.RotatingFileHandler},
+        {"max_bytes": 100, "backupCount": 0, "cls": safelog.RotatingFileHandler},
+    ],
 )
 def test_no_rotation_without_size_or_backups(
     strategy: str, log_path: str, options: dict[str, Any], make_handler: Callable[..., Any], logger: logging.Logger
 ) -> None:
-    """max_bytes 0/None, or backup_count 0 (as in the stdlib), mean the file never rotates."""
+    """max_bytes 0/None mean the file never rotates; so does backup_count 0 for the drop-in
+    RotatingFileHandler, which keeps the stdlib's rule."""
     logger.addHandler(make_handler(log_path, strategy=strategy, **options))
     for i in range(50):
         logger.info("record %d with some padding to pass one hundred bytes quickly", i)
@@ -234,3 +241,39 @@ def test_second_handler_on_same_path_with_other_strategy_or_encoding_is_refused(
         same.close()
     finally:
         first.close()
+
+
+@pytest.mark.parametrize("cls", [safelog.SafeFileHandler, safelog.FlockFileHandler, safelog.FileHandler])
+@pytest.mark.parametrize("options", [{"max_bytes": "1 KB"}, {"maxBytes": 1000, "backup_count": 0}])
+def test_a_size_limit_without_backups_is_refused(tmp_path: Any, cls: Any, options: dict[str, Any]) -> None:
+    """Outside the drop-in RotatingFileHandler, max_bytes with backup_count 0 (which would never
+    rotate) is refused at configuration, naming the value and what to give, and creates no file."""
+    with pytest.raises(ValueError) as exc:
+        cls(str(tmp_path / "app.log"), **options)
+    spelled = "max_bytes='1 KB'" if "max_bytes" in options else "maxBytes=1000"
+    assert str(exc.value).startswith(f"{spelled} with backup_count=0 (the default) would never rotate")
+    assert "give backup_count, the number of backups to keep, e.g. backup_count=5" in str(exc.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_size_limit_with_time_rotation_needs_no_backup_count(tmp_path: Any, make_handler: Callable[..., Any]) -> None:
+    """With time rotation, backup_count 0 keeps every backup (as in the stdlib), so max_bytes alone is fine."""
+    h = make_handler(str(tmp_path / "app.log"), max_bytes="1 KB", when="H")
+    assert (h.maxBytes, h.backupCount) == (1000, 0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"queue_size": 5}, "queue_size=5 applies only with nonblocking=True: add nonblocking=True, or remove it"),
+        (
+            {"queue_size": 5, "overflow": "drop"},
+            "queue_size=5, overflow='drop' apply only with nonblocking=True: add nonblocking=True, or remove them",
+        ),
+    ],
+)
+def test_queue_options_without_nonblocking_name_their_values(options: dict[str, Any], message: str) -> None:
+    """A queue option without nonblocking=True is refused with its value and what to do, in grammatical English."""
+    with pytest.raises(ValueError) as exc:
+        _parse("app.log", **options)
+    assert str(exc.value) == message

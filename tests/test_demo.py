@@ -17,19 +17,20 @@ from safelog._audit import AuditReport
 from safelog._cli import main
 
 LABEL_WIDTH = 26  # the table's first column
-SAFELOG_ROWS = ["safelog thread", "safelog flock", "safelog per-process", "+ safelog merge"]
+LABELS = ["stdlib RotatingFileHandler", "concurrent-log-handler", "safelog flock", "safelog per-process", "safelog thread"]
+SAFELOG_ROWS = ["safelog flock", "safelog per-process", "safelog thread"]
 SMALL = ["--processes", "2", "--threads", "2", "--records", "300", "--max-bytes", "16 KB"]
+MERGED_OK = re.compile(r"time-ordered log in [\d.]+ s: 1,200 records; audit OK \(0 lost, 0 dup, 0 torn\)")
 
 
 def table(out: str) -> dict[str, list[str]]:
-    """The table's rows by label, each as the list of its other cells."""
-    lines = out.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("handler ")) + 2
+    """The table's rows by label, in the order printed, each as the list of its other cells
+    (files, records, lost, dup, torn, rec/s, audit)."""
     rows = {}
-    for line in lines[start:]:
-        if not line.strip():
-            break
-        rows[line[:LABEL_WIDTH].strip()] = line[LABEL_WIDTH:].split()
+    for line in out.splitlines():
+        cells = line[LABEL_WIDTH:].split()
+        if line[:LABEL_WIDTH].strip() in LABELS and len(cells) == 7 and cells[0].isdigit():
+            rows[line[:LABEL_WIDTH].strip()] = cells
     return rows
 
 
@@ -39,10 +40,11 @@ def test_demo_compares_stdlib_and_peer_with_every_strategy(tmp_path: Path, capsy
     out = capsys.readouterr().out
     assert rc == 0, out
     rows = table(out)
-    assert list(rows) == ["stdlib RotatingFileHandler", "concurrent-log-handler", *SAFELOG_ROWS], out
+    assert list(rows) == LABELS, out
     for label in ["concurrent-log-handler", *SAFELOG_ROWS]:
         assert rows[label][-1] == "OK", out
-        assert rows[label][-5:-2] == ["0", "0", "0"], out  # lost, dup, torn
+        assert rows[label][2:5] == ["0", "0", "0"], out  # lost, dup, torn
+    assert MERGED_OK.search(out), out
     assert all(float(cells[-2].replace(",", "")) > 0 for cells in rows.values()), out  # records/s
     assert max(len(line) for line in out.splitlines() if str(tmp_path) not in line) <= 80, out
     # rotation really happened, for the stdlib handler and for safelog
@@ -56,7 +58,7 @@ def test_stdlib_losses_are_counted_exactly(tmp_path: Path, capsys: pytest.Captur
     out = capsys.readouterr().out
     assert rc == 0, out
     cells = table(out)["stdlib RotatingFileHandler"]
-    files, found, lost = (int(c.replace(",", "")) for c in cells[1:4])
+    files, found, lost = (int(c.replace(",", "")) for c in cells[0:3])
     paths = sorted((tmp_path / "stdlib-rotating").glob("app.log*"))
     ids = [m.group(1) for p in paths for m in re.finditer(r" id=(\d+-\d+-\d+) ", p.read_text())]
     expected = {f"{w}-{t}-{i}" for w in range(2) for t in range(2) for i in range(300)}
@@ -96,9 +98,9 @@ def test_demo_skips_concurrent_log_handler_when_missing(tmp_path: Path, monkeypa
     rc = main(["demo", "--dir", str(tmp_path), *SMALL, "--start-method", "fork"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert list(table(out)) == ["stdlib RotatingFileHandler", *SAFELOG_ROWS], out
-    assert "concurrent-log-handler is not installed: its row is skipped" in out
-    assert "pip install concurrent-log-handler" in out
+    assert list(table(out)) == [label for label in LABELS if label != "concurrent-log-handler"], out
+    assert "concurrent-log-handler is not installed: its row is skipped. To add it:" in out
+    assert "  pip install concurrent-log-handler, then run the demo again" in out
 
 
 def test_a_failed_safelog_audit_fails_the_demo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -116,6 +118,7 @@ def test_a_failed_safelog_audit_fails_the_demo(tmp_path: Path, monkeypatch: pyte
     out = capsys.readouterr().out
     assert rc == 1, out
     assert table(out)["safelog flock"][-1] == "FAILED", out
+    assert out.splitlines()[-1] == "Exit status 1: safelog flock failed the audit.", out
 
 
 def test_demo_runs_as_a_module_with_spawned_children(tmp_path: Path) -> None:
@@ -129,6 +132,7 @@ def test_demo_runs_as_a_module_with_spawned_children(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     rows = table(proc.stdout)
     assert all(rows[label][-1] == "OK" for label in SAFELOG_ROWS), proc.stdout
+    assert "audit OK (0 lost, 0 dup, 0 torn)" in proc.stdout
 
 
 class SecondOneFails(logging.FileHandler):
@@ -156,7 +160,7 @@ def test_notes_fit_80_columns_at_their_widest() -> None:
     report = AuditReport(files=10, records=1, lost=[str(i) for i in range(9_999_999)])
     results = [safelog._demo.Result(row, report, 10_000_000, 1.0, 9_999_999) for row in rows if not row.safelog]
     notes = safelog._demo._notes(results, clh=False)
-    assert len(notes) == 3 + 2 + 3  # loss, errors, reason (stdlib); loss, errors (peer); skipped, how to add, thread
+    assert len(notes) == 3 + 2 + 2  # loss, errors, reason (stdlib); loss, errors (peer); skipped, how to add
     assert max(len(line) for line in notes) <= 80, notes
 
 
@@ -166,3 +170,28 @@ def test_a_lucky_stdlib_run_is_explained_within_80_columns() -> None:
     notes = safelog._demo._notes([safelog._demo.Result(row, AuditReport(files=3, records=8), 8, 1.0, 0)], clh=True)
     assert notes[0].startswith("stdlib RotatingFileHandler lost nothing this time"), notes
     assert max(len(line) for line in notes) <= 80, notes
+
+
+def test_the_table_groups_comparable_rows_and_explains_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The rows sharing one file across processes form one table; thread (one process) and the
+    merge (which logs nothing, so has no records/s) stand apart; a legend says what each column
+    means and why the file counts differ; the last line says what the exit status means."""
+    assert main(["demo", "--dir", str(tmp_path), *SMALL, "--start-method", "fork"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    head = lines.index(safelog._demo.HEAD)
+    assert lines[head - 1] == "2 processes x 2 threads share one log (1,200 records):"
+    shared = lines[head + 2: lines.index("", head)]
+    assert [line[:LABEL_WIDTH].strip() for line in shared] == LABELS[:4], out
+    thread = lines.index("1 process x 2 threads (600 records): thread is for the threads of one process")
+    assert lines[thread + 1].startswith("safelog thread "), out
+    merge = next(i for i, line in enumerate(lines) if line.startswith("safelog merge joined the "))
+    assert merge > thread and MERGED_OK.fullmatch(lines[merge + 1]), out
+    for column in ("files ", "records ", "torn ", "rec/s ", "audit "):
+        assert any(line.startswith(column) for line in lines), column
+    assert "flock rotates before a file's last 16 KiB" in out
+    assert lines[-2:] == [
+        "Exit status 0: every safelog row passed the audit (the other rows are there",
+        "to compare with: what they lose does not change it).",
+    ]
+    assert max(len(line) for line in lines if str(tmp_path) not in line) <= 80, out

@@ -661,6 +661,7 @@ def test_cli_errors_exit_2_without_traceback(tmp_path: Path, capsys: pytest.Capt
     """A missing directory or a merge already running is one error line and exit status 2."""
     assert main(["merge", str(tmp_path / "nope" / "app.log")]) == 2
     assert capsys.readouterr().err.startswith("safelog merge: error: no such directory")
+    _make_run(tmp_path, runs=1, n=1)
     fd = os.open(str(tmp_path / "app.log.merge.lock"), os.O_RDWR | os.O_CREAT)
     try:
         flock(fd, LOCK_EX)

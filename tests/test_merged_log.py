@@ -182,23 +182,28 @@ def test_cli_rotates_and_compresses_the_merged_log(tmp_path: Path, capsys: pytes
 @pytest.mark.parametrize(
     ("args", "option"),
     [
-        (["--max-bytes", "ten", "--backup-count", "2"], "max_bytes"),
-        (["--max-bytes", "1 MB", "--backup-count", "two"], "backup_count"),
-        (["--max-bytes", "1 MB"], "backup_count"),
-        (["--max-bytes", "1 MB", "--backup-count", "2", "--compress", "zip"], "compress"),
-        (["--compress", "gzip"], "compress"),
-        (["--max-bytes", "1 MB", "--backup-count", "2", "--retention", "soon"], "retention"),
+        (["--max-bytes", "ten", "--backup-count", "2"], "--max-bytes"),
+        (["--max-bytes", "1 MB", "--backup-count", "two"], "--backup-count"),
+        (["--max-bytes", "1 MB"], "--max-bytes '1 MB' needs --backup-count"),
+        (["--max-bytes", "1 MB", "--backup-count", "0"], "--backup-count must be >= 1, got 0"),
+        (["--max-bytes", "1 MB", "--backup-count", "-1"], "--backup-count must be >= 1, got -1"),
+        (["--backup-count", "2"], "--backup-count '2' needs --max-bytes"),
+        (["--max-bytes", "1 MB", "--backup-count", "2", "--compress", "zip"], "--compress"),
+        (["--compress", "gzip"], "--compress"),
+        (["--max-bytes", "1 MB", "--backup-count", "2", "--retention", "soon"], "--retention"),
     ],
 )
 def test_bad_rotation_values_are_refused_before_merging(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], option: str
 ) -> None:
-    """A bad rotation value is one error line naming the option, exit 2, and nothing is touched."""
+    """A bad rotation value is one error line naming the command line's option (not the function's
+    keyword), with the same bound for every bad --backup-count; exit 2, and nothing is touched."""
     write_batch(tmp_path, 0)
     before = names(tmp_path)
     assert main(["merge", str(tmp_path / "app.log"), *args]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("safelog merge: error: ") and option in err and "Traceback" not in err
+    assert err.startswith("safelog merge: error: ") and option in err and err.count("\n") == 1
+    assert "_bytes" not in err and "_count" not in err
     assert names(tmp_path) == before
 
 

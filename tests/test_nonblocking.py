@@ -467,7 +467,7 @@ def test_record_logged_by_the_writer_thread_is_queued_not_deadlocked(tmp_path: A
         ({"nonblocking": True, "flush_interval": -1}, "flush_interval must be >= 0"),
         ({"nonblocking": True, "queue_size": 0}, "queue_size must be >= 1"),
         ({"nonblocking": True, "flush_level": "LOUD"}, "flush_level='LOUD' is not a level name"),
-        ({"flush_interval": 1}, "only apply with nonblocking=True"),
+        ({"flush_interval": 1}, "flush_interval=1 applies only with nonblocking=True"),
     ],
 )
 def test_bad_options_fail_at_construction(tmp_path: Any, kwargs: dict[str, Any], error: str) -> None:

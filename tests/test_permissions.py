@@ -115,6 +115,49 @@ def test_bad_permission_options_fail_at_construction(tmp_path: Any, kwargs: dict
         safelog.SafeFileHandler(str(tmp_path / "app.log"), **kwargs)
 
 
+@pytest.mark.parametrize("digits", ["640", "600", "644", "660", "664", "755"])
+def test_a_decimal_chmod_is_refused_with_the_octal_spelling(tmp_path: Any, digits: str) -> None:
+    """"chmod": 640 (JSON and YAML have no octal ints) is mode 0o1200, not 0o640: refused with the
+    spellings that mean 0o640, and no file is created."""
+    value = int(digits)
+    with pytest.raises(ValueError) as exc:
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), chmod=value)
+    assert str(exc.value) == (
+        f"chmod={value} is the decimal number {value}, mode {oct(value)}, not 0o{digits}: write the "
+        f"mode as the string '0{digits}' (JSON, YAML, INI) or as 0o{digits} in Python"
+    )
+    assert os.listdir(tmp_path) == []
+
+
+def test_an_int_chmod_with_bits_beyond_0o777_is_refused(tmp_path: Any) -> None:
+    """An int with set-id or sticky bits (900 is 0o1604) is not a log file's mode: refused with the octal spellings."""
+    with pytest.raises(ValueError, match=r"chmod=900 is mode 0o1604, with bits beyond 0o777 .* the string '0640'"):
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), chmod=900)
+
+
+def test_python_octal_chmod_values_are_still_taken(tmp_path: Any, make_handler: Any) -> None:
+    """0o644 is the int 420 and 0o640 the int 416: the octal ints Python code writes keep working."""
+    h = make_handler(str(tmp_path / "a.log"), strategy="thread", chmod=0o644)
+    assert stat.S_IMODE(os.stat(tmp_path / "a.log").st_mode) == 0o644
+    h = make_handler(str(tmp_path / "b.log"), strategy="thread", chmod=416)
+    assert h.config.perms.chmod == 0o640
+
+
+@pytest.mark.parametrize(
+    ("owner", "message"),
+    [
+        ("no-such-user-here", "owner='no-such-user-here': no user named 'no-such-user-here' on this system"),
+        ("root:no-such-group", "owner='root:no-such-group': no group named 'no-such-group' on this system"),
+        (":no-such-group", "owner=':no-such-group': no group named 'no-such-group' on this system"),
+    ],
+)
+def test_an_unknown_owner_is_named_plainly(tmp_path: Any, owner: str, message: str) -> None:
+    """An unknown user or group is named as such, with what to give instead (not getpwnam()'s text)."""
+    with pytest.raises(ValueError) as exc:
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), owner=owner)
+    assert str(exc.value) == message + "; give an existing name or a numeric id ('user', 'user:group', ':group')"
+
+
 def test_symlink_planted_at_the_lock_path_is_not_followed(tmp_path: Any) -> None:
     """A symlink where the lock file goes makes the handler fail; its target is not created."""
     victim = tmp_path / "victim"

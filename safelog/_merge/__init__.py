@@ -114,6 +114,11 @@ def merge(
     policy = parse_policy(max_bytes, backup_count, compress, retention)
     directory, logname, out = resolve(logfile, output)
     report = MergeReport(out)
+    absent = _no_log(os.path.join(directory, logname), directory, logname, out)
+    if absent is not None:
+        # Nothing to merge and no earlier merge to finish: touch nothing (no lock, no state).
+        report.absent = absent
+        return report
     lock_fd = lock_output(out)
     chains: list[list[File]] = []
     try:
@@ -143,6 +148,14 @@ def resolve(logfile: str | os.PathLike[str], output: str | os.PathLike[str] | No
     directory, logname = os.path.split(log)
     if not os.path.isdir(directory):
         raise MergeError(f"no such directory: {directory}")
+    if os.path.isdir(log):
+        raise MergeError(
+            f"{log} is a directory; give the log path the handler was configured with, "
+            f"such as {os.path.join(log, 'app.log')}"
+        )
+    base = shard_of(logname)
+    if base is not None:
+        raise MergeError(f"{log} is a shard of the log {os.path.join(directory, base)}; give that path instead")
     if os.path.isdir(out):
         raise MergeError(f"output {out} is a directory")
     if os.path.dirname(out) == os.path.realpath(directory) and parse_shard_name(logname, os.path.basename(out)):
@@ -162,6 +175,37 @@ def lock_output(out: str) -> int:
         os.close(lock_fd)
         raise MergeError(f"another merge into {out} is running (it holds {lock_path})")
     return lock_fd
+
+
+def shard_of(name: str) -> str | None:
+    """The log name whose shard ``name`` is (``app.log`` for ``app.log.web1.42.shard.3.gz``)."""
+    at = name.find(".shard")
+    while at > 0:
+        host_pid = name[:at].rsplit(".", 2)
+        if len(host_pid) == 3 and parse_shard_name(host_pid[0], name):
+            return host_pid[0]
+        at = name.find(".shard", at + 1)
+    return None
+
+
+def _no_log(log: str, directory: str, logname: str, out: str) -> str | None:
+    """What ``log`` is when it names no per-process log: no shard of it exists and no merge
+    into ``out`` has run before (an earlier merge's state means "merged, nothing new since")."""
+    if os.path.exists(out + STATE_SUFFIX):
+        return None
+    try:
+        entries = os.listdir(directory)
+    except OSError as exc:
+        raise MergeError(f"cannot list {directory}: {exc.strerror or exc}") from None
+    if any(parse_shard_name(logname, e) for e in entries):
+        return None
+    shards = f"{logname}.<host>.<pid>.shard"
+    if not os.path.lexists(log):
+        return f"no per-process log at {log}: no such file, and no shard {shards} in {directory}"
+    return (
+        f"{log} has no shards beside it ({shards}) and was never merged: only a log written with "
+        f"strategy='per-process' has shards (a 'thread' or 'flock' log needs no merge)"
+    )
 
 
 class _Merge:

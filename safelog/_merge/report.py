@@ -37,12 +37,17 @@ class MergeReport:
     problems: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     rotated: str = ""  # the backup the output was rotated to before this batch
+    #: Set when the path names no per-process log (no shard, never merged): what was found
+    #: there instead. Nothing was merged, and nothing was created.
+    absent: str = ""
 
     @property
     def ok(self) -> bool:
         return not self.problems
 
     def summary(self) -> str:
+        if self.absent:
+            return self.absent
         parts = [f"merged {self.records} records from {len(self.shards)} shard file(s) into {self.output}"]
         if self.removed:
             parts.append(f"removed {len(self.removed)}")

@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 from .._policy import compress as _compress
 from .._policy.compress import parse_compress
@@ -48,27 +48,41 @@ class OutputPolicy:
     max_age: float | None
 
 
-def parse_policy(max_bytes: Any, backup_count: Any, compress: Any, retention: Any) -> OutputPolicy | None:
+# The option names messages use: the function's keywords, or (the CLI) its own option names.
+KEYWORDS = {"max_bytes": "max_bytes", "backup_count": "backup_count", "compress": "compress", "retention": "retention"}
+
+
+def parse_policy(
+    max_bytes: Any, backup_count: Any, compress: Any, retention: Any, *, names: Mapping[str, str] = KEYWORDS
+) -> OutputPolicy | None:
     """The merged log's rotation policy from the handler's option values, or None for none.
 
-    Raises ValueError/TypeError naming the option, as the handler does."""
-    size = parse_size("max_bytes", max_bytes)
-    count = check_int("backup_count", 0 if backup_count is None else backup_count)
-    codec = parse_compress(compress)
-    max_age = None if retention is None else parse_duration("retention", retention, positive=True)
-    if size == 0 and count == 0:
+    Raises ValueError/TypeError naming the option as ``names`` spell it, as the handler does."""
+    mb, bc, co, re_ = names["max_bytes"], names["backup_count"], names["compress"], names["retention"]
+    size = parse_size(mb, max_bytes)
+    # The handler follows the stdlib (either one zero: never rotate); a merge has no such
+    # legacy, and a limit that silently does nothing helps nobody: each needs the other.
+    if size and backup_count is None:
+        raise ValueError(f"{_spell(mb, max_bytes)} needs {bc} too: the number of backups to keep (>= 1)")
+    count = check_int(bc, 0 if backup_count is None else backup_count, minimum=1 if size else 0)
+    if count and not size:
+        raise ValueError(f"{_spell(bc, backup_count)} needs {mb} too: the size to rotate at")
+    try:
+        codec = parse_compress(compress)
+    except ValueError:
+        raise ValueError(f"{co} must be one of 'gzip', 'bz2', 'xz'; got {compress!r}") from None
+    max_age = None if retention is None else parse_duration(re_, retention, positive=True)
+    if size == 0:
         if codec is not None or max_age is not None:
-            what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
-            raise ValueError(f"{what} applies to rotated merged logs: give max_bytes and backup_count too")
+            what = _spell(co, compress) if codec is not None else _spell(re_, retention)
+            raise ValueError(f"{what} applies to rotated merged logs: give {mb} and {bc} too")
         return None
-    if size == 0 or count == 0:
-        # The handler follows the stdlib here (either one zero: never rotate); a merge has no
-        # such legacy, and a limit that silently does nothing helps nobody.
-        raise ValueError(
-            f"rotating the merged log needs both max_bytes and backup_count (>= 1); "
-            f"got max_bytes={max_bytes!r}, backup_count={backup_count!r}"
-        )
     return OutputPolicy(size, count, codec, max_age)
+
+
+def _spell(name: str, value: Any) -> str:
+    """An option and its value as the user wrote them: ``--max-bytes '1 MB'`` or ``max_bytes=1``."""
+    return f"{name} {value!r}" if name.startswith("--") else f"{name}={value!r}"
 
 
 def _hooks(path: str, report: MergeReport) -> RotationHooks:

@@ -172,10 +172,13 @@ def parse_config(
     watch: Any = False,
     delay_compress: Any = False,
     reopen_signal: Any = None,
+    stdlib_rotating: bool = False,
     **unknown: Any,
 ) -> Config:
     """Validate a handler's options; ``cls_name`` is the class name used in messages,
-    ``default_strategy`` its strategy, ``pinned`` whether the class fixes it."""
+    ``default_strategy`` its strategy, ``pinned`` whether the class fixes it,
+    ``stdlib_rotating`` whether it keeps ``RotatingFileHandler``'s rule that a size limit
+    without backups never rotates."""
     if unknown:
         raise TypeError(
             f"{cls_name} got unknown option(s) {', '.join(sorted(unknown))}; "
@@ -240,8 +243,12 @@ def parse_config(
         "max_batch": max_batch,
     }
     if not nonblocking and any(v is not None for v in queue_options.values()):
-        given = ", ".join(k for k, v in queue_options.items() if v is not None)
-        raise ValueError(f"{given} only apply with nonblocking=True")
+        given = [f"{k}={v!r}" for k, v in queue_options.items() if v is not None]
+        verb = "applies" if len(given) == 1 else "apply"
+        raise ValueError(
+            f"{', '.join(given)} {verb} only with nonblocking=True: add nonblocking=True, or "
+            f"remove {'it' if len(given) == 1 else 'them'}"
+        )
     overflow = check_choice("overflow", "block" if overflow is None else overflow, ("block", "drop"))
     level = parse_level("flush_level", logging.ERROR if flush_level is None else flush_level)
     queue = QueueSettings(
@@ -287,6 +294,15 @@ def parse_config(
         reopen_signal=parse_reopen_signal(reopen_signal),
         given={"chmod": chmod, "owner": owner},
     )
+    if size and not count and timing is None and not stdlib_rotating:
+        # RotatingFileHandler(maxBytes=N) without backupCount never rotates, silently: the
+        # stdlib's rule, kept by the drop-in, and a well-known trap. The other classes say so.
+        spelled = f"max_bytes={max_bytes!r}" if max_bytes is not UNSET else f"maxBytes={maxBytes!r}"
+        raise ValueError(
+            f"{spelled} with backup_count=0 (the default) would never rotate: no backups to keep "
+            f"means no rotation, the rule of logging.handlers.RotatingFileHandler; give "
+            f"backup_count, the number of backups to keep, e.g. backup_count=5"
+        )
     if not config.rotates and (codec is not None or max_age is not None):
         what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
         raise ValueError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["resolve_log_path", "unwritable_dir", "special_kind", "kind_of", "name_too_long"]
+__all__ = ["resolve_log_path", "unwritable_dir", "unwritable", "special_kind", "kind_of", "name_too_long"]
 
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
 
@@ -108,6 +108,24 @@ def unwritable_dir(path: str) -> str | None:
         d = os.path.dirname(d)
     if not os.access(d, os.W_OK | os.X_OK):
         return f"directory {d!r} is not writable"
+    return None
+
+
+def unwritable(path: str) -> str | None:
+    """Why ``path`` cannot be opened for appending, created if missing (``None`` when it can,
+    as far as permissions tell): asked before a handler creates anything, so that a
+    configuration that fails leaves no file behind, and after a failed open, to name the
+    directory or file at fault rather than whichever file the strategy opened first."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return unwritable_dir(path)
+    except OSError:
+        return None  # the open says why
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    if not os.access(path, os.W_OK):
+        return f"file {path!r} is not writable"
     return None
 
 

@@ -53,15 +53,31 @@ def parse_chmod(value: Any) -> int | None:
         if m is None:
             raise ValueError(f"Cannot parse chmod from {value!r}: expected octal bits such as '0640'")
         value = int(m.group(1), 8)
-    if not isinstance(value, int):
+    elif not isinstance(value, int):
         raise TypeError(f"chmod must be permission bits such as 0o640 or '0640', not {value!r}")
+    elif value > 0o777:
+        # JSON has no octal numbers and YAML 1.2 reads 640 as decimal: "chmod": 640 is the int
+        # 640, mode 0o1200. The set-id and sticky bits mean nothing on a log file, so an int
+        # that has them was not meant as bits: say how to write the mode instead of applying it.
+        digits = str(value)
+        if re.fullmatch(r"[0-7]{3,4}", digits):
+            raise ValueError(
+                f"chmod={value} is the decimal number {value}, mode {oct(value)}, not 0o{digits}: "
+                f"write the mode as the string '0{digits}' (JSON, YAML, INI) or as 0o{digits} in Python"
+            )
+        raise ValueError(
+            f"chmod={value} is mode {oct(value)}, with bits beyond 0o777 (set-id, sticky) that a "
+            f"log file has no use for: write the mode in octal, as the string '0640' (JSON, YAML, "
+            f"INI) or as 0o640 in Python"
+        )
     if not 0 <= value <= 0o7777:
         raise ValueError(f"chmod must be permission bits between 0 and 0o7777, got {value!r}")
     if not value & 0o200:
         # The writers open the file for appending after it exists; without the owner's write
         # bit every reopen (rotation, restart) would fail.
         raise ValueError(f"chmod={oct(value)} leaves the log unwritable for its owner; add 0o200")
-    return value
+    bits: int = value
+    return bits
 
 
 def parse_owner(value: Any) -> tuple[int, int]:
@@ -82,7 +98,12 @@ def parse_owner(value: Any) -> tuple[int, int]:
             uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
         if group:
             gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
-    except KeyError as exc:
-        raise ValueError(f"owner={value!r}: unknown user or group {exc}") from None
+    except KeyError:
+        # The KeyError's own text is getpwnam()'s ("name not found: ..."): say which name.
+        unknown = f"no user named {user!r}" if uid == -1 and user else f"no group named {group!r}"
+        raise ValueError(
+            f"owner={value!r}: {unknown} on this system; give an existing name or a numeric id "
+            f"('user', 'user:group', ':group')"
+        ) from None
     return uid, gid
 
