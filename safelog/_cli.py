@@ -25,6 +25,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(subparsers)
     _add_merge(subparsers)
+    _add_follow(subparsers)
     # parse_args() would report an unknown option of a subcommand with the top-level usage;
     # the subcommand's own usage is the one that helps.
     args, extra = parser.parse_known_args(argv)
@@ -145,6 +146,18 @@ def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument(
         "-q", "--quiet", action="store_true", help="no progress and no summary; problems are still reported"
     )
+    f = p.add_argument_group(
+        "merging live",
+        "With --follow the merge goes on while the processes write: every --interval it appends the "
+        "records whose time is at least --lag in the past, in time order, to OUT in place (one "
+        "growing file for shippers), and removes what is merged whole. A record written more than "
+        "--lag after its time is appended with the next batch (late, never lost or repeated). "
+        "Killed and started again it goes on where it was. Ctrl-C stops; SIGTERM appends "
+        "everything complete first.",
+    )
+    f.add_argument("--follow", action="store_true", help="merge continuously (implies --include-live)")
+    f.add_argument("--lag", metavar="TIME", default="0.5s", help="ordering lag (default: %(default)s)")
+    f.add_argument("--interval", metavar="TIME", default="0.1s", help="how often to look (default: %(default)s)")
     g = p.add_argument_group(
         "bounding the merged log",
         "Rotate it before a batch would take it past --max-bytes, keeping --backup-count backups "
@@ -171,8 +184,11 @@ def _run_merge(args: argparse.Namespace) -> int:
     err = sys.stderr
     try:
         parse_policy(args.max_bytes, args.backup_count, args.compress, args.retention, names=_MERGE_NAMES)
+        lag, interval = _pace(args)
     except (ValueError, TypeError) as exc:
         return _error("merge", str(exc))
+    if args.follow:
+        return _merge_follow(args, lag, interval)
     progress = _progress_printer(err) if not args.quiet and err.isatty() else None
     try:
         report = merge(
@@ -202,6 +218,117 @@ def _run_merge(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"safelog merge: {report.summary()}", file=err)
     return 0 if report.ok else 1
+
+
+def _pace(args: argparse.Namespace) -> tuple[float, float]:
+    """--lag and --interval in seconds (ValueError naming the option)."""
+    from ._policy.options import parse_duration
+
+    return parse_duration("--lag", args.lag), parse_duration("--interval", args.interval, positive=True)
+
+
+def _merge_follow(args: argparse.Namespace, lag: float, interval: float) -> int:
+    from ._follow import Signals
+    from ._merge import MergeError, MergeReport
+    from ._merge.follow import merge_follow
+
+    err = sys.stderr
+    told = [0, 0]
+
+    def notify(report: MergeReport) -> None:
+        for w in report.warnings[told[0] :]:
+            print(f"safelog merge: warning: {w}", file=err)
+        for p in report.problems[told[1] :]:
+            print(f"safelog merge: {p}", file=err)
+        told[:] = [len(report.warnings), len(report.problems)]
+        err.flush()
+
+    control = Signals()
+    try:
+        report = merge_follow(
+            args.logfile,
+            args.output,
+            control=control,
+            lag=lag,
+            interval=interval,
+            keep=args.keep,
+            max_bytes=args.max_bytes,
+            backup_count=args.backup_count,
+            compress=args.compress,
+            retention=args.retention,
+            notify=notify,
+        )
+    except MergeError as exc:
+        return _error("merge", str(exc))
+    finally:
+        control.close()
+    notify(report)
+    if not args.quiet:
+        print(f"safelog merge: {report.summary()}", file=err)
+    return 0 if report.ok else 1
+
+
+# -- follow -----------------------------------------------------------------------------------
+
+
+def _add_follow(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "follow",
+        help="print a log's records as they are written, across rotations (per-process: all shards, merged)",
+        description=(
+            "Print the records of LOGFILE as they are written, like tail -F but exact: a rotated "
+            "file is read to its end before the next one (by inode; compressed backups decoded), "
+            "never a record twice or none skipped. A per-process log is followed as the live "
+            "merge of all its shards, records exactly as 'safelog merge' writes them, in time "
+            "order: a record is printed once its time is --lag in the past (one written later "
+            "than that comes with the next look, after newer ones). Ctrl-C, or the reader of "
+            "the output going away (safelog follow app.log | head), ends it quietly with status "
+            "0; SIGTERM prints everything complete first. Exit status: 0, 1 when damaged input "
+            "was reported, 2 when it could not run."
+        ),
+    )
+    p.add_argument("logfile", metavar="LOGFILE", help="the log path the handler was configured with")
+    p.add_argument(
+        "-n", "--lines", metavar="N", default="10", help="start with the last N records (default: %(default)s)"
+    )
+    p.add_argument(
+        "--since",
+        metavar="TIME",
+        help="start with the first record of TIME or later: '2026-12-07T10:00' (local time unless it "
+        "ends in Z or an offset) or a duration before now, '10 min' (a plain log: by each line's "
+        "leading timestamp)",
+    )
+    p.add_argument("--lag", metavar="TIME", default="0.5s", help="per-process: ordering lag (default: %(default)s)")
+    p.add_argument("--interval", metavar="TIME", default="0.1s", help="how often to look (default: %(default)s)")
+    p.set_defaults(func=_run_follow)
+
+
+def _run_follow(args: argparse.Namespace) -> int:
+    from ._follow import FollowError, Signals, follow, is_broken_pipe, parse_since, quiet_broken_pipe
+    from ._merge import MergeError
+
+    try:
+        lag, interval = _pace(args)
+        since = parse_since(args.since) if args.since is not None else None
+        lines = int(args.lines) if args.lines.strip().isdigit() else -1
+    except (ValueError, TypeError) as exc:
+        return _error("follow", str(exc))
+    if lines < 0:
+        return _error("follow", f"-n must be a whole number of records, 0 or more, got {args.lines!r}")
+    sys.stdout.flush()
+    out = sys.stdout.fileno()
+    control = Signals(out)
+    try:
+        return follow(args.logfile, out, control, lines=lines, since=since, lag=lag, interval=interval)
+    except (FollowError, MergeError) as exc:
+        return _error("follow", str(exc))
+    except OSError as exc:
+        if is_broken_pipe(exc):
+            quiet_broken_pipe(out)
+            return 0
+        return _error("follow", f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+    finally:
+        control.close()
 
 
 def _progress_printer(err: TextIO) -> Callable[[int, int], None]:

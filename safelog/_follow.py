@@ -63,6 +63,8 @@ __all__ = ["follow", "Signals", "parse_since", "FollowError"]
 # How much of a plain file names it once it is compressed (with its size).
 _PREFIX = 4096
 _CHUNK = 1 << 20
+# -n of "everything there is".
+_ALL = sys.maxsize
 # Walks of the backups that found the names moving under them before giving up for this look.
 _WALKS = 20
 # A leading timestamp: ISO 8601 or logging's asctime ("2026-12-07 10:00:00,123").
@@ -93,15 +95,22 @@ def follow(
     if not os.path.isdir(directory):
         raise FollowError(f"no such directory: {directory}")
     problems = _Problems(err if err is not None else sys.stderr)
-    chains, _ = discover(directory, name)
-    if chains or os.path.exists(log + STATE_SUFFIX):
-        return _follow_shards(directory, name, out, control, lines, since, lag, interval, problems)
-    try:
-        st = os.stat(log)
-    except FileNotFoundError:
-        st = None
-    if st is not None and not stat.S_ISREG(st.st_mode):
-        raise FollowError(f"{log} is not a regular file")
+    while True:
+        # Nothing written yet: the first file to appear says which kind of log it is, and
+        # everything in it is new.
+        chains, _ = discover(directory, name)
+        if chains or os.path.exists(log + STATE_SUFFIX):
+            return _follow_shards(directory, name, out, control, lines, since, lag, interval, problems)
+        try:
+            st = os.stat(log)
+        except FileNotFoundError:
+            if control.wait(interval) is not None:
+                return problems.status
+            lines, since = _ALL, None
+            continue
+        if not stat.S_ISREG(st.st_mode):
+            raise FollowError(f"{log} is not a regular file")
+        break
     tail = PlainTail(log, out, problems)
     try:
         tail.start(lines, since)
@@ -160,7 +169,7 @@ def _follow_shards(
         live.refresh()
         if since is not None:
             live.start_since(time_key(since))
-        else:
+        elif lines != _ALL:
             live.start_last(lines)
         while True:
             spans = live.plan(time.time(), drain=command == DRAIN)
@@ -295,6 +304,8 @@ class PlainTail:
             self._drain(f)
             self._finished(f)
         self.cur = current
+        if current is not None:
+            self._drain(current)
 
     def _known(self, f: _Read) -> bool:
         if self.last is not None and f.ino == self.last.ino:
