@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_demo(subparsers)
     _add_merge(subparsers)
     _add_follow(subparsers)
+    _add_doctor(subparsers)
     # parse_args() would report an unknown option of a subcommand with the top-level usage;
     # the subcommand's own usage is the one that helps.
     args, extra = parser.parse_known_args(argv)
@@ -329,6 +331,45 @@ def _run_follow(args: argparse.Namespace) -> int:
         return _error("follow", f"{exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
     finally:
         control.close()
+
+
+# -- doctor -----------------------------------------------------------------------------------
+
+
+def _add_doctor(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser(
+        "doctor",
+        help="what a log's files say about the deployment writing it: strategy, file system, lock "
+        "holders, leftovers, shards of gone processes, disk use",
+        description=(
+            "Look at LOGFILE's files and the processes around them, on one screen: the strategy "
+            "the files show, the file system and whether flock and O_APPEND are reliable there, "
+            "the processes holding a lock on them now (pid, command line), the processes that "
+            "have them open, the policies processes recorded, files named like the log's that "
+            "fit none of its names, leftovers of processes that died (compression temp files, "
+            "backups never unlinked, a merge's temp files or half-done journal), shards of "
+            "processes that are gone, and disk use. It only looks: no lock taken, nothing "
+            "changed. It cannot see other hosts, other pid namespaces, or a lock file kept "
+            "elsewhere unless given (--lock-dir). Exit status: 0 nothing wrong, 1 a problem "
+            "found, 2 it could not run."
+        ),
+    )
+    p.add_argument("logfile", metavar="LOGFILE", help="the log path the handler was configured with")
+    p.add_argument("--json", action="store_true", help="the report as JSON (a stable schema, see docs/operating.md)")
+    p.add_argument("--lock-dir", metavar="DIR", help="where the flock lock file is, if the handler was given lock_dir")
+    p.set_defaults(func=_run_doctor)
+
+
+def _run_doctor(args: argparse.Namespace) -> int:
+    from ._doctor import DoctorError, diagnose
+
+    try:
+        found = diagnose(args.logfile, lock_dir=args.lock_dir)
+    except DoctorError as exc:
+        return _error("doctor", str(exc))
+    width = shutil.get_terminal_size((100, 24)).columns
+    sys.stdout.write(found.dumps() if args.json else found.render(width))
+    return 0 if found.ok else 1
 
 
 def _progress_printer(err: TextIO) -> Callable[[int, int], None]:

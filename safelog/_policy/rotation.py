@@ -41,7 +41,7 @@ from .timing import ANY_STAMP, TimePolicy
 if TYPE_CHECKING:
     from .._primitives.perms import Perms
 
-__all__ = ["Rollover", "RotationHooks", "SIZE", "TIME", "backup_name"]
+__all__ = ["Rollover", "RotationHooks", "SIZE", "TIME", "backup_name", "work_file"]
 
 SIZE = 1
 TIME = 2
@@ -443,6 +443,19 @@ def backup_name(logname: str, filename: str) -> tuple[tuple[Any, ...], str] | No
     if m.group("size"):
         return (0, -int(m.group("size"))), ext
     return (1, m.group("stamp"), int(m.group("n") or 0)), ext
+
+
+def work_file(entry: str) -> tuple[str, str] | None:
+    """``("compression", name)`` for a temp file that ``name`` is being compressed into,
+    ``("trash", name)`` for a backup renamed away to be unlinked (see ``compress.trash``), else
+    None; ``name`` is the base name of the file it belongs to (without its codec extension)."""
+    m = _TMP_RE.match(entry)
+    if m is not None:
+        return "compression", _split_ext(m.group("name"))[0]
+    m = _DEL_RE.match(entry)
+    if m is not None:
+        return "trash", _split_ext(m.group("name"))[0]
+    return None
 
 
 _ANY_BACKUP_RE = re.compile(r"(?P<size>[1-9]\d*)|(?P<stamp>" + ANY_STAMP + r")(?:\.(?P<n>[1-9]\d*))?")
