@@ -191,7 +191,7 @@ def _run_merge(args: argparse.Namespace) -> int:
         return _error("merge", str(exc))
     if args.follow:
         return _merge_follow(args, lag, interval)
-    progress = _progress_printer(err) if not args.quiet and err.isatty() else None
+    progress = _Progress(err) if not args.quiet and err.isatty() else None
     try:
         report = merge(
             args.logfile,
@@ -206,11 +206,11 @@ def _run_merge(args: argparse.Namespace) -> int:
         )
     except MergeError as exc:
         if progress is not None:
-            err.write("\n")
+            progress.clear(newline=True)
         print(f"safelog merge: error: {exc}", file=err)
         return 2
     if progress is not None:
-        err.write("\r\033[K")
+        progress.clear()
     if report.absent:
         return _error("merge", report.absent)
     for w in report.warnings:
@@ -372,19 +372,44 @@ def _run_doctor(args: argparse.Namespace) -> int:
     return 0 if found.ok else 1
 
 
-def _progress_printer(err: TextIO) -> Callable[[int, int], None]:
-    start = time.monotonic()
-    last = [0.0]
+# A merge that takes less than this draws no progress bar (seconds).
+PROGRESS_AFTER = 0.5
+_BAR = 24
 
-    def show(done: int, total: int) -> None:
+
+class _Progress:
+    """A progress bar on stderr (a terminal) for a long merge: bytes done of total, rate, time
+    left. Drawn at most five times a second, and only once the merge has run PROGRESS_AFTER."""
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
         now = time.monotonic()
-        if now - last[0] < 0.2 and done < total:
+        elapsed = now - self.start
+        if elapsed < PROGRESS_AFTER or (now - self.last < 0.2 and done < total):
             return
-        last[0] = now
-        pct = 100 * done // total if total else 100
-        rate = done / max(now - start, 1e-6) / 1e6
-        mb = f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB"
-        err.write(f"\rsafelog merge: {pct:3d}% {mb} {rate:,.0f} MB/s")
-        err.flush()
+        self.last = now
+        frac = min(done / total, 1.0) if total else 1.0
+        fill = int(frac * _BAR)
+        rate = done / max(elapsed, 1e-6)
+        left = (total - done) / rate if rate > 0 and done < total else 0.0
+        self.err.write(
+            f"\rsafelog merge: [{'#' * fill}{'.' * (_BAR - fill)}] {frac * 100:3.0f}% "
+            f"{done / 1e6:,.0f}/{total / 1e6:,.0f} MB {rate / 1e6:,.1f} MB/s {_clock(left)} left"
+        )
+        self.err.flush()
+        self.drawn = True
 
-    return show
+    def clear(self, newline: bool = False) -> None:
+        if self.drawn:
+            self.err.write("\n" if newline else "\r\033[K")
+            self.err.flush()
+
+
+def _clock(seconds: float) -> str:
+    s = int(seconds + 0.5)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"

@@ -685,23 +685,61 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     assert "merged 6 records" in proc.stderr
 
 
-def test_progress_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a TTY stderr gets a progress line (cleared at the end); --quiet draws none."""
-    import io
+def _stderr_on(fd: int, monkeypatch: pytest.MonkeyPatch, argv: list[str], read: int) -> tuple[int, str]:
+    """Run the CLI with stderr written to ``fd`` (a pty's slave or a pipe's write end); what arrives
+    at ``read`` (the master, or the read end) until it is closed, read by a thread meanwhile so a full
+    buffer cannot block the merge."""
+    import threading
 
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+    chunks: list[bytes] = []
 
-    _make_run(tmp_path, runs=2, n=5)
-    err = Tty()
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(read, 4096)
+            except OSError:  # EIO: a pty's slave side is closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    err = os.fdopen(fd, "w")
     monkeypatch.setattr(sys, "stderr", err)
-    assert main(["merge", str(tmp_path / "app.log"), "--keep", "-o", str(tmp_path / "a.log")]) == 0
-    assert "\rsafelog merge: 100%" in err.getvalue() and "\r\033[K" in err.getvalue()
-    err = Tty()
-    monkeypatch.setattr(sys, "stderr", err)
-    assert main(["merge", str(tmp_path / "app.log"), "--quiet", "-o", str(tmp_path / "b.log")]) == 0
-    assert err.getvalue() == ""
+    try:
+        status = main(argv)
+    finally:
+        err.close()
+        reader.join(60)
+        os.close(read)
+    return status, b"".join(chunks).decode()
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With stderr on a pseudo-terminal a long merge draws a bar (bytes, rate, time left) and clears it;
+    on a pipe, with --quiet, or for a merge quicker than PROGRESS_AFTER nothing is drawn."""
+    from safelog import _cli
+
+    _make_run(tmp_path, runs=3, n=200)
+    log = str(tmp_path / "app.log")
+    monkeypatch.setattr(_cli, "PROGRESS_AFTER", 0.0)
+    master, slave = os.openpty()
+    status, text = _stderr_on(slave, monkeypatch, ["merge", log, "--keep", "-o", str(tmp_path / "a.log")], master)
+    assert status == 0
+    bar = re.search(r"\rsafelog merge: \[#{24}\] 100% \d+/\d+ MB [\d.,]+ MB/s 0:00 left", text)
+    assert bar is not None, repr(text)
+    assert "\r\033[K" in text[bar.end() :] and "merged 600 records" in text
+    read, write = os.pipe()
+    status, text = _stderr_on(write, monkeypatch, ["merge", log, "--keep", "-o", str(tmp_path / "b.log")], read)
+    assert status == 0 and "\r" not in text and "[" not in text and "merged 600 records" in text
+    master, slave = os.openpty()
+    status, text = _stderr_on(slave, monkeypatch, ["merge", log, "--keep", "-q", "-o", str(tmp_path / "c.log")], master)
+    assert status == 0 and text == ""
+    monkeypatch.setattr(_cli, "PROGRESS_AFTER", 3600.0)
+    master, slave = os.openpty()
+    status, text = _stderr_on(slave, monkeypatch, ["merge", log, "--keep", "-o", str(tmp_path / "d.log")], master)
+    assert status == 0 and "safelog merge: [" not in text and "merged 600 records" in text
 
 
 def test_time_going_backwards_in_a_shard_is_a_warning(
