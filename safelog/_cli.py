@@ -230,7 +230,7 @@ def _pace(args: argparse.Namespace) -> tuple[float, float]:
 
 
 def _merge_follow(args: argparse.Namespace, lag: float, interval: float) -> int:
-    from ._follow import Signals
+    from ._follow import Signals, more_descriptors
     from ._merge import MergeError, MergeReport
     from ._merge.follow import merge_follow
 
@@ -245,6 +245,7 @@ def _merge_follow(args: argparse.Namespace, lag: float, interval: float) -> int:
         told[:] = [len(report.warnings), len(report.problems)]
         err.flush()
 
+    more_descriptors()
     control = Signals()
     try:
         report = merge_follow(

@@ -58,7 +58,7 @@ from ._primitives.codec import DECODE_ERRORS
 from ._primitives.fileio import READ, close_quietly
 from ._primitives.shard import time_key
 
-__all__ = ["follow", "Signals", "parse_since", "FollowError"]
+__all__ = ["follow", "Signals", "parse_since", "FollowError", "more_descriptors"]
 
 # How much of a plain file names it once it is compressed (with its size).
 _PREFIX = 4096
@@ -95,6 +95,7 @@ def follow(
     if not os.path.isdir(directory):
         raise FollowError(f"no such directory: {directory}")
     problems = _Problems(err if err is not None else sys.stderr)
+    more_descriptors()
     while True:
         # Nothing written yet: the first file to appear says which kind of log it is, and
         # everything in it is new.
@@ -354,12 +355,9 @@ class PlainTail:
     def _drain(self, f: _Read) -> None:
         """Print the complete lines of ``f`` from where it was read to."""
         while True:
-            data = _read_at(f, f.pos, _CHUNK)
+            data = _advance(f)
             if not data:
                 return
-            if len(f.prefix) < _PREFIX:
-                f.prefix += data[: _PREFIX - len(f.prefix)]
-            f.pos += len(data)
             data = f.partial + data
             end = data.rfind(b"\n") + 1
             f.partial = data[end:]
@@ -448,13 +446,17 @@ def _skip_to_end(f: _Read) -> None:
         f.pos = os.fstat(f.fd).st_size
         f.prefix = _read_at(f, 0, _PREFIX)
         return
-    while True:
-        data = _read_at(f, f.pos, _CHUNK)
-        if not data:
-            break
-        if len(f.prefix) < _PREFIX:
-            f.prefix += data[: _PREFIX - len(f.prefix)]
-        f.pos += len(data)
+    while _advance(f):
+        pass
+
+
+def _advance(f: _Read) -> bytes:
+    """The next chunk of ``f`` (b"" at its end); ``pos`` and ``prefix`` move past it."""
+    data = _read_at(f, f.pos, _CHUNK)
+    if len(f.prefix) < _PREFIX:
+        f.prefix += data[: _PREFIX - len(f.prefix)]
+    f.pos += len(data)
+    return data
 
 
 def _prime_prefix(f: _Read) -> None:
@@ -632,6 +634,20 @@ class Signals:
             signal.signal(signum, old)
         os.close(self._r)
         os.close(self._w)
+
+
+def more_descriptors() -> None:
+    """A live merge holds every shard file of the log open: raise this process's limit on open
+    descriptors to its hard limit (a directory of a thousand shards passes the usual 1,024)."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 1 << 16
+        if soft != resource.RLIM_INFINITY and soft < want:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    except (ImportError, ValueError, OSError):  # pragma: no cover - no resource module, or refused
+        pass
 
 
 def quiet_broken_pipe(out: int) -> None:

@@ -22,7 +22,7 @@ from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.shard import hostname, parse_shard_name
 from .report import MergeError, MergeReport, Problem
 
-__all__ = ["File", "Decoded", "age_key", "identify", "line_digest", "first_line_fd", "discover", "open_inputs", "open_decoded", "pread", "Unreadable"]
+__all__ = ["File", "Decoded", "close_streams", "age_key", "identify", "line_digest", "first_line_fd", "discover", "open_inputs", "open_decoded", "pread", "Unreadable"]
 
 # On a network file system (see _primitives.fsdetect) a lock may not reach other clients, so a
 # shard of another host also counts as live until it has not been written for this long.
@@ -189,14 +189,19 @@ class Decoded:
         self._cache = b""
 
     def close(self) -> None:
-        for s in (self._stream, self._raw):
-            if s is not None:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+        close_streams(self._stream, self._raw)
         self._stream = self._raw = None
         self._cache = b""
+
+
+def close_streams(*streams: IO[bytes] | None) -> None:
+    """Close a decoded stream and its raw file (either may be None), ignoring errors."""
+    for s in streams:
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
 
 
 class _Positional(io.RawIOBase):
