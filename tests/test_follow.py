@@ -630,6 +630,44 @@ def test_follow_into_a_pipe_whose_reader_goes_away_exits_quietly(tmp_path: Path)
     assert follower.stderr is not None and follower.stderr.read() == b""
 
 
+def holds_open(pid: int, path: Path) -> None:
+    """Until process ``pid`` has ``path`` open (kernel state; the deadline only bounds a failure)."""
+    want = os.stat(path)
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino) == (want.st_dev, want.st_ino):
+                return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} never opened {path}")
+
+
+@pytest.mark.parametrize("strategy", ["flock", "per-process"])
+def test_sigterm_prints_everything_complete_then_exits(tmp_path: Path, strategy: str) -> None:
+    """SIGTERM right after the writers finished: the follower prints every record complete by then
+    (a per-process log's too, though --lag 1h still holds them all back), then exits with status 0."""
+    log = tmp_path / "app.log"
+    options = dict(strategy=strategy, max_bytes="8 KiB", backup_count=100)
+    first = FORK.Process(target=write_records, args=(str(log), "w0", 10), kwargs=options)
+    first.start()
+    first.join()
+    follower = Follower("follow", "-n", "0", "--lag", "1h", "--interval", "10s", str(log))
+    opened = log if strategy == "flock" else next(tmp_path.glob("app.log.*.shard"))
+    holds_open(follower.proc.pid, opened)  # its signal handlers are in place by then
+    procs = [FORK.Process(target=write_records, args=(str(log), f"w{k}", 1500), kwargs=options) for k in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    rc, err = follower.stop()
+    assert rc == 0 and "Traceback" not in err, err
+    audited(follower.lines, ids(["w1", "w2"], 1500), tmp_path)
+
+
 def test_follow_ctrl_c_exits_cleanly(tmp_path: Path) -> None:
     """SIGINT (Ctrl-C) ends a follow at once: status 0, no traceback."""
     log = tmp_path / "app.log"
