@@ -168,6 +168,10 @@ class Decoded:
             return c[offset - at : offset - at + n]
         if not self.ext:
             data = os.pread(self.fd, n, offset)
+        elif self._stream is not None and at <= offset < at + len(c) == self._pos:
+            # Overlaps the kept read, which ends where the stream is: no need to decode again.
+            data = c[offset - at :] + (self._stream.read(n - (at + len(c) - offset)) or b"")
+            self._pos = offset + len(data)
         else:
             if self._stream is None or offset < self._pos:
                 self.close()
