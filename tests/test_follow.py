@@ -613,6 +613,18 @@ def test_merge_follow_rotates_the_merged_log(tmp_path: Path) -> None:
 # -- the command line ---------------------------------------------------------------------------
 
 
+def test_merge_follow_refuses_a_log_that_is_not_per_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """merge --follow on an existing log with no shard and no earlier merge (a flock log, a typo) is an
+    error that creates nothing; on a path nothing has written yet it waits for shards."""
+    from safelog._cli import main
+
+    log = tmp_path / "app.log"
+    write_records(str(log), "w0", 3, strategy="flock")
+    before = sorted(os.listdir(tmp_path))
+    assert main(["merge", "--follow", str(log)]) == 2
+    assert "was never merged" in capsys.readouterr().err and sorted(os.listdir(tmp_path)) == before
+
+
 def test_follow_into_a_pipe_whose_reader_goes_away_exits_quietly(tmp_path: Path) -> None:
     """`safelog follow app.log | head -n 2`: once head has exited the follower notices (no new record
     needed) and exits with status 0, without a traceback."""

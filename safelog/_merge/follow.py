@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 from .._primitives.atomic import fsync_dir
 from .._primitives.lock import LOCK_EX, try_lock
-from . import _Merge, _fd_id, _open_output, _remove_leftovers, _remove_merged, _rotate, _undo_append, journal
+from . import _Merge, _fd_id, _no_log, _open_output, _remove_leftovers, _remove_merged, _rotate, _undo_append, journal
 from . import lock_output, resolve
 from .journal import STATE_SUFFIX, output_id
 from .live import LiveMerge, write_spans
@@ -64,6 +64,12 @@ def merge_follow(
     merge cannot run at all."""
     policy = parse_policy(max_bytes, backup_count, compress, retention)
     directory, logname, out = resolve(logfile, output)
+    log = os.path.join(directory, logname)
+    absent = _no_log(log, directory, logname, out)
+    if absent is not None and os.path.lexists(log):
+        # A log that exists and is no per-process log (a flock log, a typo): touch nothing. One
+        # that does not exist yet is waited for.
+        raise MergeError(absent)
     report = MergeReport(out)
     lock_fd = lock_output(out)
     m: _Merge | None = None
