@@ -592,7 +592,11 @@ def test_merge_follow_rotates_the_merged_log(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     options = dict(strategy="per-process", max_bytes="64 KiB", backup_count=100)
     n = 5000
-    procs = [FORK.Process(target=write_records, args=(str(log), f"w{k}", n), kwargs=options) for k in range(2)]
+    halves = [(FORK.Event(), FORK.Event()) for _ in range(2)]
+    procs = [
+        FORK.Process(target=write_records, args=(str(log), f"w{k}", n, ready, go), kwargs=options)
+        for k, (ready, go) in enumerate(halves)
+    ]
     merger = Follower(
         "merge", "--follow", "--interval", "0.02", "--lag", "0.1s", "--max-bytes", "32 KiB",
         "--backup-count", "1000", "--compress", "gzip", str(log),
@@ -600,14 +604,33 @@ def test_merge_follow_rotates_the_merged_log(tmp_path: Path) -> None:
     merging(log)
     for p in procs:
         p.start()
+    assert all(ready.wait(DEADLINE) for ready, _ in halves)
+    # Handshake: the first halves are merged (the merged log is then past --max-bytes); what
+    # follows is another batch, which rotates it first.
+    end = time.monotonic() + DEADLINE
+    while len(merged_lines(log)) < n and time.monotonic() < end:
+        time.sleep(0.01)
+    for _, go in halves:
+        go.set()
     for p in procs:
         p.join()
     rc, err = merger.stop()
     assert rc == 0, err
-    backups = sorted(tmp_path.glob("app.log.[0-9]*.gz"), key=lambda p: -int(p.name.split(".")[2]))
-    assert len(backups) > 3
-    lines = [line for b in backups for line in gzip.decompress(b.read_bytes()).decode().splitlines()] + texts(log)
-    audited(lines, ids(["w0", "w1"], n), tmp_path)
+    assert list(tmp_path.glob("app.log.[0-9]*.gz"))
+    audited(merged_lines(log), ids(["w0", "w1"], n), tmp_path)
+
+
+def merged_lines(log: Path) -> list[str]:
+    """The lines of a merged log and its backups (app.log.N[.gz], N oldest), oldest first."""
+    backups = [p for p in log.parent.glob(log.name + ".[0-9]*") if not p.name.endswith(".tmp")]
+    lines: list[str] = []
+    for b in sorted(backups, key=lambda p: -int(p.name.split(".")[2])):
+        try:
+            data = gzip.decompress(b.read_bytes()) if b.name.endswith(".gz") else b.read_bytes()
+        except (FileNotFoundError, EOFError):
+            return []  # renamed or being written while listed: look again
+        lines += data.decode().splitlines()
+    return lines + texts(log)
 
 
 # -- the command line ---------------------------------------------------------------------------

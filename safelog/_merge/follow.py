@@ -22,7 +22,7 @@ from .._primitives.lock import LOCK_EX, try_lock
 from . import _Merge, _fd_id, _no_log, _open_output, _remove_leftovers, _remove_merged, _rotate, _undo_append, journal
 from . import lock_output, resolve
 from .journal import STATE_SUFFIX, output_id
-from .live import LiveMerge, write_spans
+from .live import FORGET, LiveMerge, write_spans
 from .report import MergeError, MergeReport
 from .rotate import parse_policy
 
@@ -31,7 +31,7 @@ __all__ = ["merge_follow", "Control", "STOP", "DRAIN", "FORGET_AFTER"]
 STOP = "stop"
 DRAIN = "drain"
 # How long the names of removed files are remembered (see the module docstring).
-FORGET_AFTER = 3600.0
+FORGET_AFTER = FORGET
 # How often retention of the merged log's backups runs when nothing rotates.
 _TIDY_EVERY = 60.0
 

@@ -58,6 +58,9 @@ __all__ = ["LiveMerge", "Track", "write_spans", "SETTLE", "DRAIN"]
 # How long a file's size must stay the same before a line end at its end is taken for the
 # end of its last record (see "Complete records").
 SETTLE = 0.05
+# How long the names of files emitted to their end and gone are kept: a compressed copy that a
+# writer's compressor finishes after its plain file left the directory is not read again.
+FORGET = 3600.0
 # The watermark of a drain: above every time.
 DRAIN = b"\xff"
 # Bytes read per look at a file while finding where the emitted part ends.
@@ -225,7 +228,8 @@ class LiveMerge:
         self._chains: dict[tuple[str, int], list[Track]] = {}
         self._by_ino: dict[tuple[int, int], Track] = {}
         self._by_file: dict[int, Track] = {}
-        self.gone: set[str] = set(gone or ())
+        # identity -> when it went (monotonic); kept for FORGET seconds.
+        self.gone: dict[str, float] = dict.fromkeys(gone or (), time.monotonic())
         self._netfs: str | None | bool = False  # not looked up yet
 
     def tracks(self) -> list[Track]:
@@ -241,6 +245,8 @@ class LiveMerge:
         """List the directory: take up new files, follow renamed ones, let go of files that are
         gone and emitted to their end."""
         now = time.monotonic()
+        if self.gone and now - min(self.gone.values()) > FORGET:
+            self.gone = {k: at for k, at in self.gone.items() if now - at <= FORGET}
         chains, twins = discover(self.directory, self.logname)
         seen: set[tuple[int, int]] = set()
         for t in self._by_file.values():
@@ -295,7 +301,7 @@ class LiveMerge:
     def _forget(self, t: Track) -> None:
         t.close()
         if t.f.identity:
-            self.gone.add(t.f.identity)
+            self.gone[t.f.identity] = time.monotonic()
         self._by_file.pop(id(t.f), None)
         for k in [k for k, v in self._by_ino.items() if v is t]:
             del self._by_ino[k]
