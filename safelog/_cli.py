@@ -169,6 +169,12 @@ def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     g.add_argument("--backup-count", metavar="N", help="backups to keep (needed with --max-bytes)")
     g.add_argument("--compress", metavar="CODEC", help="compress the backups: gzip, bz2 or xz")
     g.add_argument("--retention", metavar="AGE", help="remove backups older than this, e.g. '14 days'")
+    g = p.add_argument_group(
+        "permissions of a merged log this merge creates",
+        "As the handler's options of the same names (default: 0666 minus the umask).",
+    )
+    g.add_argument("--chmod", metavar="MODE", help="permission bits, e.g. 0640")
+    g.add_argument("--owner", metavar="USER[:GROUP]", help="owner, e.g. 'app:adm' or ':adm'")
     p.set_defaults(func=_run_merge)
 
 
@@ -183,9 +189,13 @@ def _run_merge(args: argparse.Namespace) -> int:
 
     from ._merge.rotate import parse_policy
 
+    from ._primitives.perms import parse_chmod, parse_owner
+
     err = sys.stderr
     try:
         parse_policy(args.max_bytes, args.backup_count, args.compress, args.retention, names=_MERGE_NAMES)
+        parse_chmod(args.chmod)
+        parse_owner(args.owner)
         lag, interval = _pace(args)
     except (ValueError, TypeError) as exc:
         return _error("merge", str(exc))
@@ -203,6 +213,8 @@ def _run_merge(args: argparse.Namespace) -> int:
             backup_count=args.backup_count,
             compress=args.compress,
             retention=args.retention,
+            chmod=args.chmod,
+            owner=args.owner,
         )
     except MergeError as exc:
         if progress is not None:
@@ -259,6 +271,8 @@ def _merge_follow(args: argparse.Namespace, lag: float, interval: float) -> int:
             backup_count=args.backup_count,
             compress=args.compress,
             retention=args.retention,
+            chmod=args.chmod,
+            owner=args.owner,
             notify=notify,
         )
     except MergeError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import os
 import sys
+from typing import Any
 
 from ._merge import merge
 from ._sinks.registry import close_path
@@ -18,8 +19,10 @@ __all__ = ["merge_at_exit"]
 _at_exit: set[str] = set()
 
 
-def merge_at_exit(path: str) -> None:
-    """Merge the shards of the log ``path`` when this process exits.
+def merge_at_exit(path: str, chmod: Any = None, owner: Any = None) -> None:
+    """Merge the shards of the log ``path`` when this process exits; a merged log it creates
+    gets the handler's ``chmod`` and ``owner``, as the handler's files do (a merge must not
+    widen who can read the records).
 
     Only this process merges: fork children inherit atexit hooks (gunicorn workers, os.fork)
     and multiprocessing children re-create handlers (spawn, forkserver); their merges would
@@ -28,10 +31,10 @@ def merge_at_exit(path: str) -> None:
     if path in _at_exit:
         return
     _at_exit.add(path)
-    atexit.register(_merge_now, path, os.getpid())
+    atexit.register(_merge_now, path, os.getpid(), chmod, owner)
 
 
-def _merge_now(path: str, pid: int) -> None:
+def _merge_now(path: str, pid: int, chmod: Any = None, owner: Any = None) -> None:
     import multiprocessing
 
     if os.getpid() != pid or multiprocessing.parent_process() is not None:
@@ -45,7 +48,7 @@ def _merge_now(path: str, pid: int) -> None:
     # by path: the handler may have been closed and replaced by a reconfiguration.
     close_path("per-process", os.path.realpath(path))
     try:
-        report = merge(path)
+        report = merge(path, chmod=chmod, owner=owner)
     except Exception as exc:  # at exit there is no caller left to handle it
         print(f"safelog: merge at exit: {exc}", file=sys.stderr)
         return

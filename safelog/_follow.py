@@ -182,6 +182,7 @@ def _follow_shards(
                 break  # Ctrl-C in the middle of a long catch-up
             finally:
                 problems.take(report)
+                problems.take(live.report)
             live.emitted(spans)
             if command is not None:
                 break

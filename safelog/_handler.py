@@ -24,7 +24,8 @@ from ._exitmerge import merge_at_exit
 from ._policy.config import UNSET, Config, parse_config
 from ._policy.rotation import Rollover, RotationHooks
 from ._policy.timing import TimePolicy
-from ._primitives.paths import resolve_log_path, unwritable, unwritable_dir
+from ._merge import created_names as merge_names
+from ._primitives.paths import name_too_long, resolve_log_path, unwritable, unwritable_dir
 from ._primitives.fileio import open_append, open_stream
 from ._sinks.base import Sink
 from ._sinks.registry import STRATEGIES, acquire, release
@@ -42,6 +43,19 @@ __all__ = [
 ]
 
 _SENTINEL: Any = UNSET
+
+
+def _check_merge_names(given: str, real: str) -> None:
+    """ValueError when a file the merge at exit creates beside the log (its journal, lock, temp
+    files) has a name over the file system's limit: found when the handler is built, not at
+    exit, when there is no one left to tell."""
+    for what, name in merge_names(real):
+        problem = name_too_long(name)
+        if problem is not None:
+            raise ValueError(
+                f"filename={given!r}: merge_on_exit: the {what} {name!r} cannot be created: "
+                f"{problem}; use a shorter filename"
+            )
 
 
 class SafeFileHandler(logging.FileHandler):
@@ -220,11 +234,13 @@ class SafeFileHandler(logging.FileHandler):
         self._sink = acquire(real, config)
         try:
             self._sink.check_names(self._rollover)
+            if config.merge_on_exit:
+                _check_merge_names(given, real)
         except ValueError:
             release(self._sink, config)
             raise
         if config.merge_on_exit:
-            merge_at_exit(config.filename)
+            merge_at_exit(config.filename, config.given.get("chmod"), config.given.get("owner"))
         if not config.delay and not self._sink.lazy:
             # Open now so a bad path fails at configuration time, like logging.FileHandler; a
             # log that cannot be opened fails before the strategy creates its other files
@@ -525,7 +541,14 @@ class _StreamView:
             self._close_fd()
             sink = self._handler._live_sink()
             path = sink.target()
-            self._fd = open_append(path, self._handler.config.perms.create_mode) if sink.regular else open_stream(path)
+            if sink.regular:
+                # A shard carries a lock: created (if it must be) as the sink creates it.
+                perms = self._handler.config.perms.private() if sink.own_file else self._handler.config.perms
+                self._fd = open_append(
+                    path, perms.create_mode, perms=perms if perms.active else None, own=sink.own_file
+                )
+            else:
+                self._fd = open_stream(path)
             self._ino = os.fstat(self._fd).st_ino
         return self._fd
 

@@ -161,9 +161,12 @@ def test_unwritable_directory_blocks_rotation_not_records(base, strategy):
     locked = os.path.join(base, "locked")
     os.mkdir(locked, 0o755)
     path = os.path.join(locked, "app.log")
-    for name in (path, path + ".lock"):
-        open(name, "w").close()
-        os.chmod(name, 0o666)
+    open(path, "w").close()
+    os.chmod(path, 0o666)
+    # A lock file others can open is refused (they could hold the lock): the child's own.
+    open(path + ".lock", "w").close()
+    os.chmod(path + ".lock", 0o600)
+    os.chown(path + ".lock", NOBODY if os.geteuid() == 0 else -1, -1)
 
     def fix() -> None:
         assert not os.path.exists(path + ".1")

@@ -216,11 +216,11 @@ def test_create_or_open_gives_up_on_a_name_that_keeps_disappearing(tmp_path: Any
     /dev/stdout looked for one) raises after a bounded number of attempts, never spins."""
     calls = []
 
-    def vanishing(path: str, *args: Any) -> int:
+    def vanishing(path: str, *args: Any, **kwargs: Any) -> int:
         calls.append(path)
         raise FileNotFoundError(2, "No such file or directory", path)
 
-    monkeypatch.setattr(fileio, "create_exclusive", vanishing)
+    monkeypatch.setattr(fileio, "_create_at", vanishing)
     with pytest.raises(FileNotFoundError, match="times in a row"):
-        fileio.open_lockfile(str(tmp_path / "app.log.lock"), 0o644)
+        fileio.open_lockfile(str(tmp_path / "app.log.lock"))
     assert len(calls) == fileio.ATTEMPTS

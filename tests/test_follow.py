@@ -548,11 +548,11 @@ def _merge_follow_until_killed(log: str, kill_at: int) -> None:
     calls = [0]
     real = journal.save_state
 
-    def save(path: str, state: dict[str, Any]) -> None:
+    def save(path: str, state: dict[str, Any], *args: Any) -> None:
         calls[0] += 1
         if calls[0] == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-        real(path, state)
+        real(path, state, *args)
 
     journal.save_state = save  # type: ignore[assignment]
 

@@ -322,13 +322,13 @@ def test_crash_then_rerun_neither_loses_nor_duplicates(
                 raise Crash
         real_unlink(p, *a, **k)
 
-    def save(path: str, state: dict[str, Any]) -> None:
+    def save(path: str, state: dict[str, Any], *rest: Any) -> None:
         stage = (state.get("pending") or {}).get("stage")
         if (point, stage) in (("append-journal", "append"), ("commit", "commit")):
             raise Crash
         if point == "state-final" and state.get("pending") is None and state.get("offsets") is not None:
             raise Crash
-        real_save(path, state)
+        real_save(path, state, *rest)
 
     def fsync(fd: int) -> None:
         if point == "fsync-output" and _is_output(fd) and not calls["fsync"]:
@@ -383,11 +383,11 @@ KILLER = textwrap.dedent(
         if point in ("write", "parallel-write") and n["w"] == 1:
             die()
         real_write(fd, data[len(data) // 2 :])
-    def save(path, state):
+    def save(path, state, *rest):
         stage = (state.get("pending") or {}).get("stage")
         if point == "before-commit" and stage == "commit":
             die()
-        real_save(path, state)
+        real_save(path, state, *rest)
         if (point, stage) in (("append-journal", "append"), ("commit", "commit")):
             die()
         if point == "final-state" and not state.get("pending"):
@@ -490,10 +490,10 @@ def test_unreadable_shard_is_reported_and_left_in_place(
     (tmp_path / "app.log.h.3.shard").mkdir()  # cannot be read as a file either
     real_open = os.open
 
-    def deny(path: Any, flags: int, *a: Any) -> int:
+    def deny(path: Any, flags: int, *a: Any, **k: Any) -> int:
         if str(path).endswith("h.2.shard"):
             raise PermissionError(13, "Permission denied", str(path))
-        return real_open(path, flags, *a)
+        return real_open(path, flags, *a, **k)
 
     monkeypatch.setattr(_merge.os, "open", deny)
     assert main(["merge", str(tmp_path / "app.log"), "-q"]) == 1

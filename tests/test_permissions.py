@@ -49,7 +49,8 @@ def test_chmod_applies_to_created_rotated_lock_and_compressed_files(
     tmp_path: Any, make_handler: Any, umask: Any, strategy: str, chmod: Any
 ) -> None:
     """With a strict umask (077) chmod=0640 still gives exactly 0640 to the log, the file
-    created after rotation, the lock file and the compressed backup."""
+    created after rotation and the compressed backup; the files that carry a lock (the lock
+    file, a shard) get 0600, since chmod gives the group no write."""
     umask(0o077)
     path = str(tmp_path / "app.log")
     h = make_handler(path, strategy=strategy, when="H", utc=True, chmod=chmod, compress="gzip")
@@ -58,20 +59,25 @@ def test_chmod_applies_to_created_rotated_lock_and_compressed_files(
     assert _compress.wait(30)
     got = modes(tmp_path)
     assert len(got) == (3 if strategy == "flock" else 2)
+    locked = [n for n in got if n.endswith((".lock", ".shard"))]
+    assert len(locked) == (1 if strategy != "thread" else 0)
+    assert {got.pop(n) for n in locked} <= {0o600}
     assert set(got.values()) == {0o640}, {n: oct(m) for n, m in got.items()}
 
 
 @pytest.mark.parametrize("strategy", ["thread", "flock"])
 def test_default_modes_follow_the_umask(tmp_path: Any, make_handler: Any, umask: Any, strategy: str) -> None:
     """Without chmod, files get 0666 minus the umask like logging.FileHandler; the compressed
-    backup keeps the log's bits."""
+    backup keeps the log's bits; the lock file is 0600 whatever the umask."""
     umask(0o027)
     path = str(tmp_path / "app.log")
     h = make_handler(path, strategy=strategy, when="H", utc=True, compress="gzip")
     emit(h, "a", BASE)
     emit(h, "b", BASE + 3600)
     assert _compress.wait(30)
-    assert set(modes(tmp_path).values()) == {0o640}
+    got = modes(tmp_path)
+    assert got.pop("app.log.lock", 0o600) == 0o600
+    assert set(got.values()) == {0o640}
 
 
 def test_chmod_does_not_change_an_existing_log(tmp_path: Any, make_handler: Any) -> None:
@@ -81,7 +87,7 @@ def test_chmod_does_not_change_an_existing_log(tmp_path: Any, make_handler: Any)
     os.chmod(path, 0o600)
     h = make_handler(str(path), strategy="flock", chmod=0o644)
     emit(h, "a", BASE)
-    assert modes(tmp_path) == {"app.log": 0o600, "app.log.lock": 0o644}
+    assert modes(tmp_path) == {"app.log": 0o600, "app.log.lock": 0o600}
 
 
 def test_owner_sets_user_and_group_of_created_files(tmp_path: Any, make_handler: Any) -> None:

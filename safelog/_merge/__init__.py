@@ -37,8 +37,9 @@ Live shards
     record of a live shard is held back: it may still be being written) and never removed.
 
 Speed and memory
-    Memory is bounded by the number of chains (one read buffer of at most 256 KiB each), not
-    by their size. Large inputs of plain shards are merged on two cores: the key range is
+    Memory is bounded by the number of chains (one read buffer of at most 256 KiB each) plus
+    the longest record (held once), not by their size; time is linear in the input, however
+    long a record is. Large inputs of plain shards are merged on two cores: the key range is
     split at a record boundary in every shard, a forked worker merges the upper part into a
     side file, and the two parts are concatenated (this process copies what the worker has
     written while the worker is still merging); the bytes are the same as from one process.
@@ -58,9 +59,11 @@ import secrets
 import stat
 from typing import Any, Callable
 
-from .._primitives.atomic import fsync_dir
-from .._primitives.fileio import OUTPUT, open_lockfile
+from .._primitives.atomic import fsync_dir, temp_name
+from .._primitives.fileio import Place, open_append, open_lockfile
 from .._primitives.lock import LOCK_EX, try_lock
+from .._primitives.paths import name_too_long, resolve_log_path
+from .._primitives.perms import Perms, parse_chmod, parse_owner
 from .._primitives.shard import parse_shard_name
 from . import journal, parallel
 from .discovery import File, discover, open_inputs
@@ -70,13 +73,29 @@ from .reader import Progress, Reader, Span, chunk_size
 from .report import MergeError, MergeReport, Problem
 from .rotate import OutputPolicy, Rotator, parse_policy
 
-__all__ = ["merge", "MergeReport", "MergeError", "Problem"]
+__all__ = ["merge", "MergeReport", "MergeError", "Problem", "created_names"]
 
 LOCK_SUFFIX = ".merge.lock"
 # Temp files of a merge are ".<output>.merge-<random>.tmp" (the second core's side file; the
-# journal's atomic_write temp ".<output>.merge-state.<random>.tmp" shares the prefix, so
-# leftovers of both are cleaned).
+# journal's temp ".<output>.merge-state.<random>.tmp" shares the prefix, so leftovers of both
+# are cleaned).
 TMP_INFIX = ".merge-"
+
+
+def _side_name(out: str, token: str) -> str:
+    return os.path.join(os.path.dirname(out), f".{os.path.basename(out)}{TMP_INFIX}{token}-upper.tmp")
+
+
+def created_names(out: str) -> list[tuple[str, str]]:
+    """What and where the files a merge into ``out`` creates beside it are, at their longest:
+    for the check that every one of them fits the file system's name limit."""
+    directory, name = os.path.split(out)
+    return [
+        ("merge journal", out + STATE_SUFFIX),
+        ("merge lock", out + LOCK_SUFFIX),
+        ("merge journal's temp file", os.path.join(directory, temp_name(name + STATE_SUFFIX, token="0" * 12))),
+        ("merge side file", _side_name(out, "0" * 12)),
+    ]
 
 # An action on a merged input once the output is durable: [op, path, size, identity] (op "rm"
 # or "mv", see journal.apply), with the descriptor the merge holds it by (or -1).
@@ -94,6 +113,8 @@ def merge(
     backup_count: int | None = None,
     compress: str | None = None,
     retention: Any = None,
+    chmod: int | str | None = None,
+    owner: str | None = None,
 ) -> MergeReport:
     """Merge the shards of the ``per-process`` log ``logfile`` into ``output`` (default: the
     log path itself), appending one time-ordered batch to it in place.
@@ -109,9 +130,19 @@ def merge(
     past ``max_bytes`` (backups ``<output>.1`` … ``.N``, as the handler names them);
     ``compress`` and ``retention`` compress and prune those backups. They take the handler's
     values (``"10 MB"``, ``"gzip"``, ``"14 days"``); a bad one raises ValueError or TypeError.
+    ``chmod`` and ``owner`` (the handler's options) set the mode and owner of a merged log this
+    merge creates, as a handler's do for its log (``merge_on_exit`` passes the handler's own);
+    without them it gets ``0o666`` minus the umask.
+
+    The paths are resolved once, as a handler's: your own (and root's) symlinks are followed;
+    another user's symlink in a directory others can write is refused. Every file the merge
+    opens beside them is opened without following links, and one another user may have put
+    there is skipped (an input) or refused (the output, the journal, the lock): see the threat
+    model in the docs (``guarantees.md``).
     Raises :class:`MergeError` when the merge cannot run at all.
     """
     policy = parse_policy(max_bytes, backup_count, compress, retention)
+    perms = Perms(parse_chmod(chmod), *parse_owner(owner))
     directory, logname, out = resolve(logfile, output)
     report = MergeReport(out)
     absent = _no_log(os.path.join(directory, logname), directory, logname, out)
@@ -119,32 +150,43 @@ def merge(
         # Nothing to merge and no earlier merge to finish: touch nothing (no lock, no state).
         report.absent = absent
         return report
-    lock_fd = lock_output(out)
+    place = Place(directory)
+    out_place = place if os.path.dirname(out) == directory else Place(os.path.dirname(out))
     chains: list[list[File]] = []
     try:
-        # Finish (or undo) a merge that crashed before looking at the shards: its removals
-        # change what there is to find.
-        state = journal.load_state(out + STATE_SUFFIX)
-        journal.recover(state, out, out + STATE_SUFFIX, report)
-        chains, twins = discover(directory, logname)
-        _run(_Merge(out, state, report, keep, include_live, progress, lock_fd, policy), chains, twins)
-    except OSError as exc:
-        raise MergeError(f"merge into {out} failed: {exc}") from None
+        lock_fd = lock_output(out, perms, out_place)
+        try:
+            # Finish (or undo) a merge that crashed before looking at the shards: its removals
+            # change what there is to find.
+            state = journal.load_state(out + STATE_SUFFIX, out_place)
+            journal.recover(state, out, out + STATE_SUFFIX, report, shards_of(directory, logname), perms)
+            chains, twins = discover(directory, logname)
+            m = _Merge(out, state, report, keep, include_live, progress, lock_fd, policy, perms, out_place)
+            _run(m, chains, twins, place)
+        except OSError as exc:
+            raise MergeError(f"merge into {out} failed: {exc}") from None
+        finally:
+            for chain in chains:
+                for f in chain:
+                    if f.fd >= 0:
+                        os.close(f.fd)
+                        f.fd = -1
+            os.close(lock_fd)
     finally:
-        for chain in chains:
-            for f in chain:
-                if f.fd >= 0:
-                    os.close(f.fd)
-                    f.fd = -1
-        os.close(lock_fd)
+        place.close()
+        out_place.close()
     return report
 
 
 def resolve(logfile: str | os.PathLike[str], output: str | os.PathLike[str] | None) -> tuple[str, str, str]:
-    """(directory, log name, output path) of a merge, checked."""
-    log = os.path.abspath(os.fspath(logfile))
-    # Resolved once, like a handler's path: the output is then opened without following links.
-    out = os.path.realpath(os.fspath(output) if output is not None else log)
+    """(directory, log name, output path) of a merge, resolved and checked."""
+    try:
+        log = resolve_log_path(os.path.abspath(os.fspath(logfile)), "logfile")
+        # Resolved once, like a handler's path: the output is then opened without following
+        # links, at any component.
+        out = log if output is None else resolve_log_path(os.path.abspath(os.fspath(output)), "output")
+    except ValueError as exc:
+        raise MergeError(str(exc)) from None
     directory, logname = os.path.split(log)
     if not os.path.isdir(directory):
         raise MergeError(f"no such directory: {directory}")
@@ -158,16 +200,20 @@ def resolve(logfile: str | os.PathLike[str], output: str | os.PathLike[str] | No
         raise MergeError(f"{log} is a shard of the log {os.path.join(directory, base)}; give that path instead")
     if os.path.isdir(out):
         raise MergeError(f"output {out} is a directory")
-    if os.path.dirname(out) == os.path.realpath(directory) and parse_shard_name(logname, os.path.basename(out)):
+    if os.path.dirname(out) == directory and parse_shard_name(logname, os.path.basename(out)):
         raise MergeError(f"output {out} is a shard of the log")
+    for what, name in created_names(out):
+        problem = name_too_long(name)
+        if problem is not None:
+            raise MergeError(f"cannot merge into {out}: its {what} {name!r} cannot be created: {problem}")
     return directory, logname, out
 
 
-def lock_output(out: str) -> int:
+def lock_output(out: str, perms: Perms, place: Place) -> int:
     """The merge lock of ``out``, taken (a descriptor to close when done)."""
     lock_path = out + LOCK_SUFFIX
     try:
-        lock_fd = open_lockfile(lock_path, 0o666)
+        lock_fd = open_lockfile(lock_path, perms, place=place)
     except OSError as exc:
         raise MergeError(f"cannot create {lock_path}: {exc.strerror or exc}") from None
     # Two merges at once would each write a batch with the same records.
@@ -175,6 +221,17 @@ def lock_output(out: str) -> int:
         os.close(lock_fd)
         raise MergeError(f"another merge into {out} is running (it holds {lock_path})")
     return lock_fd
+
+
+def shards_of(directory: str, logname: str) -> Callable[[str], bool]:
+    """Whether a path (from a journal) names a shard of this log: the only files a recovery
+    removes."""
+
+    def ours(path: str) -> bool:
+        d, name = os.path.split(path)
+        return d == directory and parse_shard_name(logname, name) is not None
+
+    return ours
 
 
 def shard_of(name: str) -> str | None:
@@ -221,8 +278,13 @@ class _Merge:
         progress: Callable[[int, int], None] | None,
         lock_fd: int,
         policy: OutputPolicy | None,
+        perms: Perms,
+        place: Place,
     ) -> None:
         self.out = out
+        self.perms = perms
+        self.place = place
+        self.inputs: dict[tuple[int, int], str] = {}  # (st_dev, st_ino) of every input
         self.statefile = out + STATE_SUFFIX
         self.state = state
         self.report = report
@@ -236,18 +298,19 @@ class _Merge:
         self.created = False  # by this merge
 
     def save(self) -> None:
-        journal.save_state(self.statefile, self.state)
+        journal.save_state(self.statefile, self.state, self.perms)
 
 
-def _run(m: _Merge, chains: list[list[File]], twins: list[tuple[File, str]]) -> None:
+def _run(m: _Merge, chains: list[list[File]], twins: list[tuple[File, str]], place: Place) -> None:
     _remove_leftovers(m.out)
     offsets: dict[str, Any] = m.state.get("offsets") or {}
     if offsets and m.state.get("output") != output_id(m.out):
         # The offsets describe an output that is gone or was replaced by someone else: what
         # the kept shards hold is not in this output, so merge them again from the start.
         offsets = {}
-    total = open_inputs(chains, offsets, m.include_live, m.report)
+    total = open_inputs(chains, offsets, m.include_live, m.report, place)
     files = [f for chain in chains for f in chain]
+    m.inputs = {f.inode: f.path for f in files if f.inode != (0, 0)}
     readable = [[f for f in c if f.identity and (m.include_live or not f.live)] for c in chains]
     spans = [[Span(f, f.start) for f in c] for c in readable if c]
     try:
@@ -290,19 +353,26 @@ def _remove_leftovers(out: str) -> None:
 
 
 def _open_output(m: _Merge) -> None:
-    """Open (or create) the merged log for appending; only a regular file will do."""
+    """Open (or create, with the merge's perms) the merged log for appending: a regular file,
+    under the rule of ``_primitives.fileio`` (no link followed, no other user's file), that is
+    none of the inputs (a hard link to a shard would receive its own records)."""
     try:
-        st = os.stat(m.out)
+        st = os.lstat(m.out)
     except FileNotFoundError:
         m.created = True
     else:
         if not stat.S_ISREG(st.st_mode):
-            raise MergeError(f"output {m.out} is not a regular file")
-    m.fd = os.open(m.out, OUTPUT, 0o666)
+            what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a regular file"
+            raise MergeError(f"output {m.out} is {what}")
+    try:
+        m.fd = open_append(m.out, 0o666, perms=m.perms if m.perms.active else None, place=m.place, own=True)
+    except OSError as exc:
+        raise MergeError(f"cannot open the output {m.out}: {exc.strerror or exc}") from None
     st = os.fstat(m.fd)
-    if not stat.S_ISREG(st.st_mode):
-        raise MergeError(f"output {m.out} is not a regular file")
     m.size = st.st_size
+    same = m.inputs.get((st.st_dev, st.st_ino))
+    if same is not None:
+        raise MergeError(f"output {m.out} is the same file as the input {same} (a hard link)")
 
 
 def _fd_id(fd: int) -> list[int]:
@@ -338,9 +408,7 @@ def _append(m: _Merge, spans: list[list[Span]], files: list[File], total: int) -
         chunk = chunk_size(len(spans))
         prog = Progress(total, m.progress)
         readers = [Reader(c, chunk, m.report, prog) for c in spans]
-        side = os.path.join(
-            os.path.dirname(m.out), f".{os.path.basename(m.out)}{TMP_INFIX}{secrets.token_hex(6)}-upper.tmp"
-        )
+        side = _side_name(m.out, secrets.token_hex(6))
         worker = parallel.Worker(upper, chunk, files, side, m.lock_fd) if upper else None
         try:
             m.report.records = merge_into(readers, m.fd)

@@ -4,6 +4,12 @@ how far each one is already merged.
 A writer holds ``LOCK_SH`` on its shard while it has it open; a merge that cannot take
 ``LOCK_EX`` knows the shard is live. A file is named across renames and compression by its
 first line (the first record's time and sequence number, with the writer's host and pid).
+
+Every input is opened under the rule of ``_primitives.fileio`` (:func:`open_input`): never
+through a symlink, never a FIFO, never another user's file or a hard link in a directory other
+users can write. Such a file is skipped and reported by name, its content unread, and left
+where it is. A file is opened by name once; later streams of it (decoding a compressed file, the
+second core) are checked to be the same file (``st_dev``, ``st_ino``).
 """
 
 from __future__ import annotations
@@ -15,14 +21,17 @@ import time
 from dataclasses import dataclass
 from typing import IO, Any
 
-from .._primitives.codec import BY_EXT, DECODE_ERRORS, open_read
-from .._primitives.fileio import READ
+from .._primitives.codec import BY_EXT, DECODE_ERRORS
+from .._primitives.fileio import Place, Refused, close_quietly, open_input
 from .._primitives.fsdetect import network_fs
 from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.shard import hostname, parse_shard_name
 from .report import MergeError, MergeReport, Problem
 
-__all__ = ["File", "Decoded", "close_streams", "age_key", "identify", "line_digest", "first_line_fd", "discover", "open_inputs", "open_decoded", "pread", "Unreadable"]
+__all__ = [
+    "File", "Decoded", "close_streams", "age_key", "identify", "line_digest", "first_line_fd", "decode_fd",
+    "discover", "open_inputs", "open_decoded", "reopen", "pread", "Unreadable",
+]  # fmt: skip
 
 # On a network file system (see _primitives.fsdetect) a lock may not reach other clients, so a
 # shard of another host also counts as live until it has not been written for this long.
@@ -47,6 +56,7 @@ class File:
     size: int = 0  # on-disk size at discovery
     damaged: bool = False
     complete: bool = False  # read to its end (not held back)
+    inode: tuple[int, int] = (0, 0)  # (st_dev, st_ino) once opened
 
 
 def discover(directory: str, logname: str) -> tuple[list[list[File]], list[tuple[File, str]]]:
@@ -98,11 +108,13 @@ def first_line(f: File) -> bytes:
     try:
         if f.fd >= 0:
             return first_line_fd(f.fd, f.ext)
-        if f.ext:
-            with open_read(f.path) as stream:
-                return stream.readline(4096)
-        with open(f.path, "rb") as stream:  # pragma: no cover - merge reads plain files by fd
+        # A compressed input of a one-shot merge (plain ones are held open): by name, checked
+        # to be the file opened first.
+        stream, raw = open_decoded(f)
+        try:
             return stream.readline(4096)
+        finally:
+            close_streams(stream, raw)
     except DECODE_ERRORS as exc:
         raise Unreadable(str(exc)) from None
 
@@ -111,12 +123,11 @@ def first_line_fd(fd: int, ext: str) -> bytes:
     """The first decoded line (at most 4 KiB) of the file open as ``fd``, compressed with the
     codec of ``ext`` ("" for none); the descriptor's offset is not moved."""
     if ext:
-        stream, raw = open_decoded("", ext, fd)
+        stream, raw = decode_fd(fd, ext)
         try:
             return stream.readline(4096)
         finally:
-            stream.close()
-            raw.close()
+            close_streams(stream, raw)
     line = os.pread(fd, 4096, 0)
     i = line.find(b"\n")
     return line[: i + 1] if i >= 0 else line
@@ -136,12 +147,25 @@ class Unreadable(Exception):
     pass
 
 
-def open_decoded(path: str, ext: str, fd: int = -1) -> tuple[IO[bytes], IO[bytes]]:
-    """(decoded stream, raw file) so progress can follow the raw position. With ``fd`` (held
-    open by a live merge) the file is read through it: its name may have moved on."""
-    raw: IO[bytes] = io.BufferedReader(_Positional(fd)) if fd >= 0 else open(path, "rb")
+def reopen(f: File) -> int:
+    """A new descriptor of ``f`` (with an offset of its own), opened by name under the rule and
+    checked to be the file the merge opened first."""
+    fd, st = open_input(f.path)
+    if (st.st_dev, st.st_ino) != f.inode:
+        os.close(fd)
+        raise OSError(f"{f.path} was replaced during the merge")
+    return fd
+
+
+def open_decoded(f: File) -> tuple[IO[bytes], IO[bytes]]:
+    """(decoded stream, raw file) of a compressed input, so progress can follow the raw position:
+    through ``f.fd`` when it is held (a live merge, whose files' names move on), else a new
+    descriptor (see :func:`reopen`)."""
+    if f.fd >= 0:
+        return decode_fd(f.fd, f.ext)
+    raw = open(reopen(f), "rb")
     try:
-        return BY_EXT[ext].reader(raw), raw
+        return BY_EXT[f.ext].reader(raw), raw
     except BaseException:
         raw.close()
         raise
@@ -175,7 +199,7 @@ class Decoded:
         else:
             if self._stream is None or offset < self._pos:
                 self.close()
-                self._stream, self._raw = open_decoded("", self.ext, self.fd)
+                self._stream, self._raw = decode_fd(self.fd, self.ext)
                 self._pos = 0
             stream = self._stream
             while self._pos < offset:
@@ -206,6 +230,17 @@ def close_streams(*streams: IO[bytes] | None) -> None:
                 s.close()
             except OSError:
                 pass
+
+
+def decode_fd(fd: int, ext: str) -> tuple[IO[bytes], IO[bytes]]:
+    """(decoded stream, raw file) of a file compressed with the codec of ``ext``, held open as
+    ``fd`` elsewhere: read through it from its start, with a position of its own."""
+    raw = io.BufferedReader(_Positional(fd))
+    try:
+        return BY_EXT[ext].reader(raw), raw
+    except BaseException:
+        raw.close()
+        raise
 
 
 class _Positional(io.RawIOBase):
@@ -248,7 +283,7 @@ def pread(f: File, n: int, offset: int) -> bytes:
 
 
 def open_inputs(
-    chains: list[list[File]], offsets: dict[str, Any], include_live: bool, report: MergeReport
+    chains: list[list[File]], offsets: dict[str, Any], include_live: bool, report: MergeReport, place: Place
 ) -> int:
     """Open every file, tell live from finished, find what is already merged; total bytes."""
     total = 0
@@ -257,18 +292,26 @@ def open_inputs(
     netfs = network_fs(files[0].path) if foreign else None
     for f in files:
         try:
+            fd, st = open_input(f.path, place)
+        except OSError as exc:
+            # A link, a FIFO, another user's file: skipped unread, left where it is.
+            what = "skipped" if isinstance(exc, Refused) else "cannot read"
+            report.problems.append(Problem(f.path, 0, f"{what}: {exc.strerror or exc}"))
+            f.damaged = True
+            continue
+        f.inode = (st.st_dev, st.st_ino)
+        f.size = st.st_size
+        try:
             if not f.ext:
-                f.fd = os.open(f.path, READ)
+                f.fd = fd
                 # Held until the file is removed: a process that reuses the pid and opens the
                 # shard waits for its LOCK_SH, and then finds the path gone (see _perprocess).
                 f.live = not try_lock(f.fd, LOCK_EX)
-                st = os.fstat(f.fd)
-                f.size = st.st_size
                 recent = time.time() - st.st_mtime < FOREIGN_QUIET
                 if not f.live and netfs and f.host != hostname() and recent:
                     f.live = True
             else:
-                f.size = os.stat(f.path).st_size
+                close_quietly(fd)  # decoded through descriptors of its own (see reopen)
             line = first_line(f)
         except (OSError, Unreadable) as exc:
             msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -18,9 +18,11 @@ import time
 from typing import Any, Callable, Protocol
 
 from .._primitives.atomic import fsync_dir
+from .._primitives.fileio import Place
 from .._primitives.lock import LOCK_EX, try_lock
+from .._primitives.perms import Perms, parse_chmod, parse_owner
 from . import _Merge, _fd_id, _no_log, _open_output, _remove_leftovers, _remove_merged, _rotate, _undo_append, journal
-from . import lock_output, resolve
+from . import lock_output, resolve, shards_of
 from .journal import STATE_SUFFIX, output_id
 from .live import FORGET, LiveMerge, write_spans
 from .report import MergeError, MergeReport
@@ -56,13 +58,16 @@ def merge_follow(
     backup_count: Any = None,
     compress: Any = None,
     retention: Any = None,
+    chmod: int | str | None = None,
+    owner: str | None = None,
     notify: Callable[[MergeReport], None] | None = None,
 ) -> MergeReport:
     """Merge the shards of ``logfile`` into ``output`` (default: the log path) as they are
-    written, until ``control`` says stop; see the module docstring. ``notify(report)`` is
-    called after every step (the report accumulates). Raises :class:`MergeError` when the
-    merge cannot run at all."""
+    written, until ``control`` says stop; see the module docstring. The options are those of
+    :func:`safelog.merge`. ``notify(report)`` is called after every step (the report
+    accumulates). Raises :class:`MergeError` when the merge cannot run at all."""
     policy = parse_policy(max_bytes, backup_count, compress, retention)
+    perms = Perms(parse_chmod(chmod), *parse_owner(owner))
     directory, logname, out = resolve(logfile, output)
     log = os.path.join(directory, logname)
     absent = _no_log(log, directory, logname, out)
@@ -71,64 +76,80 @@ def merge_follow(
         # that does not exist yet is waited for.
         raise MergeError(absent)
     report = MergeReport(out)
-    lock_fd = lock_output(out)
+    place = Place(directory)
+    out_place = place if os.path.dirname(out) == directory else Place(os.path.dirname(out))
     m: _Merge | None = None
     live: LiveMerge | None = None
     try:
-        state = journal.load_state(out + STATE_SUFFIX)
-        journal.recover(state, out, out + STATE_SUFFIX, report)
-        _remove_leftovers(out)
-        m = _Merge(out, state, report, keep, True, None, lock_fd, policy)
-        offsets = state.get("offsets") or {}
-        if offsets and state.get("output") != output_id(out):
-            offsets = {}  # the output was replaced: what the offsets describe is not in it
-        merged = _recent(state.get("merged") or {}, time.time())
-        live = LiveMerge(
-            directory,
-            logname,
-            lag,
-            offsets={k: int(v["offset"]) for k, v in offsets.items()},
-            gone=set(merged),
-            hold=not keep,
-        )
-        state["merged"] = merged
-        _open_output(m)
-        if m.created:
-            fsync_dir(os.path.dirname(out))
-        if state.get("output") != _fd_id(m.fd):
-            state.update(output=_fd_id(m.fd), offsets={})
-            m.save()
-        tidied = time.monotonic()
-        command: str | None = None
-        while True:
-            if command == DRAIN:
-                live.settle()
-            else:
-                live.refresh()
-            spans = live.plan(time.time(), drain=command == DRAIN)
-            rotated = _step(m, live, spans)
-            live.release()
-            if m.rotator is not None and (rotated or time.monotonic() - tidied > _TIDY_EVERY):
-                m.rotator.tidy(rotated, wait=False)
-                tidied = time.monotonic()
-            if notify is not None:
-                notify(report)
-            if command is not None:
-                break
-            command = control.wait(interval)
-            if command == STOP:
-                break
-        if m.rotator is not None:
-            m.rotator.tidy(False)
-    except OSError as exc:
-        raise MergeError(f"merge into {out} failed: {exc}") from None
+        lock_fd = lock_output(out, perms, out_place)
+        try:
+            state = journal.load_state(out + STATE_SUFFIX, out_place)
+            journal.recover(state, out, out + STATE_SUFFIX, report, shards_of(directory, logname), perms)
+            _remove_leftovers(out)
+            m = _Merge(out, state, report, keep, True, None, lock_fd, policy, perms, out_place)
+            offsets = state.get("offsets") or {}
+            if offsets and state.get("output") != output_id(out):
+                offsets = {}  # the output was replaced: what the offsets describe is not in it
+            merged = _recent(state.get("merged") or {}, time.time())
+            live = LiveMerge(
+                directory,
+                logname,
+                lag,
+                offsets={k: int(v["offset"]) for k, v in offsets.items()},
+                gone=set(merged),
+                hold=not keep,
+                place=place,
+            )
+            state["merged"] = merged
+            _open_output(m)
+            if m.created:
+                fsync_dir(os.path.dirname(out))
+            if state.get("output") != _fd_id(m.fd):
+                state.update(output=_fd_id(m.fd), offsets={})
+                m.save()
+            _follow(m, live, control, interval, notify)
+        except OSError as exc:
+            raise MergeError(f"merge into {out} failed: {exc}") from None
+        finally:
+            if live is not None:
+                live.close()
+            if m is not None and m.fd >= 0:
+                os.close(m.fd)
+            os.close(lock_fd)
     finally:
-        if live is not None:
-            live.close()
-        if m is not None and m.fd >= 0:
-            os.close(m.fd)
-        os.close(lock_fd)
+        place.close()
+        out_place.close()
     return report
+
+
+def _follow(
+    m: _Merge, live: LiveMerge, control: Control, interval: float, notify: Callable[[MergeReport], None] | None
+) -> None:
+    """The steps, until ``control`` says stop (after a last one that drains, on DRAIN)."""
+    tidied = time.monotonic()
+    command: str | None = None
+    while True:
+        if command == DRAIN:
+            live.settle()
+        else:
+            live.refresh()
+        spans = live.plan(time.time(), drain=command == DRAIN)
+        rotated = _step(m, live, spans)
+        live.release()
+        m.report.problems += live.report.problems
+        live.report.problems.clear()
+        if m.rotator is not None and (rotated or time.monotonic() - tidied > _TIDY_EVERY):
+            m.rotator.tidy(rotated, wait=False)
+            tidied = time.monotonic()
+        if notify is not None:
+            notify(m.report)
+        if command is not None:
+            break
+        command = control.wait(interval)
+        if command == STOP:
+            break
+    if m.rotator is not None:
+        m.rotator.tidy(False)
 
 
 def _recent(merged: dict[str, float], now: float) -> dict[str, float]:

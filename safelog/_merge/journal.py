@@ -17,6 +17,11 @@ by inode reads each record once). A merge moves through these entries, each writ
 
 ``pending`` is null between merges. The version-1 entry of a merge that wrote a temp copy and
 replaced the output (``"tmp"``) is still finished or undone the way it was meant to be.
+
+The journal says which files a merge removes, so it is trusted only as far as the rule of
+``_primitives.fileio`` allows: read without following a link, only if it belongs to a user who
+may write the directory; replaced (never written through) with the mode of a file nobody else
+may open; and a removal it asks for is carried out only for a shard of this log.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-from typing import Any
+from typing import Any, Callable
 
-from .._primitives.atomic import atomic_write
-from .._primitives.fileio import OUTPUT_REPAIR, READ
+from .._primitives.atomic import replacing
+from .._primitives.fileio import OUTPUT_REPAIR, Place, open_input
 from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.codec import DECODE_ERRORS, codec_for
+from .._primitives.perms import Perms
 from .discovery import first_line_fd, line_digest
 from .report import MergeError, MergeReport, Problem
 
@@ -39,10 +45,11 @@ STATE_SUFFIX = ".merge-state"
 DAMAGED_SUFFIX = ".damaged"
 
 
-def load_state(path: str) -> dict[str, Any]:
+def load_state(path: str, place: Place | None = None) -> dict[str, Any]:
     """The journal at ``path`` (an empty one if there is none)."""
     try:
-        with open(path, "rb") as f:
+        fd, _ = open_input(path, place)
+        with open(fd, "rb") as f:
             state = json.loads(f.read())
         if not isinstance(state, dict) or state.get("version") != 1:
             raise ValueError("unknown version")
@@ -53,9 +60,10 @@ def load_state(path: str) -> dict[str, Any]:
         raise MergeError(f"cannot read the merge state {path}: {exc}; move it aside to start over") from None
 
 
-def save_state(path: str, state: dict[str, Any]) -> None:
-    """Replace the journal at ``path`` atomically and durably."""
-    with atomic_write(path, "wb") as f:
+def save_state(path: str, state: dict[str, Any], perms: Perms | None = None) -> None:
+    """Replace the journal at ``path`` atomically and durably, as a file only its owner (and
+    the group, when ``chmod`` gives it write) may open."""
+    with replacing(path, perms=(perms or Perms()).private()) as f:
         f.write(json.dumps(state, indent=1, sort_keys=True).encode())
 
 
@@ -68,8 +76,16 @@ def output_id(path: str) -> list[int] | None:
     return [st.st_dev, st.st_ino]
 
 
-def recover(state: dict[str, Any], output: str, statefile: str, report: MergeReport) -> None:
-    """Undo or finish what a crashed merge left pending (see the module docstring)."""
+def recover(
+    state: dict[str, Any],
+    output: str,
+    statefile: str,
+    report: MergeReport,
+    ours: Callable[[str], bool],
+    perms: Perms | None = None,
+) -> None:
+    """Undo or finish what a crashed merge left pending (see the module docstring). ``ours``
+    tells whether a path the journal names is an input of this log (only those are removed)."""
     pending = state.get("pending")
     if not pending:
         return
@@ -81,12 +97,12 @@ def recover(state: dict[str, Any], output: str, statefile: str, report: MergeRep
             # The rename happened: the offsets describe the new output from now on.
             state["output"] = output_id(output)
     elif stage == "commit":
-        _finish_removals(state, pending, report)
+        _finish_removals(state, pending, report, ours)
         state["output"] = pending["output"]
     elif "tmp" in pending:
-        _recover_replaced(state, pending, output, report)
+        _recover_replaced(state, pending, output, report, ours)
     state["pending"] = None
-    save_state(statefile, state)
+    save_state(statefile, state, perms)
 
 
 def _truncate_back(output: str, ident: list[int], size: int, report: MergeReport) -> None:
@@ -110,9 +126,14 @@ def _truncate_back(output: str, ident: list[int], size: int, report: MergeReport
         os.close(fd)
 
 
-def _finish_removals(state: dict[str, Any], pending: dict[str, Any], report: MergeReport) -> None:
+def _finish_removals(
+    state: dict[str, Any], pending: dict[str, Any], report: MergeReport, ours: Callable[[str], bool]
+) -> None:
     offsets = pending["offsets"]
     for op, path, size, ident in pending["actions"]:
+        if not ours(path):
+            report.problems.append(Problem(path, 0, "named by the merge state, but not an input of this log: left alone"))
+            continue
         if not apply(op, path, size, report, ident=ident):
             # The file changed after that merge (a new process with a reused pid appended):
             # keep it, and remember that its first ``size`` bytes are merged.
@@ -120,7 +141,9 @@ def _finish_removals(state: dict[str, Any], pending: dict[str, Any], report: Mer
     state["offsets"] = offsets
 
 
-def _recover_replaced(state: dict[str, Any], pending: dict[str, Any], output: str, report: MergeReport) -> None:
+def _recover_replaced(
+    state: dict[str, Any], pending: dict[str, Any], output: str, report: MergeReport, ours: Callable[[str], bool]
+) -> None:
     """A pending entry of a merge that wrote a temp copy and replaced the output (version 1)."""
     try:
         st = os.stat(output)
@@ -129,9 +152,9 @@ def _recover_replaced(state: dict[str, Any], pending: dict[str, Any], output: st
         replaced = False
     if replaced:
         pending["output"] = pending["output"][:2]
-        _finish_removals(state, pending, report)
+        _finish_removals(state, pending, report, ours)
         state["output"] = pending["output"]
-    else:
+    elif os.path.dirname(pending["tmp"]) == os.path.dirname(output):
         try:
             os.unlink(pending["tmp"])
         except FileNotFoundError:
@@ -147,8 +170,12 @@ def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1, iden
     own = fd < 0
     if own:
         try:
-            fd = os.open(path, READ)
+            fd, _ = open_input(path)
         except FileNotFoundError:
+            return True
+        except OSError as exc:
+            # Not ours to remove (another user's file, a link, not a regular file): left alone.
+            report.problems.append(Problem(path, 0, f"not removed: {exc.strerror or exc}"))
             return True
     try:
         if own and not try_lock(fd, LOCK_EX):

@@ -43,7 +43,7 @@ from collections import deque
 from typing import Callable, Iterator
 
 from .._primitives.codec import BY_EXT, DECODE_ERRORS
-from .._primitives.fileio import READ, close_quietly
+from .._primitives.fileio import Place, Refused, close_quietly, open_input
 from .._primitives.fsdetect import network_fs
 from .._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
 from .._primitives.shard import LINE_HEADER_RE, TIME_LEN, hostname, time_key
@@ -51,7 +51,7 @@ from .discovery import FOREIGN_QUIET, Decoded, File, Unreadable, age_key, discov
 from .parallel import split_offset
 from .output import merge_into
 from .reader import Progress, Reader, Span, chunk_size
-from .report import MergeReport
+from .report import MergeReport, Problem
 
 __all__ = ["LiveMerge", "Track", "write_spans", "SETTLE", "DRAIN"]
 
@@ -219,8 +219,10 @@ class LiveMerge:
         offsets: dict[str, int] | None = None,
         gone: set[str] | None = None,
         hold: bool = False,
+        place: Place | None = None,
     ) -> None:
         self.directory = directory
+        self.place = place
         self.logname = logname
         self.lag = lag
         self.hold = hold
@@ -231,6 +233,9 @@ class LiveMerge:
         # identity -> when it went (monotonic); kept for FORGET seconds.
         self.gone: dict[str, float] = dict.fromkeys(gone or (), time.monotonic())
         self._netfs: str | None | bool = False  # not looked up yet
+        self.refused: set[str] = set()  # files skipped by the rule, reported once
+        # Problems found while looking (the reader reports its own into the report it is given).
+        self.report = MergeReport(os.path.join(directory, logname))
 
     def tracks(self) -> list[Track]:
         """Every file followed, writer by writer in tie order, oldest first."""
@@ -326,11 +331,17 @@ class LiveMerge:
                 t.copies[ino] = (t.copies[ino][0], f.path)
             return t
         try:
-            f.fd = os.open(f.path, READ)
+            # Under the rule of every file beside the log (_primitives.fileio): no link, no
+            # FIFO, no other user's file.
+            f.fd, fst = open_input(f.path, self.place)
+        except Refused as exc:
+            if f.path not in self.refused:
+                self.refused.add(f.path)
+                self.report.problems.append(Problem(f.path, 0, f"skipped: {exc.strerror or exc}"))
+            return None
         except OSError:
             return None  # removed or replaced since the listing: the next look finds out
         try:
-            fst = os.fstat(f.fd)
             if (fst.st_dev, fst.st_ino) != ino:
                 raise FileNotFoundError(f.path)
             if not self._identify(f) and f.ext:

@@ -8,13 +8,16 @@ from bisect import bisect_left
 from functools import partial
 from typing import Callable
 
-from .._primitives.shard import unframe
+from .._primitives.shard import CONT, unframe
 from .reader import Reader
 
 __all__ = ["merge_into", "write_all", "copy_range", "BLOCK"]
 
 # Records per output write (about 50 KiB for records of 100 bytes).
 BLOCK = 512
+# A block larger than this is written record by record, a window of this size at a time.
+_LARGE = 256 << 10
+_NL = 0x0A
 
 
 def merge_into(readers: list[Reader], fd: int, alive: Callable[[], bool] | None = None) -> int:
@@ -31,7 +34,7 @@ def merge_into(readers: list[Reader], fd: int, alive: Callable[[], bool] | None 
         bounds = [r.bound for r in active if r.bound is not None]
         m = min(bounds) if bounds else None
         keys: list[bytes] = []
-        texts: list[bytes] = []
+        texts: list[bytes | bytearray] = []
         for r in active:
             if r.pos < len(r.keys):
                 i = len(r.keys) if m is None else bisect_left(r.keys, m, r.pos)
@@ -50,8 +53,15 @@ def merge_into(readers: list[Reader], fd: int, alive: Callable[[], bool] | None 
                 # tab, so every "\n\t" of the block is framing. Empty ends put a line break
                 # before the first text (a tab that starts a text is doubled, see
                 # _decode_slow) and after the last.
-                part = [b""]
-                part += texts[a : a + BLOCK]
+                block_texts = texts[a : a + BLOCK]
+                if sum(map(len, block_texts)) > _LARGE:
+                    # A record of megabytes: written a window at a time, not joined and
+                    # unframed whole (two more copies of it).
+                    for text in block_texts:
+                        _write_unframed(fd, text)
+                    continue
+                part: list[bytes | bytearray] = [b""]
+                part += block_texts
                 part.append(b"")
                 # (sub returns the block itself when there is nothing to replace)
                 block = unframe(b"\n".join(part))
@@ -61,6 +71,22 @@ def merge_into(readers: list[Reader], fd: int, alive: Callable[[], bool] | None 
                 r.fill()
         active = [r for r in active if not r.done or r.pos < len(r.keys)]
     return records
+
+
+def _write_unframed(fd: int, text: bytes | bytearray) -> None:
+    """Write one framed text and its line end as a block would, a window at a time."""
+    view = memoryview(text)
+    # A text that starts with a tab had it doubled (see Reader._decode_slow); in a block the
+    # line break before it makes the pair framing.
+    start = 1 if text[:1] == CONT else 0
+    end = len(text)
+    while start < end:
+        stop = min(end, start + _LARGE)
+        if text[stop - 1] == _NL:
+            stop += 1  # a line break and the tab after it stay in one window
+        write_all(fd, unframe(bytes(view[start:stop])))
+        start = stop
+    write_all(fd, b"\n")
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:

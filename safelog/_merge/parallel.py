@@ -12,10 +12,10 @@ import select
 import signal
 import threading
 
-from .._primitives.fileio import READ, create_exclusive
+from .._primitives.fileio import READ_NOFOLLOW, create_exclusive
 from .._primitives.shard import LINE_HEADER_RE
 from . import output
-from .discovery import File, pread
+from .discovery import File, pread, reopen
 from .reader import Progress, Reader, Span
 from .report import MergeReport, Problem
 
@@ -137,9 +137,7 @@ def _drop_locks(files: list[File], needed: set[int], lock_fd: int) -> None:
             continue
         inherited = f.fd
         if id(f) in needed:
-            f.fd = os.open(f.path, READ)
-            if os.fstat(f.fd).st_ino != os.fstat(inherited).st_ino:
-                raise OSError(f"{f.path} was replaced during the merge")
+            f.fd = reopen(f)
         os.close(inherited)
 
 
@@ -195,7 +193,7 @@ class Worker:
             while True:
                 if side < 0:
                     try:
-                        side = os.open(self.side, READ)
+                        side = os.open(self.side, READ_NOFOLLOW)
                     except FileNotFoundError:
                         pass  # the worker has not created it yet
                 if side >= 0:
@@ -217,7 +215,7 @@ class Worker:
             if status != 0 or not chunks:
                 raise OSError(f"the merge worker process failed (wait status {status})")
             if side < 0:
-                side = os.open(self.side, READ)
+                side = os.open(self.side, READ_NOFOLLOW)
             size = os.fstat(side).st_size
             while copied < size:
                 n = output.copy_range(side, fd, copied, size - copied)

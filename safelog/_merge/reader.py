@@ -6,10 +6,11 @@ line, and every damaged line is reported by file and line number.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
-from typing import IO, Callable
+from typing import IO, Callable, Sequence
 
-from .._primitives.codec import DECODE_ERRORS, open_read
+from .._primitives.codec import DECODE_ERRORS
 from .._primitives.shard import CONT, HEADER_RE, TIME_LEN, is_time, split_records
 from .discovery import File, close_streams, open_decoded, pread
 from .report import MergeReport, Problem
@@ -32,6 +33,9 @@ _MAX_GARBAGE = 1 << 20
 # longer ones are read into a new buffer.
 SLACK = 16 << 10
 _HAVE_PREADV = hasattr(os, "preadv")
+# A line break that starts a record: one not followed by a tab (the end of the buffer counts
+# as not a tab; the caller then waits for the next byte).
+_RECORD_START = re.compile(rb"\n(?!\t)")
 _TAB = CONT[0]
 
 
@@ -65,7 +69,7 @@ class Reader:
         self.chunk = chunk
         self.progress = progress
         self.keys: list[bytes] = []
-        self.texts: list[bytes] = []
+        self.texts: list[bytes | bytearray] = []
         self.pos = 0
         self.bound: bytes | None = b""
         self.last = b""
@@ -74,7 +78,7 @@ class Reader:
         self._stream: IO[bytes] | None = None
         self._raw: IO[bytes] | None = None
         self._pos = 0  # next pread offset of a plain file
-        self._left = b""
+        self._left: bytes | bytearray = b""
         self._offset = 0  # decoded offset of self._left[1:] in the current file
         self._lines_at = (0, 0)  # (decoded offset, line breaks before it): see _line_of
         self._limit = -1
@@ -114,7 +118,7 @@ class Reader:
         self._pos = span.start
         try:
             if f.ext:
-                self._stream, self._raw = open_decoded(f.path, f.ext, f.fd)
+                self._stream, self._raw = open_decoded(f)
                 skip = span.start
                 while skip:
                     got = self._stream.read(min(skip, 1 << 20))
@@ -147,43 +151,62 @@ class Reader:
         copy per chunk); the records decoded from it are copies, so it is reused at once.
         """
         left = self._left
+        n = self._room(len(left))
+        if n <= 0:
+            return left, len(left)
+        if self._stream is None and _HAVE_PREADV and len(left) + n <= len(self._buf):
+            # pread: the descriptor (and its offset) is shared with a forked worker.
+            view = self._view
+            view[: len(left)] = left
+            try:
+                got = os.preadv(self.file.fd, [view[len(left) : len(left) + n]], self._pos)
+            except DECODE_ERRORS as exc:
+                self._problem(self._line_of(self._offset), f"cannot read further: {exc}")
+                return left, len(left)
+            self._pos += got
+            self._advance(got)
+            return self._buf, len(left) + got
+        data = self._fetch(n)
+        if data is None:
+            return left, len(left)
+        return left + data, len(left) + len(data)
+
+    def _room(self, pending: int) -> int:
+        """How many bytes to read next, with ``pending`` bytes unconsumed: a chunk, or what is
+        left of a live shard as far as it was when the merge looked at it."""
         n = self.chunk
         if self._limit >= 0:
-            n = min(n, self._limit - self._offset - (len(left) - 1))
-            if n <= 0:
-                return left, len(left)
+            n = min(n, self._limit - self._offset - (pending - 1))
+        return n
+
+    def _fetch(self, n: int) -> bytes | None:
+        """The next ``n`` bytes at most (b"" at the end of the file), into a new buffer; None
+        after a read error (reported)."""
         try:
             if self._stream is None:
-                # pread: the descriptor (and its offset) is shared with a forked worker.
-                if _HAVE_PREADV and len(left) + n <= len(self._buf):
-                    view = self._view
-                    view[: len(left)] = left
-                    got = os.preadv(self.file.fd, [view[len(left) : len(left) + n]], self._pos)
-                    buf: bytes | bytearray = self._buf
-                else:
-                    data = pread(self.file, n, self._pos)
-                    got = len(data)
-                    buf = left + data
-                self._pos += got
+                data = pread(self.file, n, self._pos)
+                self._pos += len(data)
             else:
                 data = self._stream.read(n) or b""
-                got = len(data)
-                buf = left + data
         except DECODE_ERRORS as exc:
             self._problem(self._line_of(self._offset), f"cannot read further: {exc}")
-            return left, len(left)
+            return None
+        self._advance(len(data))
+        return data
+
+    def _advance(self, got: int) -> None:
         if self._raw is not None:
             path = self.file.path
             self.progress.advance(self._raw.tell() - self.progress.raw_seen.get(path, 0), path)
         else:
             self.progress.advance(got, self.file.path)
-        return buf, len(left) + got
 
     def fill(self) -> None:
         """Decode the next chunk of the chain into ``keys``/``texts``."""
         if self.done:
             return
-        f = self.file
+        if isinstance(self._left, bytearray) and self._fill_long():
+            return
         buf, end = self._read()
         if end > len(self._left):
             # The last record may continue in the next chunk: cut at the last line break that
@@ -192,7 +215,11 @@ class Reader:
             while j > 0 and buf[j + 1] == _TAB:
                 j = buf.rfind(b"\n", 0, j)
             if j <= 0:
-                if end > _MAX_GARBAGE and HEADER_RE.match(buf, 1, end) is None:
+                if HEADER_RE.match(buf, 1, end) is not None:
+                    # One record longer than a chunk: gathered in place, and only what is read
+                    # next is searched for its end (see _fill_long).
+                    self._left = bytearray(memoryview(buf)[:end])
+                elif end > _MAX_GARBAGE:
                     # A megabyte without the start of a record: binary garbage, not a record
                     # being written. Skip it instead of buffering a whole file of it.
                     self._problem(
@@ -211,20 +238,25 @@ class Reader:
             self._offset += j
             self._set_bound()
             return
-        # End of this file (or of what a live shard had when the merge started).
+        self._end_of_file()
+
+    def _end_of_file(self) -> None:
+        """The end of this file (or of what a live shard had when the merge started): decode
+        what is left, and go on with the next file of the chain."""
+        f = self.file
         left = self._left
         if self.spans[self._i].cut:
             # Another worker goes on from here, at a record boundary: what is left is whole.
             if len(left) > 1:
-                self._decode(left[:-1])
+                self._decode_last(left)
         elif len(left) > 1:
             if f.live:
                 # Held back: the writer may be in the middle of this record.
                 f.end = self._offset
             elif left.endswith(b"\n"):
-                self._decode(left[:-1])
                 f.end = self._offset + len(left) - 1
                 f.complete = True
+                self._decode_last(left)
             else:
                 # A record is one write(): one without its final line end was cut short (the
                 # writer died mid-write, the disk filled up). It is not merged but reported,
@@ -240,11 +272,68 @@ class Reader:
         self._next_file()
         self._set_bound()
 
+    def _fill_long(self) -> bool:
+        """Go on with a record longer than a chunk (``_left`` is then a bytearray: the line
+        break before it, its header and what was read of it so far). Each chunk is searched
+        once, and appended in place, so a record costs time and memory linear in its length
+        (one copy of it), whatever its length: rescanning and re-copying the whole record per
+        chunk made a record four times longer take forty times longer. False at the end of the
+        file: ``fill`` finishes it as any last record."""
+        left = self._left
+        assert isinstance(left, bytearray)
+        n = self._room(len(left))
+        data = self._fetch(n) if n > 0 else b""
+        if not data:
+            self._end_of_file()
+            return True
+        # The record ends at the first line break followed by anything but a tab; a line break
+        # at the very end of what was read is decided by the next byte.
+        if left[-1] == 0x0A and data[0] != _TAB:
+            j = len(left) - 1
+            del left[-1:]
+            rest = b"\n" + data
+        else:
+            m = _RECORD_START.search(data)
+            if m is None or m.start() + 1 >= len(data):
+                left += data
+                return True
+            k = m.start()
+            j = len(left) + k
+            left += memoryview(data)[:k]
+            rest = data[k:]
+        self._decode_long(left)
+        self._left = rest
+        self._offset += j
+        self._set_bound()
+        return True
+
+    def _decode_last(self, left: bytes | bytearray) -> None:
+        """Decode the records of ``left`` but its final line break (the end of a file)."""
+        if isinstance(left, bytearray):
+            del left[-1:]
+            self._decode_long(left)
+        else:
+            self._decode(left[:-1])
+
+    def _decode_long(self, record: bytearray) -> None:
+        """Decode one long record (the line break before it, its header, its text and
+        continuation lines) in place: the bytearray becomes its text."""
+        m = HEADER_RE.match(record, 1)
+        if m is None:  # pragma: no cover - a long record is only gathered after its header
+            self._decode(bytes(record))
+            return
+        key = m.group(1)
+        del record[: m.end()]
+        if record[:1] == CONT:
+            # As _decode_slow: a leading tab would read as continuation framing in the output.
+            record[0:0] = CONT
+        self._push([key], [record])
+
     def _set_bound(self) -> None:
         if self.done:
             self.bound = None
             return
-        key = self._left[1 : 1 + TIME_LEN]
+        key = bytes(self._left[1 : 1 + TIME_LEN])
         if len(self._left) > TIME_LEN + 1 and is_time(key):
             self.bound = max(key, self.last)
         else:
@@ -254,6 +343,10 @@ class Reader:
         """Decode complete records (``part`` starts with the line break before its first one)."""
         split = split_records(part)
         keys, texts = split if split is not None else self._decode_slow(bytes(part))
+        self._push(keys, texts)
+
+    def _push(self, keys: list[bytes], texts: Sequence[bytes | bytearray]) -> None:
+        """Add decoded records (in file order) to the buffered ones."""
         if keys:
             if keys[0] < self.last:
                 self.report.warnings.append(
@@ -282,7 +375,7 @@ class Reader:
             at, lines = 0, 0
         f = self.file
         if f.ext:
-            stream = open_read(f.path)
+            stream, raw = open_decoded(f)
             try:
                 pos = 0
                 while pos < offset:
@@ -296,6 +389,7 @@ class Reader:
                 pass
             finally:
                 stream.close()
+                raw.close()
         else:
             lines += _count_lines(f, at, offset)
         self._lines_at = (offset, lines)

@@ -41,7 +41,7 @@ from typing import Any, Callable
 
 from .._primitives.atomic import TMP_SUFFIX, create_temp, fsync_dir, temp_name
 from .._primitives.codec import CODECS as CODECS, EXTENSIONS as EXTENSIONS, Codec as Codec
-from .._primitives.fileio import READ_NOFOLLOW
+from .._primitives.fileio import open_input
 from .._primitives.lock import LOCK_EX, flock
 from .._primitives.perms import Perms
 
@@ -220,7 +220,9 @@ def _run() -> None:
 def compress_file(job: _Job) -> None:
     """Compress one backup to ``<its current name><ext>`` and then remove it."""
     try:
-        fd = os.open(job.src, READ_NOFOLLOW)
+        # Under the rule of _primitives.fileio: a backup name another user filled (a link, a
+        # hard link to a file elsewhere, a file of theirs) is not compressed (reported).
+        fd, _ = open_input(job.src)
     except FileNotFoundError:
         return  # removed by retention, or already compressed by another process
     try:
@@ -243,13 +245,14 @@ def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -
     assert job.codec is not None
     directory, name = os.path.split(job.src)
     # The source's inode in the temp name tells other processes this backup is being compressed.
-    mode = 0o600 if job.perms is None or job.perms.chmod is None else job.perms.chmod
     # The temp file's lock tells a later cleanup that its writer is alive, so no cleanup may see
     # the name before the lock is on it: it would take the file for a dead writer's leftover and
     # delete it under us (the backup then stays uncompressed). Every cleanup runs under the log's
     # exclusion (Rollover.after_rollover), so the file is created and locked under it too.
     with job.guard():
-        tmp, tfd = create_temp(directory, name + job.codec.ext, mode, job.perms, tag=f"{st.st_ino:x}-")
+        # 0600 until it is complete: its lock tells a cleanup that its writer is alive, and a
+        # user who could open it could hold that lock (the backup would never be compressed).
+        tmp, tfd = create_temp(directory, name + job.codec.ext, 0o600, tag=f"{st.st_ino:x}-")
         try:
             if _temp_hook is not None:
                 _temp_hook(tmp)
@@ -269,6 +272,8 @@ def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -
                     if _chunk_hook is not None:
                         _chunk_hook(job.src)
         perms = job.perms
+        if perms is not None and perms.active:
+            perms.apply(tfd)
         if perms is None or perms.chmod is None:
             # The backup keeps the log's permission bits: compressing must not widen who can
             # read it.

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterator, Named
 
 from . import compress as _compress
 from .compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec, work_names
-from .._primitives.fileio import READ_NOFOLLOW
+from .._primitives.fileio import open_input
 from .._primitives.lock import LOCK_EX, try_lock
 from .timing import ANY_STAMP, TimePolicy
 
@@ -472,7 +472,8 @@ def _temp_is_live(path: str) -> bool:
     """True when a live process is writing this compression temp file (it holds its lock);
     otherwise its writer died: remove it."""
     try:
-        fd = os.open(path, READ_NOFOLLOW)
+        # A temp name another user filled is not ours: neither live nor removed.
+        fd, _ = open_input(path)
     except OSError:
         return False
     try:

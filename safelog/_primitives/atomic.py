@@ -13,13 +13,13 @@ import os
 import secrets
 import stat
 from contextlib import contextmanager
-from typing import IO, Any, Iterator
+from typing import IO, Any, BinaryIO, Iterator
 
 from .fileio import DIRECTORY, create_exclusive
+from .paths import resolve_log_path
 from .perms import Perms
 
-__all__ = ["atomic_write", "create_temp", "fsync_dir"]
-
+__all__ = ["atomic_write", "replacing", "create_temp", "fsync_dir"]
 
 
 @contextmanager
@@ -41,34 +41,66 @@ def atomic_write(
     ``os.replace`` and the directory is fsynced. If the block raises, the temp file is removed and
     ``path`` keeps its old content. The new file gets the permissions of the file it replaces,
     or ``file_mode`` (default ``0o666`` minus the umask) for a new file. Text is UTF-8 unless
-    ``encoding`` says otherwise. When ``path`` is a
-    symbolic link, the file it points to is replaced and the link stays.
+    ``encoding`` says otherwise. When ``path`` is a symbolic link of yours (or root's), the
+    file it points to is replaced and the link stays; another user's link in a directory others
+    can write is refused (``ValueError``), as a handler refuses it.
     """
     if mode not in ("w", "wt", "wb"):
         raise ValueError(f"mode must be 'w', 'wt' or 'wb', not {mode!r}")
     binary = "b" in mode
     if binary and (encoding is not None or errors is not None or newline is not None):
         raise ValueError("encoding, errors and newline apply to text mode only")
-    target = os.path.realpath(os.fspath(path))
-    directory, name = os.path.split(target)
+    target = resolve_log_path(os.path.abspath(os.fspath(path)), "path")
     try:
         old = os.stat(target)
     except FileNotFoundError:
         old = None
-    perms = stat.S_IMODE(old.st_mode) if old is not None else file_mode
-    tmp, fd = create_temp(directory, name, 0o600 if perms is not None else 0o666)
+    bits = stat.S_IMODE(old.st_mode) if old is not None else file_mode
+    owner = None
+    if old is not None and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
+        # A file owned by someone else (root rewriting a service's file) keeps its owner
+        # where we are allowed to set it.
+        owner = (old.st_uid, old.st_gid)
+    with replacing(target, bits=bits, owner=owner, fsync=fsync) as raw:
+        if binary:
+            yield raw
+        else:
+            f = io.TextIOWrapper(raw, encoding=encoding or "utf-8", errors=errors, newline=newline)
+            yield f
+            f.flush()
+            f.detach()
+
+
+@contextmanager
+def replacing(
+    path: str,
+    *,
+    bits: int | None = None,
+    owner: tuple[int, int] | None = None,
+    perms: Perms | None = None,
+    fsync: bool = True,
+) -> Iterator[BinaryIO]:
+    """The steps of an atomic replace: a binary file on a new temp file beside ``path``; when the
+    block ends normally, flushed, fsynced and renamed over ``path`` (then the directory is
+    fsynced); if it raises, the temp file is removed. Whatever had the name (a file, a planted
+    symlink) is neither followed nor read: the name is replaced.
+
+    The new file gets ``perms`` (mode and owner), or the permission ``bits`` and, where allowed,
+    ``owner``; neither: ``0o666`` minus the umask.
+    """
+    directory, name = os.path.split(path)
+    private = perms is not None or bits is not None
+    tmp, fd = create_temp(directory, name, 0o600 if private else 0o666, perms)
     try:
-        if perms is not None:
+        if bits is not None and perms is None:
             # Set explicitly: the mode given to open() is reduced by the umask.
             if hasattr(os, "fchmod"):
-                os.fchmod(fd, perms)
+                os.fchmod(fd, bits)
             else:  # pragma: no cover - Windows
-                os.chmod(tmp, perms)
-        if old is not None and hasattr(os, "fchown") and (old.st_uid, old.st_gid) != (os.getuid(), os.getgid()):
-            # A file owned by someone else (root rewriting a service's file) keeps its owner
-            # where we are allowed to set it.
+                os.chmod(tmp, bits)
+        if owner is not None and hasattr(os, "fchown"):
             try:
-                os.fchown(fd, old.st_uid, old.st_gid)
+                os.fchown(fd, *owner)
             except PermissionError:
                 pass
         raw = os.fdopen(fd, "wb")
@@ -76,19 +108,16 @@ def atomic_write(
         os.close(fd)
         _remove(tmp)
         raise
-    f: IO[Any] = raw
     try:
-        if not binary:
-            f = io.TextIOWrapper(raw, encoding=encoding or "utf-8", errors=errors, newline=newline)
-        yield f
-        f.flush()
+        yield raw
+        raw.flush()
         if fsync:
             os.fsync(raw.fileno())
-        f.close()
-        os.replace(tmp, target)
+        raw.close()
+        os.replace(tmp, path)
     except BaseException:
         try:
-            f.close()
+            raw.close()
         except Exception:
             pass
         _remove(tmp)

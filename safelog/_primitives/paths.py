@@ -1,11 +1,14 @@
 """Resolve a configured log path once, without following symlinks an attacker may plant.
 
-A handler resolves its path once, at configuration, so that every handler on the same file
-shares one sink and later opens use ``O_NOFOLLOW``. Resolving with ``os.path.realpath`` and then
-opening the result would defeat the kernel's ``fs.protected_symlinks``: ``readlink`` is not
-restricted, so a symlink planted in ``/tmp`` by another user would be followed to, say,
-``/etc/passwd``. The same rule is applied here: a symlink in a sticky, world-writable directory
-is followed only if it belongs to this process's user or to the directory's owner.
+A handler (and a merge) resolves its path once, at configuration, so that every handler on the
+same file shares one sink and later opens use ``O_NOFOLLOW``. Resolving with
+``os.path.realpath`` and then opening the result would defeat the kernel's
+``fs.protected_symlinks``: ``readlink`` is not restricted, so a symlink planted in ``/tmp`` by
+another user would be followed to, say, ``/etc/passwd``. The rule here is stricter than the
+kernel's, which protects sticky world-writable directories only: a symlink is followed only if
+it belongs to this process's user or root, or lies in a directory that no one else can write
+(:func:`exposed`). In a directory owned by another user (root merging a service's log in the
+service's directory) that user's link is refused: it could point anywhere.
 """
 
 from __future__ import annotations
@@ -13,13 +16,23 @@ from __future__ import annotations
 import os
 import stat
 
-__all__ = ["resolve_log_path", "unwritable_dir", "unwritable", "special_kind", "kind_of", "name_too_long"]
+__all__ = [
+    "resolve_log_path",
+    "unwritable_dir",
+    "unwritable",
+    "special_kind",
+    "kind_of",
+    "name_too_long",
+    "exposed",
+    "trusted_owner",
+]
 
 _MAX_LINKS = 40  # as the kernel's ELOOP limit
 
 
-def resolve_log_path(path: str) -> str:
-    """The real path of ``path``; ``ValueError`` for a symlink planted in a shared directory.
+def resolve_log_path(path: str, what: str = "filename") -> str:
+    """The real path of ``path``; ``ValueError`` (naming ``what``) for another user's symlink in
+    a directory others can write.
 
     ``/dev/stdout`` on a pipe or a socket stays ``/dev/stdout``: it links to ``/proc/self/fd/1``,
     which reads as ``pipe:[1234]``, a name no path has (or ``/x/out.log (deleted)``), and only
@@ -28,7 +41,7 @@ def resolve_log_path(path: str) -> str:
     if os.name != "posix":
         return os.path.realpath(path)
     path = os.path.abspath(path)
-    real = _resolve(path, _MAX_LINKS)
+    real = _resolve(path, _MAX_LINKS, what)
     if not os.path.lexists(real) and os.path.exists(path):
         return path
     return real
@@ -61,7 +74,7 @@ def kind_of(mode: int) -> str:
     return "a special file"
 
 
-def _resolve(path: str, budget: int) -> str:
+def _resolve(path: str, budget: int, what: str) -> str:
     cur = os.sep
     parts = [p for p in path.split(os.sep) if p]
     for i, part in enumerate(parts):
@@ -78,23 +91,45 @@ def _resolve(path: str, budget: int) -> str:
             return os.path.normpath(os.path.join(cur, *parts[i:]))
         if stat.S_ISLNK(st.st_mode):
             if budget <= 0:
-                raise ValueError(f"filename={path!r}: too many levels of symbolic links")
-            _check_link(nxt, st, cur)
+                raise ValueError(f"{what}={path!r}: too many levels of symbolic links")
+            _check_link(nxt, st, cur, what)
             target = os.path.join(cur, os.readlink(nxt))
-            nxt = _resolve(target, budget - 1)
+            nxt = _resolve(target, budget - 1, what)
         cur = nxt
     return cur
 
 
-def _check_link(link: str, st: os.stat_result, parent: str) -> None:
+def _check_link(link: str, st: os.stat_result, parent: str, what: str) -> None:
+    if not _POSIX or st.st_uid in (os.geteuid(), 0):
+        return
     pst = os.stat(parent)
-    shared = pst.st_mode & stat.S_ISVTX and pst.st_mode & stat.S_IWOTH
-    if shared and st.st_uid not in (os.geteuid(), pst.st_uid):
-        raise ValueError(
-            f"filename: refusing to follow symlink {link!r}: it is in the world-writable directory "
-            f"{parent!r} and belongs to another user (uid {st.st_uid}), so anyone could have "
-            f"planted it; use a log directory that only the application can write"
-        )
+    if not exposed(pst):
+        return  # only this user and root can write the directory: no one else made the link
+    raise ValueError(
+        f"{what}: refusing to follow symlink {link!r}: it belongs to another user (uid "
+        f"{st.st_uid}) who can write the directory {parent!r}, so it could point at any file; "
+        f"give the real path, or use a log directory that only the application can write"
+    )
+
+
+_POSIX = hasattr(os, "geteuid")
+
+
+def exposed(dst: os.stat_result) -> bool:
+    """True when a user other than this process's user and root may create or replace names in
+    the directory ``dst``: it belongs to another user, or its group or everyone may write it."""
+    return dst.st_uid not in (os.geteuid(), 0) or bool(dst.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def trusted_owner(st: os.stat_result, dst: os.stat_result) -> bool:
+    """Whether the owner of the file ``st`` is one of the users who may put files in its
+    directory ``dst``: this process's user, root, the directory's owner (who can replace any
+    file in it anyway) or, in a directory shared with its group and not with everyone, that
+    group (the log's co-writers: a file of the group, ``st_gid``)."""
+    if st.st_uid in (os.geteuid(), 0, dst.st_uid):
+        return True
+    shared_with_group = dst.st_mode & stat.S_IWGRP and not dst.st_mode & stat.S_IWOTH
+    return bool(shared_with_group) and st.st_gid == dst.st_gid
 
 
 def unwritable_dir(path: str) -> str | None:

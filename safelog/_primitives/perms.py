@@ -34,6 +34,15 @@ class Perms:
         """The mode passed to ``open()``: already the final bits where the umask allows them."""
         return 0o666 if self.chmod is None else self.chmod
 
+    def private(self) -> Perms:
+        """The permissions of a file other users must not open (a lock file, a shard, a merge
+        journal): ``flock`` needs only a read descriptor, so whoever can open such a file can
+        hold its lock. The owner's bits; the group's too when ``chmod`` gives the group write
+        (the group is then trusted as the log's co-writers); never anyone else's. ``owner``
+        applies as configured."""
+        group = self.chmod is not None and self.chmod & 0o020
+        return Perms(0o660 if group else 0o600, self.uid, self.gid)
+
     def apply(self, fd: int) -> None:
         """Give a file this process has just created its configured mode and owner."""
         if self.chmod is not None and hasattr(os, "fchmod"):

@@ -22,8 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Seque
 from .._policy import compress as _compress
 from .._policy.config import FileOptions
 from .._policy.rotation import SIZE
-from .._primitives.fileio import close_quietly, open_append
+from .._primitives.fileio import Place, close_quietly, open_append
 from .._primitives.paths import name_too_long
+from .._primitives.perms import Perms
 
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
@@ -59,6 +60,9 @@ class Sink:
     # shards), not when the handler is configured.
     lazy: ClassVar[bool] = False
     target_kind: ClassVar[str] = "log file"  # what _target() is, in messages
+    # The file is one only safelog creates (a shard): the full rule of fileio.check_file, and
+    # created so that no other user can open it (it carries a lock).
+    own_file: ClassVar[bool] = False
     _reopen_requests = 0  # counted by request_reopen()
 
     def __init__(self, path: str, options: FileOptions) -> None:
@@ -82,6 +86,9 @@ class Sink:
         self._period: float | None = None
         self._rollover_at = math.inf
         self._rotated = False
+        # The log's directory, reached without following links; it remembers the directories
+        # of the path it saw first (see Place).
+        self._place = Place(os.path.dirname(path))
 
     # -- called by the handler ------------------------------------------------------------
 
@@ -298,6 +305,13 @@ class Sink:
     def _rotate_own(self, rollover: Rollover, kind: int, size: int, created: float) -> None:
         """Rotate a file this process alone writes (``thread``, ``per-process``), under its
         thread lock: nobody else can be appending, so no re-check is needed."""
+        if self._path_moved():
+            # The path names another file now, or none (the file or its directory deleted,
+            # renamed or replaced since the last check): renaming by path would move whatever
+            # is there now. Follow the path instead (the reopen goes through the rules of
+            # fileio) and write to what it names.
+            self._open_log()
+            return
         target = self._target()
         done = rollover.rollover(target, kind, size, self._period, created)
         if done is None:
@@ -328,8 +342,16 @@ class Sink:
         self._fd = -1
         # Before the open, so that a reopen requested after it (request_reopen) is not undone.
         self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL
+        perms = self.options.perms
+        if self.own_file:
+            perms = (perms or Perms()).private()
         fd = open_append(
-            self._target(), self.options.file_mode, truncate=self._truncate, perms=self.options.perms
+            self._target(),
+            self.options.file_mode,
+            truncate=self._truncate,
+            perms=perms,
+            place=self._place,
+            own=self.own_file,
         )
         self._truncate = False
         self._fd = fd
@@ -338,6 +360,7 @@ class Sink:
     def _close_files(self) -> None:
         close_quietly(self._fd)
         self._fd = -1
+        self._place.close()
 
     def _forget_files(self) -> None:
         """After a failed write: make the retry reopen the files."""

@@ -11,6 +11,7 @@ reopens the path before writing, so after a rotation nobody appends to the renam
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import threading
@@ -19,8 +20,9 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, ContextManager, Iterator
 
 from .._policy.rotation import SIZE
-from .._primitives.fileio import ATTEMPTS, LOCKFILE_REOPEN, close_quietly, gave_up, open_lockfile
+from .._primitives.fileio import ATTEMPTS, LOCKFILE_REOPEN, Place, close_quietly, gave_up, open_lockfile
 from .._primitives.fsdetect import warn_if_network
+from .._primitives.paths import resolve_log_path
 from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock
 from .base import CHECK_INTERVAL, Sink
 
@@ -49,13 +51,25 @@ FAST_MARGIN = 16 * FAST_RECORD
 CLOSE_WAIT = 10.0
 
 
+# The readable part of a lock file's name in lock_dir, in bytes (the end of the log's path).
+_LOCK_NAME_ROOM = 200
+
+
 def lock_path_for(path: str, lock_dir: str | None) -> str:
     """``app.log`` → ``app.log.lock`` beside it, or in ``lock_dir`` when the log's own directory
-    must stay clean (or is not writable for lock files)."""
+    must stay clean (or is not writable for lock files).
+
+    In ``lock_dir`` the name is the log's whole path with its separators as ``_`` (cut from the
+    left to fit a file name), then a hash of the whole path: ``var_log_app_app.log.<16 hex>.lock``.
+    The flattened path alone is not enough: ``/x/a_b/app.log`` and ``/x/a/b_app.log`` would
+    share one lock file, and two logs sharing a lock mix their rotation records.
+    """
     if lock_dir is None:
         return path + ".lock"
-    flat = path.strip(os.sep).replace(os.sep, "_")
-    return os.path.join(lock_dir, flat + ".lock")
+    raw = os.fsencode(path)
+    digest = hashlib.blake2b(raw, digest_size=8).hexdigest()
+    flat = raw.strip(b"/\\").replace(b"/", b"_").replace(b"\\", b"_").replace(b":", b"_")
+    return os.path.join(lock_dir, f"{os.fsdecode(flat[-_LOCK_NAME_ROOM:])}.{digest}.lock")
 
 
 def _no_rotation(kind: int, nbytes: int, created: float, size: int) -> int:  # pragma: no cover - never called without a policy
@@ -67,7 +81,11 @@ class FlockSink(Sink):
 
     def __init__(self, path: str, options) -> None:  # type: ignore[no-untyped-def]
         super().__init__(path, options)
-        self.lock_path = lock_path_for(path, options.lock_dir)
+        # Resolved once, like the log's path: the lock file is then opened without following a
+        # link at any component (a lock_dir such as /var/lock is often a symlink itself).
+        lock_dir = None if options.lock_dir is None else resolve_log_path(options.lock_dir, "lock_dir")
+        self.lock_path = lock_path_for(path, lock_dir)
+        self._lock_place = self._place if lock_dir is None else Place(lock_dir)
         self._lockfd = -1
         self._lock_ino = -1
         self._gen = -1
@@ -385,7 +403,9 @@ class FlockSink(Sink):
         file description, so this excludes this process's writers too, without their thread
         lock (the compressor must never hold that)."""
         for _ in range(ATTEMPTS):
-            fd = open_lockfile(self.lock_path, self.options.file_mode, self.options.perms)
+            # A Place of its own: this runs in the compressor's thread, and a sink's Place is
+            # used under the sink's thread lock only.
+            fd = open_lockfile(self.lock_path, self.options.perms)
             try:
                 flock(fd, LOCK_EX)
                 same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
@@ -405,7 +425,7 @@ class FlockSink(Sink):
             close_quietly(fd)
 
     def _open_lock(self) -> None:
-        fd = open_lockfile(self.lock_path, self.options.file_mode, self.options.perms)
+        fd = open_lockfile(self.lock_path, self.options.perms, place=self._lock_place)
         self._lockfd = fd
         self._lock_ino = os.fstat(fd).st_ino
         # Pool descriptors of an earlier lock file must not serve the new one.
@@ -488,6 +508,7 @@ class FlockSink(Sink):
 
     def _close_files(self) -> None:
         super()._close_files()
+        self._lock_place.close()
         close_quietly(self._lockfd)
         self._lockfd = -1
         self._gen = -1

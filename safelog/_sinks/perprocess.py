@@ -4,7 +4,8 @@ No lock is taken at write time, so this is the fastest strategy and the only one
 on network file systems (each file has exactly one writer). The shard is opened lazily, in the
 process that writes, so a handler created before ``fork()`` gives each child its own shard.
 While open, the shard carries a shared ``flock``: a merge that cannot take it exclusively knows
-a live process still appends to it.
+a live process still appends to it. So the shard is created so that no other user can open it
+(``Perms.private``): anyone who can read a shard can hold a lock on it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .._primitives.fileio import ATTEMPTS, gave_up
+from .._primitives.fileio import ATTEMPTS, READ_NOFOLLOW, close_quietly, gave_up
 from .._primitives.lock import LOCK_SH, flock
 from .._primitives.shard import ShardFrame, shard_path
 from .thread import ThreadSink
@@ -39,6 +40,7 @@ class PerProcessSink(ThreadSink):
     kind = "per-process"
     lazy = True
     target_kind = "shard"
+    own_file = True
 
     def __init__(self, path: str, options: FileOptions) -> None:
         super().__init__(path, options)
@@ -74,9 +76,15 @@ class PerProcessSink(ThreadSink):
         else:
             raise gave_up(self._target(), "opened")
         if self._frame.seq == 0 and self._size > 0:
-            with open(self._target(), "rb") as f:
-                f.seek(max(self._size - _TAIL, 0))
-                self._frame.resume(f.read(_TAIL))
+            # Read through a descriptor of its own (ours is write-only), checked to be the
+            # same file: nothing is read through a link.
+            fd = os.open(self._target(), READ_NOFOLLOW)
+            try:
+                if os.fstat(fd).st_ino == self._ino:
+                    os.lseek(fd, max(self._size - _TAIL, 0), os.SEEK_SET)
+                    self._frame.resume(os.read(fd, _TAIL))
+            finally:
+                close_quietly(fd)
 
     def _after_fork(self) -> None:
         super()._after_fork()
