@@ -404,9 +404,11 @@ def _open_by(files: list[_File], d: Diagnosis) -> None:
         fd_dir = f"/proc/{entry}/fd"
         try:
             fds = os.listdir(fd_dir)
-        except OSError:
+        except PermissionError:
             hidden += 1
             continue
+        except OSError:
+            continue  # exited meanwhile
         seen: dict[str, bool] = {}
         for fd in fds:
             try:
