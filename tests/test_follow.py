@@ -221,6 +221,42 @@ def test_plain_log_rotated_and_compressed_under_writers_is_printed_once(tmp_path
     audited(follower.lines, ids(names, n), tmp_path)
 
 
+def paced_records(path: str, name: str, n: int, **options: Any) -> None:
+    """A writer that spreads ``n`` records over more than a second (time rotation needs the clock to
+    pass a boundary; the audit does not depend on how many it passes)."""
+    handler = safelog.SafeFileHandler(path, **options)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.Logger(f"follow-test-{name}")
+    log.addHandler(handler)
+    for i in range(n):
+        log.info("%s-%d", name, i)
+        if i % 100 == 99:
+            time.sleep(0.03)
+    handler.close()
+
+
+@pytest.mark.parametrize("strategy", ["flock", "per-process"])
+def test_time_and_size_rotated_log_is_printed_once(tmp_path: Path, strategy: str) -> None:
+    """Every second and every 8 KiB a new file (backups app.log.<second>[.N].gz, or the shards'
+    .shard.<second>[.N].gz): follow prints every record once, in each writer's order."""
+    log = tmp_path / "app.log"
+    options = dict(strategy=strategy, when="S", max_bytes="8 KiB", backup_count=1000, compress="gzip")
+    follower = Follower("follow", "-n", "100000000", "--interval", "0.02", "--lag", "0.2s", str(log))
+    n = 5000
+    procs = [FORK.Process(target=paced_records, args=(str(log), f"w{k}", n), kwargs=options) for k in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+        assert p.exitcode == 0
+    follower.wait_for(lambda lines: len(lines) >= 3 * n, "every record")
+    rc, err = follower.stop()
+    assert rc == 0 and "Traceback" not in err, err
+    stamped = re.compile(r".*\.\d{4}-\d\d-\d\d_\d\d-\d\d-\d\d(\.\d+)?\.gz")
+    assert any(stamped.fullmatch(name) for name in os.listdir(tmp_path))
+    audited(follower.lines, ids(["w0", "w1", "w2"], n), tmp_path)
+
+
 def test_plain_log_backup_compressed_and_unlinked_while_held_is_read_on(tmp_path: Path) -> None:
     """The file being followed is renamed, compressed and its plain name unlinked before the follower
     looks again: the lines are read through the descriptor it holds, once; the .gz is not read again."""
