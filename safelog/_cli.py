@@ -162,7 +162,7 @@ def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     f.add_argument("--interval", metavar="TIME", default="0.1s", help="how often to look (default: %(default)s)")
     g = p.add_argument_group(
         "bounding the merged log",
-        "Rotate it before a batch would take it past --max-bytes, keeping --backup-count backups "
+        "Rotate it before a batch would take it to --max-bytes, keeping --backup-count backups "
         "(OUT.1 newest), as the handlers do; the values are written as in a handler's options.",
     )
     g.add_argument("--max-bytes", metavar="SIZE", help="rotation size, e.g. '10 MB' or '64 MiB'")

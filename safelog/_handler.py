@@ -21,13 +21,14 @@ from ._delivery.queue import Writer, attach, detach
 from ._delivery.reopen import unwatch, watch
 from ._delivery.render import Renderer
 from ._exitmerge import merge_at_exit
-from ._policy.config import UNSET, Config, parse_config
+from ._policy.config import UNSET, Config, check_size_rotates, parse_config
+from ._policy.options import check_int, parse_size
 from ._policy.rotation import Rollover, RotationHooks
 from ._policy.timing import TimePolicy
 from ._merge import created_names as merge_names
 from ._primitives.paths import name_too_long, resolve_log_path, unwritable, unwritable_dir
 from ._primitives.fileio import open_append, open_stream
-from ._sinks.base import Sink
+from ._sinks.base import Sink, last_write
 from ._sinks.registry import STRATEGIES, acquire, release
 
 __all__ = [
@@ -103,6 +104,7 @@ class SafeFileHandler(logging.FileHandler):
     #: (same text, see ``safelog/_delivery/fastformat.py``); set False, on the class or on a
     #: handler, to have every record formatted by ``self.format(record)``.
     fast_format: bool = True
+    _outlet: Outlet  # what the non-blocking writer gets (nonblocking=True only)
 
     def __init__(
         self,
@@ -174,12 +176,12 @@ class SafeFileHandler(logging.FileHandler):
         self.config = config
         self.strategy = config.strategy
         self.baseFilename = config.filename
-        self.mode = config.mode
+        self.mode = config.given.get("mode", config.mode)
         self.encoding = config.encoding
         self.errors = config.errors
         self.delay = config.delay
-        self.maxBytes = config.max_bytes
-        self.backupCount = config.backup_count
+        self._max_bytes = config.max_bytes
+        self._backup_count = config.backup_count
         if config.namer is not None:
             self.namer = config.namer
         if config.rotator is not None:
@@ -203,25 +205,69 @@ class SafeFileHandler(logging.FileHandler):
         # Backups have the default names unless a namer is set (now or later) or a subclass
         # renames them in rotation_filename(); rotation then recognises them by asking it.
         cls = type(self)
-        renames = cls.rotation_filename is not SafeFileHandler.rotation_filename
+        self._own_names = cls.rotation_filename is not SafeFileHandler.rotation_filename
         self._template = (
             cls.shouldRollover is not SafeFileHandler.shouldRollover
             or cls.doRollover is not SafeFileHandler.doRollover
         )
-        if config.rotates:
-            # Looked up on every use, as BaseRotatingHandler does: a namer or rotator assigned
-            # after construction, or a subclass's methods, are the ones that count.
-            hooks = RotationHooks(
-                name=lambda name: self.rotation_filename(name),
-                move=lambda source, dest: self.rotate(source, dest),
-                plain=lambda: self.namer is None and not renames,
-                report=lambda record: self.handleError(record),
-            )
-            perms = config.perms if config.perms.active else None
-            self._rollover = Rollover(
-                hooks, config.max_bytes, config.backup_count, timing, config.codec, config.max_age, perms,
-                config.delay_compress,
-            )
+        # A size limit without backups rotates nothing, but shouldRollover() still answers
+        # for it, as the stdlib's does; and assigning backupCount later starts rotating.
+        if config.rotates or config.max_bytes or config.backup_count:
+            self._rollover = self._new_rollover(config.max_bytes, config.backup_count)
+
+    def _new_rollover(self, max_bytes: int, backup_count: int) -> Rollover:
+        config = self.config
+        # Looked up on every use, as BaseRotatingHandler does: a namer or rotator assigned
+        # after construction, or a subclass's methods, are the ones that count.
+        hooks = RotationHooks(
+            name=lambda name: self.rotation_filename(name),
+            move=lambda source, dest: self.rotate(source, dest),
+            plain=lambda: self.namer is None and not self._own_names,
+            report=lambda record: self.handleError(record),
+        )
+        perms = config.perms if config.perms.active else None
+        return Rollover(
+            hooks, max_bytes, backup_count, config.timing, config.codec, config.max_age, perms, config.delay_compress,
+            started=time.time(),
+        )
+
+    # -- the size limits, live as in the stdlib (its emit() reads them) -------------------------
+
+    @property
+    def maxBytes(self) -> int:
+        """The size limit in bytes (0: none). Assigned after construction, it applies from the
+        next record (``"10 MB"`` is accepted too), as ``RotatingFileHandler.maxBytes`` does."""
+        return self._max_bytes
+
+    @maxBytes.setter
+    def maxBytes(self, value: int) -> None:
+        self._resize(parse_size("maxBytes", value), self._backup_count)
+
+    @property
+    def backupCount(self) -> int:
+        """How many backups are kept. Assigned after construction, it applies from the next
+        rotation, as ``RotatingFileHandler.backupCount`` does (0 with only a size limit:
+        nothing is rotated)."""
+        return self._backup_count
+
+    @backupCount.setter
+    def backupCount(self, value: int) -> None:
+        self._resize(self._max_bytes, check_int("backupCount", value))
+
+    def _resize(self, max_bytes: int, backup_count: int) -> None:
+        stdlib_rotating = isinstance(self, logging.handlers.RotatingFileHandler)
+        check_size_rotates(max_bytes, backup_count, self.config.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
+        rollover = self._rollover
+        if rollover is None and (max_bytes or backup_count):
+            rollover = self._new_rollover(max_bytes, backup_count)
+            if not self._closed_handler():
+                self._sink.check_names(rollover)  # a backup name too long: ValueError, now
+            self._rollover = rollover
+            if self._writer is not None:
+                self._outlet = self._outlet._replace(rollover=rollover)
+        elif rollover is not None:
+            rollover.resize(max_bytes, backup_count)
+        self._max_bytes, self._backup_count = max_bytes, backup_count
 
     def _start(self, config: Config, given: str) -> None:
         """Share the path's sink and open it (unless ``delay``)."""
@@ -427,9 +473,10 @@ class SafeFileHandler(logging.FileHandler):
     # -- rotation, as in logging.handlers.BaseRotatingHandler -------------------------------
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:
-        """Whether ``record`` would make the file rotate now (by time, or by size: formatted,
-        it would take the file past ``maxBytes``). The strategy decides again, under its lock,
-        when it writes: this is a question, not a reservation."""
+        """Whether ``record`` would make the file rotate now, as the stdlib answers it: by time,
+        or by size (formatted, it would bring a non-empty file to ``maxBytes`` or past it, even
+        with ``backupCount=0``, which then rotates nothing). The strategy decides again, under
+        its lock, when it writes: this is a question, not a reservation."""
         rollover = self._rollover
         if rollover is None:
             return False
@@ -448,7 +495,7 @@ class SafeFileHandler(logging.FileHandler):
         rotation policy (``backupCount=0`` and no ``when``) rotates nothing, as in the stdlib,
         which then only reopens the file."""
         rollover = self._rollover
-        if rollover is not None:
+        if rollover is not None and rollover.renames:
             self._live_sink().rotate_now(rollover, time.time())
 
     def _live_sink(self) -> Sink:
@@ -483,7 +530,7 @@ class SafeFileHandler(logging.FileHandler):
         """
         with self._sink_lock:
             if isinstance(self._sink, _ClosedSink):
-                if self.mode == "w":
+                if self.config.mode == "w":
                     raise ValueError("I/O operation on closed handler")
                 self._sink = acquire(self._real, self.config)
             return self._sink
@@ -625,6 +672,11 @@ class _ClosedSink(Sink):
     def write_record(self, render: Any, record: logging.LogRecord, rollover: Rollover | None) -> None:
         self._handler._reopen().write_record(render, record, rollover)
 
+    def rollover_at(self, rollover: Rollover, now: float) -> float:
+        # Asked of a closed handler: what a new one would start with (reopening would be a side
+        # effect of reading an attribute).
+        return rollover.boundary(rollover.start_period(last_write(-1, self._handler.baseFilename), now))
+
 
 class ThreadFileHandler(SafeFileHandler):
     """``strategy="thread"``: the threads of one process share one file and one lock."""
@@ -680,6 +732,21 @@ class WatchedFileHandler(FileHandler, logging.handlers.WatchedFileHandler):
     def _statstream(self) -> None:
         pass
 
+    # The stdlib sets these when it opens the file; here they are read from the file open now
+    # (the strategy reopens it, not this class).
+    @property
+    def dev(self) -> int:  # type: ignore[override]
+        """The device of the file the handler writes now; -1 when it has none open."""
+        return self._identity()[0]
+
+    @property
+    def ino(self) -> int:  # type: ignore[override]
+        """The inode of the file the handler writes now; -1 when it has none open."""
+        return self._identity()[1]
+
+    def _identity(self) -> tuple[int, int]:
+        return (-1, -1) if self._closed_handler() else self._sink.identity()
+
 
 class RotatingFileHandler(SafeFileHandler, logging.handlers.RotatingFileHandler):
     """Drop-in for ``logging.handlers.RotatingFileHandler``: rotates exactly once however many
@@ -705,8 +772,9 @@ class RotatingFileHandler(SafeFileHandler, logging.handlers.RotatingFileHandler)
 class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in SafeFileHandler
     SafeFileHandler, logging.handlers.TimedRotatingFileHandler
 ):
-    """Drop-in for ``logging.handlers.TimedRotatingFileHandler``, with the boundaries on the clock
-    (every process agrees on them) and rotation exactly once across processes.
+    """Drop-in for ``logging.handlers.TimedRotatingFileHandler``: the boundaries of the running
+    interpreter's stdlib (``computeRollover``, the log's mtime at start-up), rotation exactly once
+    across processes (with ``flock`` every process learns the boundary from the lock file).
 
     ``interval`` reads as the period in seconds, as in the stdlib. ``suffix`` and ``extMatch``
     may be changed after construction, as the stdlib allows: backups are then named with the
@@ -739,6 +807,8 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
         timing = self._policy()
         self.when = timing.when
         self.interval = timing.step
+        if timing.when.startswith("W"):
+            self.dayOfWeek = int(timing.when[1])
 
     def _policy(self) -> TimePolicy:
         rollover = self._rollover
@@ -769,14 +839,17 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
         timing = self._policy()
         timing.set_suffix(timing.suffix, pattern)
 
-    @property  # read-only: the boundaries are on the clock
+    @property  # read-only: the strategy keeps it (for flock, shared through the lock file)
     def rolloverAt(self) -> int:  # type: ignore[override]
-        return self.computeRollover(time.time())
+        """When the current file is due, as this process knows it."""
+        rollover = self._rollover
+        assert rollover is not None
+        return math.ceil(self._sink.rollover_at(rollover, time.time()))
 
-    def computeRollover(self, currentTime: float) -> int:
-        """The end of the period ``currentTime`` belongs to (boundaries on the clock)."""
-        timing = self._policy()
-        return math.ceil(timing.next_boundary(timing.period_start(currentTime)))
+    def computeRollover(self, currentTime: float) -> Any:
+        """The stdlib's ``computeRollover(currentTime)`` of the running interpreter: the
+        boundary after a file started at ``currentTime``."""
+        return self._policy().compute_rollover(currentTime)
 
     def getFilesToDelete(self) -> list[str]:
         rollover = self._rollover

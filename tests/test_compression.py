@@ -200,7 +200,8 @@ def test_backup_shifted_during_compression_is_compressed_under_its_new_name(
 
     hook(stall_first)
     first = [f"a-{i}" for i in range(400)]
-    limit = sum(len(f"id={rid} {FILL}\n") for rid in first)  # the first batch fills a file exactly
+    # The first batch fills a file: one more byte of record would bring it to max_bytes.
+    limit = sum(len(f"id={rid} {FILL}\n") for rid in first) + 1
     h = make_handler(path, strategy="thread", max_bytes=limit, backup_count=5, compress="gzip")
     for rid in first:
         emit(h, rid)
@@ -261,8 +262,9 @@ def test_a_backup_being_compressed_elsewhere_is_not_compressed_twice(tmp_path: A
     """While another process is compressing app.log.1, a rotation here shifts it to app.log.2
     and compresses only its own new backup; the other process finishes app.log.2.gz."""
     path = str(tmp_path / "app.log")
-    # What 400 records take; flock counts a file full FAST_MARGIN before max_bytes.
-    limit = sum(len(f"id=a-{i} {FILL}\n") for i in range(400))
+    # What 400 records take, and a byte: the 401st would bring the file to the limit (flock
+    # counts a file full FAST_MARGIN before max_bytes).
+    limit = sum(len(f"id=a-{i} {FILL}\n") for i in range(400)) + 1
     ctx: Any = multiprocessing.get_context("fork")
     started, release = ctx.Event(), ctx.Event()
     p = ctx.Process(target=_slow_compressor, args=(path, limit, started, release))

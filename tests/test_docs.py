@@ -123,10 +123,13 @@ def test_readme_links_point_at_files_that_exist() -> None:
 
 
 def test_readme_keeps_the_two_commands() -> None:
-    """The README's demo and test commands are the ones .ci/run and the packaging check run."""
+    """The README's demo, test and stdlib-suite commands are the ones .ci/run and the packaging
+    check run."""
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "pip install -e . && python -m safelog demo" in text
     assert "pip install -e '.[test]' && python -m pytest" in text
+    assert "python tests/stdlib/run.py\n" in text
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert "pip install -q -e '.[test]' && run_pytest" in ci
     assert "-m safelog demo" in ci
+    assert "python tests/stdlib/run.py " in ci

@@ -139,7 +139,8 @@ def test_unwritable_file_at_emit_time(base, strategy):
 
 
 def _rotate_blocked(path: str, strategy: str, failing, fixed) -> dict[str, object]:
-    h = CountingHandler(path, strategy=strategy, max_bytes=1000, backup_count=5)
+    # Enough backups for every record: the audit below reads them all.
+    h = CountingHandler(path, strategy=strategy, max_bytes=1000, backup_count=10)
     log = make_logger(h)
     for i in range(100):
         log.info("rec r%d %s", i, "p" * 40)

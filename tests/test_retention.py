@@ -72,7 +72,7 @@ def test_age_retention_removes_backups_older_than_the_limit(tmp_path: Any, make_
     """retention='3 days' removes, at the next rotation, backups last written more than three
     days before the record that rotates; newer ones stay."""
     path = str(tmp_path / "app.log")
-    h = make_handler(path, strategy="thread", when="D", utc=True, retention="3 days")
+    h = make_handler(path, strategy="thread", rotate_every="1 day", utc=True, retention="3 days")
     for d in range(6):
         emit(h, f"d{d}", BASE + d * DAY + 10)
         h.close()  # reopen each day so each backup's mtime can be set like the real clock
@@ -82,7 +82,7 @@ def test_age_retention_removes_backups_older_than_the_limit(tmp_path: Any, make_
                 day = int(stamp[-2:]) - 26 if stamp.startswith("2026-11") else int(stamp[-2:]) + 4
                 os.utime(tmp_path / n, (BASE + day * DAY + 20, BASE + day * DAY + 20))
         os.utime(path, (BASE + d * DAY + 20, BASE + d * DAY + 20))
-        h = make_handler(path, strategy="thread", when="D", utc=True, retention="3 days")
+        h = make_handler(path, strategy="thread", rotate_every="1 day", utc=True, retention="3 days")
     emit(h, "d6", BASE + 6 * DAY + 10)
     assert _compress.wait(30)
     kept = sorted(n for n in os.listdir(tmp_path) if n.startswith("app.log.2026"))

@@ -29,10 +29,11 @@ def message(w: int, i: int) -> str:
 
 
 def simulate(lengths: list[int], max_bytes: int) -> list[int]:
-    """The sizes of the files a correct size rotation leaves: [oldest backup, ..., current]."""
+    """The sizes of the files a correct size rotation leaves: [oldest backup, ..., current]. A
+    record that would bring a non-empty file to max_bytes goes to a new one (the stdlib's >=)."""
     sizes = [0]
     for n in lengths:
-        if sizes[-1] > 0 and sizes[-1] + n > max_bytes:
+        if sizes[-1] > 0 and sizes[-1] + n >= max_bytes:
             sizes.append(0)
         sizes[-1] += n
     return sizes
@@ -68,7 +69,8 @@ def _writer(w: int, path: str, strategy: str, max_bytes: int, n: int, barrier: A
 @pytest.mark.parametrize("strategy", ["flock", "per-process"])
 def test_rotation_happens_exactly_once_per_crossing_across_processes(strategy: str, log_path: str) -> None:
     """4 processes share a 10 KB limit: file count and every file size match a serial model."""
-    procs, per_proc, max_bytes = 4, 1500, 10_000
+    # 100 records of 100 bytes fill a file: the 101st would bring it to max_bytes.
+    procs, per_proc, max_bytes = 4, 1500, 10_100
     ctx = multiprocessing.get_context("fork")
     barrier = ctx.Barrier(procs)
     children = [
@@ -94,7 +96,7 @@ def test_rotation_happens_exactly_once_per_crossing_across_processes(strategy: s
         # short file and a 61st file.
         backups = backups_newest_first(log_path)
         assert len(files) == len(backups) + 1 == 60
-        assert [os.path.getsize(f) for f in files] == [max_bytes] * 60
+        assert [os.path.getsize(f) for f in files] == [100 * LINE] * 60
         assert sum(os.path.getsize(f) for f in files) == procs * per_proc * LINE
     else:
         for c in children:
@@ -108,7 +110,7 @@ def test_rotation_happens_exactly_once_per_crossing_across_processes(strategy: s
 
 def test_threads_rotate_exactly_once(log_path: str, make_handler: Callable[..., Any]) -> None:
     """4 threads of one process through the thread strategy: only full backups, none extra."""
-    handler = make_handler(log_path, strategy="thread", max_bytes=10_000, backup_count=200)
+    handler = make_handler(log_path, strategy="thread", max_bytes=10_100, backup_count=200)
     log = logging.Logger("threads")
     log.addHandler(handler)
     start = threading.Barrier(4)
@@ -164,7 +166,7 @@ def test_backup_count_drops_the_oldest(
     strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
 ) -> None:
     """With backup_count=3 only .1-.3 exist; exactly the oldest records are gone."""
-    handler = make_handler(log_path, strategy=strategy, max_bytes=1000, backup_count=3)
+    handler = make_handler(log_path, strategy=strategy, max_bytes=1100, backup_count=3)
     logger.addHandler(handler)
     for i in range(105):
         logger.info(message(0, i))
@@ -290,3 +292,94 @@ def test_namer_with_a_huge_backup_count_is_asked_only_about_existing_backups(
     own = {int(d) for d in re.findall(r"\d+", os.path.basename(current))}
     asked = {int(name.rsplit(".", 1)[1]) for name in calls}
     assert asked <= set(range(1, rotations + 2)) | own | {10**6}, sorted(asked - set(range(1, rotations + 2)))
+
+
+def test_a_record_that_brings_the_file_to_max_bytes_rotates_first(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """As the stdlib's ``pos + len(msg) >= maxBytes``: a record that would make the file exactly
+    max_bytes long goes to a new file; one that leaves a byte to spare does not."""
+    lengths = record_lengths(strategy, 6)
+    limit = sum(lengths[:3])  # records 0-2 would fill the file to the limit exactly
+    logger.addHandler(make_handler(log_path, strategy=strategy, max_bytes=limit, backup_count=5))
+    for i in range(6):
+        logger.info(message(0, i))
+    current = logger.handlers[0]._sink._target()
+    assert [_read_ids(f) for f in (f"{current}.2", f"{current}.1", current)] == [
+        ["0-000000", "0-000001"], ["0-000002", "0-000003"], ["0-000004", "0-000005"]
+    ]
+    assert simulate(lengths, limit) == [os.path.getsize(f) for f in (f"{current}.2", f"{current}.1", current)]
+
+
+def test_should_rollover_is_asked_with_backup_count_zero_and_nothing_rotates(
+    strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """With a size limit and backupCount=0, shouldRollover() answers the size question as the
+    stdlib's does, while writing rotates nothing (the stdlib's "rollover never occurs") and
+    doRollover() renames nothing."""
+    handler = make_handler(log_path, "a", 250, 0, cls=safelog.RotatingFileHandler, strategy=strategy)
+    logger.addHandler(handler)
+    record = logging.makeLogRecord({"msg": message(0, 9)})
+    for i in range(2):
+        logger.info(message(0, i))
+    assert handler.shouldRollover(record)  # 200 (+ a shard's headers) + 100 >= 250
+    for i in range(2, 5):
+        logger.info(message(0, i))
+    handler.doRollover()
+    current = handler._sink._target()
+    assert _read_ids(current) == [f"0-{i:06d}" for i in range(5)]
+    assert sorted(log_files(log_path)) == [current]
+
+
+@pytest.mark.parametrize("nonblocking", [False, True], ids=["sync", "nonblocking"])
+def test_max_bytes_and_backup_count_assigned_after_construction_apply_from_the_next_record(
+    strategy: str, nonblocking: bool, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
+) -> None:
+    """``handler.maxBytes = N`` and ``handler.backupCount = N`` on a handler built without
+    rotation start it, a new value changes it, and backupCount=0 stops it, as the stdlib's emit
+    reads both attributes; a bad value raises, naming the attribute."""
+    handler = make_handler(log_path, cls=safelog.RotatingFileHandler, strategy=strategy, nonblocking=nonblocking)
+    logger.addHandler(handler)
+    lengths = record_lengths(strategy, 40)
+
+    def log(first: int, last: int) -> list[int]:
+        """Sizes of .2, .1 and the current file after records first..last-1."""
+        for i in range(first, last):
+            logger.info(message(0, i))
+        handler.flush()
+        return [os.path.getsize(f) if os.path.exists(f) else 0 for f in (f"{current}.2", f"{current}.1", current)]
+
+    current = handler._sink._target()
+    handler.maxBytes = "1 KB"
+    handler.backupCount = 2
+    assert (handler.maxBytes, handler.backupCount) == (1000, 2)
+    files = simulate(lengths[:30], 1000)
+    assert log(0, 30) == files[-3:]
+    handler.maxBytes = 250
+    # The current file's bytes, then the new records, under the new limit.
+    files = files[:-1] + simulate([files[-1]] + lengths[30:34], 250)
+    assert log(30, 34) == files[-3:]
+    handler.backupCount = 0  # no more rotation: the file grows past maxBytes
+    files[-1] += sum(lengths[34:40])
+    assert log(34, 40) == files[-3:] and files[-1] > 250
+    assert not os.path.exists(f"{current}.3")
+    with pytest.raises(ValueError, match="maxBytes"):
+        handler.maxBytes = -1
+    with pytest.raises(TypeError, match="backupCount"):
+        handler.backupCount = "two"
+    assert (handler.maxBytes, handler.backupCount) == (250, 0)
+
+
+def test_assigning_a_size_limit_without_backups_is_refused_as_at_configuration(
+    log_path: str, make_handler: Callable[..., Any]
+) -> None:
+    """A SafeFileHandler refuses max_bytes without backup_count at configuration (it would never
+    rotate); assigning the attributes later into that state is refused the same way, and
+    changes nothing."""
+    handler = make_handler(log_path, max_bytes=1000, backup_count=2)
+    with pytest.raises(ValueError, match="would never rotate"):
+        handler.backupCount = 0
+    plain = make_handler(log_path + "-plain")
+    with pytest.raises(ValueError, match="maxBytes=1000 .*would never rotate"):
+        plain.maxBytes = 1000
+    assert (handler.maxBytes, handler.backupCount, plain.maxBytes, plain.backupCount) == (1000, 2, 0, 0)

@@ -4,21 +4,25 @@ from __future__ import annotations
 
 import faulthandler
 import inspect
+import io
 import logging
 import logging.config
 import logging.handlers
 import multiprocessing
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
+import zlib
 from pathlib import Path
 from typing import Any, Callable
 
 import pytest
 
 import safelog
+from safelog._audit import log_files
 
 from faults_helpers import join_all
 
@@ -127,12 +131,14 @@ def _rotating(tmp_path: Path, make_handler: Callable[..., Any], cls: type = safe
 
 
 def test_should_rollover_answers_for_the_next_record(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
-    """shouldRollover(record) is True exactly when the formatted record would pass maxBytes."""
+    """shouldRollover(record) is True exactly when the formatted record would bring the file to
+    maxBytes or past it (the stdlib's >=)."""
     log, h, path = _rotating(tmp_path, make_handler, maxBytes=100)
     rec = logging.makeLogRecord({"msg": "x" * 40})
-    assert not h.shouldRollover(rec)  # an empty file is never due
+    assert not h.shouldRollover(rec)  # 0 + 41 < 100
     log.info("x" * 40)
-    assert not h.shouldRollover(rec)  # 41 + 41 <= 100
+    assert not h.shouldRollover(rec)  # 41 + 41 < 100
+    assert h.shouldRollover(logging.makeLogRecord({"msg": "x" * 58}))  # 41 + 59 == 100
     log.info("x" * 40)
     assert h.shouldRollover(rec)  # 82 + 41 > 100
     plain = make_handler(str(tmp_path / "p.log"), cls=safelog.FileHandler)
@@ -235,9 +241,9 @@ class _RotatorMethod(safelog.RotatingFileHandler):
 def test_subclass_names_shift_and_retire_like_plain_ones(tmp_path: Path, make_handler: Callable[..., Any], cls: type, names: list[str]) -> None:
     """A subclass's rotation_filename() or namer() method names every backup; shifting and the
     backupCount limit work on those names, so no backup is overwritten."""
-    log, h, path = _rotating(tmp_path, make_handler, cls=cls, maxBytes=30, backupCount=3)
+    log, h, path = _rotating(tmp_path, make_handler, cls=cls, maxBytes=40, backupCount=3)
     for i in range(12):
-        log.info("record-%02d", i)  # 10 bytes each: three records per file
+        log.info("record-%02d", i)  # 10 bytes each: three per file (a fourth would reach maxBytes)
     assert sorted(f for f in os.listdir(tmp_path) if f != "app.log" and not f.endswith(".lock")) == names
     files = [str(tmp_path / n) for n in reversed(names)] + [path]
     got = [line for f in files for line in _read(f)]
@@ -258,11 +264,81 @@ def test_a_subclass_rotator_method_moves_the_files(tmp_path: Path, make_handler:
 
 def test_namer_assigned_after_construction_is_used(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
     """The stdlib idiom handler.namer = f (after construction) names the backups."""
-    log, h, path = _rotating(tmp_path, make_handler, maxBytes=30, backupCount=2)
+    log, h, path = _rotating(tmp_path, make_handler, maxBytes=40, backupCount=2)
     h.namer = lambda name: name + ".x"
     for i in range(9):
         log.info("record-%02d", i)
     assert sorted(os.listdir(tmp_path)) == ["app.log", "app.log.1.x", "app.log.2.x", "app.log.lock"]
+
+
+def _docs_namer(name: str) -> str:
+    return name + ".gz"
+
+
+def _docs_rotator(source: str, dest: str) -> None:
+    # The logging cookbook's rotator, as CPython's RotatingFileHandlerTest.test_rotator runs it.
+    with open(source, "rb") as sf:
+        data = sf.read()
+    with open(dest, "wb") as df:
+        df.write(zlib.compress(data, 9))
+    os.remove(source)
+
+
+def _unzipped_records(path: str) -> list[str]:
+    """The messages of a backup the docs' rotator compressed (shard framing stripped)."""
+    from safelog._primitives.shard import iter_records
+
+    with open(path, "rb") as f:
+        data = zlib.decompress(f.read())
+    if ".shard" in os.path.basename(path):
+        return [r.text.decode() for r in iter_records(io.BytesIO(data)) if not isinstance(r, Exception)]
+    return data.decode().splitlines()
+
+
+def test_the_docs_namer_and_compressing_rotator_shift_their_backups(
+    tmp_path: Path, make_handler: Callable[..., Any], strategy: str
+) -> None:
+    """The stdlib docs' namer (appending .gz) and compressing rotator, backupCount=2: each
+    rotation shifts .1.gz to .2.gz and drops the oldest, as the stdlib does, instead of writing
+    over .1.gz every time."""
+    log, h, path = _rotating(tmp_path, make_handler, maxBytes=20, backupCount=2, strategy=strategy)
+    h.namer, h.rotator = _docs_namer, _docs_rotator
+    for i in range(4):
+        log.info("record-%02d", i)  # 10 bytes: the next one would bring a file to maxBytes
+    target = h._sink._target()
+    assert [_unzipped_records(f"{target}.2.gz"), _unzipped_records(f"{target}.1.gz"), _records(target)] == [
+        ["record-01"], ["record-02"], ["record-03"]
+    ]
+    assert sorted(os.path.basename(f) for f in log_files(path)) == sorted(
+        os.path.basename(f) for f in (target, f"{target}.1.gz", f"{target}.2.gz")
+    )
+
+
+def _docs_rotation_writer(path: str, w: int, go: Any) -> None:
+    h = safelog.RotatingFileHandler(path, "a", 100, 1000, namer=_docs_namer, rotator=_docs_rotator)
+    log = logging.Logger(f"w{w}", logging.INFO)
+    log.addHandler(h)
+    go.wait()
+    for i in range(150):
+        log.info("w%d-%03d", w, i)
+    h.close()
+
+
+def test_the_docs_namer_and_rotator_lose_nothing_across_processes(tmp_path: Path) -> None:
+    """Three processes rotating one flock log through the docs' namer and compressing rotator:
+    every record is in exactly one file, backups numbered .1.gz (newest) upward without a gap."""
+    path = str(tmp_path / "app.log")
+    ctx = multiprocessing.get_context("fork")
+    go = ctx.Barrier(3)
+    procs = [ctx.Process(target=_docs_rotation_writer, args=(path, w, go)) for w in range(3)]
+    for p in procs:
+        p.start()
+    join_all(procs)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    backups = sorted((f for f in log_files(path) if f != path), key=lambda f: int(f.split(".")[-2]))
+    assert backups == [f"{path}.{n}.gz" for n in range(1, len(backups) + 1)] and len(backups) > 10
+    lines = [line for f in reversed(backups) for line in _unzipped_records(f)] + _read(path)
+    assert sorted(lines) == sorted(f"w{w}-{i:03d}" for w in range(3) for i in range(150))
 
 
 def test_stdlib_attributes(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
@@ -344,7 +420,9 @@ def test_per_process_has_no_stream(tmp_path: Path, make_handler: Callable[..., A
     assert os.listdir(tmp_path) == []
 
 
-def test_timed_suffix_can_be_changed_like_the_stdlib(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
+def test_timed_suffix_can_be_changed_like_the_stdlib(
+    tmp_path: Path, make_handler: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """handler.suffix = '%Y%m%d' names backups with it; retention keeps the newest backupCount by
     the time they name, even for a suffix that does not sort as text."""
     path = str(tmp_path / "app.log")
@@ -356,6 +434,8 @@ def test_timed_suffix_can_be_changed_like_the_stdlib(tmp_path: Path, make_handle
     day = 86400.0
     start = 1_798_675_200.0  # 2026-12-31 00:00 UTC: the day numbers wrap into January
     for d in range(5):
+        # The stdlib's rule goes by the clock (when= counts from the first record here).
+        monkeypatch.setattr("time.time", lambda: start + d * day + 60)
         log.handle(logging.makeLogRecord({"msg": f"day {d}", "created": start + d * day + 60, "levelno": 20}))
     backups = sorted(f for f in os.listdir(tmp_path) if f.startswith("app.log."))
     assert backups == ["app.log.02.01.2027", "app.log.03.01.2027"]
@@ -368,6 +448,7 @@ def test_timed_suffix_can_be_changed_like_the_stdlib(tmp_path: Path, make_handle
     [
         ({"max_bytes": 1000, "backup_count": 2}, {"when": "H"}, ("max_bytes=1000", "no time rotation", "when='H'")),
         ({"when": "H"}, {"when": "D"}, ("when='H'", "when='D'")),
+        ({"when": "H"}, {"rotate_every": "1 hour"}, ("when='H'", "(rotate_every)")),  # stdlib rule vs clock
         ({"max_bytes": 1000, "backup_count": 2}, {"max_bytes": 1000, "backup_count": 2, "compress": "gzip"}, ("compress=None", "compress='gzip'")),
         ({"max_bytes": 1000, "backup_count": 2, "retention": "1 day"}, {"max_bytes": 1000, "backup_count": 2}, ("retention=86400.0", "retention=None")),
         ({"chmod": 0o600}, {"chmod": 0o644}, ("chmod=384", "chmod=420")),
@@ -441,6 +522,54 @@ def test_watched_handler_follows_a_rename_at_the_next_record(tmp_path: Path, mak
     os.rename(path, tmp_path / "app.log.old")
     log.info("two")
     assert _read(path) == ["two"] and _read(tmp_path / "app.log.old") == ["one"]
+
+
+def test_watched_handler_dev_and_ino_name_the_file_it_writes(tmp_path: Path, make_handler: Callable[..., Any], strategy: str) -> None:
+    """WatchedFileHandler.dev/.ino are the device and inode of the file the handler writes now,
+    -1 while it has none open (delay, close), as the stdlib's."""
+    path = tmp_path / "app.log"
+    h = make_handler(str(path), strategy=strategy, delay=True, cls=safelog.WatchedFileHandler)
+    assert (h.dev, h.ino) == (-1, -1)
+    log = logging.Logger("dev-ino", logging.INFO)
+    log.addHandler(h)
+    log.info("one")
+    target = h._sink._target()
+    st = os.stat(target)
+    assert (h.dev, h.ino) == (st.st_dev, st.st_ino)
+    if strategy != "per-process":  # nothing renames a shard under its writer
+        os.rename(path, tmp_path / "app.log.old")
+        log.info("two")
+        st = os.stat(path)
+        assert (h.dev, h.ino) == (st.st_dev, st.st_ino) and h.ino != os.stat(tmp_path / "app.log.old").st_ino
+    h.close()
+    assert (h.dev, h.ino) == (-1, -1)
+
+
+@pytest.mark.parametrize("cls", [safelog.FileHandler, safelog.WatchedFileHandler])
+def test_a_failed_open_at_emit_is_reported_as_logging_raise_exceptions_says(
+    tmp_path: Path, monkeypatch: Any, capsys: Any, strategy: str, cls: type
+) -> None:
+    """A log that cannot be opened when a record comes (its directory replaced by a file) goes
+    to handleError like a failed write: the traceback on stderr while logging.raiseExceptions
+    is true, nothing when it is false; the application never sees the error."""
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    h = cls(str(directory / "app.log"), strategy=strategy, delay=cls is safelog.FileHandler)
+    try:
+        h.emit(logging.makeLogRecord({"msg": "one"}))
+        shutil.rmtree(directory)
+        directory.write_text("")  # a file where the directory was: it cannot be created again
+        capsys.readouterr()
+        if cls is safelog.FileHandler:
+            h.close()  # its next record opens the file again; a WatchedFileHandler follows the path
+        monkeypatch.setattr(logging, "raiseExceptions", True)
+        h.emit(logging.makeLogRecord({"msg": "two"}))
+        assert "\nNotADirectoryError:" in capsys.readouterr().err
+        monkeypatch.setattr(logging, "raiseExceptions", False)
+        h.emit(logging.makeLogRecord({"msg": "three"}))
+        assert capsys.readouterr().err == ""
+    finally:
+        h.close()
 
 
 def test_set_stream_is_refused(tmp_path: Path, make_handler: Callable[..., Any]) -> None:

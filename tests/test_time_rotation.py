@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import re
 import time
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -125,12 +125,19 @@ def test_midnight_with_attime_and_weekday_boundaries(tz: Any) -> None:
 
 
 @pytest.mark.parametrize("zone", ["America/New_York", "Europe/London", "Australia/Lord_Howe"])
-@pytest.mark.parametrize(("when", "interval"), [("H", 1), ("M", 30), ("MIDNIGHT", 1), ("H", 2)])
-def test_period_grid_is_consistent_across_dst_changes(tz: Any, zone: str, when: str, interval: int) -> None:
+@pytest.mark.parametrize(
+    ("when", "interval", "at"),
+    [("H", 1, None), ("M", 30, None), ("MIDNIGHT", 1, None), ("H", 2, None), ("MIDNIGHT", 1, datetime.time(1, 30)),
+     ("MIDNIGHT", 1, datetime.time(2, 30)), ("W6", 1, datetime.time(1, 30)), ("W6", 1, datetime.time(2, 30))],
+)  # fmt: skip
+def test_period_grid_is_consistent_across_dst_changes(
+    tz: Any, zone: str, when: str, interval: int, at: datetime.time | None
+) -> None:
     """Through both DST changes of a year every instant lies in exactly one period, periods never
-    go back, and rolling over at next_boundary visits exactly the periods period_start reports."""
+    go back, and rolling over at next_boundary visits exactly the periods period_start reports;
+    also with atTime in the repeated or the skipped hour (a day, or a week, starts once)."""
     tz(zone)
-    p = TimePolicy(when, interval)
+    p = TimePolicy(when, interval, at_time=at)
     for day in range(0, 366, 1):
         t0 = local(2026, 1, 1) + day * 86400
         if time.localtime(t0).tm_gmtoff == time.localtime(t0 + 86400).tm_gmtoff:
@@ -143,6 +150,7 @@ def test_period_grid_is_consistent_across_dst_changes(tz: Any, zone: str, when: 
             assert s <= t < p.next_boundary(s)
             if t >= end:
                 assert s > current
+                assert p.step < 86400 or s - current >= 22 * 3600  # a day is never cut short
                 current, end = s, p.next_boundary(s)
             assert s == current
             t += 300
@@ -155,7 +163,7 @@ def test_hourly_rotation_through_the_fall_back_night_gives_one_file_per_real_hou
     second 01 hour as app.log.2026-11-01_01.1, and every record lands in the file of its hour."""
     tz("America/New_York")
     path = str(tmp_path / "app.log")
-    h = make_handler(path, strategy="thread", when="H")
+    h = make_handler(path, strategy="thread", rotate_every="1 hour")
     start = local(2026, 11, 1, 0, 0)
     ids = []
     for i in range(5 * 6):  # every 10 minutes for five real hours
@@ -204,7 +212,7 @@ def test_utc_true_rotates_on_utc_boundaries_in_a_local_zone(tmp_path: Any, tz: A
     """utc=True: daily periods start at 00:00 UTC and backups carry the UTC date, whatever TZ says."""
     tz("Asia/Kolkata")  # UTC+05:30, no DST: local and UTC days differ by 5.5 hours
     path = str(tmp_path / "app.log")
-    h = make_handler(path, strategy="thread", when="D", utc=True)
+    h = make_handler(path, strategy="thread", when="midnight", utc=True)
     base = 1_795_651_200.0  # 2026-11-26 00:00:00 UTC
     emit(h, "a", base - 60)
     emit(h, "b", base + 60)  # 05:31 local on the 26th, but a new UTC day: rotates
@@ -289,10 +297,18 @@ def _writer(path: str, kwargs: dict[str, Any], name: str, clock: Any, go: list[A
     _compress.wait()
 
 
-def run_phases(path: str, kwargs: dict[str, Any], times: list[float], plan: dict[str, list[int]], method: str = "fork") -> list[str]:
+def run_phases(
+    path: str,
+    kwargs: dict[str, Any],
+    times: list[float],
+    plan: dict[str, list[int]],
+    method: str = "fork",
+    before: Callable[[int], None] | None = None,
+) -> list[str]:
     """Run one writer process per ``plan`` entry (name → the phases it writes in; a process
     starts just before its first phase and exits after its last). In phase k the shared clock
-    reads ``times[k]``; all writers of a phase write concurrently. Returns the expected ids."""
+    reads ``times[k]``; all writers of a phase write concurrently. ``before(k)`` runs before
+    phase k's new processes start. Returns the expected ids."""
     ctx: Any = multiprocessing.get_context(method)
     clock = ctx.Value("d", times[0])
     go = [ctx.Event() for _ in times]
@@ -300,6 +316,8 @@ def run_phases(path: str, kwargs: dict[str, Any], times: list[float], plan: dict
     procs: dict[str, Any] = {}
     try:
         for k, t in enumerate(times):
+            if before is not None:
+                before(k)
             for name, phases in plan.items():
                 if phases[0] == k:
                     procs[name] = ctx.Process(target=_writer, args=(path, kwargs, name, clock, go, phases, done))
@@ -352,7 +370,7 @@ def test_many_processes_rotate_exactly_once_per_boundary(tmp_path: Any) -> None:
         "w2b": [4, 5, 6, 7, 8],  # ... and is restarted
         "late": [6, 7, 8],  # starts after four boundaries
     }
-    ids = run_phases(path, {"strategy": "flock", "when": "M", "utc": True}, times, plan)
+    ids = run_phases(path, {"strategy": "flock", "rotate_every": "1 minute", "utc": True}, times, plan)
     check_one_file_per_period(path, TimePolicy("M", utc=True), times, ids)
 
 
@@ -370,7 +388,8 @@ def test_late_starter_alone_finds_the_boundary_and_rotates_once(tmp_path: Any) -
 
 def test_downtime_across_many_periods_rotates_once(tmp_path: Any) -> None:
     """All writers stop; new ones start five periods later (spawned, fresh interpreters): the
-    log rotates once into the old period's name, and the lock file records the new period."""
+    log rotates once into the old period's name, and the lock file records the new period, which
+    under the stdlib's rule begins at the rotation (the whole second of the record that rotated)."""
     path = str(tmp_path / "app.log")
     b = 1_795_651_200.0
     times = [b + 5, b + 6, b + 5 * 3600 + 10, b + 5 * 3600 + 20]
@@ -380,7 +399,7 @@ def test_downtime_across_many_periods_rotates_once(tmp_path: Any) -> None:
     assert sorted(files) == ["app.log", "app.log.2026-11-26_00"]
     with open(path + ".lock", "rb") as f:
         lines = f.read().splitlines()
-    assert lines[-1] == b"%d" % (b + 5 * 3600)
+    assert lines[-1] == b"%d" % (b + 5 * 3600 + 10)
 
 
 def test_many_processes_through_dst_end_in_local_time(tmp_path: Any, tz: Any) -> None:
@@ -390,7 +409,7 @@ def test_many_processes_through_dst_end_in_local_time(tmp_path: Any, tz: Any) ->
     path = str(tmp_path / "app.log")
     times = [local(2026, 11, 1, 0, 30), local(2026, 11, 1, 1, 30)]
     times += [times[-1] + 3600, times[-1] + 3600 + 60, times[-1] + 7200]  # 01:30 EST, 01:31 EST, 02:30 EST
-    ids = run_phases(path, {"strategy": "flock", "when": "H"}, times, {"a": [0, 1, 2, 3, 4], "b": [0, 1, 2, 3, 4], "c": [1, 2, 3, 4]})
+    ids = run_phases(path, {"strategy": "flock", "rotate_every": "1 hour"}, times, {"a": [0, 1, 2, 3, 4], "b": [0, 1, 2, 3, 4], "c": [1, 2, 3, 4]})
     policy = TimePolicy("H")
     assert audit(log_files(path), ids, PATTERN).ok
     files = files_by_name(path)

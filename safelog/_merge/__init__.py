@@ -127,7 +127,7 @@ def merge(
     ``progress(done, total)`` is called now and then with input bytes.
 
     ``max_bytes`` and ``backup_count`` rotate the merged log before a batch that would take it
-    past ``max_bytes`` (backups ``<output>.1`` … ``.N``, as the handler names them);
+    to ``max_bytes`` or past it (backups ``<output>.1`` … ``.N``, as the handler names them);
     ``compress`` and ``retention`` compress and prune those backups. They take the handler's
     values (``"10 MB"``, ``"gzip"``, ``"14 days"``); a bad one raises ValueError or TypeError.
     ``chmod`` and ``owner`` (the handler's options) set the mode and owner of a merged log this

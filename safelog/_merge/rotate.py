@@ -7,7 +7,7 @@ the merged log's backups are named, shifted, compressed and pruned exactly like 
 uses the policy layer.
 
 When: at the start of a merge, before its batch is appended, if the batch would take a
-non-empty merged log past ``max_bytes`` (the batch counted as the input bytes it is read from,
+non-empty merged log to ``max_bytes`` or past it (the batch counted as the input bytes it is read from,
 a little more than it adds for plain shards). A batch is never split across files, and the
 rename happens long after the previous batch was appended: a shipper that follows the log by
 name has read it to its end. Everything runs under the merge lock: only a merge writes,

@@ -30,7 +30,9 @@ __all__ = [
     "OPTION_NAMES",
     "parse_config",
     "check_compatible",
+    "check_size_rotates",
     "parse_level",
+    "parse_mode",
     "parse_reopen_signal",
 ]
 
@@ -101,7 +103,8 @@ class Config:
     watch: bool
     delay_compress: bool
     reopen_signal: int | None
-    # How the user spelled chmod/owner, for messages about conflicts (perms holds them parsed).
+    # How the user spelled chmod/owner, for messages about conflicts (perms holds them parsed),
+    # and mode (the handler's ``mode`` attribute, as in the stdlib).
     given: dict[str, Any] = field(default_factory=dict, compare=False)
 
     @property
@@ -204,12 +207,11 @@ def parse_config(
         )
     size = parse_size("max_bytes", _one_of("max_bytes", max_bytes, "maxBytes", maxBytes, 0))
     count = check_int("backup_count", _one_of("backup_count", backup_count, "backupCount", backupCount, 0))
-    mode = check_choice("mode", mode, ("a", "w"))
-    if mode == "w" and strategy == "flock":
-        raise ValueError(
-            "mode='w' with strategy='flock' would let every process truncate what the others "
-            "wrote; use mode='a' (or strategy='thread')"
-        )
+    given_mode = mode
+    mode = parse_mode(mode)
+    if size > 0:
+        # As RotatingFileHandler: a log rotated by size is appended to, never truncated at open.
+        mode = given_mode = "a"
     encoding = check_str("encoding", encoding) or "utf-8"
     # Lone surrogates or unencodable text must not cost the user a record: default to an
     # escaping error handler rather than 'strict'.
@@ -292,17 +294,10 @@ def parse_config(
         watch=check_bool("watch", watch),
         delay_compress=delay_compress,
         reopen_signal=parse_reopen_signal(reopen_signal),
-        given={"chmod": chmod, "owner": owner},
+        given={"chmod": chmod, "owner": owner, "mode": given_mode},
     )
-    if size and not count and timing is None and not stdlib_rotating:
-        # RotatingFileHandler(maxBytes=N) without backupCount never rotates, silently: the
-        # stdlib's rule, kept by the drop-in, and a well-known trap. The other classes say so.
-        spelled = f"max_bytes={max_bytes!r}" if max_bytes is not UNSET else f"maxBytes={maxBytes!r}"
-        raise ValueError(
-            f"{spelled} with backup_count=0 (the default) would never rotate: no backups to keep "
-            f"means no rotation, the rule of logging.handlers.RotatingFileHandler; give "
-            f"backup_count, the number of backups to keep, e.g. backup_count=5"
-        )
+    spelled = f"max_bytes={max_bytes!r}" if max_bytes is not UNSET else f"maxBytes={maxBytes!r}"
+    check_size_rotates(size, count, timing, stdlib_rotating, spelled)
     if not config.rotates and (codec is not None or max_age is not None):
         what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
         raise ValueError(
@@ -343,7 +338,7 @@ def check_compatible(path: str, existing: list[Config], new: Config) -> None:
 
 def _timing_key(config: Config) -> object:
     t = config.timing
-    return None if t is None else (t.when, t.interval, t.utc, t.at_time)
+    return None if t is None else (t.when, t.interval, t.utc, t.at_time, t.aligned)
 
 
 # Settings the handlers of one file must share: (option names shown, Config attributes compared).
@@ -365,7 +360,8 @@ def _spell(config: Config, names: tuple[str, ...], attrs: tuple[str, ...]) -> st
         if t is None:
             return "no time rotation"
         at = "" if t.at_time is None else f", atTime={t.at_time.isoformat()!r}"
-        return f"when={t.when!r}, interval={t.interval}, utc={t.utc}{at}"
+        grid = " (rotate_every)" if t.aligned else ""
+        return f"when={t.when!r}, interval={t.interval}, utc={t.utc}{at}{grid}"
     if attrs == ("perms_key",):
         return f"chmod={config.given.get('chmod')!r}, owner={config.given.get('owner')!r}"
     return ", ".join(f"{n}={getattr(config, a)!r}" for n, a in zip(names, attrs))
@@ -395,6 +391,35 @@ def parse_reopen_signal(value: Any) -> int | None:
             f"from a signal handler of your own"
         )
     return int(signum)
+
+
+def check_size_rotates(size: int, count: int, timing: TimePolicy | None, stdlib_rotating: bool, spelled: str) -> None:
+    """RotatingFileHandler(maxBytes=N) without backupCount never rotates, silently: the stdlib's
+    rule, kept by the drop-in (``stdlib_rotating``), and a well-known trap. The other classes
+    say so, at configuration and when ``maxBytes``/``backupCount`` are assigned later."""
+    if size and not count and timing is None and not stdlib_rotating:
+        raise ValueError(
+            f"{spelled} with backup_count=0 (the default) would never rotate: no backups to keep "
+            f"means no rotation, the rule of logging.handlers.RotatingFileHandler; give "
+            f"backup_count, the number of backups to keep, e.g. backup_count=5"
+        )
+
+
+def parse_mode(value: Any) -> str:
+    """``mode``: ``"a"`` (append) or ``"w"`` (truncate the file when the handler opens it), with
+    the ``"b"``, ``"t"`` and ``"+"`` that ``open()`` and the stdlib handlers accept too (records
+    are always encoded with ``encoding``, so ``"wb"`` means ``"w"``). Reading (``"r"``) or
+    exclusive creation (``"x"``) is no mode for a log."""
+    if not isinstance(value, str):
+        raise TypeError(f"mode must be a string such as 'a' or 'w', not {value!r}")
+    chars = set(value)
+    kinds = chars & {"a", "w"}
+    if len(chars) != len(value) or len(kinds) != 1 or not chars <= {"a", "w", "b", "t", "+"} or {"b", "t"} <= chars:
+        raise ValueError(
+            f"mode={value!r}: a log handler appends ('a') or truncates the file when it opens it "
+            f"('w'), optionally with 'b', 't' or '+' as open() accepts them"
+        )
+    return kinds.pop()
 
 
 def parse_level(option: str, value: Any) -> int:

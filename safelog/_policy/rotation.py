@@ -56,6 +56,9 @@ _DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) +
 # records go on to the current file and the rotation is retried this often: losing records
 # because the file cannot be renamed would be worse than a file over its size limit.
 RETRY_INTERVAL = 1.0
+# RotatingFileHandler.shouldRollover() of 3.10-3.12 answers True for an empty file whose first
+# record reaches maxBytes; 3.13 stopped rotating empty files (gh-116263).
+_ASKS_EMPTY = sys.version_info < (3, 13)
 # Names tried for a time backup beyond the one the directory listing gives (bounds the search
 # when a namer maps several default names to one existing name).
 _NAME_ATTEMPTS = 100
@@ -75,8 +78,8 @@ class Rollover:
     """Size and/or time rotation, retention and compression of one handler's log."""
 
     __slots__ = (
-        "max_bytes", "backup_count", "timing", "codec", "max_age", "perms", "delay_compress", "_hooks",
-        "_retry_at", "_failing",
+        "max_bytes", "limit", "backup_count", "timing", "codec", "max_age", "perms", "delay_compress", "_hooks",
+        "_retry_at", "_failing", "started",
     )
 
     def __init__(
@@ -89,10 +92,15 @@ class Rollover:
         max_age: float | None = None,
         perms: Perms | None = None,
         delay_compress: bool = False,
+        started: float | None = None,
     ) -> None:
-        self.max_bytes = max_bytes
-        self.backup_count = backup_count
         self.timing = timing
+        # When the handler was built: the stdlib works out its first boundary then, from the
+        # clock when the log is new or empty (delay=True included), not at the first record.
+        self.started = started
+        # limit: the size limit as given (maxBytes); max_bytes: the one rotation acts on.
+        self.max_bytes = self.limit = self.backup_count = 0
+        self.resize(max_bytes, backup_count)
         self.codec = codec
         self.max_age = max_age
         self.perms = perms
@@ -105,37 +113,69 @@ class Rollover:
 
     def due(self, size: int, nbytes: int, created: float, rollover_at: float = math.inf) -> int:
         """``TIME`` when the record's time reached the end of the file's period, ``SIZE`` when
-        appending ``nbytes`` to a file of ``size`` bytes would pass the limit, else 0.
+        appending ``nbytes`` to a file of ``size`` bytes would bring it to the limit or past it
+        (``RotatingFileHandler``'s ``pos + len(msg) >= maxBytes``), else 0.
 
-        An empty file is never due for size, so a single record larger than the limit is
-        written whole instead of producing an endless series of empty files.
+        An empty file is never due for size (the stdlib's rule since 3.13, gh-116263, followed
+        on every version), so a single record larger than the limit is written whole instead of
+        producing an endless series of empty files.
         """
-        if created >= rollover_at:
+        if created >= rollover_at and self.timing is not None and self.timing.now(created) >= rollover_at:
             kind = TIME
-        elif self.max_bytes and size > 0 and size + nbytes > self.max_bytes:
+        elif self.max_bytes and size > 0 and size + nbytes >= self.max_bytes:
             kind = SIZE
         else:
             return 0
         return kind if monotonic() >= self._retry_at else 0
 
+    def would_rotate(self, size: int, nbytes: int, created: float, rollover_at: float) -> bool:
+        """``shouldRollover()``: the stdlib's pure question, whether the record's time reached
+        the end of the period or the record would bring the file to ``limit``, whatever
+        ``backup_count`` says (with 0 it is asked, and the stdlib's rotation then renames
+        nothing). An empty file counts as the running interpreter's stdlib counts it (before
+        3.13 it does); :meth:`due` never rotates one."""
+        if created >= rollover_at:
+            return True
+        return bool(self.limit and (size > 0 or _ASKS_EMPTY) and size + nbytes >= self.limit)
+
+    def resize(self, max_bytes: int, backup_count: int) -> None:
+        """New ``maxBytes``/``backupCount`` values, effective from the next record. ``max_bytes``
+        (what the strategies compare with) is 0 when size rotation cannot rename anything: a
+        size limit without backups only answers :meth:`would_rotate`, as in the stdlib."""
+        self.limit = max_bytes
+        self.backup_count = backup_count
+        self.max_bytes = max_bytes if self.renames else 0
+
+    @property
+    def renames(self) -> bool:
+        """Whether a rotation moves the log to a backup: time rotation always does (backups named
+        by period, ``backup_count=0`` keeps them all); size rotation needs ``backup_count``."""
+        return self.timing is not None or self.backup_count > 0
+
     # -- periods --------------------------------------------------------------------------------
 
     def first_period(self, fd: int, size: int, created: float) -> float | None:
-        """The period of a file this process did not create by rotating: an existing file
-        belongs to the period of its last write (its mtime, as the stdlib does), a new one to the
-        period of its first record."""
-        if self.timing is None:
+        """The period of a file this process did not create by rotating, at its first record
+        (``created``): an existing file belongs to the period of its last write (its mtime, as
+        the stdlib reads it at start-up), an empty one to the period that starts now."""
+        return self.start_period(os.fstat(fd).st_mtime if size > 0 else None, created)
+
+    def start_period(self, mtime: float | None, created: float) -> float | None:
+        """The period of a log last written at ``mtime`` (None: empty or missing), found by a
+        record at ``created``: what :meth:`first_period` works out from an open file."""
+        timing = self.timing
+        if timing is None:
             return None
-        t = created
-        if size > 0:
-            t = min(t, os.fstat(fd).st_mtime)
-        return self.timing.period_start(t)
+        now = timing.now(created)
+        if not timing.aligned and self.started is not None:
+            now = min(now, self.started)
+        return timing.first(now, mtime)
 
     def boundary(self, period: float | None) -> float:
         """When the file of ``period`` is due (infinity without time rotation)."""
         if self.timing is None or period is None:
             return math.inf
-        return self.timing.next_boundary(period)
+        return self.timing.end(period)
 
     # -- at configuration -----------------------------------------------------------------------
 
@@ -151,7 +191,8 @@ class Rollover:
         if self.timing is None:
             default = f"{target}.{self.backup_count}"
         else:
-            stamp = self.timing.stamp(self.timing.period_start(time.time()))
+            now = time.time()
+            stamp = self.timing.stamp(self.timing.first(now, None), now)
             default = f"{target}.{stamp}.{9999 if self.max_bytes else 1}"
         try:
             backup = self._hooks.name(default)
@@ -174,19 +215,29 @@ class Rollover:
 
         A time boundary reached by an empty file starts the new period without a backup: a
         machine that was down for a week rotates once, and only if something was written.
+        Under the stdlib's rule (``when=``, no size limit) a time rotation whose backup name
+        exists already starts the new period without renaming, as the stdlib does since 3.13:
+        the file goes on into the next period and is named after that one. (With a size limit
+        a period has numbered parts anyway, and the next number is taken.) The backup name is
+        empty then, as for an empty file.
         """
+        timing = self.timing
         new_period = period
-        if kind == TIME and self.timing is not None:
-            new_period = self.timing.period_start(created)
+        if kind == TIME and timing is not None:
+            new_period = timing.following(timing.now(created))
         if size == 0:
             return new_period, ""
         h = self._hooks
         try:
-            if self.timing is None:
+            if timing is None:
                 dest = self._shift(path)
             else:
                 assert period is not None
-                dest = self._free_name(path, period)
+                skip = kind == TIME and not timing.aligned and not self.max_bytes
+                found = self._free_name(path, period, timing.now(created), numbered=not skip)
+                if found is None:
+                    return new_period, ""
+                dest = found
             h.move(path, dest)
         except OSError:
             self._retry_at = monotonic() + RETRY_INTERVAL
@@ -220,7 +271,8 @@ class Rollover:
         for key in sorted(backups):  # (-i,): the highest number first
             i = -key[0]
             src = self._name(path, i)
-            for ext in (_split_ext(f)[1] for f in backups[key]):
+            # Each file is the backup's name, or that name with a compression extension.
+            for ext in (f[len(src) :] for f in backups[key]):
                 if i >= n:
                     _compress.trash(src + ext)
                 else:
@@ -229,9 +281,10 @@ class Rollover:
                     os.replace(src + ext, self._name(path, i + 1) + ext)
         return first
 
-    def _free_name(self, path: str, period: float) -> str:
-        """The backup name of the file of ``period``: ``path.<stamp>``, or the number after the
-        highest one of that period that exists (``.1``, ``.2`` ...).
+    def _free_name(self, path: str, period: float, now: float, numbered: bool = True) -> str | None:
+        """The backup name of the file of ``period`` rotated at ``now``: ``path.<stamp>``, or the
+        number after the highest one of that period that exists (``.1``, ``.2`` ...); None when
+        ``path.<stamp>`` exists and not ``numbered``.
 
         Never a lower number than an existing backup of the period, even when retention removed
         the ones below it: then name order is age order, and retention, which keeps the last
@@ -239,10 +292,14 @@ class Rollover:
         number made a new backup sort as the oldest, and retention delete it at once.)
         """
         assert self.timing is not None
-        stamp = self.timing.stamp(period)
+        stamp = self.timing.stamp(period, now)
         stem = f"{path}.{stamp}"
+        if not numbered:
+            dest = self._hooks.name(stem)
+            return None if any(os.path.lexists(dest + ext) for ext in _FORMS) else dest
         backups, _ = self.list_backups(path)
-        numbers = [n for s, n in backups if s == stamp]
+        key = self.timing.sort_key(stamp)
+        numbers = [n for s, n in backups if s == key]
         n = max(numbers) + 1 if numbers else 0
         for _ in range(_NAME_ATTEMPTS):
             dest = self._hooks.name(stem if n == 0 else f"{stem}.{n}")
@@ -273,9 +330,21 @@ class Rollover:
                         doomed.add(k)
                 except OSError:
                     pass
-        for k in doomed:
-            for f in backups.pop(k):
-                _compress.trash(f)
+        try:
+            for k in sorted(doomed):
+                for f in backups.pop(k):
+                    _compress.trash(f)
+        except OSError:
+            # The rotation itself is done and stays done (the stdlib, too, has rotated when its
+            # os.remove fails); report, keep the record, and try again at the next rotation.
+            self._hooks.report(
+                logging.makeLogRecord(
+                    {"name": "safelog", "levelno": logging.ERROR, "levelname": "ERROR",
+                     "msg": "safelog: cannot remove old backups of %s; retrying at the next rotation",
+                     "args": (path,)}
+                )
+            )  # fmt: skip
+            return
         busy = set()
         for t in tmps:
             if t.endswith(DEL_SUFFIX):
@@ -336,11 +405,10 @@ class Rollover:
                 # Leftovers of a process that died half-way: a compression temp file, or a
                 # backup renamed away to be unlinked (see _compress.trash).
                 m = _TMP_RE.match(entry) or _DEL_RE.match(entry)
-                if m and key_of(os.path.join(directory, _split_ext(m.group("name"))[0])) is not None:
+                if m and _recognise(key_of, os.path.join(directory, m.group("name"))) is not None:
                     tmps.append(full)
                 continue
-            plain, _ = _split_ext(entry)
-            key = key_of(os.path.join(directory, plain))
+            key = _recognise(key_of, full)
             if key is not None:
                 backups.setdefault(key, []).append(full)
         return backups, tmps
@@ -459,6 +527,17 @@ def work_file(entry: str) -> tuple[str, str] | None:
 
 
 _ANY_BACKUP_RE = re.compile(r"(?P<size>[1-9]\d*)|(?P<stamp>" + ANY_STAMP + r")(?:\.(?P<n>[1-9]\d*))?")
+
+
+def _recognise(key_of: Callable[[str], tuple[Any, ...] | None], name: str) -> tuple[Any, ...] | None:
+    """The key of a backup's file ``name``: a backup's name, or one compressed by safelog (the
+    name and a codec's extension). The name itself is tried second, for a namer whose names end
+    in such an extension (the stdlib docs' namer appending ``.gz`` for a compressing rotator)."""
+    plain, ext = _split_ext(name)
+    key = key_of(plain)
+    if key is None and ext:
+        key = key_of(name)
+    return key
 
 
 def _split_ext(name: str) -> tuple[str, str]:

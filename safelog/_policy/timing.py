@@ -1,24 +1,38 @@
-"""Time rotation policy, parsed once: which period a moment belongs to, and where it ends.
+"""Time rotation policy, parsed once: when the current file's period ends, and what its backup
+is called.
 
-Every process must agree on the boundaries without talking to each other, so a period is a pure
-function of the time: a grid of wall-clock instants (local time, or UTC with ``utc=True``) that
-starts at ``origin`` and repeats every ``step`` seconds. ``when="H", interval=1`` is every hour
-on the hour; ``"midnight"`` with ``atTime=03:00`` is every day at 03:00; ``"W0"`` every Monday.
-Intervals that divide a day (1, 2, 3, 4, 6, 8, 12 hours; 1, 5, 10, 15, 30 minutes ...) line up
-with midnight; others count from 1970-01-01 00:00 wall time.
+Two rules, one per way of asking:
 
-Unlike ``logging.handlers.TimedRotatingFileHandler`` (which counts ``interval`` from the moment
-the file was opened, so two processes started a minute apart disagree), these boundaries are the
-same in every process, which is what lets exactly one of them rotate.
+* ``when=`` / ``interval`` / ``atTime`` (the ``logging.handlers.TimedRotatingFileHandler``
+  options) follow the running interpreter's stdlib exactly: the first boundary is
+  ``computeRollover()`` of the time the file was last written (its mtime, when it has records)
+  or of now; after a rotation at ``now``, the next is computed from ``now``, as the stdlib's
+  ``doRollover`` does. ``computeRollover`` itself is the stdlib's own function, called with
+  this policy's values: CPython changed it (3.13 counts ``interval`` for ``midnight`` and
+  ``W0``-``W6`` and corrects DST differently), and a patch release may carry such a change, so
+  it is the running interpreter's answer that counts, not its version number. Such a
+  boundary depends on when a handler started, so processes sharing a file learn it from each
+  other: ``flock`` keeps it in the lock file, and the first process to establish it decides.
+* ``rotate_every=`` (safelog's own option) lays periods on a grid of wall-clock instants
+  (local time, or UTC with ``utc=True``) that starts at ``origin`` and repeats every ``step``
+  seconds: every hour on the hour, every day at ``atTime``, every Monday. Intervals that divide
+  a day line up with midnight; others count from 1970-01-01 00:00 wall time. Every process
+  computes the same boundaries from the time alone.
+
+Either way a file's period is one number, its *key*: the grid period's start, or for the stdlib
+rule ``rolloverAt - interval`` (the instant the stdlib names the backup after). :meth:`TimePolicy.end`
+turns a key into the instant the file is due; the lock file of ``flock`` stores keys.
 """
 
 from __future__ import annotations
 
 import datetime
+import logging.handlers
 import math
 import re
 import time
-from typing import Any
+import types
+from typing import Any, Callable
 
 
 __all__ = ["TimePolicy", "parse_time_policy", "parse_at_time", "ANY_STAMP"]
@@ -37,24 +51,65 @@ ANY_STAMP = "|".join(sorted((p for _, p in _SUFFIX.values()), key=len, reverse=T
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # 1970-01-01, where the wall-clock grid starts, was a Thursday (weekday 3).
 _EPOCH_WEEKDAY = 3
+_DAY = 86400
+
+
+def _stdlib_compute_rollover() -> Callable[[Any, float], Any]:
+    """``logging.handlers.TimedRotatingFileHandler.computeRollover`` of this interpreter, found
+    by class identity: code may have put safelog's drop-in in its place in ``logging.handlers``
+    (CPython's own tests are run that way), and calling that one would call ourselves."""
+    for cls in logging.handlers.TimedRotatingFileHandler.__mro__:
+        if cls.__module__ == "logging.handlers" and cls.__name__ == "TimedRotatingFileHandler":
+            compute: Callable[[Any, float], Any] = cls.__dict__["computeRollover"]
+            return compute
+    raise ImportError("logging.handlers.TimedRotatingFileHandler not found")  # pragma: no cover
+
+
+_COMPUTE_ROLLOVER = _stdlib_compute_rollover()
+
+
+def _stdlib_shape(when: str, step: int, utc: bool, at_time: datetime.time | None) -> Any:
+    """The attributes the stdlib's ``computeRollover`` reads from its handler."""
+    day = int(when[1]) if when.startswith("W") else None
+    return types.SimpleNamespace(when=when, interval=step, utc=utc, atTime=at_time, dayOfWeek=day)
+
+
+# CPython changed its rollover computation once (gh-88352, in 3.13): since then computeRollover()
+# always returns a time after the one it is given and includes the DST correction, and
+# doRollover() uses it as is. Before, doRollover() stepped the result past now by whole intervals
+# and corrected it for DST itself. Which one this interpreter has is asked of its own
+# computeRollover (a patch release of an older branch may have taken the change): 00:00 UTC at
+# 00:00 was "now" before, "tomorrow" since.
+_STDLIB_AFTER_NOW = _COMPUTE_ROLLOVER(_stdlib_shape("MIDNIGHT", _DAY, True, datetime.time(0)), 0) > 0
 
 
 class TimePolicy:
-    """Aligned time periods; :meth:`period_start` and :meth:`next_boundary` are all a strategy needs."""
+    """Time periods of one handler: :meth:`first`, :meth:`end`, :meth:`following`,
+    :meth:`stamp` and :meth:`now` are all a strategy and the rotation need."""
 
-    __slots__ = ("when", "interval", "utc", "at_time", "step", "origin", "suffix", "stamp_re", "_custom")
+    __slots__ = (
+        "when", "interval", "utc", "at_time", "aligned", "step", "origin", "suffix", "stamp_re", "_custom",
+        "_shape",
+    )  # fmt: skip
 
     def __init__(
-        self, when: str, interval: int = 1, utc: bool = False, at_time: datetime.time | None = None
+        self,
+        when: str,
+        interval: int = 1,
+        utc: bool = False,
+        at_time: datetime.time | None = None,
+        aligned: bool = True,
     ) -> None:
         self.when = when
         self.interval = interval
         self.utc = utc
         self.at_time = at_time
+        # True: periods on the clock grid (rotate_every); False: the stdlib's rule (when=).
+        self.aligned = aligned
         at = 0 if at_time is None else at_time.hour * 3600 + at_time.minute * 60 + at_time.second
         if when.startswith("W"):
-            self.step = 7 * 86400 * interval
-            self.origin = ((int(when[1]) - _EPOCH_WEEKDAY) % 7) * 86400 + at
+            self.step = 7 * _DAY * interval
+            self.origin = ((int(when[1]) - _EPOCH_WEEKDAY) % 7) * _DAY + at
             self.suffix, stamp = _SUFFIX["D"]
         else:
             self.step = _UNIT[when] * interval
@@ -62,6 +117,7 @@ class TimePolicy:
             self.suffix, stamp = _SUFFIX["D" if when == "MIDNIGHT" else when]
         self.stamp_re = stamp
         self._custom = False
+        self._shape = _stdlib_shape(when, self.step, utc, at_time)
 
     def set_suffix(self, suffix: str, pattern: str | None = None) -> None:
         """Name backups with the ``strftime`` format ``suffix`` (``TimedRotatingFileHandler.suffix``
@@ -85,26 +141,110 @@ class TimePolicy:
 
     def __repr__(self) -> str:
         at = "" if self.at_time is None else f", atTime={self.at_time.isoformat()}"
-        return f"TimePolicy(when={self.when!r}, interval={self.interval}, utc={self.utc}{at})"
+        rule = "" if self.aligned else ", stdlib rule"
+        return f"TimePolicy(when={self.when!r}, interval={self.interval}, utc={self.utc}{at}{rule})"
+
+    # -- what a strategy asks ------------------------------------------------------------------
+
+    def now(self, created: float) -> float:
+        """The time that decides rotation for a record created at ``created``.
+
+        A record's own time, so that records queued in non-blocking mode go to the file of the
+        period they were made in. Under the stdlib's rule, the clock when it reads earlier, as
+        the stdlib decides by ``time.time()``: the same instant in practice (a record is made
+        just before it is written), but code that sets the clock (``time.time`` patched in
+        tests, as CPython's own do) is obeyed. ``time.time`` is looked up on every call for that.
+        """
+        if self.aligned:
+            return created
+        return min(created, time.time())
+
+    def first(self, now: float, mtime: float | None) -> float:
+        """The key of a file found at start-up: ``mtime`` is its last write (None: empty file).
+
+        Stdlib rule: ``computeRollover(int(mtime))``, or of now for an empty file (the stdlib
+        reads the mtime of any existing file; an empty one only differs in the backup it would
+        make, and safelog makes no empty backups). Grid: the period of its last write.
+        """
+        if self.aligned:
+            return self.period_start(now if mtime is None else min(now, mtime))
+        return self._key(self.compute_rollover(int(now if mtime is None else mtime)))
+
+    def end(self, key: float) -> float:
+        """When the file of period ``key`` is due."""
+        if self.aligned:
+            return self.next_boundary(key)
+        return key + self.step
+
+    def following(self, now: float) -> float:
+        """The key of the file a time rotation at ``now`` starts."""
+        if self.aligned:
+            return self.period_start(now)
+        return self._key(self._next_rollover(int(now)))
+
+    def stamp(self, key: float, now: float | None = None) -> str:
+        """The backup suffix of the file of period ``key``, rotated at ``now``, as the stdlib
+        names it: the stdlib rule names the backup after ``rolloverAt - interval`` shifted by an
+        hour when DST differs between then and now (``doRollover``)."""
+        if self.utc:
+            return time.strftime(self.suffix, time.gmtime(key))
+        fields = time.localtime(key)
+        if not self.aligned and now is not None:
+            dst_now = time.localtime(int(now)).tm_isdst
+            if dst_now != fields.tm_isdst:
+                fields = time.localtime(key + (3600 if dst_now else -3600))
+        return time.strftime(self.suffix, fields)
+
+    # -- the stdlib's rule ---------------------------------------------------------------------
+
+    def compute_rollover(self, t: float) -> Any:
+        """``TimedRotatingFileHandler.computeRollover(t)`` of the running interpreter."""
+        return _COMPUTE_ROLLOVER(self._shape, t)
+
+    def _key(self, rollover_at: float) -> float:
+        return float(rollover_at - self.step)
+
+    def _next_rollover(self, now: int) -> float:
+        """``rolloverAt`` after a rotation at ``now`` (``doRollover``), always after ``now``."""
+        result: float = self.compute_rollover(now)
+        while result <= now:  # only the stdlib before gh-88352 returns such times
+            result += self.step
+        if not _STDLIB_AFTER_NOW and not self.utc and (self.when == "MIDNIGHT" or self.when.startswith("W")):
+            dst_now = time.localtime(now).tm_isdst
+            if dst_now != time.localtime(result).tm_isdst:
+                addend = 3600 if dst_now else -3600
+                # That stdlib could land before now here (a rotation in the hour before clocks
+                # go forward, atTime in the skipped hour) and then rotated on every record.
+                if result + addend > now:
+                    result += addend
+        return result
 
     # -- the grid ------------------------------------------------------------------------------
 
     def period_start(self, t: float) -> float:
-        """The boundary at or before ``t``: the start of the period ``t`` belongs to."""
+        """The grid boundary at or before ``t``: the start of the period ``t`` belongs to."""
         w = self._floor(self._wall(t))
         if self.utc:
             return float(w)
-        cands = _local_instants(w)
-        # A wall time that occurs twice (the hour repeated when DST ends) starts two periods;
-        # ``t`` belongs to the later one that has begun.
-        before = [a for a in cands if a <= t]
-        return max(before) if before else min(cands)
+        # When the clock went back, the next grid time may have passed already (daily at 01:30,
+        # at 01:10 in the repeated hour: today's 01:30 was an hour ago); when it went forward,
+        # this one may lie ahead (02:30 in the skipped hour starts at 03:30): look at both
+        # neighbours. A boundary that lies ahead is a period of the day before.
+        g = w + self.step
+        best = -math.inf
+        while best == -math.inf or g >= w:
+            best = max([best] + [a for a in self._boundaries(g) if a <= t])
+            g -= self.step
+        return best
 
     def next_boundary(self, start: float) -> float:
-        """The first boundary after ``start`` (a value returned by :meth:`period_start`)."""
+        """The first grid boundary after ``start`` (a value returned by :meth:`period_start`)."""
         w = self._floor(self._wall(start))
         if self.utc:
             return float(w + self.step)
+        if self.step >= _DAY:
+            # Daily and longer: grid times two steps on cover any offset change in between.
+            return min(a for g in (w, w + self.step, w + 2 * self.step) for a in self._boundaries(g) if a > start)
         nxt = [a for a in _local_instants(w + self.step) if a > start]
         horizon = start + self.step + 3 * 3600
         shift = abs(time.localtime(horizon).tm_gmtoff - time.localtime(start).tm_gmtoff)
@@ -119,9 +259,12 @@ class TimePolicy:
         after = [a for g in range(lo, hi + 1, self.step) for a in _local_instants(g) if a > start]
         return min(after) if after else start + self.step
 
-    def stamp(self, start: float) -> str:
-        """The backup suffix of the period starting at ``start``, as the stdlib names it."""
-        return time.strftime(self.suffix, time.gmtime(start) if self.utc else time.localtime(start))
+    def _boundaries(self, wall: int) -> list[float]:
+        """The instants grid time ``wall`` starts a period: each time the clock shows it for
+        periods shorter than a day (the repeated hour is a period of its own), only the first
+        for a day or longer (a day is a day: the 25-hour day rotates once)."""
+        instants = _local_instants(wall)
+        return instants if self.step < _DAY else instants[:1]
 
     def _wall(self, t: float) -> float:
         if self.utc:
@@ -259,7 +402,7 @@ def parse_time_policy(
         if interval != 1:
             raise ValueError(f"interval={interval!r} goes with when=; write rotate_every='{interval} hours'")
         w, n, at = _parse_every(rotate_every)
-        return TimePolicy(w, n, utc, at)
+        return TimePolicy(w, n, utc, at, aligned=True)
     if when is None:
         if at is not None:
             raise ValueError(f"atTime={at_time!r} needs when='midnight' or when='W0'..'W6'")
@@ -275,4 +418,4 @@ def parse_time_policy(
         raise ValueError(f"interval must be an int >= 1, got {interval!r}")
     if at is not None and w != "MIDNIGHT" and not w.startswith("W"):
         raise ValueError(f"atTime={at_time!r} applies to when='midnight' or 'W0'-'W6', not when={when!r}")
-    return TimePolicy(w, interval, utc, at)
+    return TimePolicy(w, interval, utc, at, aligned=False)

@@ -29,13 +29,23 @@ from .._primitives.perms import Perms
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
-__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL"]
+__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL", "last_write"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
 # stat() (~2 µs, 10% of a record); once a second costs nothing and bounds the time records go
 # to a file nobody will read.
 CHECK_INTERVAL = 1.0
+
+
+def last_write(fd: int, path: str) -> float | None:
+    """When the log was last written (from ``fd`` if open, else ``path``); None when it has no
+    records or does not exist. Nothing is opened: asking must not create the log."""
+    try:
+        st = os.fstat(fd) if fd >= 0 else os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_mtime if st.st_size else None
 
 
 class PartialWrite(Exception):
@@ -176,6 +186,15 @@ class Sink:
         """The file this process appends to: the log, or this process's shard."""
         return self._target()
 
+    def identity(self) -> tuple[int, int]:
+        """``(st_dev, st_ino)`` of the file this process has open for writing, ``(-1, -1)`` when
+        none is (``WatchedFileHandler.dev``/``ino``)."""
+        with self._tlock:
+            if self._fd < 0:
+                return -1, -1
+            st = os.fstat(self._fd)
+            return st.st_dev, st.st_ino
+
     def rotation_due(self, rollover: Rollover, nbytes: int, created: float) -> bool:
         """``shouldRollover()``: would a record of ``nbytes`` at ``created`` rotate the file now?"""
         with self._tlock:
@@ -185,7 +204,15 @@ class Sink:
             boundary = self._rollover_at
             if self._period is None and rollover.timing is not None:
                 boundary = rollover.boundary(rollover.first_period(self._fd, size, created))
-            return bool(rollover.due(size, nbytes, created, boundary))
+            return rollover.would_rotate(size, nbytes, created, boundary)
+
+    def rollover_at(self, rollover: Rollover, now: float) -> float:
+        """``rolloverAt``: when the open file's period ends, as this process knows it (worked
+        out from the file, as its first record would, when no record was written yet)."""
+        with self._tlock:
+            if self._period is not None:
+                return self._rollover_at
+            return rollover.boundary(rollover.start_period(last_write(self._fd, self._target()), now))
 
     def rotate_now(self, rollover: Rollover, created: float) -> None:
         """``doRollover()``: rotate the file now, unless it is empty (never an empty backup)."""
@@ -415,6 +442,8 @@ class Sink:
     def _after_fork(self) -> None:
         """In a forked child: a lock held by another parent thread at fork time stays held
         forever in the child, and descriptors are shared with the parent (for ``flock`` that
-        means a shared lock), so start over with fresh ones."""
+        means a shared lock), so start over with fresh ones. mode='w' truncates in the process
+        that configured the handler only: a child inheriting it appends."""
         self._tlock = self._new_lock()
+        self._truncate = False
         self._close_files()

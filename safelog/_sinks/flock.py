@@ -35,7 +35,7 @@ __all__ = ["FlockSink", "lock_path_for"]
 _flock, _LOCK_EX, _LOCK_SH, _LOCK_UN = flock, LOCK_EX, LOCK_SH, LOCK_UN
 _lseek, _SEEK_END, _monotonic = os.lseek, os.SEEK_END, monotonic
 
-# Records up to FAST_RECORD bytes that leave the file at least FAST_MARGIN below max_bytes are
+# Records up to FAST_RECORD bytes that leave the file more than FAST_MARGIN below max_bytes are
 # written under a shared lock (see FlockSink._write_shared); everything else under the exclusive
 # lock with an exact size check. With max_bytes of 4 x FAST_MARGIN or more the exclusive path
 # counts the file full at the same point (FlockSink._due), so only the record that finds it full
@@ -96,6 +96,12 @@ class FlockSink(Sink):
         self._closing = False
         # Record times before this one are inside the open file's period (see _in_known_period).
         self._fast_until = -math.inf
+        # Until this process has held the lock with time rotation once: the start-up check of
+        # the log's mtime against the period in the lock file is still to do.
+        self._starting = True
+        # mode='w': truncated under the exclusive lock (see _truncate_log), not by O_TRUNC, which
+        # would cut a record another process is writing under its shared lock.
+        self._truncate_pending, self._truncate = self._truncate, False
         # flock's promise does not hold on NFS/SMB/FUSE: worth one warning per network mount
         # and process, pointing at the code that built the handler.
         warn_if_network(path, "log file")
@@ -159,7 +165,7 @@ class FlockSink(Sink):
             if rollover is not None:
                 if created >= self._fast_until and not self._in_known_period(rollover, created):
                     return False
-                if rollover.max_bytes and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN > rollover.max_bytes:
+                if rollover.max_bytes and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN >= rollover.max_bytes:
                     return False
             n = os.write(fd, data)
             if n == len(data):
@@ -255,7 +261,7 @@ class FlockSink(Sink):
             raise
         try:
             self._catch_up(rollover)
-            if rollover is not None and self._period is None and rollover.timing is not None:
+            if rollover is not None and (self._period is None or self._starting) and rollover.timing is not None:
                 self._establish_period(rollover, created)
             yield
         finally:
@@ -280,6 +286,8 @@ class FlockSink(Sink):
         if gen != self._gen or self._fd < 0:
             self._open_log()
             self._gen = gen
+            if self._truncate_pending:
+                self._truncate_log()
             if rollover is not None and rollover.timing is not None:
                 self._load_period(rollover)
 
@@ -327,14 +335,31 @@ class FlockSink(Sink):
         if self._lockfd < 0:
             self._open_lock()
         self._open_log()
+        if self._truncate_pending:
+            _flock(self._lockfd, _LOCK_EX)
+            try:
+                self._truncate_log()
+            finally:
+                _flock(self._lockfd, _LOCK_UN)
+
+    def _truncate_log(self) -> None:
+        """mode='w', under the exclusive lock: empty the log once, when this process's handler
+        opens it. Other processes' records are whole (they write under the shared lock), their
+        ``O_APPEND`` descriptors write on at the new end, and the inode stays, so nobody
+        reopens. A forked child never truncates (``_after_fork``)."""
+        self._truncate_pending = False
+        os.ftruncate(self._fd, 0)
 
     # The lock file holds the rotation state of the log. Its size is the rotation counter: every
-    # rotation appends one line. With time rotation the line is the start of the period of the
-    # new current file (seconds since the epoch), so every process, including one started late
-    # or restarted, learns from the last line which period the file belongs to, and the first
-    # writer past the end of that period rotates; the others see the counter move, reopen, read
-    # the new period and find nothing due. A machine that was down for days rotates once: the
-    # new period is the one of the record that found the file due.
+    # rotation appends one line. With time rotation the line is the key of the period of the new
+    # current file (seconds since the epoch: the start of a grid period, or rolloverAt - interval
+    # under the stdlib's rule), so every process, including one started late or restarted,
+    # learns from the last line when the file is due, and the first writer past that rotates;
+    # the others see the counter move, reopen, read the new period and find nothing due. A
+    # machine that was down for days rotates once: the new period is the one of the record that
+    # found the file due. Under the stdlib's rule the boundaries depend on when the period began
+    # (the first process to record it decides), not on the clock alone: the lock file is what
+    # makes every process rotate at the same instant.
 
     def _load_period(self, rollover: Rollover) -> None:
         period = None
@@ -355,13 +380,28 @@ class FlockSink(Sink):
         self._gen = os.lseek(self._lockfd, 0, os.SEEK_END)
 
     def _establish_period(self, rollover: Rollover, created: float) -> None:
-        """No process has recorded the file's period yet (new lock file, or a log that had only
-        size rotation so far): work it out once and record it for all."""
+        """At this process's first hold of the lock with time rotation: work out the file's
+        period if no process has recorded it yet (new lock file, or a log that had only size
+        rotation so far), and record it for all.
+
+        If one is recorded, the log's own start-up period still counts when the log was last
+        written before the recorded period began and ends earlier: such a log (put back, touched,
+        left from a run whose lock file was elsewhere) is due as the stdlib finds it at start-up,
+        from its mtime. Recording that period makes the processes starting together agree on
+        it, so exactly one of them rotates. A file written in its period never qualifies, so a
+        process (re)started in normal operation changes nothing.
+        """
         self._catch_up(rollover, force=True)
-        if self._period is None:
-            period = rollover.first_period(self._fd, os.lseek(self._fd, 0, os.SEEK_END), created)
-            self._record(period)
-            self._set_period(rollover, period)
+        self._starting = False
+        recorded = self._period
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        if recorded is not None and (not size or os.fstat(self._fd).st_mtime >= recorded):
+            return
+        period = rollover.first_period(self._fd, size, created)
+        if recorded is not None and rollover.boundary(period) >= self._rollover_at:
+            return
+        self._record(period)
+        self._set_period(rollover, period)
 
     def _force_rotate(self, rollover: Rollover, created: float) -> None:
         # doRollover(): under the exclusive lock, caught up with the others' rotations, so a
@@ -504,6 +544,7 @@ class FlockSink(Sink):
         self._busy = set()
         self._drained = threading.Condition(threading.Lock())
         self._closing = False
+        self._truncate_pending = False
         super()._after_fork()
 
     def _close_files(self) -> None:

@@ -61,7 +61,7 @@ class ThreadSink(Sink):
             if self._period is None and rollover.timing is not None:
                 self._set_period(rollover, rollover.first_period(self._fd, size, created))
             # The full _due() only when the cheap test says a rotation may be due.
-            if created >= self._rollover_at or (rollover.max_bytes and size + len(data) > rollover.max_bytes):
+            if created >= self._rollover_at or (rollover.max_bytes and size + len(data) >= rollover.max_bytes):
                 kind = self._due(rollover, size, len(data), created)
                 if kind:
                     kind, size = self._recheck(rollover, size, len(data), created)
