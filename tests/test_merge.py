@@ -26,7 +26,7 @@ import safelog
 from safelog import _merge
 from safelog._merge import discovery, journal, output, parallel, reader
 from safelog._cli import main
-from safelog._primitives.lock import LOCK_EX, flock
+from safelog._primitives.lock import LOCK_EX, LOCK_SH, flock
 from safelog._primitives.shard import ShardFrame
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -685,23 +685,61 @@ def test_python_dash_m_entry_point(tmp_path: Path) -> None:
     assert "merged 6 records" in proc.stderr
 
 
-def test_progress_only_on_a_terminal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a TTY stderr gets a progress line (cleared at the end); --quiet draws none."""
-    import io
+def _stderr_on(fd: int, monkeypatch: pytest.MonkeyPatch, argv: list[str], read: int) -> tuple[int, str]:
+    """Run the CLI with stderr written to ``fd`` (a pty's slave or a pipe's write end); what arrives
+    at ``read`` (the master, or the read end) until it is closed, read by a thread meanwhile so a full
+    buffer cannot block the merge."""
+    import threading
 
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
+    chunks: list[bytes] = []
 
-    _make_run(tmp_path, runs=2, n=5)
-    err = Tty()
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(read, 4096)
+            except OSError:  # EIO: a pty's slave side is closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    err = os.fdopen(fd, "w")
     monkeypatch.setattr(sys, "stderr", err)
-    assert main(["merge", str(tmp_path / "app.log"), "--keep", "-o", str(tmp_path / "a.log")]) == 0
-    assert "\rsafelog merge: 100%" in err.getvalue() and "\r\033[K" in err.getvalue()
-    err = Tty()
-    monkeypatch.setattr(sys, "stderr", err)
-    assert main(["merge", str(tmp_path / "app.log"), "--quiet", "-o", str(tmp_path / "b.log")]) == 0
-    assert err.getvalue() == ""
+    try:
+        status = main(argv)
+    finally:
+        err.close()
+        reader.join(60)
+        os.close(read)
+    return status, b"".join(chunks).decode()
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With stderr on a pseudo-terminal a long merge draws a bar (bytes, rate, time left) and clears it;
+    on a pipe, with --quiet, or for a merge quicker than PROGRESS_AFTER nothing is drawn."""
+    from safelog import _cli
+
+    _make_run(tmp_path, runs=3, n=200)
+    log = str(tmp_path / "app.log")
+    monkeypatch.setattr(_cli, "PROGRESS_AFTER", 0.0)
+    master, slave = os.openpty()
+    status, text = _stderr_on(slave, monkeypatch, ["merge", log, "--keep", "-o", str(tmp_path / "a.log")], master)
+    assert status == 0
+    bar = re.search(r"\rsafelog merge: \[#{24}\] 100% \d+/\d+ MB [\d.,]+ MB/s 0:00 left", text)
+    assert bar is not None, repr(text)
+    assert "\r\033[K" in text[bar.end() :] and "merged 600 records" in text
+    read, write = os.pipe()
+    status, text = _stderr_on(write, monkeypatch, ["merge", log, "--keep", "-o", str(tmp_path / "b.log")], read)
+    assert status == 0 and "\r" not in text and "[" not in text and "merged 600 records" in text
+    master, slave = os.openpty()
+    status, text = _stderr_on(slave, monkeypatch, ["merge", log, "--keep", "-q", "-o", str(tmp_path / "c.log")], master)
+    assert status == 0 and text == ""
+    monkeypatch.setattr(_cli, "PROGRESS_AFTER", 3600.0)
+    master, slave = os.openpty()
+    status, text = _stderr_on(slave, monkeypatch, ["merge", log, "--keep", "-o", str(tmp_path / "d.log")], master)
+    assert status == 0 and "safelog merge: [" not in text and "merged 600 records" in text
 
 
 def test_time_going_backwards_in_a_shard_is_a_warning(
@@ -934,7 +972,7 @@ def test_journal_of_a_merge_that_replaced_its_output_is_finished_or_undone(tmp_p
         "tmp": str(tmp),
         "output": [st.st_dev, st.st_ino, st.st_size],
         "offsets": {},
-        "actions": [["rm", str(shard), shard.stat().st_size, "h.1:x"]],
+        "actions": [["rm", str(shard), shard.stat().st_size, "h.1:" + discovery.line_digest(shard.read_bytes())]],
     }
     state = {"version": 1, "output": None, "offsets": {}, "pending": pending}
     (tmp_path / "app.log.merge-state").write_text(json.dumps(state))
@@ -957,3 +995,66 @@ def test_compressed_inputs_are_closed_not_left_to_the_collector(tmp_path: Path) 
     assert report.ok, report.problems
     assert (tmp_path / "app.log").read_text() == "r0\nr1\nr2\n"
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_time_rotated_shard_backups_are_merged_in_period_order(tmp_path: Path) -> None:
+    """Backups of a time-rotated shard (.shard.<period>[.N]) are read in period order before the shard
+    being written; none of them is taken for a compressed twin of the shard and removed unmerged."""
+    t = 1_800_000_000.0
+    frame = ShardFrame("utf-8", "strict")
+    files = [
+        ("app.log.h.1.shard.2027-01-15_08", [t, t + 1]),
+        ("app.log.h.1.shard.2027-01-15_09", [t + 3600]),
+        ("app.log.h.1.shard.2027-01-15_09.1", [t + 3601]),
+        ("app.log.h.1.shard", [t + 7200, t + 7201]),
+    ]
+    expected = []
+    for name, times in files:
+        with open(tmp_path / name, "wb") as f:
+            for created in times:
+                rid = f"r{len(expected)}"
+                expected.append(rid)
+                f.write(frame.encode(f"{shard_time(created)} 1 id={rid}", created))
+    report = safelog.merge(str(tmp_path / "app.log"))
+    assert report.ok and report.records == len(expected)
+    assert [r[1] for r in parse_output(tmp_path / "app.log")] == expected
+    assert shards(tmp_path) == []
+
+
+def test_backup_shifted_by_a_rotation_during_the_merge_is_not_removed_in_its_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live writer rotates while a merge runs (.shard.1 -> .shard.2, .shard -> .shard.1): the merge
+    removes the backup it merged, never the unmerged file that now has its name (same size); a later
+    merge finishes the job, every record once."""
+    t = 1_800_000_000.0
+    backup, live = tmp_path / "app.log.h.1.shard.1", tmp_path / "app.log.h.1.shard"
+    frame = ShardFrame("utf-8", "strict")
+    frame.seq = 99  # sequence numbers of one width: both files the same size
+    for path, first in ((backup, 0), (live, 10)):
+        with open(path, "wb") as f:
+            for i in range(first, first + 10):
+                f.write(frame.encode(f"{shard_time(t + i)} 1 id=r{i:02d}", t + i))
+    assert backup.stat().st_size == live.stat().st_size
+    writer = os.open(live, os.O_RDONLY)
+    flock(writer, LOCK_SH)
+    real = _merge.merge_into
+
+    def merge_then_rotate(*args: Any, **kwargs: Any) -> int:
+        n = real(*args, **kwargs)
+        os.rename(backup, tmp_path / "app.log.h.1.shard.2")
+        os.rename(live, backup)
+        (tmp_path / "app.log.h.1.shard").write_bytes(b"")
+        return n
+
+    monkeypatch.setattr(_merge, "merge_into", merge_then_rotate)
+    try:
+        first = safelog.merge(str(tmp_path / "app.log"))
+    finally:
+        os.close(writer)
+    monkeypatch.setattr(_merge, "merge_into", real)
+    assert first.records == 10 and backup.exists()
+    second = safelog.merge(str(tmp_path / "app.log"))
+    assert second.ok and second.records == 10
+    assert [r[1] for r in parse_output(tmp_path / "app.log")] == [f"r{i:02d}" for i in range(20)]
+    assert shards(tmp_path) == []

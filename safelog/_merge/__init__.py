@@ -143,6 +143,46 @@ def merge(
     """
     policy = parse_policy(max_bytes, backup_count, compress, retention)
     perms = Perms(parse_chmod(chmod), *parse_owner(owner))
+    directory, logname, out = resolve(logfile, output)
+    report = MergeReport(out)
+    absent = _no_log(os.path.join(directory, logname), directory, logname, out)
+    if absent is not None:
+        # Nothing to merge and no earlier merge to finish: touch nothing (no lock, no state).
+        report.absent = absent
+        return report
+    place = Place(directory)
+    out_place = place if os.path.dirname(out) == directory else Place(os.path.dirname(out))
+    chains: list[list[File]] = []
+    try:
+        lock_fd = lock_output(out, perms, out_place)
+        try:
+            # Finish (or undo) a merge that crashed before looking at the shards: its removals
+            # change what there is to find.
+            state = journal.load_state(out + STATE_SUFFIX, out_place)
+            journal.recover(state, out, out + STATE_SUFFIX, report, shards_of(directory, logname), perms)
+            chains, twins = discover(directory, logname)
+            m = _Merge(out, state, report, keep, include_live, progress, lock_fd, policy, perms, out_place)
+            _run(m, chains, twins, place)
+        except OSError as exc:
+            raise MergeError(f"merge into {out} failed: {exc}") from None
+        finally:
+            # Unlocked, not only closed: a child forked meanwhile (by another thread of a
+            # process merging at exit) shares these locks, and would otherwise hold them while
+            # it lives.
+            for chain in chains:
+                for f in chain:
+                    if f.fd >= 0:
+                        unlock_and_close(f.fd)
+                        f.fd = -1
+            unlock_and_close(lock_fd)
+    finally:
+        place.close()
+        out_place.close()
+    return report
+
+
+def resolve(logfile: str | os.PathLike[str], output: str | os.PathLike[str] | None) -> tuple[str, str, str]:
+    """(directory, log name, output path) of a merge, resolved and checked."""
     try:
         log = resolve_log_path(os.path.abspath(os.fspath(logfile)), "logfile")
         # Resolved once, like a handler's path: the output is then opened without following
@@ -169,51 +209,32 @@ def merge(
         problem = name_too_long(name)
         if problem is not None:
             raise MergeError(f"cannot merge into {out}: its {what} {name!r} cannot be created: {problem}")
-    report = MergeReport(out)
-    absent = _no_log(log, directory, logname, out)
-    if absent is not None:
-        # Nothing to merge and no earlier merge to finish: touch nothing (no lock, no state).
-        report.absent = absent
-        return report
-    place = Place(directory)
-    out_place = place if os.path.dirname(out) == directory else Place(os.path.dirname(out))
+    return directory, logname, out
+
+
+def lock_output(out: str, perms: Perms, place: Place) -> int:
+    """The merge lock of ``out``, taken (a descriptor to close when done)."""
     lock_path = out + LOCK_SUFFIX
     try:
-        lock_fd = open_lockfile(lock_path, perms, place=out_place)
+        lock_fd = open_lockfile(lock_path, perms, place=place)
     except OSError as exc:
-        out_place.close()
         raise MergeError(f"cannot create {lock_path}: {exc.strerror or exc}") from None
-    chains: list[list[File]] = []
-    try:
-        # Two merges at once would each write a batch with the same records.
-        if not try_lock(lock_fd, LOCK_EX):
-            raise MergeError(f"another merge into {out} is running (it holds {lock_path})")
-        # Finish (or undo) a merge that crashed before looking at the shards: its removals
-        # change what there is to find.
-        state = journal.load_state(out + STATE_SUFFIX, out_place)
+    # Two merges at once would each write a batch with the same records.
+    if not try_lock(lock_fd, LOCK_EX):
+        os.close(lock_fd)
+        raise MergeError(f"another merge into {out} is running (it holds {lock_path})")
+    return lock_fd
 
-        def ours(path: str) -> bool:
-            d, name = os.path.split(path)
-            return d == directory and parse_shard_name(logname, name) is not None
 
-        journal.recover(state, out, out + STATE_SUFFIX, report, ours, perms)
-        chains, twins = discover(directory, logname)
-        m = _Merge(out, state, report, keep, include_live, progress, lock_fd, policy, perms, out_place)
-        _run(m, chains, twins, place)
-    except OSError as exc:
-        raise MergeError(f"merge into {out} failed: {exc}") from None
-    finally:
-        # Unlocked, not only closed: a child forked meanwhile (by another thread of a process
-        # merging at exit) shares these locks, and would otherwise hold them while it lives.
-        for chain in chains:
-            for f in chain:
-                if f.fd >= 0:
-                    unlock_and_close(f.fd)
-                    f.fd = -1
-        unlock_and_close(lock_fd)
-        place.close()
-        out_place.close()
-    return report
+def shards_of(directory: str, logname: str) -> Callable[[str], bool]:
+    """Whether a path (from a journal) names a shard of this log: the only files a recovery
+    removes."""
+
+    def ours(path: str) -> bool:
+        d, name = os.path.split(path)
+        return d == directory and parse_shard_name(logname, name) is not None
+
+    return ours
 
 
 def shard_of(name: str) -> str | None:
@@ -480,7 +501,7 @@ def _plan(
 def _remove_merged(actions: list[_Action], new_offsets: dict[str, Any], report: MergeReport) -> None:
     """Carry out the removals; a file that cannot be removed is remembered as merged."""
     for action, held in actions:
-        if not apply(action[0], action[1], action[2], report, held):
+        if not apply(action[0], action[1], action[2], report, held, action[3]):
             new_offsets[action[3]] = {"offset": action[2], "name": os.path.basename(action[1])}
     if actions:
         fsync_dir(os.path.dirname(actions[0][0][1]))

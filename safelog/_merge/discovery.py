@@ -15,6 +15,7 @@ second core) are checked to be the same file (``st_dev``, ``st_ino``).
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import time
 from dataclasses import dataclass
@@ -27,7 +28,10 @@ from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.shard import hostname, parse_shard_name
 from .report import MergeError, MergeReport, Problem
 
-__all__ = ["File", "discover", "open_inputs", "open_decoded", "reopen", "pread", "Unreadable"]
+__all__ = [
+    "File", "Decoded", "close_streams", "age_key", "identify", "line_digest", "first_line_fd", "decode_fd",
+    "discover", "open_inputs", "open_decoded", "reopen", "pread", "Unreadable",
+]  # fmt: skip
 
 # On a network file system (see _primitives.fsdetect) a lock may not reach other clients, so a
 # shard of another host also counts as live until it has not been written for this long.
@@ -43,6 +47,7 @@ class File:
     pid: int
     n: int  # 0 for the shard being written, N for the backup .shard.N (higher is older)
     ext: str  # "", ".gz", ".bz2", ".xz"
+    period: str = ""  # the stamp of a time backup, .shard.<period>[.N]
     live: bool = False
     fd: int = -1  # held open (and LOCK_EX-locked when finished) from discovery to removal
     identity: str = ""
@@ -57,7 +62,7 @@ class File:
 def discover(directory: str, logname: str) -> tuple[list[list[File]], list[tuple[File, str]]]:
     """Chains of shard files, one per (host, pid), oldest file first, in tie order; and the
     compressed twins of plain backups (same records, removed with them)."""
-    by_writer: dict[tuple[str, int], dict[int, File]] = {}
+    by_writer: dict[tuple[str, int], dict[tuple[Any, ...], File]] = {}
     twins: list[tuple[File, str]] = []
     try:
         entries = sorted(os.listdir(directory))
@@ -69,39 +74,73 @@ def discover(directory: str, logname: str) -> tuple[list[list[File]], list[tuple
             continue
         host, pid = str(parts["host"]), int(str(parts["pid"]))
         n = int(parts["n"]) if parts["n"] else 0
-        f = File(os.path.join(directory, entry), host, pid, n, "." + parts["ext"] if parts["ext"] else "")
+        period = parts["period"] or ""
+        ext = "." + parts["ext"] if parts["ext"] else ""
+        f = File(os.path.join(directory, entry), host, pid, n, ext, period)
         files = by_writer.setdefault((host, pid), {})
-        other = files.get(n)
+        key = age_key(f)
+        other = files.get(key)
         if other is not None:
             # A compressor writes ``x.shard.1.gz`` whole (temp + replace) and then removes
             # ``x.shard.1``: when both exist they hold the same records. Read the plain one
             # once and remove the compressed one with it.
             plain, twin = (other, f) if not other.ext else (f, other)
-            files[n] = plain
+            files[key] = plain
             twins.append((plain, twin.path))
             continue
-        files[n] = f
-    chains = [[fs[n] for n in sorted(fs, reverse=True)] for _, fs in sorted(by_writer.items())]
+        files[key] = f
+    chains = [[fs[k] for k in sorted(fs)] for _, fs in sorted(by_writer.items())]
     return chains, twins
 
 
+def age_key(f: File) -> tuple[Any, ...]:
+    """Sorts one writer's files oldest first: size backups ``.shard.N`` … ``.shard.1``, then
+    time backups by period and number (the stdlib's stamps sort as text), then the shard being
+    written."""
+    if f.period:
+        return (1, f.period, f.n)
+    return (0, -f.n) if f.n else (2,)
+
+
 def first_line(f: File) -> bytes:
-    """The first line of the decoded file: it names the file across renames and compression."""
+    """The first line of the decoded file: it names the file across renames and compression.
+    Read through ``f.fd`` when it is held (its name may have moved on), else by its path."""
     try:
-        if f.ext:
-            stream, raw = open_decoded(f)
-            try:
-                line = stream.readline(4096)
-            finally:
-                stream.close()
-                raw.close()
-        else:
-            line = pread(f, 4096, 0)
-            i = line.find(b"\n")
-            line = line[: i + 1] if i >= 0 else line
+        if f.fd >= 0:
+            return first_line_fd(f.fd, f.ext)
+        # A compressed input of a one-shot merge (plain ones are held open): by name, checked
+        # to be the file opened first.
+        stream, raw = open_decoded(f)
+        try:
+            return stream.readline(4096)
+        finally:
+            close_streams(stream, raw)
     except DECODE_ERRORS as exc:
         raise Unreadable(str(exc)) from None
-    return line
+
+
+def first_line_fd(fd: int, ext: str) -> bytes:
+    """The first decoded line (at most 4 KiB) of the file open as ``fd``, compressed with the
+    codec of ``ext`` ("" for none); the descriptor's offset is not moved."""
+    if ext:
+        stream, raw = decode_fd(fd, ext)
+        try:
+            return stream.readline(4096)
+        finally:
+            close_streams(stream, raw)
+    line = os.pread(fd, 4096, 0)
+    i = line.find(b"\n")
+    return line[: i + 1] if i >= 0 else line
+
+
+def identify(f: File, line: bytes) -> str:
+    """The name of the file whose first line is ``line``: the same across renames and
+    compression (what the journal's offsets are keyed by)."""
+    return f"{f.host}.{f.pid}:" + line_digest(line)
+
+
+def line_digest(line: bytes) -> str:
+    return hashlib.blake2b(line, digest_size=8).hexdigest()
 
 
 class Unreadable(Exception):
@@ -119,13 +158,119 @@ def reopen(f: File) -> int:
 
 
 def open_decoded(f: File) -> tuple[IO[bytes], IO[bytes]]:
-    """(decoded stream, raw file) of a compressed input, so progress can follow the raw position."""
+    """(decoded stream, raw file) of a compressed input, so progress can follow the raw position:
+    through ``f.fd`` when it is held (a live merge, whose files' names move on), else a new
+    descriptor (see :func:`reopen`)."""
+    if f.fd >= 0:
+        return decode_fd(f.fd, f.ext)
     raw = open(reopen(f), "rb")
     try:
         return BY_EXT[f.ext].reader(raw), raw
     except BaseException:
         raw.close()
         raise
+
+
+class Decoded:
+    """Reads at any offset of the decoded content of a file held open as ``fd``: ``pread`` for
+    a plain file; for a compressed one a decoded stream read forward (opened again to go
+    back). The last read is kept: reads that overlap it cost nothing."""
+
+    def __init__(self, fd: int, ext: str) -> None:
+        self.fd = fd
+        self.ext = ext
+        self._stream: IO[bytes] | None = None
+        self._raw: IO[bytes] | None = None
+        self._pos = 0
+        self._cache_at = 0
+        self._cache = b""
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` decoded bytes from ``offset`` (fewer at the end of the data)."""
+        c, at = self._cache, self._cache_at
+        if at <= offset and offset + n <= at + len(c):
+            return c[offset - at : offset - at + n]
+        if not self.ext:
+            data = os.pread(self.fd, n, offset)
+        elif self._stream is not None and at <= offset < at + len(c) == self._pos:
+            # Overlaps the kept read, which ends where the stream is: no need to decode again.
+            data = c[offset - at :] + (self._stream.read(n - (at + len(c) - offset)) or b"")
+            self._pos = offset + len(data)
+        else:
+            if self._stream is None or offset < self._pos:
+                self.close()
+                self._stream, self._raw = decode_fd(self.fd, self.ext)
+                self._pos = 0
+            stream = self._stream
+            while self._pos < offset:
+                skipped = stream.read(min(offset - self._pos, 1 << 20))
+                if not skipped:
+                    return b""
+                self._pos += len(skipped)
+            data = stream.read(n) or b""
+            self._pos += len(data)
+        self._cache_at, self._cache = offset, data
+        return data
+
+    def forget(self) -> None:
+        """Drop the kept read (the bytes past a plain file's end may still change)."""
+        self._cache = b""
+
+    def close(self) -> None:
+        close_streams(self._stream, self._raw)
+        self._stream = self._raw = None
+        self._cache = b""
+
+
+def close_streams(*streams: IO[bytes] | None) -> None:
+    """Close a decoded stream and its raw file (either may be None), ignoring errors."""
+    for s in streams:
+        if s is not None:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+def decode_fd(fd: int, ext: str) -> tuple[IO[bytes], IO[bytes]]:
+    """(decoded stream, raw file) of a file compressed with the codec of ``ext``, held open as
+    ``fd`` elsewhere: read through it from its start, with a position of its own."""
+    raw = io.BufferedReader(_Positional(fd))
+    try:
+        return BY_EXT[ext].reader(raw), raw
+    except BaseException:
+        raw.close()
+        raise
+
+
+class _Positional(io.RawIOBase):
+    """A file read through ``pread`` on a descriptor held elsewhere, from its start: its
+    position is its own (a duplicated descriptor would share one with every other reader)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self._fd = fd
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        n = os.preadv(self._fd, [buf], self._pos) if _HAVE_PREADV else _pread_into(self._fd, buf, self._pos)
+        self._pos += n
+        return n
+
+    def tell(self) -> int:
+        return self._pos
+
+
+def _pread_into(fd: int, buf: Any, pos: int) -> int:  # pragma: no cover - without preadv
+    data = os.pread(fd, len(buf), pos)
+    buf[: len(data)] = data
+    return len(data)
+
+
+_HAVE_PREADV = hasattr(os, "preadv")
 
 
 def pread(f: File, n: int, offset: int) -> bytes:
@@ -182,7 +327,7 @@ def open_inputs(
             # Empty, or a live shard whose first record is not complete yet.
             f.complete = not f.live
             continue
-        f.identity = f"{f.host}.{f.pid}:" + hashlib.blake2b(line, digest_size=8).hexdigest()
+        f.identity = identify(f, line)
         done = offsets.get(f.identity)
         f.start = f.end = int(done["offset"]) if done else 0
         if f.live and not include_live:

@@ -34,7 +34,9 @@ from typing import Any, Callable
 from .._primitives.atomic import replacing
 from .._primitives.fileio import OUTPUT_REPAIR, Place, open_input
 from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
+from .._primitives.codec import DECODE_ERRORS, codec_for
 from .._primitives.perms import Perms
+from .discovery import first_line_fd, line_digest
 from .report import MergeError, MergeReport, Problem
 
 __all__ = ["load_state", "save_state", "recover", "apply", "output_id", "STATE_SUFFIX", "DAMAGED_SUFFIX"]
@@ -132,7 +134,7 @@ def _finish_removals(
         if not ours(path):
             report.problems.append(Problem(path, 0, "named by the merge state, but not an input of this log: left alone"))
             continue
-        if not apply(op, path, size, report):
+        if not apply(op, path, size, report, ident=ident):
             # The file changed after that merge (a new process with a reused pid appended):
             # keep it, and remember that its first ``size`` bytes are merged.
             offsets[ident] = {"offset": size, "name": path}
@@ -159,10 +161,11 @@ def _recover_replaced(
             pass
 
 
-def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1) -> bool:
+def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1, ident: str = "") -> bool:
     """Remove (``rm``) or move aside (``mv``) a merged file, if it is still what was merged.
 
     ``fd``, when given, is this merge's descriptor of the file, already holding ``LOCK_EX``.
+    ``ident`` (the identity it was merged under), when given, must still be the first line's.
     """
     own = fd < 0
     if own:
@@ -177,7 +180,20 @@ def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1) -> b
     try:
         if own and not try_lock(fd, LOCK_EX):
             return False
-        if os.fstat(fd).st_size != size:
+        st = os.fstat(fd)
+        if st.st_size != size:
+            return False
+        # The name must still be this file: a live writer's rotation renames its backups
+        # (.shard.1 -> .shard.2, .shard -> .shard.1) while a merge runs, whatever the merge
+        # holds, and the name may hold another one of them now, even of the same size. A
+        # file that moved is remembered as merged, and removed by a later merge.
+        try:
+            named = os.stat(path)
+        except FileNotFoundError:
+            return False
+        if (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
+            return False
+        if ident and not _is(fd, path, ident):
             return False
         try:
             if op == "rm":
@@ -203,3 +219,13 @@ def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1) -> b
     finally:
         if own:
             unlock_and_close(fd)
+
+
+def _is(fd: int, path: str, ident: str) -> bool:
+    """Whether the file open as ``fd`` (named ``path``) is the one named ``ident``."""
+    codec = codec_for(path)
+    try:
+        line = first_line_fd(fd, codec.ext if codec is not None else "")
+    except DECODE_ERRORS:
+        return False
+    return ident.rpartition(":")[2] == line_digest(line)

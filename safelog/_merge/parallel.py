@@ -19,7 +19,7 @@ from .discovery import File, pread, reopen
 from .reader import Progress, Reader, Span
 from .report import MergeReport, Problem
 
-__all__ = ["partition", "Worker", "PARALLEL_MIN"]
+__all__ = ["partition", "Worker", "PARALLEL_MIN", "split_offset"]
 
 # Below this much input a second process costs more than it saves.
 PARALLEL_MIN = 32 << 20
@@ -48,7 +48,7 @@ def _first_record_at(f: File, pos: int, limit: int) -> tuple[int, bytes] | None:
     return None
 
 
-def _split_offset(f: File, t: bytes, start: int, stop: int) -> int:
+def split_offset(f: File, t: bytes, start: int, stop: int) -> int:
     """The first record start in [start, stop) whose key is >= ``t`` (``stop`` if none).
 
     Binary search over the sorted file; whatever it returns is a record boundary, so even an
@@ -107,7 +107,7 @@ def partition(spans: list[list[Span]], total: int) -> list[list[Span]]:
     for chain in spans:
         up = []
         for sp in chain:
-            cut = _split_offset(sp.file, t, sp.start, sp.file.size)
+            cut = split_offset(sp.file, t, sp.start, sp.file.size)
             cuts.append((sp, cut))
             lower_bytes += cut - sp.start
             if cut < sp.file.size:

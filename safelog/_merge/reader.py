@@ -12,7 +12,7 @@ from typing import IO, Callable, Sequence
 
 from .._primitives.codec import DECODE_ERRORS
 from .._primitives.shard import CONT, HEADER_RE, TIME_LEN, is_time, split_records
-from .discovery import File, open_decoded, pread
+from .discovery import File, close_streams, open_decoded, pread
 from .report import MergeReport, Problem
 
 __all__ = ["Span", "Reader", "Progress", "chunk_size"]
@@ -131,12 +131,7 @@ class Reader:
             self._next_file()
 
     def close(self) -> None:
-        for s in (self._stream, self._raw):
-            if s is not None:
-                try:
-                    s.close()
-                except OSError:
-                    pass
+        close_streams(self._stream, self._raw)
         self._stream = self._raw = None
 
     def _problem(self, lineno: int, message: str) -> None:

@@ -116,12 +116,16 @@ class Rotator:
         done = self._rollover.rollover(self.path, SIZE, size, None, time.time())
         return done[1] if done is not None else None
 
-    def tidy(self, rotated: bool) -> None:
+    def tidy(self, rotated: bool, wait: bool = True) -> None:
         """Retention and compression of the backups (also those a crash left uncompressed);
-        returns when the compression, and the removal of backups shifted out, is done."""
+        returns when the compression, and the removal of backups shifted out, is done (or at
+        once without ``wait``: a live merge goes on while they run)."""
         if self._active:
             self._rollover.after_rollover(self.path, time.time(), contextlib.nullcontext)
         elif not rotated:
+            return
+        if not wait:
+            _compress.start_worker()
             return
         if not _compress.wait(_COMPRESS_WAIT):
             self.report.warnings.append(Problem(self.path, 0, "compression of its backups goes on in the background"))

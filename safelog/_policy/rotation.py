@@ -36,12 +36,12 @@ from . import compress as _compress
 from .compress import DEL_SUFFIX, EXTENSIONS, TMP_SUFFIX, Codec, work_names
 from .._primitives.fileio import open_input
 from .._primitives.lock import LOCK_EX, try_lock
-from .timing import TimePolicy
+from .timing import ANY_STAMP, TimePolicy
 
 if TYPE_CHECKING:
     from .._primitives.perms import Perms
 
-__all__ = ["Rollover", "RotationHooks", "SIZE", "TIME"]
+__all__ = ["Rollover", "RotationHooks", "SIZE", "TIME", "backup_name", "work_file"]
 
 SIZE = 1
 TIME = 2
@@ -495,6 +495,40 @@ class Rollover:
             )
             for _, full in found:
                 yield full
+
+
+def backup_name(logname: str, filename: str) -> tuple[tuple[Any, ...], str] | None:
+    """``(age key, compression extension)`` when ``filename`` is a backup of the log ``logname``
+    (base names) under the default names of *some* size or time policy, else None.
+
+    For readers that do not know the policy (``safelog follow``, ``safelog doctor``). Keys sort
+    oldest first: size backups ``.N`` … ``.1``, then time backups by stamp and number. A namer's
+    names are not recognised."""
+    if not filename.startswith(logname + "."):
+        return None
+    plain, ext = _split_ext(filename)
+    m = _ANY_BACKUP_RE.fullmatch(plain, len(logname) + 1)
+    if m is None:
+        return None
+    if m.group("size"):
+        return (0, -int(m.group("size"))), ext
+    return (1, m.group("stamp"), int(m.group("n") or 0)), ext
+
+
+def work_file(entry: str) -> tuple[str, str] | None:
+    """``("compression", name)`` for a temp file that ``name`` is being compressed into,
+    ``("trash", name)`` for a backup renamed away to be unlinked (see ``compress.trash``), else
+    None; ``name`` is the base name of the file it belongs to (without its codec extension)."""
+    m = _TMP_RE.fullmatch(entry)
+    if m is not None:
+        return "compression", _split_ext(m.group("name"))[0]
+    m = _DEL_RE.fullmatch(entry)
+    if m is not None:
+        return "trash", _split_ext(m.group("name"))[0]
+    return None
+
+
+_ANY_BACKUP_RE = re.compile(r"(?P<size>[1-9]\d*)|(?P<stamp>" + ANY_STAMP + r")(?:\.(?P<n>[1-9]\d*))?")
 
 
 def _recognise(key_of: Callable[[str], tuple[Any, ...] | None], name: str) -> tuple[Any, ...] | None:

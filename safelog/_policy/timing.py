@@ -35,7 +35,7 @@ import types
 from typing import Any, Callable
 
 
-__all__ = ["TimePolicy", "parse_time_policy", "parse_at_time"]
+__all__ = ["TimePolicy", "parse_time_policy", "parse_at_time", "ANY_STAMP"]
 
 _UNIT = {"S": 1, "M": 60, "H": 3600, "D": 86400, "MIDNIGHT": 86400}
 # The stdlib's suffixes (logging.handlers.TimedRotatingFileHandler), so backups keep their names
@@ -46,6 +46,8 @@ _SUFFIX = {
     "H": ("%Y-%m-%d_%H", r"\d{4}-\d{2}-\d{2}_\d{2}"),
     "D": ("%Y-%m-%d", r"\d{4}-\d{2}-\d{2}"),
 }
+# A stamp of any of them: what a backup of some time policy of a log may be named after.
+ANY_STAMP = "|".join(sorted((p for _, p in _SUFFIX.values()), key=len, reverse=True))
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 # 1970-01-01, where the wall-clock grid starts, was a Thursday (weekday 3).
 _EPOCH_WEEKDAY = 3

@@ -18,6 +18,8 @@ __all__ = [
     "parse_mounts",
     "mount_type",
     "fs_type",
+    "mount",
+    "is_network",
     "network_fs",
     "warn_if_network",
 ]
@@ -124,6 +126,16 @@ def mount_type(directory: str, mounts: str) -> str:
 def fs_type(path: str, mounts: str | None = None) -> str:
     """The type of the file system that holds (or will hold) the file ``path``."""
     return mount_type(_existing_dir(path), _read_mounts() if mounts is None else mounts)
+
+
+def mount(path: str, mounts: str | None = None) -> tuple[str, str]:
+    """``(mount point, fs type)`` of the file system that holds (or will hold) ``path``."""
+    return _mount_of(_existing_dir(path), _read_mounts() if mounts is None else mounts)
+
+
+def is_network(kind: str) -> bool:
+    """Whether the file system type ``kind`` is one of the network types (see _NETWORK)."""
+    return kind.split(".", 1)[0] in _NETWORK
 
 
 def network_fs(path: str, mounts: str | None = None) -> str | None:

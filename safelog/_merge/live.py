@@ -1,0 +1,592 @@
+"""The live merge: the shards of a ``per-process`` log merged while their processes write them.
+``safelog follow`` prints it, ``safelog merge --follow`` appends it to the merged log.
+
+Order and lag
+    Each step emits, in merge order (time, then host, pid and position in the writer's chain:
+    the order of a one-shot merge), every complete record whose time is at least ``lag`` in the
+    past (the *watermark*: now - lag, on this host's clock), and holds the newer ones back. A
+    record that reaches its shard within ``lag`` of its time therefore comes out exactly where
+    a one-shot merge would put it. One that arrives later (its process was descheduled or
+    stopped between making the record and writing it, a non-blocking queue fell behind, the
+    writer's host clock runs behind this one) is emitted by the next step, after records with
+    later times: late, never lost and never twice. A *drain* step emits everything complete,
+    whatever its time.
+
+Complete records
+    A shard has one writer, which appends one ``write()`` per record. A record is complete when
+    the next record's header follows it, when its file is finished (the writer moved on to a
+    newer file, or the file is gone from the directory), or when the file ends with its line
+    end and has not changed for ``SETTLE`` seconds: a reader may see part of a write that spans
+    two pages, and such a part can end in a line break of a multi-line record. The last record
+    of a file that never settles is held back until the next one follows it.
+
+Files
+    Every file is followed by its descriptor from the listing where it first appears until it
+    is gone from the directory and read to its end: a backup renamed, or compressed with its
+    plain file unlinked while it is being read, is read on through the descriptor. Files are
+    named by their first line (:func:`discovery.identify`, as the journal names them), so the
+    compressed twin of a file being read, or of one already read, is never read again. What has
+    been emitted of a file is its decoded offset (``File.start``): the journal's offsets.
+
+Reading and writing
+    The records are decoded by merge's reader (:class:`reader.Reader`, over spans that end at a
+    record boundary) and written by merge's k-way step (:func:`output.merge_into`): the bytes
+    are those of a one-shot merge.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections import deque
+from typing import Callable, Iterator
+
+from .._primitives.codec import BY_EXT, DECODE_ERRORS
+from .._primitives.fileio import Place, Refused, close_quietly, open_input
+from .._primitives.fsdetect import network_fs
+from .._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
+from .._primitives.shard import LINE_HEADER_RE, TIME_LEN, hostname, time_key
+from .discovery import FOREIGN_QUIET, Decoded, File, Unreadable, age_key, discover, first_line, identify
+from .parallel import split_offset
+from .output import merge_into
+from .reader import Progress, Reader, Span, chunk_size
+from .report import MergeReport, Problem
+
+__all__ = ["LiveMerge", "Track", "write_spans", "SETTLE", "DRAIN"]
+
+# How long a file's size must stay the same before a line end at its end is taken for the
+# end of its last record (see "Complete records").
+SETTLE = 0.05
+# How long the names of files emitted to their end and gone are kept: a compressed copy that a
+# writer's compressor finishes after its plain file left the directory is not read again.
+FORGET = 3600.0
+# The watermark of a drain: above every time.
+DRAIN = b"\xff"
+# Bytes read per look at a file while finding where the emitted part ends.
+_SCAN = 64 << 10
+# What makes a file unusable for now (gone, replaced, unreadable, a first line not written yet).
+_UNUSABLE: tuple[type[Exception], ...] = DECODE_ERRORS + (Unreadable,)
+# A record header is shorter than this: windows overlap by it, so none is cut in two.
+_OVERLAP = 64
+
+
+class Track:
+    """One file the live merge follows."""
+
+    __slots__ = (
+        "f", "ino", "size", "changed", "head", "head_key", "tail_nl", "data_end", "done", "listed",
+        "copies", "locked", "removing", "order", "_decoded",
+    )  # fmt: skip
+
+    def __init__(self, f: File, ino: tuple[int, int], size: int, now: float) -> None:
+        self.f = f  # f.start: what has been emitted (decoded offset); f.fd: held open
+        self.ino = ino
+        self.size = size  # plain files: the size at the last look
+        self.changed = now  # when the size last changed (monotonic)
+        self.head = -1  # the first record not yet emitted (a record start), once looked at
+        self.head_key = b""  # its time, b"" while not known (or while it may be incomplete)
+        self.tail_nl = False  # the data ended with a line end at the last look
+        self.data_end = -1  # the end of the decoded data, once read to it
+        self.done = False  # finished and emitted to its end
+        self.listed = True  # in the last directory listing (under some name)
+        # Compressed copies of it listed beside it (same first line): inode -> [descriptor
+        # (held, so the inode cannot pass to another file while it is known), path].
+        self.copies: dict[tuple[int, int], tuple[int, str]] = {}
+        self.locked = False  # its exclusive lock is held (to remove it)
+        # Where it sorts among its writer's files: by its first record's time (a writer's
+        # files are in time order, whatever their names at the moment of a listing), then by
+        # its name when first seen. A file without a first record yet is the newest.
+        self.order: tuple[bytes, tuple[object, ...], int] = (b"\xff", age_key(f), ino[1])
+        self.removing: set[str] = set()  # paths of it (and its copies) whose removal was tried
+        self._decoded: Decoded | None = None
+
+    def __repr__(self) -> str:
+        return f"Track({os.path.basename(self.f.path)!r}, {self.ino[1]}, {self.f.identity[-6:]}, start={self.f.start}, done={self.done})"
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def read_at(self, offset: int, n: int) -> bytes:
+        """Up to ``n`` decoded bytes from ``offset`` (fewer at the end of the data)."""
+        if self._decoded is None:
+            self._decoded = Decoded(self.f.fd, self.f.ext)
+        return self._decoded.read_at(offset, n)
+
+    def starts(self, pos: int, limit: int, at_start: bool = True) -> Iterator[tuple[int, bytes]]:
+        """``(offset, time)`` of every record header from ``pos`` up to ``limit`` (-1: the end
+        of the data), found as merge finds them: a line break, then a header. ``at_start``:
+        ``pos`` is a record start (the start of the file, or of an unread record). Sets
+        ``tail_nl`` and, at the end of the data, ``data_end``."""
+        at = pos
+        last = pos - 1
+        while True:
+            want = _SCAN if limit < 0 else min(_SCAN, limit - at)
+            if want <= 0:
+                return
+            lo = at - 1 if at > 0 and not (at == pos and at_start) else at
+            data = self.read_at(lo, want + (at - lo))
+            if lo == at:
+                # A record starts at ``at``: a virtual line break before it.
+                data = b"\n" + data
+                lo -= 1
+            if len(data) <= at - lo:
+                return
+            self.tail_nl = data.endswith(b"\n")
+            for m in LINE_HEADER_RE.finditer(data):
+                s = lo + m.start() + 1
+                if s > last:
+                    last = s
+                    yield s, m.group(1)
+            end = lo + len(data)
+            if end < at + want:
+                self.data_end = end
+                return
+            at = max(at + 1, end - _OVERLAP)
+
+    def ends(self) -> int:
+        """Where the complete records of the data end now (a record being written is not one)."""
+        limit = -1 if self.f.ext else self.size
+        pos = self.f.start
+        if limit >= 0:
+            if limit <= pos:
+                return pos
+            step = _SCAN
+            while True:
+                back = max(limit - step, pos)
+                found = list(self.starts(back, limit, at_start=back == pos))
+                if found or back == pos:
+                    break
+                step *= 4  # a very long last record: look further back
+        else:
+            found = list(self.starts(pos, -1))
+            limit = self.data_end
+        if self.tail_nl:
+            return limit
+        return found[-1][0] if found else pos
+
+    def last_records(self, n: int) -> list[tuple[int, bytes]]:
+        """(offset, time) of the last ``n`` complete records, oldest first."""
+        pos = self.f.start
+        if self.f.ext:
+            window: deque[tuple[int, bytes]] = deque(self.starts(pos, -1), maxlen=n + 1)
+            found = list(window)
+        else:
+            step = _SCAN
+            while True:
+                back = max(self.size - step, pos)
+                found = list(self.starts(back, self.size, at_start=back == pos))
+                if len(found) > n or back == pos:
+                    break
+                step *= 4
+        if found and not self.tail_nl:
+            found.pop()  # being written: not a record yet
+        return found[-n:] if n else []
+
+    def close_stream(self) -> None:
+        if self._decoded is not None:
+            self._decoded.close()
+            self._decoded = None
+
+    @property
+    def twins(self) -> list[str]:
+        return [path for _, path in self.copies.values()]
+
+    def close(self) -> None:
+        self.close_stream()
+        close_quietly(self.f.fd)
+        self.f.fd = -1
+        self.locked = False
+        for fd, _ in self.copies.values():
+            close_quietly(fd)
+        self.copies = {}
+
+
+class LiveMerge:
+    """Follows the shards of one log. :meth:`refresh` lists the directory, :meth:`plan` says
+    what to emit, :meth:`emitted` records that it was written.
+
+    ``offsets`` (identity -> decoded offset) is what was emitted before (the journal's);
+    ``gone`` names files emitted to their end and removed, whose compressed copies are skipped.
+    With ``hold`` the exclusive lock of a shard found finished is kept until :meth:`release`,
+    so that it can be removed (a merge's removal protocol, see ``journal.apply``).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        logname: str,
+        lag: float,
+        offsets: dict[str, int] | None = None,
+        gone: set[str] | None = None,
+        hold: bool = False,
+        place: Place | None = None,
+    ) -> None:
+        self.directory = directory
+        self.place = place
+        self.logname = logname
+        self.lag = lag
+        self.hold = hold
+        self._offsets = dict(offsets or {})
+        self._chains: dict[tuple[str, int], list[Track]] = {}
+        self._by_ino: dict[tuple[int, int], Track] = {}
+        self._by_file: dict[int, Track] = {}
+        # identity -> when it went (monotonic); kept for FORGET seconds.
+        self.gone: dict[str, float] = dict.fromkeys(gone or (), time.monotonic())
+        self._netfs: str | None | bool = False  # not looked up yet
+        self.refused: set[str] = set()  # files skipped by the rule, reported once
+        # Problems found while looking (the reader reports its own into the report it is given).
+        self.report = MergeReport(os.path.join(directory, logname))
+
+    def tracks(self) -> list[Track]:
+        """Every file followed, writer by writer in tie order, oldest first."""
+        return [t for hp in sorted(self._chains) for t in self._chains[hp]]
+
+    # -- the directory -------------------------------------------------------------------------
+    #
+    # Every inode in _by_ino is held open (a track's file, or a compressed copy of it): while
+    # it is known it cannot pass to a new file.
+
+    def refresh(self) -> None:
+        """List the directory: take up new files, follow renamed ones, let go of files that are
+        gone and emitted to their end."""
+        now = time.monotonic()
+        if self.gone and now - min(self.gone.values()) > FORGET:
+            self.gone = {k: at for k, at in self.gone.items() if now - at <= FORGET}
+        chains, twins = discover(self.directory, self.logname)
+        seen: set[tuple[int, int]] = set()
+        for t in self._by_file.values():
+            t.listed = False
+            if not t.f.identity and t.f.fd >= 0:
+                # Named before the listing: a compressed copy of it may be in it.
+                try:
+                    self._identify(t.f)
+                except _UNUSABLE:
+                    pass
+        copies: dict[str, list[str]] = {}
+        for plain, path in twins:
+            copies.setdefault(plain.path, []).append(path)
+        for chain in chains:
+            seq = self._chains.setdefault((chain[0].host, chain[0].pid), [])
+            for f in chain:
+                # A compressed twin right after its plain file: the same records.
+                for g in [f] + [_copy_of(f, path) for path in copies.get(f.path, ())]:
+                    found = self._see(g, now, seen)
+                    if found is not None and found not in seq:
+                        seq.append(found)
+            seq.sort(key=_order)
+        for t in list(self._by_file.values()):
+            for ino in [k for k in t.copies if k not in seen]:
+                close_quietly(t.copies.pop(ino)[0])
+                self._by_ino.pop(ino, None)
+        for hp, seq in list(self._chains.items()):
+            for t in list(seq):
+                if t.f.fd >= 0 and not t.f.ext:
+                    # By the descriptor: the name may hold a compressed copy by now.
+                    size = os.fstat(t.f.fd).st_size
+                    if size != t.size:
+                        t.size, t.changed = size, now
+                        if t.done:
+                            # Its writer was taken for gone, and writes on (or a new process
+                            # with the same pid took the shard up again).
+                            t.done = False
+                            t.head, t.head_key = -1, b""
+                if t.done and not t.listed:
+                    seq.remove(t)
+                    self._forget(t)
+            if not seq:
+                del self._chains[hp]
+
+    def settle(self) -> None:
+        """List the directory twice, ``SETTLE`` apart: before a drain, so that a file whose
+        writer is done is not held back as possibly being written."""
+        self.refresh()
+        time.sleep(SETTLE)
+        self.refresh()
+
+    def _forget(self, t: Track) -> None:
+        t.close()
+        if t.f.identity:
+            self.gone[t.f.identity] = time.monotonic()
+        self._by_file.pop(id(t.f), None)
+        for k in [k for k, v in self._by_ino.items() if v is t]:
+            del self._by_ino[k]
+
+    def _see(self, f: File, now: float, seen: set[tuple[int, int]]) -> Track | None:
+        """The track of a listed file: known by its inode, or by its first line (a compressed
+        copy of a known file), or new; None when it cannot be used yet."""
+        try:
+            st = os.lstat(f.path)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        ino = (st.st_dev, st.st_ino)
+        t = self._by_ino.get(ino)
+        if t is not None:
+            seen.add(ino)
+            t.listed = True
+            if t.ino == ino:
+                t.f.path, t.f.n, t.f.period = f.path, f.n, f.period
+            elif ino in t.copies:
+                t.copies[ino] = (t.copies[ino][0], f.path)
+            return t
+        try:
+            # Under the rule of every file beside the log (_primitives.fileio): no link, no
+            # FIFO, no other user's file.
+            f.fd, fst = open_input(f.path, self.place)
+        except Refused as exc:
+            if f.path not in self.refused:
+                self.refused.add(f.path)
+                self.report.problems.append(Problem(f.path, 0, f"skipped: {exc.strerror or exc}"))
+            return None
+        except OSError:
+            return None  # removed or replaced since the listing: the next look finds out
+        try:
+            if (fst.st_dev, fst.st_ino) != ino:
+                raise FileNotFoundError(f.path)
+            if not self._identify(f) and f.ext:
+                raise Unreadable("no complete first line")
+        except _UNUSABLE:
+            close_quietly(f.fd)
+            f.fd = -1
+            return None
+        seen.add(ino)
+        known = next((k for k in self._by_file.values() if f.identity and k.f.identity == f.identity), None)
+        if known is not None and known.ino == ino and known.f.fd < 0:
+            known.f.fd = f.fd  # its descriptor was closed (to release a lock): taken up again
+            known.listed = True
+            self._by_ino[ino] = known
+            return known
+        if known is not None:
+            # A copy of a file being followed (compressed, or once more under its name after its
+            # descriptor was closed): that one is read on; this one is held open as its copy.
+            known.copies[ino] = (f.fd, f.path)
+            known.listed = True
+            self._by_ino[ino] = known
+            return known
+        t = Track(f, ino, fst.st_size, now)
+        self._by_ino[ino] = t
+        self._by_file[id(f)] = t
+        if f.identity in self.gone and f.identity not in self._offsets:
+            # A copy of a file emitted to its end and removed (its compression finished late).
+            t.done = True
+        else:
+            f.start = self._offsets.get(f.identity, 0) if f.identity else 0
+        return t
+
+    def _identify(self, f: File) -> bool:
+        """Name ``f`` by its first line once that is complete; False while it is not."""
+        if f.identity:
+            return True
+        line = first_line(f)
+        if not line.endswith(b"\n"):
+            return False
+        f.identity = identify(f, line)
+        return True
+
+    # -- what to emit --------------------------------------------------------------------------
+
+    def plan(self, now: float, drain: bool = False) -> list[list[Span]]:
+        """Spans of the records to emit now, one list per writer in tie order, for merge's
+        readers and :func:`output.merge_into`. Call :meth:`emitted` once they are written."""
+        wm = DRAIN if drain else time_key(now - self.lag)
+        mono = time.monotonic()
+        out: list[list[Span]] = []
+        for hp in sorted(self._chains):
+            seq = self._chains[hp]
+            spans: list[Span] = []
+            for t in seq:
+                if t.done:
+                    continue
+                finished = t is not seq[-1] or not t.listed or bool(t.f.ext)
+                try:
+                    stop = self._cut(t, wm, finished, mono)
+                except DECODE_ERRORS:
+                    stop = -1  # the reader reports what cannot be read
+                if stop >= 0 and not t.head_key and mono - t.changed >= SETTLE and self.writer_gone(t):
+                    stop = -1  # its writer is gone: a last record without its line end was cut short
+                if stop < 0:
+                    # Finished, and nothing in it is held back: the reader reads it to its end
+                    # (and reports a last record cut short by a writer that died mid-write).
+                    t.f.live = False
+                    t.f.size = t.size
+                    spans.append(Span(t.f, t.f.start))
+                    continue
+                if stop > t.f.start and self._identify(t.f):
+                    spans.append(Span(t.f, t.f.start, stop, cut=True))
+                break  # the rest of this file, and the writer's newer files, wait
+            if spans:
+                out.append(spans)
+        return out
+
+    def _cut(self, t: Track, wm: bytes, finished: bool, mono: float) -> int:
+        """Where what ``t`` may emit now ends (a record start), or -1 for "to its end"."""
+        start = t.f.start
+        if t.head >= start and t.head_key > wm:
+            return t.head  # the first record held back is still too new
+        if not t.f.ext and t._decoded is not None:
+            # A writer that cut a record short (disk full) truncates the fragment and writes it
+            # again: bytes past the end seen last are not kept across looks.
+            t._decoded.forget()
+        pos = max(t.head, start)
+        limit = t.size if not t.f.ext else -1
+        last = pos
+        t.tail_nl = limit >= 0 and pos >= limit  # nothing after pos: nothing is held back
+        for s, key in t.starts(pos, limit):
+            if key > wm:
+                t.head, t.head_key = s, key
+                return s
+            last = s
+        if finished:
+            return -1
+        if t.tail_nl and mono - t.changed >= SETTLE:
+            t.head, t.head_key = limit, b""
+            return limit
+        # The last record may still be being written: held back.
+        t.head, t.head_key = last, b""
+        return last
+
+    def emitted(self, spans: list[list[Span]]) -> None:
+        """The spans of the last :meth:`plan` are written: move on."""
+        for chain in spans:
+            for sp in chain:
+                f = sp.file
+                t = self._by_file.get(id(f))
+                if sp.cut:
+                    f.start = sp.stop
+                    continue
+                f.start = max(f.end, f.start)
+                if t is not None:
+                    t.done = True
+                    if not f.ext:
+                        t.size = max(t.size, f.start)
+                    t.close_stream()
+
+    def finished(self) -> list[Track]:
+        """Files emitted to their end that are still on disk (to remove them)."""
+        return [t for t in self.tracks() if t.done and t.listed and (t.f.fd >= 0 or t.copies)]
+
+    def release(self) -> None:
+        """Close the descriptors of files whose exclusive lock was taken to remove them (a
+        writer with the same pid waits for it). If such a file is still there, the next
+        listing finds it again by its first line."""
+        for t in self._by_file.values():
+            if t.locked:
+                t.close()
+                for k in [k for k, v in self._by_ino.items() if v is t]:
+                    del self._by_ino[k]
+
+    def offsets(self) -> dict[str, int]:
+        """identity -> decoded offset emitted, for every file followed now."""
+        return {t.f.identity: t.f.start for t in self.tracks() if t.f.identity and t.f.start}
+
+    # -- writers ---------------------------------------------------------------------------------
+
+    def writer_gone(self, t: Track) -> bool:
+        """Whether nobody writes ``t`` any more: it is not the writer's newest file, or the
+        writer's shared lock on it is gone (with ``hold`` the exclusive lock stays taken)."""
+        seq = self._chains.get((t.f.host, t.f.pid), [])
+        if t.f.ext or not t.listed or (seq and t is not seq[-1]):
+            return True
+        if t.f.fd < 0 or not try_lock(t.f.fd, LOCK_EX):
+            return False
+        foreign = t.f.host != hostname() and self._network()
+        if foreign and time.time() - os.fstat(t.f.fd).st_mtime < FOREIGN_QUIET:
+            # Another host's lock may not reach this one (see discovery.FOREIGN_QUIET).
+            flock(t.f.fd, LOCK_UN)
+            return False
+        if self.hold:
+            t.locked = True
+        else:
+            flock(t.f.fd, LOCK_UN)
+        return True
+
+    def _network(self) -> bool:
+        if self._netfs is False:
+            self._netfs = network_fs(os.path.join(self.directory, self.logname))
+        return bool(self._netfs)
+
+    # -- where to start ------------------------------------------------------------------------
+
+    def start_since(self, key: bytes) -> None:
+        """Emit only the records of time ``key`` and later (``--since``)."""
+        for seq in self._chains.values():
+            for i, t in enumerate(seq):
+                if t.done:
+                    continue
+                nxt = seq[i + 1] if i + 1 < len(seq) else None
+                if nxt is not None and nxt.f.identity and nxt.read_at(0, TIME_LEN) < key:
+                    self._skip(t)  # the next file starts before key: all of this one does
+                    continue
+                if not t.f.ext and t.size > t.f.start:
+                    at = split_offset(t.f, key, t.f.start, t.size)
+                    t.f.start = at if at < t.size else t.ends()
+                elif t.f.ext:
+                    at = next((s for s, k in t.starts(t.f.start, -1) if k >= key), -1)
+                    if at < 0:
+                        self._skip(t)
+                    else:
+                        t.f.start = at
+
+    def start_last(self, n: int) -> None:
+        """Emit the last ``n`` complete records of all writers first (``-n``)."""
+        found: list[tuple[bytes, int, int, int]] = []
+        order = sorted(self._chains)
+        for c, hp in enumerate(order):
+            seq = self._chains[hp]
+            need = n
+            for i in range(len(seq) - 1, -1, -1):
+                if need <= 0 or seq[i].done:
+                    break
+                last = seq[i].last_records(need)
+                found += [(k, c, i, s) for s, k in last]
+                need -= len(last)
+        found.sort()
+        first: dict[int, tuple[int, int]] = {}
+        for _, c, i, s in found[len(found) - n :] if n else []:
+            first.setdefault(c, (i, s))
+        for c, hp in enumerate(order):
+            seq = self._chains[hp]
+            at_i, at_s = first.get(c, (len(seq), 0))
+            for i, t in enumerate(seq):
+                if t.done or i > at_i:
+                    continue
+                if i == at_i:
+                    t.f.start = at_s
+                else:
+                    self._skip(t)
+
+    def _skip(self, t: Track) -> None:
+        """Start after the records ``t`` holds now."""
+        t.f.start = t.ends()
+        if t is not self._chains[(t.f.host, t.f.pid)][-1] or t.f.ext:
+            t.done = True
+            t.close_stream()
+
+    def close(self) -> None:
+        for t in self._by_file.values():
+            t.close()
+
+
+def _copy_of(plain: File, path: str) -> File:
+    """The File of ``path``, a compressed twin of ``plain``."""
+    ext = next((e for e in BY_EXT if path.endswith(e)), "")
+    return File(path, plain.host, plain.pid, plain.n, ext, plain.period)
+
+
+def _order(t: Track) -> tuple[bytes, tuple[object, ...], int]:
+    if t.order[0] == b"\xff" and t.f.identity:
+        t.order = (t.read_at(0, TIME_LEN), t.order[1], t.order[2])
+    return t.order
+
+
+def write_spans(spans: list[list[Span]], fd: int, report: MergeReport, alive: Callable[[], bool] | None = None) -> int:
+    """Merge ``spans`` (from :meth:`LiveMerge.plan`) into ``fd``; the number of records."""
+    if not spans:
+        return 0
+    readers = [Reader(c, chunk_size(len(spans)), report, Progress(0, None)) for c in spans]
+    try:
+        return merge_into(readers, fd, alive)
+    finally:
+        for r in readers:
+            r.close()
