@@ -20,8 +20,9 @@ from ._delivery.freeze import Freezer
 from ._delivery.queue import Writer, attach, detach
 from ._delivery.reopen import unwatch, watch
 from ._delivery.render import ESCAPES, Renderer
+from ._attributes import OptionViews
 from ._exitmerge import merge_at_exit
-from ._policy.config import UNSET, Config, check_size_rotates, parse_config
+from ._policy.config import OPTIONS, UNSET, Config, check_size_rotates, parse_config
 from ._policy.options import check_int, parse_size
 from ._policy.rotation import Rollover, RotationHooks
 from ._policy.timing import TimePolicy
@@ -64,7 +65,7 @@ def _check_merge_names(given: str, real: str) -> None:
             )
 
 
-class SafeFileHandler(logging.FileHandler):
+class SafeFileHandler(OptionViews, logging.FileHandler):
     """A file handler that many threads, processes or an event loop can share safely.
 
     A drop-in for ``logging.handlers.RotatingFileHandler`` (same positional arguments and
@@ -149,17 +150,14 @@ class SafeFileHandler(logging.FileHandler):
         reopen_signal: str | None = None,
         **unknown: Any,
     ) -> None:
+        # Every keyword as given, forwarded once: the signature above is where the handler spells
+        # an option (parse_config fills in the defaults of the ones a subclass leaves out).
+        arguments = locals()
+        given = {name: arguments[name] for name in OPTIONS if name != "filename"}
         cls = type(self)
         config = parse_config(
-            cls.__name__, self.default_strategy, _pins_strategy(cls), filename, mode, maxBytes, backupCount,
-            encoding, delay, errors, strategy=strategy, max_bytes=max_bytes, backup_count=backup_count,
-            namer=namer, rotator=rotator, lock_dir=lock_dir, merge_on_exit=merge_on_exit,
-            escape_newlines=escape_newlines, nonblocking=nonblocking, queue_size=queue_size,
-            overflow=overflow, flush_interval=flush_interval, flush_level=flush_level,
-            max_batch=max_batch, when=when, interval=interval, utc=utc, atTime=atTime,
-            rotate_every=rotate_every, compress=compress, delay_compress=delay_compress,
-            retention=retention, chmod=chmod, owner=owner, watch=watch, reopen_signal=reopen_signal,
-            stdlib_rotating=issubclass(cls, logging.handlers.RotatingFileHandler), **unknown,
+            cls.__name__, self.default_strategy, _pins_strategy(cls), filename,
+            stdlib_rotating=issubclass(cls, logging.handlers.RotatingFileHandler), **given, **unknown,
         )  # fmt: skip
         self._configure(config, filename)
 
@@ -177,33 +175,15 @@ class SafeFileHandler(logging.FileHandler):
             raise
 
     def _build(self, config: Config) -> None:
-        """The stdlib attributes, and the values the layers below are handed."""
-        self.config = config
-        self.strategy = config.strategy
-        self.baseFilename = config.filename
-        self.mode = config.given.get("mode", config.mode)
-        self.encoding = config.encoding
-        self.errors = config.errors
-        self.delay = config.delay
-        self._max_bytes = config.max_bytes
-        self._backup_count = config.backup_count
+        """The values the layers below are handed (the stdlib attributes are views of ``config``)."""
+        self._views_from(config)
+        rotation = config.rotation
+        self._max_bytes = rotation.max_bytes
+        self._backup_count = rotation.backup_count
         if config.namer is not None:
             self.namer = config.namer
         if config.rotator is not None:
             self.rotator = config.rotator
-        self.lock_dir = config.lock_dir
-        self.merge_on_exit = config.merge_on_exit
-        self.escape_newlines = config.escape_newlines
-        self.nonblocking = config.nonblocking
-        self.overflow = config.overflow
-        self._drop = config.overflow == "drop"
-        self.flush_level = config.flush_level
-        self.utc = config.utc
-        self.reopen_signal = config.reopen_signal
-        timing = config.timing
-        self.when = None if timing is None else timing.when
-        self.interval = 1 if timing is None else timing.interval
-        self.atTime = None if timing is None else timing.at_time
         self._writer: Writer | None = None
         self._view: _StreamView | None = None
         self._rollover: Rollover | None = None
@@ -217,8 +197,8 @@ class SafeFileHandler(logging.FileHandler):
         )
         # A size limit without backups rotates nothing, but shouldRollover() still answers
         # for it, as the stdlib's does; and assigning backupCount later starts rotating.
-        if config.rotates or config.max_bytes or config.backup_count:
-            self._rollover = self._new_rollover(config.max_bytes, config.backup_count)
+        if rotation.rotates or rotation.max_bytes or rotation.backup_count:
+            self._rollover = self._new_rollover(rotation.max_bytes, rotation.backup_count)
 
     def _new_rollover(self, max_bytes: int, backup_count: int) -> Rollover:
         config = self.config
@@ -230,10 +210,10 @@ class SafeFileHandler(logging.FileHandler):
             plain=lambda: self.namer is None and not self._own_names,
             report=lambda record: self.handleError(record),
         )
-        perms = config.perms if config.perms.active else None
+        rotation = config.rotation
         return Rollover(
-            hooks, max_bytes, backup_count, config.timing, config.codec, config.max_age, perms, config.delay_compress,
-            started=time.time(),
+            hooks, max_bytes, backup_count, rotation.timing, rotation.codec, rotation.max_age, config.file.set_perms,
+            rotation.delay_compress, started=time.time(),
         )
 
     # -- the size limits, live as in the stdlib (its emit() reads them) -------------------------
@@ -261,7 +241,7 @@ class SafeFileHandler(logging.FileHandler):
 
     def _resize(self, max_bytes: int, backup_count: int) -> None:
         stdlib_rotating = isinstance(self, logging.handlers.RotatingFileHandler)
-        check_size_rotates(max_bytes, backup_count, self.config.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
+        check_size_rotates(max_bytes, backup_count, self.config.rotation.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
         rollover = self._rollover
         if rollover is None and (max_bytes or backup_count):
             rollover = self._new_rollover(max_bytes, backup_count)
@@ -328,8 +308,8 @@ class SafeFileHandler(logging.FileHandler):
                 lambda record: self.handleError(record),
             )
             self._writer = attach(self._sink, config.queue)
-        if config.reopen_signal is not None:
-            watch(self, config.reopen_signal)
+        if config.reopen.signal is not None:
+            watch(self, config.reopen.signal)
 
     # -- logging.Handler -------------------------------------------------------------------
 
@@ -380,7 +360,7 @@ class SafeFileHandler(logging.FileHandler):
                 if frozen is None:
                     return  # could not be formatted: reported
                 payload, extra = frozen
-                if writer.put(self._outlet, payload, extra, record.levelno >= self.flush_level, self._drop):
+                if writer.put(self._outlet, payload, extra, record.levelno >= self._flush_level, self._drop):
                     return
                 # The writer has stopped (interpreter exit): write it here, formatted only once.
                 if isinstance(payload, str):
@@ -545,7 +525,7 @@ class SafeFileHandler(logging.FileHandler):
         msg = self._render(record)
         if msg is None:
             return False
-        nbytes = len((msg + "\n").encode(self.config.encoding, self.config.errors))
+        nbytes = len((msg + "\n").encode(self.config.file.encoding, self.config.file.errors))
         with section():
             return self._live_sink().rotation_due(rollover, nbytes, record.created)
 
@@ -594,7 +574,7 @@ class SafeFileHandler(logging.FileHandler):
         """
         with self._sink_lock:
             if isinstance(self._sink, _ClosedSink):
-                if self.config.mode == "w":
+                if self.config.file.mode == "w":
                     raise ValueError("I/O operation on closed handler")
                 self._sink = acquire(self._real, self.config)
             return self._sink
@@ -628,7 +608,7 @@ class _StreamView:
 
     @property
     def encoding(self) -> str:
-        return self._handler.config.encoding
+        return self._handler.config.file.encoding
 
     def write(self, text: str) -> int:
         if self.closed:
@@ -654,7 +634,8 @@ class _StreamView:
             path = sink.target()
             if sink.regular:
                 # A shard carries a lock: created (if it must be) as the sink creates it.
-                perms = self._handler.config.perms.private() if sink.own_file else self._handler.config.perms
+                perms = self._handler.config.file.perms
+                perms = perms.private() if sink.own_file else perms
                 self._fd = open_append(
                     path, perms.create_mode, perms=perms if perms.active else None, own=sink.own_file
                 )
@@ -879,16 +860,32 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
             filename, backupCount=backupCount, encoding=encoding, delay=delay, errors=errors,
             when=when, interval=interval, utc=utc, atTime=atTime, **options,
         )  # fmt: skip
-        timing = self._policy()
-        self.when = timing.when
-        self.interval = timing.step
-        if timing.when.startswith("W"):
-            self.dayOfWeek = int(timing.when[1])
 
     def _policy(self) -> TimePolicy:
         rollover = self._rollover
         assert rollover is not None and rollover.timing is not None
         return rollover.timing
+
+    @property
+    def interval(self) -> int:
+        """The period in seconds, as the stdlib's ``interval`` after construction."""
+        return self._policy().step
+
+    @interval.setter
+    def interval(self, value: Any) -> None:
+        self._fixed("interval")
+
+    @property
+    def dayOfWeek(self) -> int:
+        """For ``when='W0'``-``'W6'``: the day (0 is Monday), as in the stdlib."""
+        when = self._policy().when
+        if not when.startswith("W"):
+            raise AttributeError(f"dayOfWeek: when={when!r} rotates on no day of the week")
+        return int(when[1])
+
+    @dayOfWeek.setter
+    def dayOfWeek(self, value: Any) -> None:
+        self._fixed("dayOfWeek")
 
     @property
     def suffix(self) -> str:

@@ -10,7 +10,7 @@ import pytest
 
 import safelog
 from safelog._audit import log_files
-from safelog._policy.config import Config, QueueSettings, parse_config
+from safelog._policy.config import Config, QueueConfig, parse_config
 from safelog._policy.options import parse_size
 
 # (keyword arguments, exception type, texts the message must contain)
@@ -77,13 +77,15 @@ def test_the_parser_normalises_every_value() -> None:
         flush_level="warning", retention="2 days", compress="gzip", chmod="0640",
     )  # fmt: skip
     assert c.filename == os.path.abspath("app.log")
-    assert (c.strategy, c.max_bytes, c.backup_count, c.mode) == ("flock", 10_000_000, 3, "a")
-    assert (c.encoding, c.errors) == ("utf-8", "backslashreplace")
-    assert c.queue == QueueSettings(queue_size=10_000, flush_interval=0.2, max_batch=1000)
-    assert c.flush_level == logging.WARNING and c.max_age == 172_800.0
-    assert c.codec is not None and c.codec.name == "gzip" and c.perms.chmod == 0o640
-    assert c.rotates
-    assert not _parse().rotates and _parse().queue is None
+    assert (c.strategy, c.rotation.max_bytes, c.rotation.backup_count, c.file.mode) == ("flock", 10_000_000, 3, "a")
+    assert (c.file.encoding, c.file.errors) == ("utf-8", "backslashreplace")
+    assert c.queue == QueueConfig(
+        queue_size=10_000, flush_interval=0.2, max_batch=1000, overflow="block", flush_level=logging.WARNING
+    )
+    assert c.rotation.max_age == 172_800.0
+    assert c.rotation.codec is not None and c.rotation.codec.name == "gzip" and c.file.perms.chmod == 0o640
+    assert c.rotation.rotates
+    assert not _parse().rotation.rotates and _parse().queue is None
 
 
 def test_a_class_that_pins_its_strategy_refuses_another() -> None:

@@ -146,7 +146,7 @@ def test_python_octal_chmod_values_are_still_taken(tmp_path: Any, make_handler: 
     h = make_handler(str(tmp_path / "a.log"), strategy="thread", chmod=0o644)
     assert stat.S_IMODE(os.stat(tmp_path / "a.log").st_mode) == 0o644
     h = make_handler(str(tmp_path / "b.log"), strategy="thread", chmod=416)
-    assert h.config.perms.chmod == 0o640
+    assert h.config.file.perms.chmod == 0o640
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import faulthandler
 import inspect
 import io
@@ -15,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
 from pathlib import Path
 from typing import Any, Callable
@@ -117,7 +119,7 @@ def test_dictconfig_with_stdlib_keywords(tmp_path: Path, dict_config: Callable[.
 def test_drop_ins_take_safelog_keywords_too(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
     """strategy= and the other safelog options are accepted by every drop-in."""
     h = make_handler(str(tmp_path / "a.log"), "a", 1000, 2, cls=safelog.RotatingFileHandler, strategy="thread", compress="gzip")
-    assert (h.strategy, h.config.codec.name) == ("thread", "gzip")
+    assert (h.strategy, h.config.rotation.codec.name) == ("thread", "gzip")
     t = make_handler(str(tmp_path / "b.log"), "H", 2, 5, cls=safelog.TimedRotatingFileHandler, strategy="per-process")
     assert (t.strategy, t.interval, t.backupCount) == ("per-process", 7200, 5)
 
@@ -577,3 +579,68 @@ def test_set_stream_is_refused(tmp_path: Path, make_handler: Callable[..., Any])
     h = make_handler(str(tmp_path / "app.log"), cls=safelog.FileHandler)
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "app.log"))):
         h.setStream(sys.stderr)
+
+
+# (class, options, attribute, a new value): attributes that say how the file is written.
+_FIXED = [
+    (safelog.TimedRotatingFileHandler, {"when": "H"}, "when", "M"),
+    (safelog.TimedRotatingFileHandler, {"when": "H"}, "interval", 60),
+    (safelog.TimedRotatingFileHandler, {"when": "H"}, "utc", True),
+    (safelog.TimedRotatingFileHandler, {"when": "midnight"}, "atTime", datetime.time(1, 0)),
+    (safelog.TimedRotatingFileHandler, {"when": "W2"}, "dayOfWeek", 4),
+    (safelog.SafeFileHandler, {"rotate_every": "1 hour"}, "interval", 2),
+    (safelog.FileHandler, {}, "mode", "w"),
+    (safelog.FileHandler, {}, "encoding", "latin-1"),
+    (safelog.FileHandler, {}, "errors", "strict"),
+    (safelog.FileHandler, {}, "delay", True),
+    (safelog.FileHandler, {}, "baseFilename", "/elsewhere.log"),
+    (safelog.SafeFileHandler, {}, "strategy", "thread"),
+    (safelog.SafeFileHandler, {}, "escape_newlines", True),
+    (safelog.SafeFileHandler, {}, "nonblocking", True),
+]
+
+
+@pytest.mark.parametrize(("cls", "options", "name", "value"), _FIXED, ids=[f"{c[0].__name__}.{c[2]}" for c in _FIXED])
+def test_an_attribute_fixed_at_construction_refuses_a_new_value(
+    tmp_path: Path, make_handler: Callable[..., Any], cls: Any, options: dict[str, Any], name: str, value: Any
+) -> None:
+    """An attribute that says how the file is written (mode, encoding, when, interval, ...)
+    assigned after construction raises AttributeError naming it and keeps its value: a copy of
+    the option would take the new value and change nothing."""
+    h = make_handler(str(tmp_path / "app.log"), cls=cls, **options)
+    before = getattr(h, name)
+    with pytest.raises(AttributeError, match=f"{cls.__name__}.{name} cannot be changed once the handler is built"):
+        setattr(h, name, value)
+    assert getattr(h, name) == before
+
+
+def test_the_views_read_the_configuration(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
+    """The stdlib attributes read what the handler was built with, as the stdlib names them."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, when="W3", interval=2, utc=True, atTime="04:05", cls=safelog.TimedRotatingFileHandler)
+    assert (h.when, h.interval, h.utc, h.atTime, h.dayOfWeek) == ("W3", 2 * 7 * 86400, True, datetime.time(4, 5), 3)
+    assert (h.baseFilename, h.mode, h.encoding, h.errors, h.delay) == (path, "a", "utf-8", "backslashreplace", False)
+    g = make_handler(str(tmp_path / "b.log"), "wb", rotate_every="2 hours", strategy="thread")
+    assert (g.when, g.interval, g.mode, g.strategy) == ("H", 2, "wb", "thread")
+
+
+def test_flush_level_and_overflow_assigned_later_take_effect(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
+    """flush_level and overflow, assigned after construction, are parsed and used from the next
+    record: a record at the new flush_level is written at once, not after flush_interval."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, nonblocking=True, flush_interval=300, strategy="thread")
+    log = logging.Logger("views", logging.DEBUG)
+    log.addHandler(h)
+    with pytest.raises(ValueError, match="flush_level='LOUD' is not a level name"):
+        h.flush_level = "LOUD"
+    with pytest.raises(ValueError, match="overflow must be one of 'block', 'drop'; got 'spill'"):
+        h.overflow = "spill"
+    h.overflow = "drop"
+    assert h.overflow == "drop"
+    h.flush_level = "info"
+    assert h.flush_level == logging.INFO
+    log.info("urgent now")
+    deadline = time.monotonic() + 60  # far below the 300 s flush_interval it must not wait for
+    while not os.path.exists(path) or b"urgent now" not in Path(path).read_bytes():
+        assert time.monotonic() < deadline, "an INFO record waited for flush_interval"
+        time.sleep(0.01)

@@ -36,7 +36,7 @@ from collections import deque
 from time import monotonic, perf_counter
 from typing import Any, Union
 
-from .._policy.config import QueueSettings
+from .._policy.config import QueueConfig
 from .._primitives.reentry import get_ident, inside as _inside, leave
 from .._sinks.base import PartialWrite, Sink
 from .freeze import revive
@@ -62,7 +62,7 @@ _Item = tuple[Outlet, Union[dict[str, Any], str, int], Any]
 class Writer:
     """The bounded queue and background thread of one sink."""
 
-    def __init__(self, sink: Sink, settings: QueueSettings) -> None:
+    def __init__(self, sink: Sink, settings: QueueConfig) -> None:
         self.sink = sink
         self.settings = settings
         self._queue_size = settings.queue_size  # read by every put()
@@ -337,7 +337,7 @@ _writers: dict[int, Writer] = {}
 _writers_lock = threading.Lock()
 
 
-def attach(sink: Sink, settings: QueueSettings) -> Writer:
+def attach(sink: Sink, settings: QueueConfig) -> Writer:
     """The writer of ``sink``, created on first use. The handlers of one file agree on its
     settings: the sink registry refused any that did not."""
     with _writers_lock:

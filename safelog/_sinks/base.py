@@ -20,7 +20,7 @@ from time import monotonic
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Sequence
 
 from .._policy import compress as _compress
-from .._policy.config import FileOptions
+from .._policy.config import FileConfig
 from .._policy.rotation import SIZE
 from .._primitives.fileio import Place, close_quietly, open_append
 from .._primitives.paths import name_too_long
@@ -83,7 +83,7 @@ class Sink:
     own_file: ClassVar[bool] = False
     _reopen_requests = 0  # counted by request_reopen()
 
-    def __init__(self, path: str, options: FileOptions) -> None:
+    def __init__(self, path: str, options: FileConfig) -> None:
         self.path = path
         self.options = options
         self.refs = 0
@@ -404,12 +404,12 @@ class Sink:
             raise SinkRetired(self.path)
         # Before the open, so that a reopen requested after it (request_reopen) is not undone.
         self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL
-        perms = self.options.perms
+        perms = self.options.set_perms
         if self.own_file:
             perms = (perms or Perms()).private()
         fd = open_append(
             self._target(),
-            self.options.file_mode,
+            self.options.create_mode,
             truncate=self._truncate,
             perms=perms,
             place=self._place,

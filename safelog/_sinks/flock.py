@@ -452,7 +452,7 @@ class FlockSink(Sink):
         for _ in range(ATTEMPTS):
             # A Place of its own: this runs in the compressor's thread, and a sink's Place is
             # used under the sink's thread lock only.
-            fd = hold(open_lockfile(self.lock_path, self.options.perms))
+            fd = hold(open_lockfile(self.lock_path, self.options.set_perms))
             try:
                 flock(fd, LOCK_EX)
                 same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
@@ -474,7 +474,7 @@ class FlockSink(Sink):
     def _open_lock(self) -> None:
         if self._retired:
             raise SinkRetired(self.path)
-        fd = open_lockfile(self.lock_path, self.options.perms, place=self._lock_place)
+        fd = open_lockfile(self.lock_path, self.options.set_perms, place=self._lock_place)
         self._lockfd = fd
         self._lock_ino = os.fstat(fd).st_ino
         # Pool descriptors of an earlier lock file must not serve the new one.

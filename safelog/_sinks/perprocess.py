@@ -19,7 +19,7 @@ from .._primitives.shard import ShardFrame, shard_path
 from .thread import ThreadSink
 
 if TYPE_CHECKING:
-    from .._policy.config import FileOptions
+    from .._policy.config import FileConfig
 
 __all__ = ["PerProcessSink"]
 
@@ -42,7 +42,7 @@ class PerProcessSink(ThreadSink):
     target_kind = "shard"
     own_file = True
 
-    def __init__(self, path: str, options: FileOptions) -> None:
+    def __init__(self, path: str, options: FileConfig) -> None:
         super().__init__(path, options)
         self._shard = ""
         self._frame = ShardFrame(options.encoding, options.errors)

@@ -43,8 +43,8 @@ _all_sinks: weakref.WeakSet[Sink] = weakref.WeakSet()
 def acquire(path: str, config: Config) -> Sink:
     """Return the process-wide sink for the real ``path`` with ``config``'s strategy, creating it
     on first use; raise ValueError when ``config`` conflicts with a handler already on it."""
-    options = config.file_options()
-    key = (path,) + options.key()
+    options = config.file
+    key = (path, options.lock_dir)
     with _registry_lock:
         sink = _registry.get(key)
         if sink is None:
@@ -66,7 +66,7 @@ def acquire(path: str, config: Config) -> Sink:
             _registry[key] = sink
             _all_sinks.add(sink)
         _configs.setdefault(id(sink), []).append(config)
-        if config.watch:
+        if config.reopen.watch:
             sink.watching = True
         sink.refs += 1
         return sink
@@ -82,7 +82,7 @@ def release(sink: Sink, config: Config) -> None:
         if sink.refs > 0:
             return
         _configs.pop(id(sink), None)
-        key = (sink.path,) + sink.options.key()
+        key = (sink.path, sink.options.lock_dir)
         if _registry.get(key) is sink:
             del _registry[key]
     sink.retire()

@@ -29,7 +29,7 @@ from .._primitives.fileio import open_stream
 from .base import Sink, SinkRetired
 
 if TYPE_CHECKING:
-    from .._policy.config import FileOptions
+    from .._policy.config import FileConfig
     from .._policy.rotation import Rollover
 
 __all__ = ["StreamSink", "PIPE_BUF"]
@@ -43,7 +43,7 @@ class StreamSink(Sink):
     kind = "stream"
     regular: ClassVar[bool] = False
 
-    def __init__(self, path: str, options: FileOptions) -> None:
+    def __init__(self, path: str, options: FileConfig) -> None:
         # /dev/stdout and /dev/stderr kept their configured path (see resolve_log_path):
         # open_stream lets the kernel follow them.
         super().__init__(path, options)
