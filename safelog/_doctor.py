@@ -39,7 +39,7 @@ from typing import Any
 
 from ._merge import LOCK_SUFFIX, TMP_INFIX
 from ._merge.journal import DAMAGED_SUFFIX, STATE_SUFFIX
-from ._policy.rotation import backup_name, work_file
+from ._policy.naming import backup_name, work_file
 from ._primitives.fsdetect import is_network, mount
 from ._primitives.shard import hostname, parse_shard_name
 from ._sinks.flock import lock_path_for

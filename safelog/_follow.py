@@ -13,7 +13,7 @@ A plain log, across rotations
     read (by inode while it is held, by size and first 4 KiB once only a compressed copy of it
     is left), read oldest first (compressed ones decoded), and the new file is taken up from
     its start. Backups are recognised by the default names of any size or time policy
-    (``rotation.backup_name``); a namer's names are not. Lines appended to the previous file
+    (``naming.backup_name``); a namer's names are not. Lines appended to the previous file
     after its rename (a writer of another kind that reopens late) are still printed, as long
     as it is the last file read. A partial last line waits for its line end; a file found
     shorter than what was read (truncated in place) is read again from its start.
@@ -53,7 +53,7 @@ from ._merge.live import LiveMerge, write_spans
 from ._merge.output import write_all
 from ._merge.report import MergeReport, Problem
 from ._policy.options import parse_duration
-from ._policy.rotation import backup_name
+from ._policy.naming import backup_name
 from ._primitives.codec import DECODE_ERRORS
 from ._primitives.fileio import READ, close_quietly
 from ._primitives.shard import time_key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import errno
 import io
@@ -24,7 +25,7 @@ from ._attributes import OptionViews
 from ._exitmerge import merge_at_exit
 from ._policy.config import OPTIONS, UNSET, Config, check_size_rotates, parse_config
 from ._policy.options import check_int, parse_size
-from ._policy.rotation import Rollover, RotationHooks
+from ._policy.rotation import RotationHooks, RotationPolicy
 from ._policy.timing import TimePolicy
 from ._merge import created_names as merge_names
 from ._primitives.paths import name_too_long, resolve_log_path, unwritable, unwritable_dir
@@ -177,16 +178,12 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
     def _build(self, config: Config) -> None:
         """The values the layers below are handed (the stdlib attributes are views of ``config``)."""
         self._views_from(config)
-        rotation = config.rotation
-        self._max_bytes = rotation.max_bytes
-        self._backup_count = rotation.backup_count
         if config.namer is not None:
             self.namer = config.namer
         if config.rotator is not None:
             self.rotator = config.rotator
         self._writer: Writer | None = None
         self._view: _StreamView | None = None
-        self._rollover: Rollover | None = None
         # Backups have the default names unless a namer is set (now or later) or a subclass
         # renames them in rotation_filename(); rotation then recognises them by asking it.
         cls = type(self)
@@ -195,64 +192,59 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
             cls.shouldRollover is not SafeFileHandler.shouldRollover
             or cls.doRollover is not SafeFileHandler.doRollover
         )
-        # A size limit without backups rotates nothing, but shouldRollover() still answers
-        # for it, as the stdlib's does; and assigning backupCount later starts rotating.
-        if rotation.rotates or rotation.max_bytes or rotation.backup_count:
-            self._rollover = self._new_rollover(rotation.max_bytes, rotation.backup_count)
-
-    def _new_rollover(self, max_bytes: int, backup_count: int) -> Rollover:
-        config = self.config
         # Looked up on every use, as BaseRotatingHandler does: a namer or rotator assigned
         # after construction, or a subclass's methods, are the ones that count.
-        hooks = RotationHooks(
+        self._hooks = RotationHooks(
             name=lambda name: self.rotation_filename(name),
             move=lambda source, dest: self.rotate(source, dest),
             plain=lambda: self.namer is None and not self._own_names,
             report=lambda record: self.handleError(record),
+            identity=lambda: (self._hook("namer", "rotation_filename"), self._hook("rotator", "rotate")),
         )
-        rotation = config.rotation
-        return Rollover(
-            hooks, max_bytes, backup_count, rotation.timing, rotation.codec, rotation.max_age, config.file.set_perms,
-            rotation.delay_compress, started=time.time(),
-        )
+
+    def _hook(self, attr: str, method: str) -> object:
+        """What names (``namer``) or moves (``rotator``) this handler's backups now: a subclass's
+        own ``rotation_filename``/``rotate``, else the hook set on the instance or the class."""
+        cls = type(self)
+        override = getattr(cls, method)
+        if override is not getattr(SafeFileHandler, method):
+            return override
+        return self.__dict__.get(attr, getattr(cls, attr, None))
 
     # -- the size limits, live as in the stdlib (its emit() reads them) -------------------------
 
     @property
     def maxBytes(self) -> int:
         """The size limit in bytes (0: none). Assigned after construction, it applies from the
-        next record (``"10 MB"`` is accepted too), as ``RotatingFileHandler.maxBytes`` does."""
-        return self._max_bytes
+        next record (``"10 MB"`` is accepted too), as ``RotatingFileHandler.maxBytes`` does; to
+        every handler of the file, which share one rotation."""
+        return self._rotation.config.max_bytes
 
     @maxBytes.setter
     def maxBytes(self, value: int) -> None:
-        self._resize(parse_size("maxBytes", value), self._backup_count)
+        self._resize(parse_size("maxBytes", value), self.backupCount)
 
     @property
     def backupCount(self) -> int:
         """How many backups are kept. Assigned after construction, it applies from the next
         rotation, as ``RotatingFileHandler.backupCount`` does (0 with only a size limit:
-        nothing is rotated)."""
-        return self._backup_count
+        nothing is rotated); to every handler of the file, which share one rotation."""
+        return self._rotation.config.backup_count
 
     @backupCount.setter
     def backupCount(self, value: int) -> None:
-        self._resize(self._max_bytes, check_int("backupCount", value))
+        self._resize(self.maxBytes, check_int("backupCount", value))
 
     def _resize(self, max_bytes: int, backup_count: int) -> None:
         stdlib_rotating = isinstance(self, logging.handlers.RotatingFileHandler)
-        check_size_rotates(max_bytes, backup_count, self.config.rotation.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
-        rollover = self._rollover
-        if rollover is None and (max_bytes or backup_count):
-            rollover = self._new_rollover(max_bytes, backup_count)
-            if not self._closed_handler():
-                self._sink.check_names(rollover)  # a backup name too long: ValueError, now
-            self._rollover = rollover
-            if self._writer is not None:
-                self._outlet = self._outlet._replace(rollover=rollover)
-        elif rollover is not None:
-            rollover.resize(max_bytes, backup_count)
-        self._max_bytes, self._backup_count = max_bytes, backup_count
+        rotation = self._rotation.config
+        check_size_rotates(max_bytes, backup_count, rotation.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
+        if self._closed_handler():
+            self._rotation.resize(max_bytes, backup_count)
+        else:
+            self._sink.resize(max_bytes, backup_count)  # a backup name too long: ValueError, now
+        # What a reopen after close() compiles its policy from.
+        self.config = dataclasses.replace(self.config, rotation=self._rotation.config)
 
     def _start(self, config: Config, given: str) -> None:
         """Share the path's sink and open it (unless ``delay``)."""
@@ -262,13 +254,14 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         self._sink_lock = threading.Lock()  # guards swapping the sink on close() and reopen
         real = resolve_log_path(config.filename)
         self._real = real
-        self._sink = acquire(real, config)
+        self._sink = acquire(real, config, self._hooks, self)
+        self._rotation = self._sink.policy
         try:
-            self._sink.check_names(self._rollover)
+            self._sink.check_names()
             if config.merge_on_exit:
                 _check_merge_names(given, real)
         except ValueError:
-            release(self._sink, config)
+            release(self._sink, self)
             raise
         if config.merge_on_exit:
             merge_at_exit(config.filename, config.given.get("chmod"), config.given.get("owner"))
@@ -278,12 +271,12 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
             # (flock's lock file), so nothing is left behind.
             problem = unwritable(real)
             if problem is not None:
-                release(self._sink, config)
+                release(self._sink, self)
                 raise ValueError(f"filename={given!r} cannot be opened: {problem}")
             try:
                 self._sink.open()
             except OSError as exc:
-                release(self._sink, config)
+                release(self._sink, self)
                 denied = exc.errno in (errno.EACCES, errno.EPERM) and isinstance(exc.filename, str)
                 why = (unwritable(exc.filename) if denied else None) or exc
                 raise ValueError(f"filename={given!r} cannot be opened: {why}") from exc
@@ -292,7 +285,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
             # directory it can never be created in should still fail here, not at emit time.
             problem = unwritable_dir(real)
             if problem is not None:
-                release(self._sink, config)
+                release(self._sink, self)
                 raise ValueError(f"filename={given!r} cannot be opened: {problem}")
         if config.queue is not None:
             # The layout of a record may wait for the writer only if this class formats as
@@ -302,7 +295,6 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
                 config.filename,
                 self._render,
                 renderer.layout,
-                self._rollover,
                 lambda record, exc: self._write_failed(record, exc),
                 self._failures,
                 lambda record: self.handleError(record),
@@ -366,7 +358,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
                 if isinstance(payload, str):
                     render = lambda _: payload  # noqa: E731
             try:
-                self._sink.write_record(render, record, self._rollover)
+                self._sink.write_record(render, record)
             except Exception as exc:
                 if not self._record_failed(exc, render, record):
                     return
@@ -379,7 +371,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
 
     def _record_failed(self, exc: Exception, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord) -> bool:
         # Apart from emit(), so that its closure costs emit() nothing per record.
-        return self._failed_write(exc, record, lambda sink: sink.write_record(render, record, self._rollover))
+        return self._failed_write(exc, record, lambda sink: sink.write_record(render, record))
 
     def _failed_write(self, exc: Exception, record: logging.LogRecord, write: Callable[[Sink], None]) -> bool:
         """A write raised ``exc``: count the record lost and return False, unless the sink was
@@ -409,13 +401,13 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         with section():
             created = time.time()
             try:
-                self._live_sink().write(text, created, self._rollover)
+                self._live_sink().write(text, created)
             except Exception as exc:
                 record = logging.makeLogRecord({"msg": text})
-                self._failed_write(exc, record, lambda sink: sink.write(text, created, self._rollover))
+                self._failed_write(exc, record, lambda sink: sink.write(text, created))
 
     def _write_now(self, record: logging.LogRecord) -> None:
-        self._sink.write_record(self._render, record, self._rollover)
+        self._sink.write_record(self._render, record)
 
     def _at_fork_reinit(self) -> None:
         # logging calls this in a forked child for every handler (3.9+). A parent thread that
@@ -469,7 +461,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         if view is not None:
             view.close()
         if not isinstance(sink, _ClosedSink):
-            release(sink, self.config)
+            release(sink, self)
         logging.Handler.close(self)
 
     # -- logging.FileHandler ----------------------------------------------------------------
@@ -517,8 +509,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         or by size (formatted, it would bring a non-empty file to ``maxBytes`` or past it, even
         with ``backupCount=0``, which then rotates nothing). The strategy decides again, under
         its lock, when it writes: this is a question, not a reservation."""
-        rollover = self._rollover
-        if rollover is None or _get_ident() in _inside:
+        if not self._rotation.configured or _get_ident() in _inside:
             # From inside safelog (a signal handler, a finalizer): the answer needs the lock
             # this thread may hold; its records are written after, and rotate then if due.
             return False
@@ -527,7 +518,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
             return False
         nbytes = len((msg + "\n").encode(self.config.file.encoding, self.config.file.errors))
         with section():
-            return self._live_sink().rotation_due(rollover, nbytes, record.created)
+            return self._live_sink().rotation_due(nbytes, record.created)
 
     def doRollover(self) -> None:
         """Rotate now, as ``BaseRotatingHandler.doRollover``, under the strategy's lock.
@@ -537,10 +528,9 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         empty file and leave it, and no record is lost or rotated twice. A handler without a
         rotation policy (``backupCount=0`` and no ``when``) rotates nothing, as in the stdlib,
         which then only reopens the file."""
-        rollover = self._rollover
-        if rollover is not None and rollover.renames and not _later(self.doRollover):
+        if self._rotation.renames and not _later(self.doRollover):
             with section():
-                self._live_sink().rotate_now(rollover, time.time())
+                self._live_sink().rotate_now(time.time())
 
     def _live_sink(self) -> Sink:
         sink = self._sink
@@ -576,7 +566,8 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
             if isinstance(self._sink, _ClosedSink):
                 if self.config.file.mode == "w":
                     raise ValueError("I/O operation on closed handler")
-                self._sink = acquire(self._real, self.config)
+                self._sink = acquire(self._real, self.config, self._hooks, self)
+                self._rotation = self._sink.policy
             return self._sink
 
     def __repr__(self) -> str:
@@ -719,19 +710,20 @@ class _ClosedSink(Sink):
     def __init__(self, handler: SafeFileHandler) -> None:  # noqa: D107 - no file behind it
         self._handler = handler
 
-    def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
-        self._handler._reopen().write(msg, created, rollover)
+    def write(self, msg: str, created: float) -> None:
+        self._handler._reopen().write(msg, created)
 
-    def write_many(self, items: Any, rollover: Rollover | None) -> list[tuple[int, Exception]]:
-        return self._handler._reopen().write_many(items, rollover)
+    def write_many(self, items: Any) -> list[tuple[int, Exception]]:
+        return self._handler._reopen().write_many(items)
 
-    def write_record(self, render: Any, record: logging.LogRecord, rollover: Rollover | None) -> None:
-        self._handler._reopen().write_record(render, record, rollover)
+    def write_record(self, render: Any, record: logging.LogRecord) -> None:
+        self._handler._reopen().write_record(render, record)
 
-    def rollover_at(self, rollover: Rollover, now: float) -> float:
+    def rotates_at(self, now: float) -> float:
         # Asked of a closed handler: what a new one would start with (reopening would be a side
         # effect of reading an attribute).
-        return rollover.boundary(rollover.start_period(last_write(-1, self._handler.baseFilename), now))
+        policy = self._handler._rotation
+        return policy.period_end(policy.start_period(last_write(-1, self._handler.baseFilename), now))
 
 
 class ThreadFileHandler(SafeFileHandler):
@@ -862,9 +854,9 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
         )  # fmt: skip
 
     def _policy(self) -> TimePolicy:
-        rollover = self._rollover
-        assert rollover is not None and rollover.timing is not None
-        return rollover.timing
+        trigger = self._rotation.time
+        assert trigger is not None
+        return trigger.timing
 
     @property
     def interval(self) -> int:
@@ -914,9 +906,7 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
     @property  # read-only: the strategy keeps it (for flock, shared through the lock file)
     def rolloverAt(self) -> int:  # type: ignore[override]
         """When the current file is due, as this process knows it."""
-        rollover = self._rollover
-        assert rollover is not None
-        return math.ceil(self._sink.rollover_at(rollover, time.time()))
+        return math.ceil(self._sink.rotates_at(time.time()))
 
     def computeRollover(self, currentTime: float) -> Any:
         """The stdlib's ``computeRollover(currentTime)`` of the running interpreter: the
@@ -924,6 +914,4 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
         return self._policy().compute_rollover(currentTime)
 
     def getFilesToDelete(self) -> list[str]:
-        rollover = self._rollover
-        assert rollover is not None
-        return rollover.files_to_delete(self.baseFilename)
+        return self._rotation.files_to_delete(self.baseFilename)

@@ -81,10 +81,10 @@ def _write_racing_close(path: str, strategy: str) -> tuple[set[int], int]:
     fetched, closed = threading.Event(), threading.Event()
     real = type(sink).write_record
 
-    def parked(render: Any, record: logging.LogRecord, rollover: Any) -> None:
+    def parked(render: Any, record: logging.LogRecord) -> None:
         fetched.set()
         assert closed.wait(10)
-        real(sink, render, record, rollover)
+        real(sink, render, record)
 
     sink.write_record = parked  # type: ignore[method-assign]
     t = threading.Thread(target=log.info, args=("rec raced",))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 from typing import Any, Callable
 
 import pytest
@@ -246,6 +247,87 @@ def test_second_handler_on_same_path_with_other_strategy_or_encoding_is_refused(
         same.close()
     finally:
         first.close()
+
+
+def _dated(name: str) -> str:
+    return name + ".dated"
+
+
+def _shouting(name: str) -> str:
+    return name.upper()
+
+
+def _copying(source: str, dest: str) -> None:
+    shutil.copyfile(source, dest)
+    os.truncate(source, 0)
+
+
+def _refusing(source: str, dest: str) -> None:
+    raise PermissionError(13, "refused by the test", dest)
+
+
+class _OwnNames(safelog.SafeFileHandler):
+    def rotation_filename(self, default_name: str) -> str:
+        return default_name + ".own"
+
+
+# (first handler's options, second's, the texts of each in the message)
+_OTHER_HOOKS = [
+    ({"namer": _dated}, {"namer": _shouting}, "namer=_dated, rotator=None", "namer=_shouting, rotator=None"),
+    ({"namer": _dated}, {}, "namer=_dated, rotator=None", "namer=None, rotator=None"),
+    ({}, {"rotator": _copying}, "namer=None, rotator=None", "namer=None, rotator=_copying"),
+    ({"cls": _OwnNames}, {}, "namer=_OwnNames.rotation_filename, rotator=None", "namer=None, rotator=None"),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "theirs", "mine"), _OTHER_HOOKS, ids=["namers", "namer-or-none", "rotator", "subclass-method"])
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_a_second_handler_with_another_namer_or_rotator_is_refused(
+    tmp_path: Any, make_handler: Callable[..., Any], strategy: str, first: dict[str, Any], second: dict[str, Any],
+    theirs: str, mine: str,
+) -> None:
+    """Two handlers of one file share its rotation: a second one whose namer or rotator (or a
+    subclass's rotation_filename) differs is refused at configuration, naming both settings,
+    instead of making a second series of backups beside the first one's."""
+    path = str(tmp_path / "app.log")
+    make_handler(path, strategy=strategy, max_bytes=100, backup_count=3, **first)
+    with pytest.raises(ValueError) as info:
+        make_handler(path, strategy=strategy, max_bytes=100, backup_count=3, **second)
+    message = str(info.value)
+    assert f"is already open in this process with {theirs}" in message
+    assert f"another handler asked for {mine}" in message
+
+
+def test_a_namer_assigned_after_construction_counts_for_the_next_handler(
+    tmp_path: Any, make_handler: Callable[..., Any]
+) -> None:
+    """The namer the first handler has now is compared, not the one it was built with (the
+    stdlib's way: build, then assign namer); the same namer again is accepted."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, max_bytes=100, backup_count=3)
+    h.namer = _dated
+    with pytest.raises(ValueError, match="with namer=_dated, rotator=None; another handler asked for namer=None"):
+        make_handler(path, max_bytes=100, backup_count=3)
+    same = make_handler(path, max_bytes=100, backup_count=3, namer=_dated)
+    assert same.maxBytes == 100
+
+
+def test_the_policy_reports_through_a_handler_still_open(tmp_path: Any, make_handler: Callable[..., Any]) -> None:
+    """When the handler whose hooks the file's rotation uses is closed, the next handler of the
+    file takes over: a rotation that fails is reported through its handleError."""
+    path = str(tmp_path / "app.log")
+    first = make_handler(path, strategy="thread", max_bytes=100, backup_count=2, rotator=_refusing)
+    second = make_handler(path, strategy="thread", max_bytes=100, backup_count=2, rotator=_refusing)
+    seen: dict[str, list[str]] = {"first": [], "second": []}
+    first.handleError = lambda record: seen["first"].append(record.getMessage())  # type: ignore[method-assign]
+    second.handleError = lambda record: seen["second"].append(record.getMessage())  # type: ignore[method-assign]
+    first.close()
+    log = logging.Logger("hand-over", logging.DEBUG)
+    log.addHandler(second)
+    for i in range(10):
+        log.info("record %d padded to cross one hundred bytes in a few records", i)
+    assert seen["first"] == []
+    assert seen["second"] and seen["second"][0].startswith("safelog: cannot rotate")
 
 
 @pytest.mark.parametrize("cls", [safelog.SafeFileHandler, safelog.FlockFileHandler, safelog.FileHandler])

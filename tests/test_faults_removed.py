@@ -150,11 +150,11 @@ def _rotator(path: str, options: dict, inside, go, stats) -> None:
 
 
 def _count_rollovers(stats, inside=None, go=None) -> None:
-    from safelog._policy.rotation import Rollover
+    from safelog._policy.rotation import RotationPolicy
 
-    real = Rollover.rollover
+    real = RotationPolicy.rotate
 
-    def rollover(self: Rollover, p: str, *args: Any) -> Any:
+    def rotate(self: RotationPolicy, p: str, *args: Any) -> Any:
         current, peak, total = stats
         with current.get_lock():
             current.value += 1
@@ -169,7 +169,7 @@ def _count_rollovers(stats, inside=None, go=None) -> None:
             with current.get_lock():
                 current.value -= 1
 
-    Rollover.rollover = rollover  # type: ignore[method-assign]
+    RotationPolicy.rotate = rotate  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize("verify", [True, False], ids=["verified", "check-disabled"])

@@ -307,7 +307,7 @@ class Writer:
                     time.sleep(_YIELD)
                 slice_end = perf_counter() + _SLICE
         try:
-            rejected = self.sink.write_many(msgs, outlet.rollover)
+            rejected = self.sink.write_many(msgs)
         except PartialWrite as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
             for i, error in exc.rejected:
@@ -318,7 +318,7 @@ class Writer:
         for i, error in rejected:
             outlet.failed(records[i], error)  # as in synchronous mode: this record alone is lost
         if outlet.failures.lost:
-            outlet.failures.recover(lambda note: self.sink.write_record(outlet.render, note, outlet.rollover))
+            outlet.failures.recover(lambda note: self.sink.write_record(outlet.render, note))
 
 
 def _drop_notice(count: int, path: str) -> logging.LogRecord:

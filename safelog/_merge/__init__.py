@@ -71,7 +71,8 @@ from .journal import STATE_SUFFIX, apply, output_id
 from .output import merge_into
 from .reader import Progress, Reader, Span, chunk_size
 from .report import MergeError, MergeReport, Problem
-from .rotate import OutputPolicy, Rotator, parse_policy
+from .._policy.config import RotationConfig
+from .rotate import Rotator, parse_policy
 
 __all__ = ["merge", "MergeReport", "MergeError", "Problem", "created_names"]
 
@@ -280,7 +281,7 @@ class _Merge:
         include_live: bool,
         progress: Callable[[int, int], None] | None,
         lock_fd: int,
-        policy: OutputPolicy | None,
+        policy: RotationConfig | None,
         perms: Perms,
         place: Place,
     ) -> None:

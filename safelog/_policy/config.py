@@ -37,6 +37,7 @@ __all__ = [
     "UNSET",
     "parse_config",
     "check_compatible",
+    "check_same_hooks",
     "check_size_rotates",
     "parse_level",
     "parse_mode",
@@ -321,6 +322,28 @@ def check_compatible(path: str, existing: list[Config], new: Config) -> None:
                 f"flush_interval={q.flush_interval}, max_batch={q.max_batch}; every non-blocking "
                 f"handler of one file shares it, so give them the same values"
             )
+
+
+def check_same_hooks(path: str, theirs: tuple[object, object], mine: tuple[object, object]) -> None:
+    """Refuse a second handler of ``path`` whose namer or rotator (or a subclass's
+    ``rotation_filename``/``rotate``) is not the first one's: the handlers of a file share one
+    rotation, and two namings would make two series of backups."""
+    if theirs != mine:
+        raise ValueError(
+            f"filename={path!r} is already open in this process with {_spell_hooks(theirs)}; another "
+            f"handler asked for {_spell_hooks(mine)}: the handlers of one file share its rotation "
+            f"and backup names, so give them the same namer and rotator"
+        )
+
+
+def _spell_hooks(hooks: tuple[object, object]) -> str:
+    def spell(hook: object) -> str:
+        if hook is None:
+            return "None"
+        func = getattr(hook, "__func__", hook)
+        return str(getattr(func, "__qualname__", None) or repr(hook))
+
+    return f"namer={spell(hooks[0])}, rotator={spell(hooks[1])}"
 
 
 def _timing_key(c: Config) -> object:

@@ -12,22 +12,21 @@ is here once. One sink per real path per process is kept by :mod:`.registry`.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import threading
 from time import monotonic
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, ContextManager, Sequence
+from typing import Any, Callable, ClassVar, ContextManager, Sequence
 
 from .._policy import compress as _compress
 from .._policy.config import FileConfig
-from .._policy.rotation import SIZE
+from .._policy.rotation import SIZE, RotationPolicy
+from .._policy.triggers import UNKNOWN
 from .._primitives.fileio import Place, close_quietly, open_append
 from .._primitives.paths import name_too_long
 from .._primitives.perms import Perms
-
-if TYPE_CHECKING:
-    from .._policy.rotation import Rollover
 
 __all__ = ["Sink", "PartialWrite", "SinkRetired", "CHECK_INTERVAL", "last_write"]
 
@@ -83,9 +82,10 @@ class Sink:
     own_file: ClassVar[bool] = False
     _reopen_requests = 0  # counted by request_reopen()
 
-    def __init__(self, path: str, options: FileConfig) -> None:
+    def __init__(self, path: str, options: FileConfig, policy: RotationPolicy) -> None:
         self.path = path
         self.options = options
+        self.policy = policy
         self.refs = 0
         self._encoding, self._errors = options.encoding, options.errors  # read per record
         self._tlock = self._new_lock()
@@ -98,11 +98,13 @@ class Sink:
         self._truncate = options.truncate
         # Records of the current write_many() batch that reached the file (under _tlock).
         self._batch_done = 0
-        # Time rotation: start of the period the open file belongs to (None: not known yet), and
-        # the instant that period ends. Kept here, per real path, because all handlers of the
-        # path in this process write the same file.
-        self._period: float | None = None
-        self._rollover_at = math.inf
+        # The rotation policy's "room left" for the open file, per real path because all handlers
+        # of the path in this process write the same file: the size at which it is due, and the
+        # instant its period ends (infinity: no such trigger; UNKNOWN: not worked out yet). The
+        # per-record test compares with them; only a record that reaches one asks the policy.
+        self._period: float | None = None  # the key of the open file's period (see _policy.timing)
+        self._period_end = policy.period_end(None)
+        self._limit = policy.limit
         self._rotated = False
         # The log's directory, reached without following links; it remembers the directories
         # of the path it saw first (see Place).
@@ -114,29 +116,27 @@ class Sink:
         """Turn one formatted record into the bytes appended to the file (under the lock)."""
         return (msg + "\n").encode(self._encoding, self._errors)
 
-    def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
-        """Append one record; rotate first when ``rollover`` says the file is due."""
+    def write(self, msg: str, created: float) -> None:
+        """Append one record; rotate first when the policy says the file is due."""
         with self._tlock:
-            self._write_locked(self.encode(msg, created), created, rollover)
+            self._write_locked(self.encode(msg, created), created)
         if self._rotated:
             self._after_write()
 
-    def write_record(
-        self, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord, rollover: Rollover | None
-    ) -> None:
+    def write_record(self, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord) -> None:
         """Format ``record`` with ``render`` and append it. ``render`` reports a record it cannot
         format itself and returns None; what this raises is a failed write. Formatting happens
         before any lock here; a strategy may format under its lock instead (ThreadSink)."""
         msg = render(record)
         if msg is not None:
-            self.write(msg, record.created, rollover)
+            self.write(msg, record.created)
 
-    def _write_locked(self, data: bytes, created: float, rollover: Rollover | None) -> None:
+    def _write_locked(self, data: bytes, created: float) -> None:
         """Append one encoded record, under the thread lock."""
         if self._torn:
             data = b"\n" + data
         try:
-            self._append(data, created, rollover)
+            self._append(data, created)
         except OSError:
             if self._torn:
                 raise
@@ -144,7 +144,7 @@ class Sink:
             # remounted, descriptor closed by a library): reopen once and retry. Nothing of
             # this record reached the file, so the retry cannot duplicate it.
             self._forget_files()
-            self._append(data, created, rollover)
+            self._append(data, created)
         self._torn = False
 
     def _after_write(self) -> None:
@@ -154,7 +154,7 @@ class Sink:
         self._rotated = False
         _compress.start_worker()
 
-    def write_many(self, items: Sequence[tuple[str, float]], rollover: Rollover | None) -> list[tuple[int, Exception]]:
+    def write_many(self, items: Sequence[tuple[str, float]]) -> list[tuple[int, Exception]]:
         """Append ``(msg, created)`` records in order with one lock acquisition and as few
         ``write()`` calls as rotation allows (one, unless the batch crosses the size limit).
 
@@ -183,7 +183,7 @@ class Sink:
             self._batch_done = 0
             try:
                 try:
-                    self._append_many(datas, createds, rollover)
+                    self._append_many(datas, createds)
                 except OSError:
                     if self._torn:
                         raise
@@ -191,7 +191,7 @@ class Sink:
                     # did not reach the file are retried, so nothing is duplicated.
                     self._forget_files()
                     done = self._batch_done
-                    self._append_many(datas[done:], createds[done:], rollover)
+                    self._append_many(datas[done:], createds[done:])
             except Exception as exc:
                 raise PartialWrite(kept[self._batch_done :], rejected) from exc
             self._torn = False
@@ -216,42 +216,67 @@ class Sink:
             st = os.fstat(self._fd)
             return st.st_dev, st.st_ino
 
-    def rotation_due(self, rollover: Rollover, nbytes: int, created: float) -> bool:
+    def rotation_due(self, nbytes: int, created: float) -> bool:
         """``shouldRollover()``: would a record of ``nbytes`` at ``created`` rotate the file now?"""
         with self._tlock:
             if self._fd < 0:
                 self._open_files()
             size = os.fstat(self._fd).st_size
-            boundary = self._rollover_at
-            if self._period is None and rollover.timing is not None:
-                boundary = rollover.boundary(rollover.first_period(self._fd, size, created))
-            return rollover.would_rotate(size, nbytes, created, boundary)
+            end = self._period_end
+            if self._period is None:
+                end = self.policy.period_end(self._first_period(size, created))
+            return self.policy.would_rotate(size, nbytes, created, end)
 
-    def rollover_at(self, rollover: Rollover, now: float) -> float:
+    def rotates_at(self, now: float) -> float:
         """``rolloverAt``: when the open file's period ends, as this process knows it (worked
         out from the file, as its first record would, when no record was written yet)."""
         with self._tlock:
             if self._period is not None:
-                return self._rollover_at
-            return rollover.boundary(rollover.start_period(last_write(self._fd, self._target()), now))
+                return self._period_end
+            policy = self.policy
+            return policy.period_end(policy.start_period(last_write(self._fd, self._target()), now))
 
-    def rotate_now(self, rollover: Rollover, created: float) -> None:
+    def rotate_now(self, created: float) -> None:
         """``doRollover()``: rotate the file now, unless it is empty (never an empty backup)."""
         with self._tlock:
-            self._force_rotate(rollover, created)
+            self._force_rotate(created)
         if self._rotated:
             self._after_write()
 
-    def _force_rotate(self, rollover: Rollover, created: float) -> None:
+    def resize(self, max_bytes: int, backup_count: int) -> None:
+        """``maxBytes``/``backupCount`` assigned: the policy's new limits, from the next record.
+        A backup name too long for the new count is a ValueError, and changes nothing."""
+        policy = self.policy
+        trial = RotationPolicy(
+            dataclasses.replace(policy.config, max_bytes=max_bytes, backup_count=backup_count), policy.hooks
+        )
+        self.check_names(trial)
+        with self._tlock:
+            policy.resize(max_bytes, backup_count)
+            self._limits_changed()
+
+    def _limits_changed(self) -> None:
+        self._limit = self.policy.limit
+
+    def _force_rotate(self, created: float) -> None:
         # thread and per-process: this process alone writes the file, under the thread lock.
         if self._fd < 0 or self._path_moved():
             self._open_log()
         size = os.fstat(self._fd).st_size
         if size == 0:
             return
-        if self._period is None and rollover.timing is not None:
-            self._set_period(rollover, rollover.first_period(self._fd, size, created))
-        self._rotate_own(rollover, SIZE, size, created)
+        if self._period is None:
+            self._set_period(self._first_period(size, created))
+        self._rotate_own(SIZE, size, created)
+
+    def _first_period(self, size: int, created: float) -> float | None:
+        """The period of the open file, of ``size`` bytes, that this process did not create by
+        rotating, at its first record (``created``): the one of its last write (its mtime, as
+        the stdlib reads it at start-up), or the one that starts now if it is empty."""
+        policy = self.policy
+        if policy.time is None:
+            return None
+        return policy.start_period(os.fstat(self._fd).st_mtime if size > 0 else None, created)
 
     def open(self) -> None:
         """Open the files now (handlers without ``delay``), so a bad path fails at configuration."""
@@ -272,13 +297,11 @@ class Sink:
             self._retired = True
         self.close()
 
-    def check_names(self, rollover: Rollover | None) -> None:
+    def check_names(self, policy: RotationPolicy | None = None) -> None:
         """ValueError when a file this sink would create has a name over the limit of its file
         system: found here, when the handler is built, instead of by every record."""
         target = self._longest_target()
-        names = [(self.target_kind, target)] + self._own_names()
-        if rollover is not None:
-            names += rollover.created_names(target)
+        names = [(self.target_kind, target)] + self._own_names() + (policy or self.policy).created_names(target)
         for what, name in names:
             problem = name_too_long(name)
             if problem is not None:
@@ -304,19 +327,18 @@ class Sink:
 
     # -- for strategies ---------------------------------------------------------------------
 
-    def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
+    def _append(self, data: bytes, created: float) -> None:
         raise NotImplementedError
 
-    def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
+    def _append_many(self, datas: list[bytes], createds: list[float]) -> None:
         raise NotImplementedError
+
+    def _may_rotate(self) -> bool:
+        """False when no record can make the open file due (no trigger)."""
+        return self._limit != math.inf or self._period_end != math.inf
 
     def _write_batch(
-        self,
-        datas: list[bytes],
-        createds: list[float],
-        rollover: Rollover | None,
-        size: int,
-        rotate: Callable[[int, int, float, int], int],
+        self, datas: list[bytes], createds: list[float], size: int, rotate: Callable[[int, int, float, int], int]
     ) -> int:
         """Write ``datas`` (under the strategy's exclusion) and return the file's new size.
 
@@ -327,17 +349,18 @@ class Sink:
         ``n`` bytes and returns the size of the file written next.
         """
         i, n = 0, len(datas)
+        rotates = self._may_rotate()
         while i < n:
             first = len(datas[i])
-            if rollover is not None:
-                kind = self._due(rollover, size, first, createds[i])
+            if rotates:
+                kind = self._due(size, first, createds[i])
                 if kind:
                     size = rotate(kind, first, createds[i], size)
             j, total = i + 1, first
-            if rollover is None:
+            if not rotates:
                 j, total = n, total + sum(len(d) for d in datas[i + 1 :])
             else:
-                while j < n and not self._due(rollover, size + total, len(datas[j]), createds[j]):
+                while j < n and not self._due(size + total, len(datas[j]), createds[j]):
                     total += len(datas[j])
                     j += 1
             self._write_all(datas[i] if j == i + 1 else b"".join(datas[i:j]))
@@ -346,20 +369,25 @@ class Sink:
             i = j
         return size
 
-    def _due(self, rollover: Rollover, size: int, nbytes: int, created: float) -> int:
-        """Is the file of ``size`` bytes due for rotation before a record of ``nbytes``?"""
-        return rollover.due(size, nbytes, created, self._rollover_at)
+    def _due(self, size: int, nbytes: int, created: float) -> int:
+        """Which trigger finds the file of ``size`` bytes due before a record of ``nbytes`` (0:
+        none)?"""
+        return self.policy.due(size, nbytes, created, self._period_end)
 
     def rotation_guard(self) -> ContextManager[Any]:
         """The exclusion under which this log's backups may be renamed or removed (used by the
         background compressor for its final renames). One writer per file: the thread lock."""
         return self._tlock
 
-    def _set_period(self, rollover: Rollover, period: float | None) -> None:
+    def _set_period(self, period: float | None) -> None:
         self._period = period
-        self._rollover_at = rollover.boundary(period)
+        self._period_end = self.policy.period_end(period)
 
-    def _rotate_own(self, rollover: Rollover, kind: int, size: int, created: float) -> None:
+    def _period_unknown(self) -> bool:
+        """True while the open file's period must still be worked out (time rotation only)."""
+        return self._period_end == UNKNOWN
+
+    def _rotate_own(self, kind: int, size: int, created: float) -> None:
         """Rotate a file this process alone writes (``thread``, ``per-process``), under its
         thread lock: nobody else can be appending, so no re-check is needed."""
         if self._path_moved():
@@ -370,13 +398,13 @@ class Sink:
             self._open_log()
             return
         target = self._target()
-        done = rollover.rollover(target, kind, size, self._period, created)
+        done = self.policy.rotate(target, kind, size, self._period, created)
         if done is None:
             return  # could not rename: write on to the current file, retry later
         period, _ = done
         self._open_log()
-        self._set_period(rollover, period)
-        rollover.after_rollover(target, created, self.rotation_guard)
+        self._set_period(period)
+        self.policy.after_rotation(target, created, self.rotation_guard)
         self._rotated = True
 
     def _open_files(self) -> None:

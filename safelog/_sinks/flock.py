@@ -17,23 +17,21 @@ import os
 import threading
 from contextlib import contextmanager
 from time import monotonic
-from typing import TYPE_CHECKING, Any, ContextManager, Iterator
+from typing import Any, ContextManager, Iterator
 
-from .._policy.rotation import SIZE
+from .._policy.config import FileConfig
+from .._policy.rotation import SIZE, RotationPolicy
 from .._primitives.fileio import ATTEMPTS, LOCKFILE_REOPEN, Place, close_quietly, gave_up, open_lockfile
 from .._primitives.fsdetect import warn_if_network
 from .._primitives.paths import resolve_log_path
 from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock, hold, release
 from .base import CHECK_INTERVAL, Sink, SinkRetired
 
-if TYPE_CHECKING:
-    from .._policy.rotation import Rollover
-
 __all__ = ["FlockSink", "lock_path_for"]
 
 # Bound once: this is the per-record path, and module attribute lookups are measurable there.
 _flock, _LOCK_EX, _LOCK_SH, _LOCK_UN = flock, LOCK_EX, LOCK_SH, LOCK_UN
-_lseek, _SEEK_END, _monotonic = os.lseek, os.SEEK_END, monotonic
+_lseek, _SEEK_END, _monotonic, _INF = os.lseek, os.SEEK_END, monotonic, math.inf
 
 # Records up to FAST_RECORD bytes that leave the file more than FAST_MARGIN below max_bytes are
 # written under a shared lock (see FlockSink._write_shared); everything else under the exclusive
@@ -72,15 +70,11 @@ def lock_path_for(path: str, lock_dir: str | None) -> str:
     return os.path.join(lock_dir, f"{os.fsdecode(flat[-_LOCK_NAME_ROOM:])}.{digest}.lock")
 
 
-def _no_rotation(kind: int, nbytes: int, created: float, size: int) -> int:  # pragma: no cover - never called without a policy
-    raise AssertionError("rotation without a policy")
-
-
 class FlockSink(Sink):
     kind = "flock"
 
-    def __init__(self, path: str, options) -> None:  # type: ignore[no-untyped-def]
-        super().__init__(path, options)
+    def __init__(self, path: str, options: FileConfig, policy: RotationPolicy) -> None:
+        super().__init__(path, options, policy)
         # Resolved once, like the log's path: the lock file is then opened without following a
         # link at any component (a lock_dir such as /var/lock is often a symlink itself).
         lock_dir = None if options.lock_dir is None else resolve_log_path(options.lock_dir, "lock_dir")
@@ -94,8 +88,8 @@ class FlockSink(Sink):
         # close() waits on this for the writers in flight; they notify only while it is set.
         self._drained = threading.Condition(threading.Lock())
         self._closing = False
-        # Record times before this one are inside the open file's period (see _in_known_period).
-        self._fast_until = -math.inf
+        # The fast path's size limit: the policy's, less the room for records in flight.
+        self._fast_limit = self._limit - FAST_MARGIN
         # Until this process has held the lock with time rotation once: the start-up check of
         # the log's mtime against the period in the lock file is still to do.
         self._starting = True
@@ -111,17 +105,17 @@ class FlockSink(Sink):
     def _own_names(self) -> list[tuple[str, str]]:
         return [("lock file", self.lock_path)]
 
-    def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
+    def write(self, msg: str, created: float) -> None:
         # Encoding needs no lock here (no per-shard numbering), so it happens before any.
         data = (msg + "\n").encode(self._encoding, self._errors)
-        if len(data) <= FAST_RECORD and self._write_shared(data, created, rollover):
+        if len(data) <= FAST_RECORD and self._write_shared(data, created):
             return
         with self._tlock:
-            self._write_locked(data, created, rollover)
+            self._write_locked(data, created)
         if self._rotated:
             self._after_write()
 
-    def _write_shared(self, data: bytes, created: float, rollover: Rollover | None) -> bool:
+    def _write_shared(self, data: bytes, created: float) -> bool:
         """The fast path: write a small record under a *shared* lock; False when it must take
         the exclusive path instead (nothing of the record was written then).
 
@@ -162,11 +156,13 @@ class FlockSink(Sink):
                 or (_monotonic() >= self._next_check and not self._paths_unchanged())
             ):
                 return False
-            if rollover is not None:
-                if created >= self._fast_until and not self._in_known_period(rollover, created):
-                    return False
-                if rollover.max_bytes and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN >= rollover.max_bytes:
-                    return False
+            # The room left (see Sink.__init__): the period's end, and the size limit less the
+            # room for other writers' records in flight (no lseek without a size limit).
+            if created >= self._period_end:
+                return False
+            limit = self._fast_limit
+            if limit != _INF and _lseek(fd, 0, _SEEK_END) + len(data) >= limit:
+                return False
             n = os.write(fd, data)
             if n == len(data):
                 return True
@@ -243,18 +239,19 @@ class FlockSink(Sink):
             except IndexError:
                 return
 
-    def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
+    def _append(self, data: bytes, created: float) -> None:
         # The exclusive path (under the thread lock): rotation, reopening, large records, the
         # last FAST_MARGIN bytes before the limit, and every record the fast path declined.
-        with self._held(rollover, created):
-            if rollover is not None and self._due(rollover, _lseek(self._fd, 0, _SEEK_END), len(data), created):
-                self._rotate(rollover, len(data), created)
+        with self._held(created):
+            if self._may_rotate() and self._due(_lseek(self._fd, 0, _SEEK_END), len(data), created):
+                self._rotate(len(data), created)
             self._write_all(data)
 
     @contextmanager
-    def _held(self, rollover: Rollover | None, created: float) -> Iterator[None]:
+    def _held(self, created: float | None) -> Iterator[None]:
         """The exclusive lock for a write, caught up with the others: paths followed, the file
-        reopened after another process's rotation, its period known."""
+        reopened after another process's rotation, its period known (unless ``created`` is
+        None: a reopen, no record)."""
         if self._lockfd < 0:
             self._open_lock()
         try:
@@ -263,9 +260,9 @@ class FlockSink(Sink):
             self._lost_lock()
             raise
         try:
-            self._catch_up(rollover)
-            if rollover is not None and (self._period is None or self._starting) and rollover.timing is not None:
-                self._establish_period(rollover, created)
+            self._catch_up(periods=created is not None)
+            if created is not None and self.policy.time is not None and (self._period is None or self._starting):
+                self._establish_period(created)
             yield
         finally:
             # _check_paths/_rotate may have moved to a new lock file (the old one is already
@@ -280,9 +277,10 @@ class FlockSink(Sink):
         self._gen = -1
         self._drop_pool()
 
-    def _catch_up(self, rollover: Rollover | None, force: bool = False) -> None:
+    def _catch_up(self, force: bool = False, periods: bool = True) -> None:
         """Under the exclusive lock: follow a moved path or lock file (once per CHECK_INTERVAL,
-        or now with ``force``) and reopen after another process's rotation."""
+        or now with ``force``) and reopen after another process's rotation (and with
+        ``periods``, learn the new file's period from the lock file)."""
         if force or _monotonic() >= self._next_check:
             self._check_paths()
         gen = _lseek(self._lockfd, 0, _SEEK_END)
@@ -291,48 +289,34 @@ class FlockSink(Sink):
             self._gen = gen
             if self._truncate_pending:
                 self._truncate_log()
-            if rollover is not None and rollover.timing is not None:
-                self._load_period(rollover)
+            if periods and self.policy.time is not None:
+                self._load_period()
 
-    def _in_known_period(self, rollover: Rollover, created: float) -> bool:
-        """True when no time rotation can be due for a record of time ``created``: the file's
-        period is known and has not ended. Remembers until when that holds."""
-        if rollover.timing is None:
-            self._fast_until = math.inf
-        elif self._period is not None and created < self._rollover_at:
-            self._fast_until = self._rollover_at
-        else:
-            return False
-        return True
+    def _limits_changed(self) -> None:
+        super()._limits_changed()
+        self._fast_limit = self._limit - FAST_MARGIN
 
-    def _due(self, rollover: Rollover, size: int, nbytes: int, created: float) -> int:
+    def _due(self, size: int, nbytes: int, created: float) -> int:
         # With a limit of 4 x FAST_MARGIN or more, a file counts as full once the next record
         # would take it into its last FAST_MARGIN bytes: that is where the shared-lock path
         # stops, so the record that finds it full rotates at once, instead of every record
         # of the last FAST_MARGIN bytes taking the exclusive lock (under steady shared traffic
         # an exclusive request waits, and 4 processes ran at 0.6x FileHandler). The margin is
         # the room for records in flight; files still never pass max_bytes.
-        if size and rollover.max_bytes >= 4 * FAST_MARGIN:
+        if size and self._limit >= 4 * FAST_MARGIN:
             size += FAST_MARGIN
-        return rollover.due(size, nbytes, created, self._rollover_at)
+        return self.policy.due(size, nbytes, created, self._period_end)
 
-    def _set_period(self, rollover: Rollover, period: float | None) -> None:
-        super()._set_period(rollover, period)
-        self._fast_until = -math.inf  # the next fast-path record runs the full check
-
-    def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
+    def _append_many(self, datas: list[bytes], createds: list[float]) -> None:
         # _append's exclusive path, for a whole batch under one lock acquisition.
-        with self._held(rollover, createds[0]):
-            if rollover is None:
-                self._write_batch(datas, createds, None, 0, _no_rotation)
-                return
+        with self._held(createds[0]):
 
             def rotate(kind: int, nbytes: int, created: float, size: int) -> int:
-                assert rollover is not None
-                self._rotate(rollover, nbytes, created)
+                self._rotate(nbytes, created)
                 return _lseek(self._fd, 0, _SEEK_END)
 
-            self._write_batch(datas, createds, rollover, _lseek(self._fd, 0, _SEEK_END), rotate)
+            size = _lseek(self._fd, 0, _SEEK_END) if self._may_rotate() else 0
+            self._write_batch(datas, createds, size, rotate)
 
     def _open_files(self) -> None:
         if self._lockfd < 0:
@@ -364,7 +348,7 @@ class FlockSink(Sink):
     # (the first process to record it decides), not on the clock alone: the lock file is what
     # makes every process rotate at the same instant.
 
-    def _load_period(self, rollover: Rollover) -> None:
+    def _load_period(self) -> None:
         period = None
         end = self._gen
         if end > 0:
@@ -375,14 +359,14 @@ class FlockSink(Sink):
                 line = tail[:-1].rsplit(b"\n", 1)[-1]
                 if line.lstrip(b"-").isdigit():
                     period = float(int(line))
-        self._set_period(rollover, period)
+        self._set_period(period)
 
     def _record(self, period: float | None) -> None:
         """Append one rotation line (the counter moves, every writer reopens)."""
         os.write(self._lockfd, b"\n" if period is None else b"%d\n" % period)
         self._gen = os.lseek(self._lockfd, 0, os.SEEK_END)
 
-    def _establish_period(self, rollover: Rollover, created: float) -> None:
+    def _establish_period(self, created: float) -> None:
         """At this process's first hold of the lock with time rotation: work out the file's
         period if no process has recorded it yet (new lock file, or a log that had only size
         rotation so far), and record it for all.
@@ -394,47 +378,47 @@ class FlockSink(Sink):
         it, so exactly one of them rotates. A file written in its period never qualifies, so a
         process (re)started in normal operation changes nothing.
         """
-        self._catch_up(rollover, force=True)
+        self._catch_up(force=True)
         self._starting = False
         recorded = self._period
         size = os.lseek(self._fd, 0, os.SEEK_END)
         if recorded is not None and (not size or os.fstat(self._fd).st_mtime >= recorded):
             return
-        period = rollover.first_period(self._fd, size, created)
-        if recorded is not None and rollover.boundary(period) >= self._rollover_at:
+        period = self._first_period(size, created)
+        if recorded is not None and self.policy.period_end(period) >= self._period_end:
             return
         self._record(period)
-        self._set_period(rollover, period)
+        self._set_period(period)
 
-    def _force_rotate(self, rollover: Rollover, created: float) -> None:
+    def _force_rotate(self, created: float) -> None:
         # doRollover(): under the exclusive lock, caught up with the others' rotations, so a
         # process that finds the file another one just rotated sees it empty and leaves it.
-        with self._held(rollover, created):
-            self._rotate(rollover, 0, created, force=True)
+        with self._held(created):
+            self._rotate(0, created, force=True)
 
-    def _rotate(self, rollover: Rollover, nbytes: int, created: float, force: bool = False) -> None:
+    def _rotate(self, nbytes: int, created: float, force: bool = False) -> None:
         # Two processes can both find the file due; only the first one through the lock
         # rotates. The second arrives here after the counter moved and has reopened, so it sees
         # the new, small file of the new period and does not rotate again. What remains to rule
         # out is a lock file replaced while we hold the old one, which would let another process
         # rotate at the same time: the forced catch-up verifies we hold the lock the path names.
-        self._catch_up(rollover, force=True)
-        if self._period is None and rollover.timing is not None:
-            self._establish_period(rollover, created)
+        self._catch_up(force=True)
+        if self._period is None and self.policy.time is not None:
+            self._establish_period(created)
         size = os.lseek(self._fd, 0, os.SEEK_END)
-        kind = (SIZE if size else 0) if force else self._due(rollover, size, nbytes, created)
+        kind = (SIZE if size else 0) if force else self._due(size, nbytes, created)
         if not kind:
             return
-        done = rollover.rollover(self.path, kind, size, self._period, created)
+        done = self.policy.rotate(self.path, kind, size, self._period, created)
         if done is None:
             return  # could not rename: nothing changed, write on to the current file
         period, _ = done
-        self._record(period if rollover.timing is not None else None)
+        self._record(period)  # None without time rotation: an empty line, the counter moves
         self._open_log()
-        self._set_period(rollover, period)
+        self._set_period(period)
         # Retention runs here, still under the lock, so only this process deletes; the
         # compression it queues runs in a background thread after the lock is released.
-        rollover.after_rollover(self.path, created, self.rotation_guard)
+        self.policy.after_rotation(self.path, created, self.rotation_guard)
         self._rotated = True
 
     def rotation_guard(self) -> ContextManager[Any]:
@@ -511,7 +495,7 @@ class FlockSink(Sink):
             if self._fd < 0:
                 return
             self._forget_files()
-            with self._held(None, 0.0):
+            with self._held(None):
                 pass  # _catch_up reopened the log: the counter no longer matched
 
     def _close_files_log_only(self) -> None:

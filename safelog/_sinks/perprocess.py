@@ -20,6 +20,7 @@ from .thread import ThreadSink
 
 if TYPE_CHECKING:
     from .._policy.config import FileConfig
+    from .._policy.rotation import RotationPolicy
 
 __all__ = ["PerProcessSink"]
 
@@ -42,8 +43,8 @@ class PerProcessSink(ThreadSink):
     target_kind = "shard"
     own_file = True
 
-    def __init__(self, path: str, options: FileConfig) -> None:
-        super().__init__(path, options)
+    def __init__(self, path: str, options: FileConfig, policy: RotationPolicy) -> None:
+        super().__init__(path, options, policy)
         self._shard = ""
         self._frame = ShardFrame(options.encoding, options.errors)
 

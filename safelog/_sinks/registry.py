@@ -12,11 +12,15 @@ path that is still a symlink after resolving (see ``resolve_log_path``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+import time
 import weakref
+from typing import NamedTuple
 
-from .._policy.config import STRATEGY_NAMES, Config, check_compatible
+from .._policy.config import STRATEGY_NAMES, Config, check_compatible, check_same_hooks
+from .._policy.rotation import RotationHooks, RotationPolicy
 from .._primitives.paths import special_kind
 from .base import Sink
 from .flock import FlockSink
@@ -34,15 +38,27 @@ STRATEGIES: dict[str, type[Sink]] = {
 assert tuple(STRATEGIES) == STRATEGY_NAMES
 
 _registry: dict[tuple[object, ...], Sink] = {}
-# The configurations of the live handlers of each sink, for the compatibility check.
-_configs: dict[int, list[Config]] = {}
 _registry_lock = threading.Lock()
 _all_sinks: weakref.WeakSet[Sink] = weakref.WeakSet()
 
 
-def acquire(path: str, config: Config) -> Sink:
+class _Member(NamedTuple):
+    """One handler of a sink: its configuration and rotation hooks, for the compatibility check
+    and for handing the policy's hooks on when the handler that owned them leaves."""
+
+    owner: object  # the handler (identity only)
+    config: Config
+    hooks: RotationHooks
+
+
+# The live handlers of each sink (by id), oldest first.
+_members: dict[int, list[_Member]] = {}
+
+
+def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> Sink:
     """Return the process-wide sink for the real ``path`` with ``config``'s strategy, creating it
-    on first use; raise ValueError when ``config`` conflicts with a handler already on it."""
+    (and compiling its rotation policy from ``config`` and ``hooks``) on first use; raise
+    ValueError when ``config`` or ``hooks`` conflict with a handler already on it."""
     options = config.file
     key = (path, options.lock_dir)
     with _registry_lock:
@@ -53,7 +69,12 @@ def acquire(path: str, config: Config) -> Sink:
             stream = special_kind(path) is not None or os.path.islink(path)
             cls = StreamSink if stream else STRATEGIES[config.strategy]
         else:
-            check_compatible(path, _configs.get(id(sink), []), config)
+            policy = sink.policy
+            # The rotation settings as the path's policy has them now (maxBytes may have been
+            # assigned since the handlers below were configured).
+            members = [dataclasses.replace(m.config, rotation=policy.config) for m in _members.get(id(sink), [])]
+            check_compatible(path, members, config)
+            check_same_hooks(path, policy.hooks.identity(), hooks.identity())
             cls = type(sink)
         if config.merge_on_exit and not cls.regular:
             raise ValueError(
@@ -62,26 +83,31 @@ def acquire(path: str, config: Config) -> Sink:
                 f"directly; there are no shards to merge"
             )
         if sink is None:
-            sink = cls(path, options)
+            policy = RotationPolicy(config.rotation, hooks, options.set_perms, started=time.time())
+            sink = cls(path, options, policy)
             _registry[key] = sink
             _all_sinks.add(sink)
-        _configs.setdefault(id(sink), []).append(config)
+        _members.setdefault(id(sink), []).append(_Member(owner, config, hooks))
         if config.reopen.watch:
             sink.watching = True
         sink.refs += 1
         return sink
 
 
-def release(sink: Sink, config: Config) -> None:
+def release(sink: Sink, owner: object) -> None:
     """Drop one handler's reference; the last one closes the file."""
     with _registry_lock:
-        configs = _configs.get(id(sink), [])
-        if config in configs:
-            configs.remove(config)
+        members = _members.get(id(sink), [])
+        gone = [m for m in members if m.owner is owner][:1]
+        for m in gone:
+            members.remove(m)
+            if sink.policy.hooks is m.hooks and members:
+                # The hooks (namer, rotator, handleError) of a handler still open, from now on.
+                sink.policy.hand_over(members[0].hooks)
         sink.refs -= 1
         if sink.refs > 0:
             return
-        _configs.pop(id(sink), None)
+        _members.pop(id(sink), None)
         key = (sink.path, sink.options.lock_dir)
         if _registry.get(key) is sink:
             del _registry[key]

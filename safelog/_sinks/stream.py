@@ -30,7 +30,7 @@ from .base import Sink, SinkRetired
 
 if TYPE_CHECKING:
     from .._policy.config import FileConfig
-    from .._policy.rotation import Rollover
+    from .._policy.rotation import RotationPolicy
 
 __all__ = ["StreamSink", "PIPE_BUF"]
 
@@ -43,20 +43,20 @@ class StreamSink(Sink):
     kind = "stream"
     regular: ClassVar[bool] = False
 
-    def __init__(self, path: str, options: FileConfig) -> None:
+    def __init__(self, path: str, options: FileConfig, policy: RotationPolicy) -> None:
         # /dev/stdout and /dev/stderr kept their configured path (see resolve_log_path):
         # open_stream lets the kernel follow them.
-        super().__init__(path, options)
+        super().__init__(path, options, policy)
 
     def _open_log(self) -> None:
         if self._retired:
             raise SinkRetired(self.path)
         self._fd = open_stream(self.path)
 
-    def check_names(self, rollover: Rollover | None) -> None:
+    def check_names(self, policy: RotationPolicy | None = None) -> None:
         pass  # nothing is created
 
-    def rotation_due(self, rollover: Rollover, nbytes: int, created: float) -> bool:
+    def rotation_due(self, nbytes: int, created: float) -> bool:
         return False  # never rotated
 
     def reopen(self) -> None:
@@ -65,15 +65,15 @@ class StreamSink(Sink):
     def request_reopen(self) -> None:
         pass
 
-    def rotate_now(self, rollover: Rollover, created: float) -> None:
+    def rotate_now(self, created: float) -> None:
         pass  # doRollover() on a FIFO or device: nothing to move, as the stdlib's isfile check
 
-    def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
+    def _append(self, data: bytes, created: float) -> None:
         if self._fd < 0:
             self._open_log()
         self._write_all(data)
 
-    def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
+    def _append_many(self, datas: list[bytes], createds: list[float]) -> None:
         if self._fd < 0:
             self._open_log()
         # Whole records in writes of at most PIPE_BUF bytes: a longer write to a pipe may be

@@ -7,16 +7,12 @@ re-check: the thread lock is the whole story.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 from time import monotonic
-from typing import TYPE_CHECKING, Callable
+from typing import Callable
 
 from .base import Sink
-
-if TYPE_CHECKING:
-    from .._policy.rotation import Rollover
 
 __all__ = ["ThreadSink"]
 
@@ -31,9 +27,7 @@ class ThreadSink(Sink):
         # this file itself.
         return threading.RLock()
 
-    def write_record(
-        self, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord, rollover: Rollover | None
-    ) -> None:
+    def write_record(self, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord) -> None:
         # Formatted under the lock, as logging.FileHandler does under its own: with formatting
         # before it, two threads convoyed (the second formats while the first writes, then waits
         # for the lock, then for the GIL) and ran at 0.75x FileHandler.
@@ -41,7 +35,7 @@ class ThreadSink(Sink):
             msg = render(record)
             if msg is None:
                 return
-            self._write_locked(self.encode(msg, record.created), record.created, rollover)
+            self._write_locked(self.encode(msg, record.created), record.created)
         if self._rotated:
             self._after_write()
 
@@ -50,52 +44,55 @@ class ThreadSink(Sink):
         self._size = os.lseek(self._fd, 0, os.SEEK_END)
         # A (re)opened file may be another one than before (first open, rotation, logrotate):
         # its period is worked out again from the file on the next record.
-        self._period = None
-        self._rollover_at = math.inf
+        self._set_period(None)
 
-    def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
+    def _append(self, data: bytes, created: float) -> None:
         if self._fd < 0 or (monotonic() >= self._next_check and self._path_moved()):
             self._open_log()
         size = self._size
-        if rollover is not None:
-            if self._period is None and rollover.timing is not None:
-                self._set_period(rollover, rollover.first_period(self._fd, size, created))
-            # The full _due() only when the cheap test says a rotation may be due.
-            if created >= self._rollover_at or (rollover.max_bytes and size + len(data) >= rollover.max_bytes):
-                kind = self._due(rollover, size, len(data), created)
-                if kind:
-                    kind, size = self._recheck(rollover, size, len(data), created)
-                if kind:
-                    self._rotate_own(rollover, kind, size, created)
-                    size = self._size  # of the new file
+        # The policy is asked only when the record reaches the room left (see Sink.__init__).
+        if created >= self._period_end or size + len(data) >= self._limit:
+            size = self._rotate_if_due(size, len(data), created)
         fd = self._fd
         n = os.write(fd, data)  # _write_all, inline: this is the per-record path
         if n != len(data):
             self._write_rest(fd, data, n)
         self._size = size + len(data)
 
-    def _recheck(self, rollover: Rollover, size: int, nbytes: int, created: float) -> tuple[int, int]:
+    def _rotate_if_due(self, size: int, nbytes: int, created: float) -> int:
+        """Rotate first if the file of ``size`` bytes is due before a record of ``nbytes``;
+        returns the size of the file the record goes to."""
+        if self._period_unknown():
+            self._set_period(self._first_period(size, created))
+        kind = self._due(size, nbytes, created)
+        if kind:
+            kind, size = self._recheck(size, nbytes, created)
+        if kind:
+            self._rotate_own(kind, size, created)
+            size = self._size  # of the new file
+        return size
+
+    def _recheck(self, size: int, nbytes: int, created: float) -> tuple[int, int]:
         """Is the file due, going by its real size? ``_size`` is counted in memory, and someone
         may have truncated the file since (logrotate's ``copytruncate``): read the size once per
-        rotation, not per record. Returns the rotation kind (0: not due) and the size."""
+        rotation, not per record. Returns the trigger (0: not due) and the size."""
         real = os.lseek(self._fd, 0, os.SEEK_END)
         if real != size:
             size = self._size = real
-        return self._due(rollover, size, nbytes, created), size
+        return self._due(size, nbytes, created), size
 
-    def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
+    def _append_many(self, datas: list[bytes], createds: list[float]) -> None:
         if self._fd < 0 or (monotonic() >= self._next_check and self._path_moved()):
             self._open_log()
-        if rollover is not None and self._period is None and rollover.timing is not None:
-            self._set_period(rollover, rollover.first_period(self._fd, self._size, createds[0]))
+        if self._period_unknown():
+            self._set_period(self._first_period(self._size, createds[0]))
 
         def rotate(kind: int, nbytes: int, created: float, size: int) -> int:
-            assert rollover is not None
-            kind, size = self._recheck(rollover, size, nbytes, created)
+            kind, size = self._recheck(size, nbytes, created)
             self._size = size
             if kind:
-                self._rotate_own(rollover, kind, size, created)
+                self._rotate_own(kind, size, created)
             # Keep the in-memory size true even if a later chunk of the batch fails.
             return self._size
 
-        self._size = self._write_batch(datas, createds, rollover, self._size, rotate)
+        self._size = self._write_batch(datas, createds, self._size, rotate)
