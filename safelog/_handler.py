@@ -32,8 +32,8 @@ from ._primitives.paths import name_too_long, resolve_log_path, unwritable, unwr
 from ._primitives.reentry import defer, get_ident as _get_ident, inside as _inside, section
 from ._primitives.reentry import write_all as write_pending
 from ._primitives.fileio import open_append, open_stream
-from ._sinks.base import Sink, SinkRetired, last_write
 from ._sinks.registry import STRATEGIES, acquire, release
+from ._sinks.strategy import Retired, Strategy, check_names, last_write, rotates
 
 __all__ = [
     "SafeFileHandler",
@@ -112,6 +112,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
     #: handler, to have every record formatted by ``self.format(record)``.
     fast_format: bool = True
     _outlet: Outlet  # what the non-blocking writer gets (nonblocking=True only)
+    _sink: Strategy | _ClosedSink  # the path's strategy; a stand-in after close()
 
     def __init__(
         self,
@@ -239,10 +240,11 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         stdlib_rotating = isinstance(self, logging.handlers.RotatingFileHandler)
         rotation = self._rotation.config
         check_size_rotates(max_bytes, backup_count, rotation.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
-        if self._closed_handler():
+        sink = self._sink
+        if isinstance(sink, _ClosedSink) or not rotates(sink):
             self._rotation.resize(max_bytes, backup_count)
         else:
-            self._sink.resize(max_bytes, backup_count)  # a backup name too long: ValueError, now
+            sink.resize(max_bytes, backup_count)  # a backup name too long: ValueError, now
         # What a reopen after close() compiles its policy from.
         self.config = dataclasses.replace(self.config, rotation=self._rotation.config)
 
@@ -254,29 +256,29 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         self._sink_lock = threading.Lock()  # guards swapping the sink on close() and reopen
         real = resolve_log_path(config.filename)
         self._real = real
-        self._sink = acquire(real, config, self._hooks, self)
-        self._rotation = self._sink.policy
+        sink = self._sink = acquire(real, config, self._hooks, self)
+        self._rotation = sink.policy
         try:
-            self._sink.check_names()
+            check_names(config.filename, sink.names())
             if config.merge_on_exit:
                 _check_merge_names(given, real)
         except ValueError:
-            release(self._sink, self)
+            release(sink, self)
             raise
         if config.merge_on_exit:
             merge_at_exit(config.filename, config.given.get("chmod"), config.given.get("owner"))
-        if not config.delay and not self._sink.lazy:
+        if not config.delay and not sink.lazy:
             # Open now so a bad path fails at configuration time, like logging.FileHandler; a
             # log that cannot be opened fails before the strategy creates its other files
             # (flock's lock file), so nothing is left behind.
             problem = unwritable(real)
             if problem is not None:
-                release(self._sink, self)
+                release(sink, self)
                 raise ValueError(f"filename={given!r} cannot be opened: {problem}")
             try:
-                self._sink.open()
+                sink.open()
             except OSError as exc:
-                release(self._sink, self)
+                release(sink, self)
                 denied = exc.errno in (errno.EACCES, errno.EPERM) and isinstance(exc.filename, str)
                 why = (unwritable(exc.filename) if denied else None) or exc
                 raise ValueError(f"filename={given!r} cannot be opened: {why}") from exc
@@ -285,7 +287,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
             # directory it can never be created in should still fail here, not at emit time.
             problem = unwritable_dir(real)
             if problem is not None:
-                release(self._sink, self)
+                release(sink, self)
                 raise ValueError(f"filename={given!r} cannot be opened: {problem}")
         if config.queue is not None:
             # The layout of a record may wait for the writer only if this class formats as
@@ -299,7 +301,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
                 self._failures,
                 lambda record: self.handleError(record),
             )
-            self._writer = attach(self._sink, config.queue)
+            self._writer = attach(sink, config.queue)
         if config.reopen.signal is not None:
             watch(self, config.reopen.signal)
 
@@ -373,13 +375,13 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         # Apart from emit(), so that its closure costs emit() nothing per record.
         return self._failed_write(exc, record, lambda sink: sink.write_record(render, record))
 
-    def _failed_write(self, exc: Exception, record: logging.LogRecord, write: Callable[[Sink], None]) -> bool:
+    def _failed_write(self, exc: Exception, record: logging.LogRecord, write: Callable[[Strategy], None]) -> bool:
         """A write raised ``exc``: count the record lost and return False, unless the sink was
         retired by close() in another thread while the record was on its way to it (see
-        ``Sink.retire``): then ``write`` it to the handler's current sink, reopened as logging
+        ``Strategy.retire``): then ``write`` it to the handler's current sink, reopened as logging
         after close() reopens a FileHandler, and return True."""
         for _ in range(_REWRITES):
-            if not isinstance(exc, SinkRetired):
+            if not isinstance(exc, Retired):
                 break
             try:
                 write(self._live_sink())
@@ -431,7 +433,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         for external rotation (logrotate's ``create``). Call it from any thread, not from a
         signal handler (``reopen_signal`` is the way there, or :meth:`request_reopen`)."""
         sink = self._sink
-        if not isinstance(sink, _ClosedSink) and not _later(self.reopen):
+        if not isinstance(sink, _ClosedSink) and rotates(sink) and not _later(self.reopen):
             with section():
                 sink.reopen()
 
@@ -439,7 +441,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         """:meth:`reopen` for a signal handler: takes no lock; every thread's next record
         reopens the log first if the path names another file now."""
         sink = self._sink
-        if not isinstance(sink, _ClosedSink):
+        if not isinstance(sink, _ClosedSink) and rotates(sink):
             sink.request_reopen()
 
     def close(self) -> None:
@@ -475,7 +477,8 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         to hand out (code that probes ``stream``, as gunicorn does, then leaves it alone)."""
         view = self._view
         if view is None:
-            if self._sink.lazy or self.delay and not self._sink.opened or self._closed_handler():
+            sink = self._sink
+            if isinstance(sink, _ClosedSink) or sink.lazy or self.delay and not sink.opened:
                 return None
             view = self._view = self._open()
         return view
@@ -518,7 +521,8 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
             return False
         nbytes = len((msg + "\n").encode(self.config.file.encoding, self.config.file.errors))
         with section():
-            return self._live_sink().rotation_due(nbytes, record.created)
+            sink = self._live_sink()
+            return rotates(sink) and sink.rotation_due(nbytes, record.created)
 
     def doRollover(self) -> None:
         """Rotate now, as ``BaseRotatingHandler.doRollover``, under the strategy's lock.
@@ -530,9 +534,11 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         which then only reopens the file."""
         if self._rotation.renames and not _later(self.doRollover):
             with section():
-                self._live_sink().rotate_now(time.time())
+                sink = self._live_sink()
+                if rotates(sink):  # a FIFO or device: nothing to move, as the stdlib's isfile check
+                    sink.rotate_now(time.time())
 
-    def _live_sink(self) -> Sink:
+    def _live_sink(self) -> Strategy:
         sink = self._sink
         return self._reopen() if isinstance(sink, _ClosedSink) else sink
 
@@ -553,7 +559,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         """Count the lost record; report only the first failure of a burst via handleError."""
         self._failures.failed(record, exc)
 
-    def _reopen(self) -> Sink:
+    def _reopen(self) -> Strategy:
         """The sink for a record that arrived after close(), as logging.FileHandler reopens.
 
         A second dictConfig() (Django's LOGGING after gunicorn's logconfig_dict, a Flask app's
@@ -563,12 +569,13 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         stdlib's; in mode 'w' it does not, as reopening would truncate the file again.
         """
         with self._sink_lock:
-            if isinstance(self._sink, _ClosedSink):
+            sink = self._sink
+            if isinstance(sink, _ClosedSink):
                 if self.config.file.mode == "w":
                     raise ValueError("I/O operation on closed handler")
-                self._sink = acquire(self._real, self.config, self._hooks, self)
-                self._rotation = self._sink.policy
-            return self._sink
+                sink = self._sink = acquire(self._real, self.config, self._hooks, self)
+                self._rotation = sink.policy
+            return sink
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
@@ -699,7 +706,7 @@ def _pins_strategy(cls: type) -> bool:
     return any("default_strategy" in vars(c) for c in below)
 
 
-class _ClosedSink(Sink):
+class _ClosedSink:
     """Stands in after close(): the next record reopens the handler (see ``_reopen``).
 
     Reopening here rather than testing for a closed handler in emit() keeps the hot path as is.
@@ -793,7 +800,8 @@ class WatchedFileHandler(FileHandler, logging.handlers.WatchedFileHandler):
         return self._identity()[1]
 
     def _identity(self) -> tuple[int, int]:
-        return (-1, -1) if self._closed_handler() else self._sink.identity()
+        sink = self._sink
+        return (-1, -1) if isinstance(sink, _ClosedSink) else sink.identity()
 
 
 class RotatingFileHandler(SafeFileHandler, logging.handlers.RotatingFileHandler):
@@ -906,7 +914,11 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
     @property  # read-only: the strategy keeps it (for flock, shared through the lock file)
     def rolloverAt(self) -> int:  # type: ignore[override]
         """When the current file is due, as this process knows it."""
-        return math.ceil(self._sink.rotates_at(time.time()))
+        sink, now = self._sink, time.time()
+        if isinstance(sink, _ClosedSink) or rotates(sink):
+            return math.ceil(sink.rotates_at(now))
+        policy = self._rotation  # a FIFO or device: when a file there would be due
+        return math.ceil(policy.period_end(policy.start_period(last_write(-1, sink.target()), now)))
 
     def computeRollover(self, currentTime: float) -> Any:
         """The stdlib's ``computeRollover(currentTime)`` of the running interpreter: the

@@ -14,6 +14,7 @@ import pytest
 import safelog
 
 from tests.faults_helpers import exact, in_child, make_logger
+from tests.helpers import strategy_of
 
 
 def _config(path: Path, logger: str) -> dict[str, object]:
@@ -77,7 +78,7 @@ def _write_racing_close(path: str, strategy: str) -> tuple[set[int], int]:
     h = safelog.SafeFileHandler(path, strategy=strategy)
     log = make_logger(h)
     log.info("rec first")
-    sink = h._sink
+    sink = strategy_of(h)
     fetched, closed = threading.Event(), threading.Event()
     real = type(sink).write_record
 

@@ -13,6 +13,7 @@ import safelog
 from safelog._audit import log_files
 from safelog._policy.config import Config, QueueConfig, parse_config
 from safelog._policy.options import parse_size
+from tests.helpers import same_file
 
 # (keyword arguments, exception type, texts the message must contain)
 BAD_OPTIONS: list[tuple[dict[str, Any], type[Exception], tuple[str, ...]]] = [
@@ -243,7 +244,7 @@ def test_second_handler_on_same_path_with_other_strategy_or_encoding_is_refused(
         with pytest.raises(ValueError, match=r"encoding='latin-1'"):
             safelog.SafeFileHandler(path, strategy="flock", encoding="latin-1")
         same = safelog.SafeFileHandler(path, strategy="flock")
-        assert same._sink is first._sink
+        assert same_file(same, first)
         same.close()
     finally:
         first.close()

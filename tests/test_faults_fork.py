@@ -18,6 +18,7 @@ from safelog._policy import compress as _compress
 from safelog._sinks.flock import lock_path_for
 
 from tests.faults_helpers import FORK, exact, flock_waiters, join_all, make_logger, wait_until
+from tests.helpers import strategy_of
 
 
 def _child(log, done) -> None:
@@ -75,7 +76,7 @@ def _fail_in_child(log, h, done) -> None:
     def broken(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    h._sink.write = broken
+    strategy_of(h).write = broken
     log.info("rec lost")
     done.set()
 

@@ -32,10 +32,9 @@ from safelog._cli import main
 from safelog._policy import compress as _compress
 from safelog._primitives import fileio
 from safelog._primitives.shard import ShardFrame, hostname, shard_path
-from safelog._sinks import base as _base
-from safelog._sinks import flock as _flock
 from safelog._sinks.flock import lock_path_for
 from tests.faults_helpers import CountingHandler, exact, make_logger
+from tests.helpers import check_paths_every
 
 NOBODY = 65534
 T0 = 1_800_000_000.0
@@ -414,8 +413,7 @@ def test_log_directory_replaced_by_another_user_is_not_used(
     """When the user who owns the parent replaces the log's directory by their symlink or
     their own directory, no record or lock file goes there (reported once), and writing
     resumes in a re-created directory once the name is free."""
-    monkeypatch.setattr(_base, "CHECK_INTERVAL", 0.0)
-    monkeypatch.setattr(_flock, "CHECK_INTERVAL", 0.0)
+    check_paths_every(monkeypatch, 0.0)
     parent = theirs(tmp_path)
     logs = parent / "logs"
     logs.mkdir()

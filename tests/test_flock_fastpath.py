@@ -12,6 +12,7 @@ from safelog._sinks.flock import FAST_MARGIN, FAST_RECORD
 from safelog._primitives.lock import LOCK_SH, LOCK_UN, flock
 
 from tests.faults_helpers import flock_waiters, join_all, wait_until
+from tests.helpers import log_descriptor, strategy_of
 
 
 def _write_two(path: str, msg: str, max_bytes: int, ready, go, done) -> None:  # type: ignore[no-untyped-def]
@@ -136,8 +137,8 @@ def test_close_waits_for_a_write_in_flight(tmp_path, monkeypatch):
     path = str(tmp_path / "app.log")
     h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=10 * FAST_MARGIN, backup_count=2)
     h.emit(logging.makeLogRecord({"msg": "first"}))
-    sink = h._sink
-    fd = sink._fd
+    sink = strategy_of(h)
+    fd = log_descriptor(h)
     inside, release = _stall_write(monkeypatch, b"stalled\n")
     t = threading.Thread(target=h.emit, args=(logging.makeLogRecord({"msg": "stalled"}),))
     t.start()
@@ -145,7 +146,7 @@ def test_close_waits_for_a_write_in_flight(tmp_path, monkeypatch):
     closer = threading.Thread(target=h.close)
     closer.start()
     try:
-        wait_until(lambda: sink._closing, 10, "close() to wait for the writer")
+        wait_until(lambda: sink.lockfile.closing, 10, "close() to wait for the writer")
         os.fstat(fd)  # still open under the writer
     finally:
         release.set()
@@ -153,7 +154,7 @@ def test_close_waits_for_a_write_in_flight(tmp_path, monkeypatch):
         closer.join(10)
     assert not closer.is_alive()
     assert open(path).read() == "first\nstalled\n"
-    assert sink._fd == -1  # closed once the writer was done
+    assert sink.file.fd == -1  # closed once the writer was done
 
 
 def test_large_record_takes_the_exclusive_lock(tmp_path):

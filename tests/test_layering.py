@@ -123,7 +123,7 @@ def test_no_import_cycles() -> None:
 @pytest.mark.parametrize(
     "source, expected",
     [
-        ("from .._sinks.base import Sink", {"safelog._sinks.base"}),
+        ("from .._sinks.strategy import Strategy", {"safelog._sinks.strategy"}),
         ("from .. import _handler", {"safelog._handler"}),
         ("def f():\n    from .._policy import config", {"safelog._policy.config"}),
         ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .._handler import X", {"safelog._handler"}),
@@ -133,5 +133,5 @@ def test_the_import_reader_sees_every_kind_of_import(tmp_path: Path, source: str
     """The reader counts relative, deferred and TYPE_CHECKING imports, so none escapes the rules."""
     f = tmp_path / "mod.py"
     f.write_text(source)
-    names = {"safelog", "safelog._sinks.base", "safelog._handler", "safelog._policy.config", "safelog._policy", "safelog._sinks"}
+    names = {"safelog", "safelog._sinks.strategy", "safelog._handler", "safelog._policy.config", "safelog._policy", "safelog._sinks"}
     assert _imports("safelog._delivery.mod", f, names) == expected

@@ -3,7 +3,7 @@
 ``emit()`` in the caller freezes the record and appends it to the :class:`Writer` of the
 handler's sink. There is one writer per sink, i.e. per real path and strategy in this process,
 whatever the number of handlers on it. The writer hands the whole batch to
-:meth:`Sink.write_many`: one lock acquisition and one ``write()`` for up to ``max_batch``
+:meth:`Strategy.write_many`: one lock acquisition and one ``write()`` for up to ``max_batch``
 records.
 
 What the formatter sees is what it sees synchronously, and the text written is the text a
@@ -38,7 +38,7 @@ from typing import Any, Union
 
 from .._policy.config import QueueConfig
 from .._primitives.reentry import get_ident, inside as _inside, leave
-from .._sinks.base import PartialWrite, Sink
+from .._sinks.strategy import PartialWrite, Strategy
 from .freeze import revive
 from .outlet import Outlet
 
@@ -62,7 +62,7 @@ _Item = tuple[Outlet, Union[dict[str, Any], str, int], Any]
 class Writer:
     """The bounded queue and background thread of one sink."""
 
-    def __init__(self, sink: Sink, settings: QueueConfig) -> None:
+    def __init__(self, sink: Strategy, settings: QueueConfig) -> None:
         self.sink = sink
         self.settings = settings
         self._queue_size = settings.queue_size  # read by every put()
@@ -337,7 +337,7 @@ _writers: dict[int, Writer] = {}
 _writers_lock = threading.Lock()
 
 
-def attach(sink: Sink, settings: QueueConfig) -> Writer:
+def attach(sink: Strategy, settings: QueueConfig) -> Writer:
     """The writer of ``sink``, created on first use. The handlers of one file agree on its
     settings: the sink registry refused any that did not."""
     with _writers_lock:

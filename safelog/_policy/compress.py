@@ -86,7 +86,7 @@ class _Job:
 
 
 # At most one worker thread per process, started by the rotation that queued the work, right
-# after that writer released the log's lock (see Sink.write): queueing under the lock is a deque
+# after that writer released the log's lock (see the strategies' _after_write): queueing under the lock is a deque
 # append, never a thread start. It exits when the queue is empty. A normal interpreter exit
 # waits for the queue (atexit); a killed process leaves the uncompressed backup, which the next
 # rotation queues again.

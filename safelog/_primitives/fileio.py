@@ -371,7 +371,7 @@ class Place:
     def close(self) -> None:
         """Let go of the kept descriptor (the next open walks again)."""
         # Forgotten before it is closed: a child forked in between must not close the number,
-        # which another thread may have been given again (see Sink._open_log).
+        # which another thread may have been given again (see LogFile.open in _sinks).
         fd, self._fd = self._fd, -1
         close_quietly(fd)
 

@@ -2,12 +2,13 @@
 
 ``logging.Handler.handle()`` holds a lock per *handler*: two handlers on one path would not
 exclude each other, nor would they agree on rotation. So every handler of a path in a process
-gets the same :class:`~.base.Sink`, and a second handler whose options would break the first's
-is refused here, by :func:`safelog._policy.config.check_compatible`.
+gets the same :class:`~.strategy.Strategy` object, with one rotation policy compiled from the
+first handler's options and hooks, and a second handler whose options or hooks would break the
+first's is refused here (:func:`safelog._policy.config.check_compatible`, ``check_same_hooks``).
 
 A path that names a FIFO or a device when its first handler is configured gets a
-:class:`~.stream.StreamSink`, whatever the strategy: written directly, never rotated; so does a
-path that is still a symlink after resolving (see ``resolve_log_path``).
+:class:`~.stream.StreamStrategy`, whatever the strategy: written directly, never rotated; so
+does a path that is still a symlink after resolving (see ``resolve_log_path``).
 """
 
 from __future__ import annotations
@@ -22,24 +23,25 @@ from typing import NamedTuple
 from .._policy.config import STRATEGY_NAMES, Config, check_compatible, check_same_hooks
 from .._policy.rotation import RotationHooks, RotationPolicy
 from .._primitives.paths import special_kind
-from .base import Sink
-from .flock import FlockSink
-from .perprocess import PerProcessSink
-from .stream import StreamSink
-from .thread import ThreadSink
+from .flock import FlockStrategy
+from .perprocess import PerProcessStrategy
+from .strategy import Strategy
+from .stream import StreamStrategy
+from .thread import ThreadStrategy
 
 __all__ = ["STRATEGIES", "acquire", "release", "close_path"]
 
-STRATEGIES: dict[str, type[Sink]] = {
-    "thread": ThreadSink,
-    "flock": FlockSink,
-    "per-process": PerProcessSink,
+# The one place a strategy is named: a new one is a module and a line here.
+STRATEGIES: dict[str, type[Strategy]] = {
+    "thread": ThreadStrategy,
+    "flock": FlockStrategy,
+    "per-process": PerProcessStrategy,
 }
 assert tuple(STRATEGIES) == STRATEGY_NAMES
 
-_registry: dict[tuple[object, ...], Sink] = {}
+_registry: dict[tuple[object, ...], Strategy] = {}
 _registry_lock = threading.Lock()
-_all_sinks: weakref.WeakSet[Sink] = weakref.WeakSet()
+_all_sinks: weakref.WeakSet[Strategy] = weakref.WeakSet()
 
 
 class _Member(NamedTuple):
@@ -55,7 +57,7 @@ class _Member(NamedTuple):
 _members: dict[int, list[_Member]] = {}
 
 
-def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> Sink:
+def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> Strategy:
     """Return the process-wide sink for the real ``path`` with ``config``'s strategy, creating it
     (and compiling its rotation policy from ``config`` and ``hooks``) on first use; raise
     ValueError when ``config`` or ``hooks`` conflict with a handler already on it."""
@@ -67,7 +69,7 @@ def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> S
             # A path still a symlink after resolving leads where no path does (/dev/stdout
             # on a pipe, or on a file since deleted): only the stream can be written.
             stream = special_kind(path) is not None or os.path.islink(path)
-            cls = StreamSink if stream else STRATEGIES[config.strategy]
+            cls: type[Strategy] = StreamStrategy if stream else STRATEGIES[config.strategy]
         else:
             policy = sink.policy
             # The rotation settings as the path's policy has them now (maxBytes may have been
@@ -94,7 +96,7 @@ def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> S
         return sink
 
 
-def release(sink: Sink, owner: object) -> None:
+def release(sink: Strategy, owner: object) -> None:
     """Drop one handler's reference; the last one closes the file."""
     with _registry_lock:
         members = _members.get(id(sink), [])
@@ -108,17 +110,16 @@ def release(sink: Sink, owner: object) -> None:
         if sink.refs > 0:
             return
         _members.pop(id(sink), None)
-        key = (sink.path, sink.options.lock_dir)
-        if _registry.get(key) is sink:
+        for key in [k for k, s in _registry.items() if s is sink]:
             del _registry[key]
     sink.retire()
 
 
-def close_path(kind: str, path: str) -> None:
-    """Close every sink of strategy ``kind`` on the real ``path`` in this process (its next
-    record reopens it); used to finish this process's own shard before a merge at exit."""
+def close_path(name: str, path: str) -> None:
+    """Close the strategy ``name`` of the real ``path`` in this process (its next record reopens
+    it); used to finish this process's own shard before a merge at exit."""
     for sink in list(_all_sinks):
-        if sink.kind == kind and sink.path == path:
+        if sink.name == name and sink.path == path:
             sink.close()
 
 
@@ -126,7 +127,7 @@ def _reinit_after_fork() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
     for sink in list(_all_sinks):
-        sink._after_fork()
+        sink.after_fork()
 
 
 if hasattr(os, "register_at_fork"):

@@ -38,7 +38,7 @@ from integration_harness import (
     wait_for,
     wait_ready,
 )
-from safelog._sinks.base import CHECK_INTERVAL
+from safelog._sinks.logfile import CHECK_INTERVAL
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
