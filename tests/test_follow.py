@@ -20,6 +20,7 @@ import pytest
 import safelog
 from safelog._audit import audit
 from safelog._merge import journal
+from safelog._merge import live as live_module
 from safelog._merge.live import SETTLE, LiveMerge, write_spans
 from safelog._merge.report import MergeReport
 from safelog._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock, try_lock
@@ -514,6 +515,46 @@ def test_live_merge_reads_a_backup_compressed_under_it_once(tmp_path: Path) -> N
     live.refresh()
     _settle(live)
     step(live, t + 10, out)
+    step(live, t + 10, out, drain=True)
+    assert texts(out) == ["r0", "r1", "r2", "r3"]
+    live.close()
+
+
+@pytest.mark.parametrize("change", ["rotated", "compressed"])
+def test_live_merge_keeps_a_writers_order_when_its_files_change_during_a_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """A writer that rotates its shard (or whose compressor replaces a backup by its .gz) after a
+    look listed the directory and before the look opened what it listed (a follower descheduled
+    in between): none of that writer's newer records come out before the older file's."""
+    t = 1_800_000_000.0
+    s = tmp_path / "app.log.h.1.shard"
+    backup = tmp_path / "app.log.h.1.shard.1"
+    frame = shard(s, [(t, "r0"), (t + 1, "r1")])
+    if change == "compressed":
+        os.rename(s, backup)
+        shard(s, [(t + 2, "r2"), (t + 3, "r3")], frame, mode="wb")
+    real_discover = live_module.discover
+
+    def changed_after_the_listing(directory: str, logname: str) -> Any:
+        listing = real_discover(directory, logname)
+        monkeypatch.setattr(live_module, "discover", real_discover)
+        if change == "rotated":
+            os.rename(s, backup)
+            shard(s, [(t + 2, "r2"), (t + 3, "r3")], frame, mode="wb")
+        else:
+            with open(backup, "rb") as src, gzip.open(tmp_path / ".tmp.gz", "wb") as dst:
+                dst.write(src.read())
+            os.replace(tmp_path / ".tmp.gz", str(backup) + ".gz")
+            os.unlink(backup)
+        return listing
+
+    monkeypatch.setattr(live_module, "discover", changed_after_the_listing)
+    out = tmp_path / "out.txt"
+    live = LiveMerge(str(tmp_path), "app.log", lag=0.0)
+    step(live, t + 10, out)
+    step(live, t + 10, out)
+    _settle(live)
     step(live, t + 10, out, drain=True)
     assert texts(out) == ["r0", "r1", "r2", "r3"]
     live.close()
