@@ -292,6 +292,53 @@ def test_plain_log_backup_compressed_and_unlinked_while_held_is_read_on(tmp_path
     assert texts(out) == [f"w0-{i}" for i in range(6)] and errors == []
 
 
+@pytest.mark.parametrize("when", ["start", "poll"])
+def test_plain_log_rotated_between_the_listing_and_the_opening_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A rotation after the follower listed the directory and before it opened the file at the path
+    (a follower descheduled in between; time backups, whose names never shift): the file renamed
+    then is read, before the new one."""
+    from safelog import _follow
+    from safelog._follow import PlainTail, _Problems
+
+    log = tmp_path / "app.log"
+    (tmp_path / "app.log.2026-12-07_10-00-00").write_text("w0-0\n")
+    log.write_text("w0-1\n")
+    written = [1]
+
+    def rotate() -> None:
+        os.rename(log, tmp_path / f"app.log.2026-12-07_10-00-0{written[0]}")
+        written[0] += 1
+        log.write_text(f"w0-{written[0]}\n")
+
+    real_open = _follow._open
+
+    def rotated_first(path: str, ext: str) -> Any:
+        if path == str(log):
+            monkeypatch.setattr(_follow, "_open", real_open)
+            rotate()
+        return real_open(path, ext)
+
+    out = tmp_path / "out.txt"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT)
+    errors: list[str] = []
+    tail = PlainTail(str(log), fd, _Problems(_Sink(errors)))
+    try:
+        if when == "poll":
+            tail.start(10, None)
+            rotate()
+        monkeypatch.setattr(_follow, "_open", rotated_first)
+        if when == "start":
+            tail.start(10, None)
+        tail.poll()
+        tail.poll()
+    finally:
+        tail.close()
+        os.close(fd)
+    assert texts(out) == [f"w0-{i}" for i in range(written[0] + 1)] and errors == []
+
+
 def test_plain_log_truncated_in_place_is_read_again(tmp_path: Path) -> None:
     """A log truncated in place (copytruncate) is read again from its start, with a warning."""
     from safelog._follow import PlainTail, _Problems
