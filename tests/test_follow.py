@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -80,6 +80,7 @@ class Follower:
             cwd=ROOT,
             env=dict(os.environ, PYTHONPATH=ROOT),
         )
+        _started.append(self)
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -116,6 +117,26 @@ class Follower:
         self._reader.join(DEADLINE)
         assert self.proc.stderr is not None
         return rc, self.proc.stderr.read().decode()
+
+
+_started: list[Follower] = []
+
+
+@pytest.fixture(autouse=True)
+def no_follower_left() -> Iterator[None]:
+    """A test that fails half-way still ends the commands it started, and their reader threads:
+    left running, they kept this worker's later tests from forking merge's second process (it
+    needs a process with one thread)."""
+    yield
+    while _started:
+        f = _started.pop()
+        if f.proc.poll() is None:
+            f.proc.kill()
+        f.proc.wait()
+        f._reader.join(DEADLINE)
+        for stream in (f.proc.stdout, f.proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def merging(log: Path) -> None:
