@@ -307,8 +307,8 @@ def _kind(name: str, entry: str, path: str, lock_path: str) -> tuple[str | None,
     if parts is not None:
         plain = not parts["n"] and not parts["period"] and not parts["ext"]
         return ("shard" if plain else "shard backup"), {"host": parts["host"], "pid": int(str(parts["pid"]))}
-    if re.search(re.escape(DAMAGED_SUFFIX) + r"(?:\.\d+)?$", entry):
-        base = re.sub(re.escape(DAMAGED_SUFFIX) + r"(?:\.\d+)?$", "", entry)
+    if re.search(re.escape(DAMAGED_SUFFIX) + r"(?:\.\d+)?\Z", entry):  # \Z: "$" matches before a final "\n"
+        base = re.sub(re.escape(DAMAGED_SUFFIX) + r"(?:\.\d+)?\Z", "", entry)
         if parse_shard_name(name, base) is not None:
             return "damaged", {}
     if backup_name(name, entry) is not None:

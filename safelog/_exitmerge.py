@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from ._merge import merge
+from ._primitives.reentry import section
 from ._sinks.registry import close_path
 
 __all__ = ["merge_at_exit"]
@@ -48,7 +49,10 @@ def _merge_now(path: str, pid: int, chmod: Any = None, owner: Any = None) -> Non
     # by path: the handler may have been closed and replaced by a reconfiguration.
     close_path("per-process", os.path.realpath(path))
     try:
-        report = merge(path, chmod=chmod, owner=owner)
+        # A section (see _primitives/reentry.py): a record logged by a finalizer meanwhile
+        # would reopen this process's shard while the merge holds it; it waits for the merge.
+        with section():
+            report = merge(path, chmod=chmod, owner=owner)
     except Exception as exc:  # at exit there is no caller left to handle it
         print(f"safelog: merge at exit: {exc}", file=sys.stderr)
         return

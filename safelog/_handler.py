@@ -19,7 +19,7 @@ from ._delivery.outlet import Outlet
 from ._delivery.freeze import Freezer
 from ._delivery.queue import Writer, attach, detach
 from ._delivery.reopen import unwatch, watch
-from ._delivery.render import Renderer
+from ._delivery.render import ESCAPES, Renderer
 from ._exitmerge import merge_at_exit
 from ._policy.config import UNSET, Config, check_size_rotates, parse_config
 from ._policy.options import check_int, parse_size
@@ -27,8 +27,10 @@ from ._policy.rotation import Rollover, RotationHooks
 from ._policy.timing import TimePolicy
 from ._merge import created_names as merge_names
 from ._primitives.paths import name_too_long, resolve_log_path, unwritable, unwritable_dir
+from ._primitives.reentry import defer, get_ident as _get_ident, inside as _inside, section
+from ._primitives.reentry import write_all as write_pending
 from ._primitives.fileio import open_append, open_stream
-from ._sinks.base import Sink, last_write
+from ._sinks.base import Sink, SinkRetired, last_write
 from ._sinks.registry import STRATEGIES, acquire, release
 
 __all__ = [
@@ -44,6 +46,9 @@ __all__ = [
 ]
 
 _SENTINEL: Any = UNSET
+# How often a record is redirected to a reopened sink when close() keeps retiring the one it
+# reaches (each time needs another close() racing it).
+_REWRITES = 10
 
 
 def _check_merge_names(given: str, real: str) -> None:
@@ -344,45 +349,90 @@ class SafeFileHandler(logging.FileHandler):
         return rv
 
     def emit(self, record: logging.LogRecord) -> None:
+        me = _get_ident()
+        if me in _inside:
+            # Logged from inside safelog by this very thread (a signal handler, a finalizer, a
+            # rotator, namer or formatter): it may hold the lock this record needs, or be half
+            # way through a rotation. Written when the thread leaves, after what it interrupted
+            # (see _primitives/reentry.py).
+            defer(me, self.emit, record)
+            return
         if self._template:
             # A subclass's shouldRollover()/doRollover(), called as BaseRotatingHandler.emit
-            # calls them; the strategy's own rotation still runs under its lock.
+            # calls them, before this thread is marked: they are this record's own work (each
+            # marks itself while it holds the strategy's lock).
             try:
                 if self.shouldRollover(record):
                     self.doRollover()
             except Exception:
                 self.handleError(record)
                 return
-        render: Callable[[logging.LogRecord], str | None] = self._render
-        writer = self._writer
-        if writer is not None:
-            try:
-                frozen = self._freeze(record, self.formatter)
-            except Exception:
-                self.handleError(record)
-                return
-            if frozen is None:
-                return  # could not be formatted: reported
-            payload, extra = frozen
-            if writer.put(self._outlet, payload, extra, record.levelno >= self.flush_level, self._drop):
-                return
-            # The writer has stopped (interpreter exit): write it here, formatted only once.
-            if isinstance(payload, str):
-                render = lambda _: payload  # noqa: E731
+        _inside[me] = None
         try:
-            self._sink.write_record(render, record, self._rollover)
-        except Exception as exc:
-            self._write_failed(record, exc)
-            return
-        if self._failures.lost:
-            self._failures.recover(self._write_now)
+            render: Callable[[logging.LogRecord], str | None] = self._render
+            writer = self._writer
+            if writer is not None:
+                try:
+                    frozen = self._freeze(record, self.formatter)
+                except Exception:
+                    self.handleError(record)
+                    return
+                if frozen is None:
+                    return  # could not be formatted: reported
+                payload, extra = frozen
+                if writer.put(self._outlet, payload, extra, record.levelno >= self.flush_level, self._drop):
+                    return
+                # The writer has stopped (interpreter exit): write it here, formatted only once.
+                if isinstance(payload, str):
+                    render = lambda _: payload  # noqa: E731
+            try:
+                self._sink.write_record(render, record, self._rollover)
+            except Exception as exc:
+                if not self._record_failed(exc, render, record):
+                    return
+            if self._failures.lost:
+                self._failures.recover(self._write_now)
+        finally:
+            pending = _inside.pop(me, None)
+            if pending:
+                write_pending(me, pending)
+
+    def _record_failed(self, exc: Exception, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord) -> bool:
+        # Apart from emit(), so that its closure costs emit() nothing per record.
+        return self._failed_write(exc, record, lambda sink: sink.write_record(render, record, self._rollover))
+
+    def _failed_write(self, exc: Exception, record: logging.LogRecord, write: Callable[[Sink], None]) -> bool:
+        """A write raised ``exc``: count the record lost and return False, unless the sink was
+        retired by close() in another thread while the record was on its way to it (see
+        ``Sink.retire``): then ``write`` it to the handler's current sink, reopened as logging
+        after close() reopens a FileHandler, and return True."""
+        for _ in range(_REWRITES):
+            if not isinstance(exc, SinkRetired):
+                break
+            try:
+                write(self._live_sink())
+                return True
+            except Exception as again:  # retired again (another close()), or a real failure
+                exc = again
+        self._write_failed(record, exc)
+        return False
 
     def _write_text(self, text: str) -> None:
-        """Text written to :attr:`stream`: one record, through the strategy."""
-        try:
-            self._live_sink().write(text, time.time(), self._rollover)
-        except Exception as exc:
-            self._write_failed(logging.makeLogRecord({"msg": text}), exc)
+        """Text written to :attr:`stream`: one record, through the strategy, escaped as the
+        handler escapes records (``escape_newlines``)."""
+        me = _get_ident()
+        if me in _inside:
+            defer(me, self._write_text, text)  # as in emit()
+            return
+        if self.escape_newlines:
+            text = text.translate(ESCAPES)
+        with section():
+            created = time.time()
+            try:
+                self._live_sink().write(text, created, self._rollover)
+            except Exception as exc:
+                record = logging.makeLogRecord({"msg": text})
+                self._failed_write(exc, record, lambda sink: sink.write(text, created, self._rollover))
 
     def _write_now(self, record: logging.LogRecord) -> None:
         self._sink.write_record(self._render, record, self._rollover)
@@ -399,15 +449,19 @@ class SafeFileHandler(logging.FileHandler):
         writes every record with its own ``write()`` and has nothing buffered."""
         writer = self._writer
         if writer is not None:
-            writer.flush()
+            if _get_ident() in _inside:
+                return  # from inside safelog (a signal handler, a finalizer): it cannot wait for itself
+            with section():
+                writer.flush()
 
     def reopen(self) -> None:
         """Close the log and open the file now at its path, so that the next record goes there:
         for external rotation (logrotate's ``create``). Call it from any thread, not from a
         signal handler (``reopen_signal`` is the way there, or :meth:`request_reopen`)."""
         sink = self._sink
-        if not isinstance(sink, _ClosedSink):
-            sink.reopen()
+        if not isinstance(sink, _ClosedSink) and not _later(self.reopen):
+            with section():
+                sink.reopen()
 
     def request_reopen(self) -> None:
         """:meth:`reopen` for a signal handler: takes no lock; every thread's next record
@@ -417,6 +471,12 @@ class SafeFileHandler(logging.FileHandler):
             sink.request_reopen()
 
     def close(self) -> None:
+        if _later(self.close):
+            return
+        with section():
+            self._close()
+
+    def _close(self) -> None:
         if self.reopen_signal is not None:
             unwatch(self)
         writer, self._writer = self._writer, None
@@ -478,13 +538,16 @@ class SafeFileHandler(logging.FileHandler):
         with ``backupCount=0``, which then rotates nothing). The strategy decides again, under
         its lock, when it writes: this is a question, not a reservation."""
         rollover = self._rollover
-        if rollover is None:
+        if rollover is None or _get_ident() in _inside:
+            # From inside safelog (a signal handler, a finalizer): the answer needs the lock
+            # this thread may hold; its records are written after, and rotate then if due.
             return False
         msg = self._render(record)
         if msg is None:
             return False
         nbytes = len((msg + "\n").encode(self.config.encoding, self.config.errors))
-        return self._live_sink().rotation_due(rollover, nbytes, record.created)
+        with section():
+            return self._live_sink().rotation_due(rollover, nbytes, record.created)
 
     def doRollover(self) -> None:
         """Rotate now, as ``BaseRotatingHandler.doRollover``, under the strategy's lock.
@@ -495,8 +558,9 @@ class SafeFileHandler(logging.FileHandler):
         rotation policy (``backupCount=0`` and no ``when``) rotates nothing, as in the stdlib,
         which then only reopens the file."""
         rollover = self._rollover
-        if rollover is not None and rollover.renames:
-            self._live_sink().rotate_now(rollover, time.time())
+        if rollover is not None and rollover.renames and not _later(self.doRollover):
+            with section():
+                self._live_sink().rotate_now(rollover, time.time())
 
     def _live_sink(self) -> Sink:
         sink = self._sink
@@ -637,6 +701,17 @@ class _StreamView:
         return f"<safelog stream {self.name!r}>"
 
 
+def _later(operation: Callable[[], None]) -> bool:
+    """True when this thread is inside safelog (a signal handler or finalizer called
+    ``operation`` in the middle of a write, maybe holding the lock it needs): it is then done
+    when the thread leaves, like a record logged there."""
+    me = _get_ident()
+    if me not in _inside:
+        return False
+    defer(me, lambda _: operation(), None)
+    return True
+
+
 def _unregister(handler: logging.Handler) -> None:
     """Take a handler whose construction failed out of logging's list of handlers, so that
     ``logging.shutdown()`` at exit does not flush or close a half-built object (and stop there,
@@ -666,8 +741,8 @@ class _ClosedSink(Sink):
     def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
         self._handler._reopen().write(msg, created, rollover)
 
-    def write_many(self, items: Any, rollover: Rollover | None) -> None:
-        self._handler._reopen().write_many(items, rollover)
+    def write_many(self, items: Any, rollover: Rollover | None) -> list[tuple[int, Exception]]:
+        return self._handler._reopen().write_many(items, rollover)
 
     def write_record(self, render: Any, record: logging.LogRecord, rollover: Rollover | None) -> None:
         self._handler._reopen().write_record(render, record, rollover)

@@ -8,11 +8,13 @@ through a descriptor it shares with the parent.
 from __future__ import annotations
 
 import os
+import signal
 import threading
 
 import pytest
 
 from safelog import STRATEGIES, SafeFileHandler
+from safelog._policy import compress as _compress
 from safelog._sinks.flock import lock_path_for
 
 from tests.faults_helpers import FORK, exact, flock_waiters, join_all, make_logger, wait_until
@@ -106,3 +108,144 @@ def test_fork_while_a_failure_is_being_reported(tmp_path):
         join_all([child])
     h.close()
     assert os.path.getsize(path) == 0
+
+
+def _child_logs_and_exits(log, h, tag: str) -> None:
+    for i in range(5):
+        log.info("rec %s-%d %s", tag, i, "c" * 60)
+    h.flush()
+    os._exit(0)
+
+
+def _storm(path: str, strategy: str, mode: str, out) -> None:
+    os.setpgid(0, 0)  # a group of its own: the test can end it and every child it forked
+    h = SafeFileHandler(path, strategy=strategy, max_bytes=3000, backup_count=10_000, compress="gzip",
+                        nonblocking=mode == "nonblocking")
+    rotated = FORK.Event()  # set by whichever process rotates (children share the log under flock)
+
+    def rotator(source: str, dest: str) -> None:
+        os.replace(source, dest)
+        rotated.set()
+
+    h.rotator = rotator
+    log = make_logger(h)
+    children = []
+    i = 0
+    # Each fork right after a rotation: the compressor has just been handed the backup, and
+    # takes the log's lock to create its temp file while the child is being forked.
+    while len(children) < 40:
+        for _ in range(45):  # more than a file holds: at least one rotation
+            log.info("rec p%d %s", i, "p" * 60)
+            i += 1
+        assert rotated.wait(10)  # non-blocking: once the writer has rotated
+        rotated.clear()
+        child = FORK.Process(target=_child_logs_and_exits, args=(log, h, f"c{len(children)}"))
+        child.start()
+        children.append(child)
+    join_all(children)
+    h.close()
+    assert _compress.wait(30)
+    assert [c.exitcode for c in children] == [0] * len(children)
+    out.send(i)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("mode", ["sync", "nonblocking"])
+@pytest.mark.parametrize("strategy", ["flock", "per-process"])
+def test_fork_storm_during_rotation_with_compression(tmp_path, strategy, mode):
+    """Forty children forked right after rotations of a gzip-compressing log (the compressor
+    may hold the log's lock, a rotation or a batch may be under way): none hangs or fails, the
+    parent never waits on one, and every record of parent and children is in the log exactly
+    once."""
+    path = str(tmp_path / "app.log")
+    recv, send = FORK.Pipe(duplex=False)
+    storm = FORK.Process(target=_storm, args=(path, strategy, mode, send))
+    storm.start()
+    storm.join(120)
+    if storm.exitcode is None:
+        os.killpg(storm.pid, signal.SIGKILL)  # the storm and every child it forked
+        storm.join()
+        raise AssertionError("the storm hung: a child kept a lock it inherited")
+    assert storm.exitcode == 0 and recv.poll(0)
+    records = recv.recv()
+    expected = [f"p{i}" for i in range(records)] + [f"c{n}-{i}" for n in range(40) for i in range(5)]
+    exact(path, expected)
+
+
+def _child_logs(log, done) -> None:
+    for i in range(5):
+        log.info("rec child-%d", i)
+    done.set()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_fork_while_the_compressor_holds_the_log_lock(tmp_path, strategy):
+    """A child forked while the background compressor holds the log's exclusive lock (and its
+    temp file's) logs as soon as the parent's compressor lets go, and so does everyone else:
+    the child does not keep the lock through the descriptor it inherited."""
+    path = str(tmp_path / "app.log")
+    held, forked = threading.Event(), threading.Event()
+
+    def hook(tmp: str) -> None:  # runs in the compressor, under the log's lock
+        held.set()
+        assert forked.wait(10)
+
+    h = SafeFileHandler(path, strategy=strategy, max_bytes=100, backup_count=5, compress="gzip")
+    log = make_logger(h)
+    _compress._temp_hook = hook
+    try:
+        log.info("rec a %s", "a" * 60)
+        log.info("rec b %s", "b" * 60)  # rotates: the compressor starts on app.log.1
+        assert held.wait(10)
+        done = FORK.Event()
+        child = FORK.Process(target=_child_logs, args=(log, done))
+        child.start()
+    finally:
+        forked.set()
+        _compress._temp_hook = None
+    assert done.wait(20), "the child hung on the lock it inherited from the compressor"
+    join_all([child])
+    assert _compress.wait(10)
+    log.info("rec after")
+    h.close()
+    exact(path, ["a", "b", "after"] + [f"child-{i}" for i in range(5)])
+
+
+def _batch_child(log, h, done) -> None:
+    log.info("rec child")
+    h.flush()
+    done.set()
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_fork_during_a_batch_of_the_nonblocking_writer(tmp_path, monkeypatch):
+    """A child forked while the non-blocking writer is inside a batch write (holding the log's
+    locks) logs and flushes without waiting on the parent's writer or its lock."""
+    path = str(tmp_path / "app.log")
+    h = SafeFileHandler(path, strategy="flock", nonblocking=True)
+    log = make_logger(h)
+    inside, release = threading.Event(), threading.Event()
+    real = os.write
+
+    def write(fd: int, data: bytes) -> int:
+        if b"rec held" in data and threading.current_thread().name.startswith("safelog-writer"):
+            inside.set()
+            release.wait()
+        return real(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    log.info("rec held")
+    assert inside.wait(10)
+    done = FORK.Event()
+    child = FORK.Process(target=_batch_child, args=(log, h, done))
+    child.start()
+    try:
+        wait_until(lambda: child.pid in flock_waiters(lock_path_for(path, None)) or done.is_set(), 10,
+                   "the child to wait for the parent's lock (or to finish)")
+    finally:
+        release.set()
+    assert done.wait(20), "the child hung"
+    join_all([child])
+    h.close()
+    exact(path, ["held", "child"])

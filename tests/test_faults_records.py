@@ -122,6 +122,21 @@ def test_escape_newlines_keeps_each_record_on_one_line(tmp_path, strategy):
     exact(path, ["inject", "traceback"], pattern=r"rec (?P<id>[a-z]+)[^\n]*")
 
 
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_escape_newlines_applies_to_stream_writes(tmp_path, strategy):
+    """Text written through handler.stream (print(file=...), faulthandler-style code) is escaped
+    like a record: a forged line break or escape sequence cannot start a log line."""
+    path = str(tmp_path / "app.log")
+    h = SafeFileHandler(path, strategy=strategy, escape_newlines=True)
+    h.stream.write("rec via-stream " + INJECTION + "\n")
+    h.stream.write("rec second\n")
+    h.close()
+    data = open(path, "rb").read()
+    assert data.count(b"\n") == 2, data
+    assert data.startswith(b"rec via-stream login failed for bob\\n2026-11-26 18:00:00 INFO login ok for admin\\r\\x1b[2K")
+    assert data.endswith(b"\nrec second\n")
+
+
 def test_escape_newlines_is_off_by_default(tmp_path):
     """Without the option a message's line breaks are written as they are (stdlib behaviour)."""
     path = str(tmp_path / "app.log")

@@ -544,3 +544,52 @@ def test_sigterm_with_default_action_drains_the_queue_then_dies_by_sigterm(tmp_p
     proc = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=root), timeout=60)
     assert proc.returncode == -signal.SIGTERM
     assert path.read_text().splitlines() == [f"id={i}" for i in range(500)]
+
+
+@pytest.mark.parametrize("end", ["flush", "close", "idle"])
+def test_drop_notice_is_written_when_no_record_follows(tmp_path: Any, logger: logging.Logger, end: str) -> None:
+    """Records dropped at the end of a burst are counted in a notice even when no record comes
+    after them: flush(), close() and the writer itself, once its queue is empty, write it."""
+    path = str(tmp_path / "app.log")
+    handler = _add(logger, path, strategy="thread", queue_size=10, max_batch=10, overflow="drop", flush_interval=0)
+    with handler._sink._tlock:  # the writer blocks in write_many, as if the disk stalled
+        for i in range(200):
+            logger.info("id=%d", i)
+    if end == "flush":
+        handler.flush()
+    elif end == "close":
+        handler.close()
+    else:
+        wait_until(lambda: "safelog: dropped" in open(path).read(), 10, "the writer to write the notice")
+    lines = open(path).read().splitlines()
+    notices = [line for line in lines if line.startswith("safelog: dropped")]
+    written = [line for line in lines if line.startswith("id=")]
+    assert lines[-1].startswith("safelog: dropped"), lines[-3:]  # the last drops, after the last record
+    assert sum(int(n.split()[2]) for n in notices) + len(written) == 200
+    assert written == [f"id={i}" for i in sorted(int(w[3:]) for w in written)]
+
+
+@pytest.mark.parametrize("nonblocking", [False, True])
+def test_an_unencodable_record_costs_only_itself(tmp_path: Any, logger: logging.Logger, nonblocking: bool) -> None:
+    """With errors='strict', a record the encoding cannot hold is lost alone, reported through
+    handleError and counted in the notice; the records batched with it are written."""
+    path = str(tmp_path / "app.log")
+    queue = {"nonblocking": True, "flush_interval": 60} if nonblocking else {}
+    handler = safelog.SafeFileHandler(path, strategy="flock", encoding="ascii", errors="strict", **queue)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    errors: list[logging.LogRecord] = []
+    handler.handleError = errors.append  # type: ignore[method-assign]
+    for i in range(100):
+        logger.info("id=good%d", i)
+        if i == 49:
+            logger.info("id=bad \u00e9")
+    handler.flush()
+    logger.info("id=after")
+    handler.close()
+    lines = open(path).read().splitlines()
+    assert [e.getMessage() for e in errors] == ["id=bad \u00e9"]
+    good = [line for line in lines if line.startswith("id=")]
+    assert good == [f"id=good{i}" for i in range(100)] + ["id=after"]
+    notices = [line for line in lines if line.startswith("safelog: 1 record(s) could not be written")]
+    assert len(notices) == 1 and "UnicodeEncodeError" in notices[0]

@@ -294,6 +294,35 @@ def test_namer_with_a_huge_backup_count_is_asked_only_about_existing_backups(
     assert asked <= set(range(1, rotations + 2)) | own | {10**6}, sorted(asked - set(range(1, rotations + 2)))
 
 
+@pytest.mark.parametrize("stray", ["app.log.2\n", "app.log.1\n.gz", ".app.log.1.gz.0123456789ab.tmp\n"])
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_a_stray_name_with_a_trailing_line_break_does_not_stop_rotation(
+    tmp_path: Any, strategy: str, make_handler: Callable[..., Any], stray: str
+) -> None:
+    """A file whose name is a backup's (or temp file's) plus a line break is not taken for one
+    ("$" matches before a final line break; names are matched whole): rotation goes on, every
+    file stays within max_bytes, and the stray file is left alone."""
+    (tmp_path / stray).write_text("")
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, strategy=strategy, max_bytes=10 * LINE + 1, backup_count=3, compress="gzip")
+    h.setFormatter(logging.Formatter("%(message)s"))
+    log = logging.Logger("stray", logging.DEBUG)
+    log.addHandler(h)
+    errors: list[logging.LogRecord] = []
+    h.handleError = errors.append  # type: ignore[method-assign]
+    for i in range(45):
+        log.info(message(0, i))
+    h.close()
+    assert safelog._policy.compress.wait(30)
+    assert errors == []
+    assert (tmp_path / stray).exists()
+    files = [f for f in log_files(path) if f != str(tmp_path / stray)]
+    assert len(files) == 4  # the log and its three backups: it rotated
+    kept = [message(0, i).split()[0] for i in range(10, 45)]  # three backups of 10, and 5
+    report = audit(files, kept, PATTERN)
+    assert report.ok, report.summary()
+
+
 def test_a_record_that_brings_the_file_to_max_bytes_rotates_first(
     strategy: str, log_path: str, make_handler: Callable[..., Any], logger: logging.Logger
 ) -> None:

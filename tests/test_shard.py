@@ -55,3 +55,13 @@ def test_chunk_reader_declines_what_only_the_strict_reader_can_judge() -> None:
     for part in (tab_first, b"garbage\n" + good, b"\tstray\n" + good):
         assert split_records(b"\n" + part[:-1]) is None
     assert decode_record(tab_first[:-1]) is not None
+
+
+def test_a_shard_name_is_matched_whole() -> None:
+    """A name that is a shard's plus a line break is not a shard (merge would take a stray file
+    for one): names are matched whole, "$" also matches before a final line break."""
+    from safelog._primitives.shard import parse_shard_name
+
+    assert parse_shard_name("app.log", "app.log.host.12.shard") is not None
+    for name in ("app.log.host.12.shard\n", "app.log.host.12.shard.3\n", "app.log.host.12.shard.3.gz\n"):
+        assert parse_shard_name("app.log", name) is None, name

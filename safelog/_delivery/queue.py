@@ -37,6 +37,7 @@ from time import monotonic, perf_counter
 from typing import Any, Union
 
 from .._policy.config import QueueSettings
+from .._primitives.reentry import get_ident, inside as _inside, leave
 from .._sinks.base import PartialWrite, Sink
 from .freeze import revive
 from .outlet import Outlet
@@ -99,9 +100,10 @@ class Writer:
             q = self._queue
             if len(q) >= self._queue_size:
                 if self._ident == threading.get_ident():
-                    # Logged from inside the writer (a rotator, namer or formatter that logs):
-                    # it holds the file lock, so it can neither wait for room nor write now. The
-                    # next batch takes it; one record over the bound is the lesser evil.
+                    # Logged from the writer's own thread (a rotator, namer, formatter or
+                    # finalizer that logs, queued as its round ends): it cannot wait for room
+                    # only it can make. The next batch takes it; one record over the bound is
+                    # the lesser evil.
                     q.append((outlet, payload, extra))
                     self._queued += 1
                     return True
@@ -127,10 +129,7 @@ class Writer:
             if self._dropped:
                 # The notice goes where the gap is: after the records queued before the drops,
                 # before the first one that found room again.
-                assert self._drop_outlet is not None
-                q.append((self._drop_outlet, self._dropped, None))
-                self._queued += 1
-                self._dropped = 0
+                self._queue_drop_notice()
             q.append((outlet, payload, extra))
             self._queued += 1
             if urgent:
@@ -145,6 +144,8 @@ class Writer:
         with self._lock:
             if self._thread is None or self._ident == threading.get_ident():
                 return
+            if self._dropped:
+                self._queue_drop_notice()  # no record followed the drops: the notice is due now
             target = self._queued
             self._flushing += 1
             self._not_empty.notify()
@@ -192,50 +193,81 @@ class Writer:
         thread.start()
 
     def _run(self) -> None:
-        self._ident = threading.get_ident()
-        interval = self.settings.flush_interval
-        max_batch = self.settings.max_batch
-        q = self._queue
+        me = self._ident = get_ident()
         try:
             while True:
-                with self._lock:
-                    while not q and not self._stopping:
-                        self._not_empty.wait()
-                    if not q:
-                        # Closed under the same lock as the emptiness check: no caller can slip
-                        # a record in after the last batch.
-                        self._closed = True
-                        self._not_full.notify_all()
-                        return
-                    while not (
-                        self._urgent or self._stopping or self._flushing or self._blocked or len(q) >= max_batch
-                    ):
-                        remaining = self._first_at + interval - monotonic()
-                        if remaining <= 0:
-                            break
-                        self._not_empty.wait(remaining)
-                    if len(q) <= max_batch:
-                        batch = list(q)
-                        q.clear()
-                        self._urgent = False
-                    else:
-                        # A backlog: the rest is already overdue, so the next round writes it
-                        # at once (_first_at stays in the past).
-                        batch = [q.popleft() for _ in range(max_batch)]
-                    if self._blocked:
-                        self._not_full.notify_all()
+                # Each round is a section (see _primitives/reentry.py): a record logged from
+                # this thread meanwhile (a finalizer run by the garbage collector while the
+                # queue's lock is held; a rotator, namer or formatter that logs) would wait for
+                # a lock this thread holds; it is written when the round ends.
+                _inside[me] = None
                 try:
-                    self._write(batch)
+                    if not self._round(me):
+                        return
                 finally:
-                    with self._lock:
-                        self._written += len(batch)
-                        self._done.notify_all()
+                    leave(me)
         finally:
             with self._lock:
                 self._thread = None
                 self._ident = -1
                 self._done.notify_all()
                 self._not_full.notify_all()
+
+    def _round(self, me: int) -> bool:
+        """Write one batch; False once the writer has stopped."""
+        q = self._queue
+        max_batch = self._max_batch
+        with self._lock:
+            while not q and not self._stopping:
+                if self._dropped:
+                    self._queue_drop_notice()
+                    break
+                if _inside.get(me):
+                    return True  # records logged from this thread: written as the round ends
+                self._not_empty.wait()
+            if not q:
+                # Closed under the same lock as the emptiness check: no caller can slip a
+                # record in after the last batch.
+                self._closed = True
+                self._not_full.notify_all()
+                return False
+            while not (
+                self._urgent or self._stopping or self._flushing or self._blocked or len(q) >= max_batch
+            ):
+                remaining = self._first_at + self.settings.flush_interval - monotonic()
+                if remaining <= 0:
+                    break
+                self._not_empty.wait(remaining)
+            # Taken one by one, not copied and cleared: a record this thread queues meanwhile
+            # (a finalizer) stays for the next round instead of being cleared unwritten.
+            batch = [q.popleft() for _ in range(min(len(q), max_batch))]
+            if not q:
+                self._urgent = False
+                if self._dropped:
+                    # Records were dropped and none followed to carry the notice: it goes
+                    # after the records queued before the drops, which this batch ends with.
+                    self._queue_drop_notice()
+                    batch.append(q.popleft())
+            # else a backlog: the rest is already overdue, so the next round writes it at
+            # once (_first_at stays in the past).
+            if self._blocked:
+                self._not_full.notify_all()
+        try:
+            self._write(batch)
+        finally:
+            with self._lock:
+                self._written += len(batch)
+                self._done.notify_all()
+        return True
+
+    def _queue_drop_notice(self) -> None:
+        """Queue the notice of the records dropped since the last one (under the lock)."""
+        assert self._drop_outlet is not None
+        if not self._queue:
+            self._first_at = monotonic()
+        self._queue.append((self._drop_outlet, self._dropped, None))
+        self._queued += 1
+        self._dropped = 0
 
     def _write(self, batch: list[_Item]) -> None:
         i, n = 0, len(batch)
@@ -275,12 +307,16 @@ class Writer:
                     time.sleep(_YIELD)
                 slice_end = perf_counter() + _SLICE
         try:
-            self.sink.write_many(msgs, outlet.rollover)
+            rejected = self.sink.write_many(msgs, outlet.rollover)
         except PartialWrite as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-            for record in records[exc.written :]:
-                outlet.failed(record, cause)
+            for i, error in exc.rejected:
+                outlet.failed(records[i], error)
+            for i in exc.lost:
+                outlet.failed(records[i], cause)
             return
+        for i, error in rejected:
+            outlet.failed(records[i], error)  # as in synchronous mode: this record alone is lost
         if outlet.failures.lost:
             outlet.failures.recover(lambda note: self.sink.write_record(outlet.render, note, outlet.rollover))
 

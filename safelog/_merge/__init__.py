@@ -61,7 +61,7 @@ from typing import Any, Callable
 
 from .._primitives.atomic import fsync_dir, temp_name
 from .._primitives.fileio import Place, open_append, open_lockfile
-from .._primitives.lock import LOCK_EX, try_lock
+from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
 from .._primitives.paths import name_too_long, resolve_log_path
 from .._primitives.perms import Perms, parse_chmod, parse_owner
 from .._primitives.shard import parse_shard_name
@@ -166,12 +166,15 @@ def merge(
         except OSError as exc:
             raise MergeError(f"merge into {out} failed: {exc}") from None
         finally:
+            # Unlocked, not only closed: a child forked meanwhile (by another thread of a
+            # process merging at exit) shares these locks, and would otherwise hold them while
+            # it lives.
             for chain in chains:
                 for f in chain:
                     if f.fd >= 0:
-                        os.close(f.fd)
+                        unlock_and_close(f.fd)
                         f.fd = -1
-            os.close(lock_fd)
+            unlock_and_close(lock_fd)
     finally:
         place.close()
         out_place.close()

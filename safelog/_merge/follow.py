@@ -19,7 +19,7 @@ from typing import Any, Callable, Protocol
 
 from .._primitives.atomic import fsync_dir
 from .._primitives.fileio import Place
-from .._primitives.lock import LOCK_EX, try_lock
+from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
 from .._primitives.perms import Perms, parse_chmod, parse_owner
 from . import _Merge, _fd_id, _no_log, _open_output, _remove_leftovers, _remove_merged, _rotate, _undo_append, journal
 from . import lock_output, resolve, shards_of
@@ -115,7 +115,7 @@ def merge_follow(
                 live.close()
             if m is not None and m.fd >= 0:
                 os.close(m.fd)
-            os.close(lock_fd)
+            unlock_and_close(lock_fd)  # unlocked for a child forked meanwhile too (see merge())
     finally:
         place.close()
         out_place.close()

@@ -33,7 +33,7 @@ from typing import Any, Callable
 
 from .._primitives.atomic import replacing
 from .._primitives.fileio import OUTPUT_REPAIR, Place, open_input
-from .._primitives.lock import LOCK_EX, try_lock
+from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
 from .._primitives.codec import DECODE_ERRORS, codec_for
 from .._primitives.perms import Perms
 from .discovery import first_line_fd, line_digest
@@ -218,7 +218,7 @@ def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1, iden
         return True
     finally:
         if own:
-            os.close(fd)
+            unlock_and_close(fd)
 
 
 def _is(fd: int, path: str, ident: str) -> bool:

@@ -42,8 +42,9 @@ from typing import Any, Callable
 from .._primitives.atomic import TMP_SUFFIX, create_temp, fsync_dir, temp_name
 from .._primitives.codec import CODECS as CODECS, EXTENSIONS as EXTENSIONS, Codec as Codec
 from .._primitives.fileio import open_input
-from .._primitives.lock import LOCK_EX, flock
+from .._primitives.lock import LOCK_EX, flock, hold, release
 from .._primitives.perms import Perms
+from .._primitives.reentry import section
 
 __all__ = ["Codec", "CODECS", "EXTENSIONS", "parse_compress", "submit", "trash", "trash_name", "work_names", "discard", "wait", "TMP_SUFFIX", "DEL_SUFFIX"]
 
@@ -178,7 +179,7 @@ def _start_locked() -> None:
 
 def wait(timeout: float | None = None) -> bool:
     """Block until every queued backup is compressed (tests, orderly shutdown)."""
-    with _cond:
+    with section(), _cond:
         _start_locked()
         return _cond.wait_for(lambda: not _jobs and not _busy, timeout)
 
@@ -187,34 +188,46 @@ def _run() -> None:
     # Not niced, on purpose: this thread shares the GIL with the application's threads, and a
     # low-priority thread preempted while holding it makes them wait (measured: worst emit 37 ms
     # with nice +10 on a loaded 2-core machine, 9 ms without).
-    global _busy, _worker
+    #
+    # Each job is a section (see _primitives/reentry.py): a finalizer the garbage collector runs
+    # in this thread while it holds _cond or the log's lock must not log then (a writer rotating
+    # under its lock waits for _cond: a lock-order cycle); its records are written after the job.
     while True:
-        with _cond:
-            if not _jobs:
-                # Gone when idle: a process that forks later (a pool, a gunicorn master after
-                # a rotation) does not fork with a thread running.
-                _worker = None
-                _cond.notify_all()
+        with section():
+            if not _one_job():
                 return
-            job = _jobs.popleft()
-            _busy += 1
-        try:
-            if job.codec is None:
-                try:
-                    os.unlink(job.src)
-                except FileNotFoundError:
-                    pass
-            else:
-                compress_file(job)
-        except BaseException as exc:  # the backup stays uncompressed; say why, keep going
+
+
+def _one_job() -> bool:
+    """Take and do one job; False when there is none left (the worker is gone)."""
+    global _busy, _worker
+    with _cond:
+        if not _jobs:
+            # Gone when idle: a process that forks later (a pool, a gunicorn master after
+            # a rotation) does not fork with a thread running.
+            _worker = None
+            _cond.notify_all()
+            return False
+        job = _jobs.popleft()
+        _busy += 1
+    try:
+        if job.codec is None:
             try:
-                job.on_error(job.src, exc)
-            except Exception:
+                os.unlink(job.src)
+            except FileNotFoundError:
                 pass
-        finally:
-            with _cond:
-                _busy -= 1
-                _cond.notify_all()
+        else:
+            compress_file(job)
+    except BaseException as exc:  # the backup stays uncompressed; say why, keep going
+        try:
+            job.on_error(job.src, exc)
+        except Exception:
+            pass
+    finally:
+        with _cond:
+            _busy -= 1
+            _cond.notify_all()
+    return True
 
 
 def compress_file(job: _Job) -> None:
@@ -223,6 +236,7 @@ def compress_file(job: _Job) -> None:
         # Under the rule of _primitives.fileio: a backup name another user filled (a link, a
         # hard link to a file elsewhere, a file of theirs) is not compressed (reported).
         fd, _ = open_input(job.src)
+        hold(fd)  # released with release(): see lock.hold
     except FileNotFoundError:
         return  # removed by retention, or already compressed by another process
     try:
@@ -238,7 +252,7 @@ def compress_file(job: _Job) -> None:
             with _cond:
                 _inflight.discard(key)
     finally:
-        os.close(fd)
+        release(fd)
 
 
 def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -> None:
@@ -253,12 +267,15 @@ def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -
         # 0600 until it is complete: its lock tells a cleanup that its writer is alive, and a
         # user who could open it could hold that lock (the backup would never be compressed).
         tmp, tfd = create_temp(directory, name + job.codec.ext, 0o600, tag=f"{st.st_ino:x}-")
+        # A child forked while the lock is on must not keep it (the temp file would look live
+        # to every cleanup for as long as the child lives): see lock.hold.
+        hold(tfd)
         try:
             if _temp_hook is not None:
                 _temp_hook(tmp)
             flock(tfd, LOCK_EX)
         except BaseException:
-            os.close(tfd)
+            release(tfd)
             os.unlink(tmp)
             raise
     try:
@@ -302,7 +319,7 @@ def _compress_fd(job: _Job, fd: int, st: os.stat_result, key: tuple[int, int]) -
                 pass
         raise
     finally:
-        os.close(tfd)
+        release(tfd)
 
 
 def report_error(src: str, exc: BaseException) -> None:

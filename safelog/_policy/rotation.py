@@ -46,11 +46,13 @@ __all__ = ["Rollover", "RotationHooks", "SIZE", "TIME", "backup_name", "work_fil
 SIZE = 1
 TIME = 2
 _FORMS = ("",) + EXTENSIONS
+# Names are matched whole (fullmatch), never with "$", which also matches before a trailing
+# line break: a stray "app.log.2\n" would pass for backup 2, and rotation would fail on it forever.
 _TMP_RE = re.compile(
-    r"^\.(?P<name>.+?)(?:" + "|".join(map(re.escape, EXTENSIONS)) + r")\.(?:(?P<ino>[0-9a-f]+)-)?[0-9a-f]{12}"
-    + re.escape(TMP_SUFFIX) + "$"
+    r"\.(?P<name>.+?)(?:" + "|".join(map(re.escape, EXTENSIONS)) + r")\.(?:(?P<ino>[0-9a-f]+)-)?[0-9a-f]{12}"
+    + re.escape(TMP_SUFFIX)
 )
-_DEL_RE = re.compile(r"^\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX) + "$")
+_DEL_RE = re.compile(r"\.(?P<name>.+?)\.[0-9a-f]{12}" + re.escape(DEL_SUFFIX))
 
 # After a failed rotation (log directory not writable, a backup name taken by a directory),
 # records go on to the current file and the rotation is retried this often: losing records
@@ -350,7 +352,7 @@ class Rollover:
             if t.endswith(DEL_SUFFIX):
                 _compress.discard(t)
             elif _temp_is_live(t):
-                m = _TMP_RE.match(os.path.basename(t))
+                m = _TMP_RE.fullmatch(os.path.basename(t))
                 if m and m.group("ino"):
                     busy.add(int(m.group("ino"), 16))
         if self.codec is None:
@@ -404,7 +406,7 @@ class Rollover:
             if entry.startswith("."):
                 # Leftovers of a process that died half-way: a compression temp file, or a
                 # backup renamed away to be unlinked (see _compress.trash).
-                m = _TMP_RE.match(entry) or _DEL_RE.match(entry)
+                m = _TMP_RE.fullmatch(entry) or _DEL_RE.fullmatch(entry)
                 if m and _recognise(key_of, os.path.join(directory, m.group("name"))) is not None:
                     tmps.append(full)
                 continue
@@ -419,10 +421,10 @@ class Rollover:
             # Size backups: exactly the names .1 … .N (through the namer).
             n = self.backup_count
             if h.plain():
-                srx = re.compile(re.escape(path) + r"\.([1-9]\d*)$")
+                srx = re.compile(re.escape(path) + r"\.([1-9]\d*)")
 
                 def size_key(p: str) -> tuple[Any, ...] | None:
-                    m = srx.match(p)
+                    m = srx.fullmatch(p)
                     return (-int(m.group(1)),) if m and int(m.group(1)) <= n else None
 
                 return size_key
@@ -444,10 +446,10 @@ class Rollover:
         stamp = self.timing.stamp_re
         order = self.timing.sort_key
         if h.plain():
-            rx = re.compile(re.escape(path) + r"\.(" + stamp + r")(?:\.(\d+))?$")
+            rx = re.compile(re.escape(path) + r"\.(" + stamp + r")(?:\.(\d+))?")
 
             def key(p: str) -> tuple[Any, ...] | None:
-                m = rx.match(p)
+                m = rx.fullmatch(p)
                 return None if m is None else (order(m.group(1)), int(m.group(2) or 0))
 
             return key
@@ -517,10 +519,10 @@ def work_file(entry: str) -> tuple[str, str] | None:
     """``("compression", name)`` for a temp file that ``name`` is being compressed into,
     ``("trash", name)`` for a backup renamed away to be unlinked (see ``compress.trash``), else
     None; ``name`` is the base name of the file it belongs to (without its codec extension)."""
-    m = _TMP_RE.match(entry)
+    m = _TMP_RE.fullmatch(entry)
     if m is not None:
         return "compression", _split_ext(m.group("name"))[0]
-    m = _DEL_RE.match(entry)
+    m = _DEL_RE.fullmatch(entry)
     if m is not None:
         return "trash", _split_ext(m.group("name"))[0]
     return None

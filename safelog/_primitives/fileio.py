@@ -370,8 +370,10 @@ class Place:
 
     def close(self) -> None:
         """Let go of the kept descriptor (the next open walks again)."""
-        close_quietly(self._fd)
-        self._fd = -1
+        # Forgotten before it is closed: a child forked in between must not close the number,
+        # which another thread may have been given again (see Sink._open_log).
+        fd, self._fd = self._fd, -1
+        close_quietly(fd)
 
     def _walk(self, create: bool) -> int:
         try:

@@ -147,7 +147,7 @@ def decode_record(data: bytes) -> tuple[bytes, int, bytes] | None:
 _SHARD_NAME = (
     r"\.(?P<host>[A-Za-z0-9_-]+)\.(?P<pid>\d+)\.shard"
     r"(?:\.(?P<period>\d{4}-\d\d-\d\d(?:_\d\d(?:-\d\d){0,2})?))?"
-    r"(?:\.(?P<n>\d+))?(?:\.(?P<ext>" + "|".join(re.escape(e[1:]) for e in EXTENSIONS) + "))?$"
+    r"(?:\.(?P<n>\d+))?(?:\.(?P<ext>" + "|".join(re.escape(e[1:]) for e in EXTENSIONS) + "))?"
 )
 
 _host: str | None = None
@@ -168,7 +168,8 @@ def shard_path(path: str, pid: int | None = None, host: str | None = None) -> st
 
 def parse_shard_name(logname: str, filename: str) -> dict[str, str | None] | None:
     """Split a shard file name of log ``logname`` (base names) into host, pid, n, ext."""
-    m = re.match(re.escape(logname) + _SHARD_NAME, filename)
+    # Whole names only: "$" would also match before a trailing line break.
+    m = re.fullmatch(re.escape(logname) + _SHARD_NAME, filename)
     return m.groupdict() if m else None
 
 

@@ -29,7 +29,7 @@ from .._primitives.perms import Perms
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
 
-__all__ = ["Sink", "PartialWrite", "CHECK_INTERVAL", "last_write"]
+__all__ = ["Sink", "PartialWrite", "SinkRetired", "CHECK_INTERVAL", "last_write"]
 
 # How often a writer checks that the path it writes still names the file it holds open (log
 # file deleted, renamed by logrotate, lock file replaced). Checking on every record would cost a
@@ -48,13 +48,20 @@ def last_write(fd: int, path: str) -> float | None:
     return st.st_mtime if st.st_size else None
 
 
-class PartialWrite(Exception):
-    """:meth:`Sink.write_many` stopped early: ``written`` records reached the file, the rest did
-    not. The underlying error is chained as ``__cause__``."""
+class SinkRetired(Exception):
+    """The sink was closed for good (its last handler closed it) while a record was on its way
+    to it: the record belongs to the handler's current sink (see :meth:`Sink.retire`)."""
 
-    def __init__(self, written: int) -> None:
-        super().__init__(f"{written} record(s) of the batch were written")
-        self.written = written
+
+class PartialWrite(Exception):
+    """:meth:`Sink.write_many` stopped early: the records at ``lost`` (indexes into the batch)
+    did not reach the file, the others did; ``rejected`` as returned by ``write_many``. The
+    underlying error is chained as ``__cause__``."""
+
+    def __init__(self, lost: list[int], rejected: list[tuple[int, Exception]]) -> None:
+        super().__init__(f"{len(lost)} record(s) of the batch were not written")
+        self.lost = lost
+        self.rejected = rejected
 
 
 class Sink:
@@ -70,6 +77,7 @@ class Sink:
     # shards), not when the handler is configured.
     lazy: ClassVar[bool] = False
     target_kind: ClassVar[str] = "log file"  # what _target() is, in messages
+    _retired = False  # set by retire(): never opened again
     # The file is one only safelog creates (a shard): the full rule of fileio.check_file, and
     # created so that no other user can open it (it carries a lock).
     own_file: ClassVar[bool] = False
@@ -146,18 +154,30 @@ class Sink:
         self._rotated = False
         _compress.start_worker()
 
-    def write_many(self, items: Sequence[tuple[str, float]], rollover: Rollover | None) -> None:
+    def write_many(self, items: Sequence[tuple[str, float]], rollover: Rollover | None) -> list[tuple[int, Exception]]:
         """Append ``(msg, created)`` records in order with one lock acquisition and as few
         ``write()`` calls as rotation allows (one, unless the batch crosses the size limit).
 
-        Each record is encoded on its own (the per-process shard frame numbers records). Raises
+        Each record is encoded on its own (the per-process shard frame numbers records); one
+        that cannot be encoded (``errors="strict"``) is left out, as a synchronous write loses
+        only that record, and returned with its error as ``(index, error)``. Raises
         :class:`PartialWrite` from the cause when an error stops the batch part-way.
         """
+        rejected: list[tuple[int, Exception]] = []
         with self._tlock:
-            datas = [self.encode(msg, created) for msg, created in items]
+            datas: list[bytes] = []
+            createds: list[float] = []
+            kept: list[int] = []
+            for i, (msg, created) in enumerate(items):
+                try:
+                    datas.append(self.encode(msg, created))
+                except Exception as exc:  # UnicodeEncodeError, or a shard that cannot be opened
+                    rejected.append((i, exc))
+                    continue
+                createds.append(created)
+                kept.append(i)
             if not datas:
-                return
-            createds = [created for _, created in items]
+                return rejected
             if self._torn:
                 datas[0] = b"\n" + datas[0]
             self._batch_done = 0
@@ -173,10 +193,11 @@ class Sink:
                     done = self._batch_done
                     self._append_many(datas[done:], createds[done:], rollover)
             except Exception as exc:
-                raise PartialWrite(self._batch_done) from exc
+                raise PartialWrite(kept[self._batch_done :], rejected) from exc
             self._torn = False
         if self._rotated:
             self._after_write()
+        return rejected
 
     @property
     def opened(self) -> bool:
@@ -241,6 +262,15 @@ class Sink:
     def close(self) -> None:
         with self._tlock:
             self._close_files()
+
+    def retire(self) -> None:
+        """Close for good: the last handler of the path let go of it. A thread that fetched
+        this sink before that and writes now (close() racing emit()) must not reopen the files:
+        nobody would close them again (and a per-process shard left open keeps its shared lock,
+        so a merge takes it for live). It gets :class:`SinkRetired` instead."""
+        with self._tlock:  # a write in progress (a rotation, say) finishes first
+            self._retired = True
+        self.close()
 
     def check_names(self, rollover: Rollover | None) -> None:
         """ValueError when a file this sink would create has a name over the limit of its file
@@ -365,8 +395,13 @@ class Sink:
         return []
 
     def _open_log(self) -> None:
-        close_quietly(self._fd)
-        self._fd = -1
+        # Every descriptor is forgotten before it is closed, and kept only once open: a child
+        # forked by another thread in between then never closes (in _after_fork) a number the
+        # kernel has already given to someone else, such as the pipe multiprocessing forks with.
+        fd, self._fd = self._fd, -1
+        close_quietly(fd)
+        if self._retired:
+            raise SinkRetired(self.path)
         # Before the open, so that a reopen requested after it (request_reopen) is not undone.
         self._next_check = 0.0 if self.watching else monotonic() + CHECK_INTERVAL
         perms = self.options.perms
@@ -385,8 +420,8 @@ class Sink:
         self._ino = os.fstat(fd).st_ino
 
     def _close_files(self) -> None:
-        close_quietly(self._fd)
-        self._fd = -1
+        fd, self._fd = self._fd, -1  # forgotten first: see _open_log
+        close_quietly(fd)
         self._place.close()
 
     def _forget_files(self) -> None:

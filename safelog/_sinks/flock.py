@@ -23,8 +23,8 @@ from .._policy.rotation import SIZE
 from .._primitives.fileio import ATTEMPTS, LOCKFILE_REOPEN, Place, close_quietly, gave_up, open_lockfile
 from .._primitives.fsdetect import warn_if_network
 from .._primitives.paths import resolve_log_path
-from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock
-from .base import CHECK_INTERVAL, Sink
+from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock, hold, release
+from .base import CHECK_INTERVAL, Sink, SinkRetired
 
 if TYPE_CHECKING:
     from .._policy.rotation import Rollover
@@ -149,8 +149,8 @@ class FlockSink(Sink):
         try:
             _flock(lockfd, _LOCK_SH)
         except OSError:
-            close_quietly(lockfd)
             busy.discard(lockfd)
+            close_quietly(lockfd)
             return False
         try:
             fd = self._fd
@@ -185,9 +185,12 @@ class FlockSink(Sink):
                 pass
             if pool is self._pool:
                 pool.append(lockfd)
+                busy.discard(lockfd)  # last: close() waits for this
             else:
+                # Not busy before it is closed: a child forked in between closes the busy
+                # descriptors, and this number may be someone else's by then.
+                busy.discard(lockfd)
                 close_quietly(lockfd)
-            busy.discard(lockfd)  # last: close() waits for this
             if self._closing:
                 with self._drained:
                     self._drained.notify_all()
@@ -442,29 +445,35 @@ class FlockSink(Sink):
         """The log's exclusive lock on a descriptor of its own: flock locks belong to the open
         file description, so this excludes this process's writers too, without their thread
         lock (the compressor must never hold that)."""
+        # Held by a background thread while another one may fork: registered so that a child
+        # closes its copy, and released with LOCK_UN, which frees it for every copy (a copy the
+        # child kept would otherwise hold the lock, and stop every writer, for as long as the
+        # child lives).
         for _ in range(ATTEMPTS):
             # A Place of its own: this runs in the compressor's thread, and a sink's Place is
             # used under the sink's thread lock only.
-            fd = open_lockfile(self.lock_path, self.options.perms)
+            fd = hold(open_lockfile(self.lock_path, self.options.perms))
             try:
                 flock(fd, LOCK_EX)
                 same = os.stat(self.lock_path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
                 same = False
             except BaseException:
-                close_quietly(fd)
+                release(fd)
                 raise
             if same:
                 break
-            close_quietly(fd)
+            release(fd)
         else:
             raise gave_up(self.lock_path, "locked")
         try:
             yield
         finally:
-            close_quietly(fd)
+            release(fd)
 
     def _open_lock(self) -> None:
+        if self._retired:
+            raise SinkRetired(self.path)
         fd = open_lockfile(self.lock_path, self.options.perms, place=self._lock_place)
         self._lockfd = fd
         self._lock_ino = os.fstat(fd).st_ino
@@ -506,8 +515,8 @@ class FlockSink(Sink):
                 pass  # _catch_up reopened the log: the counter no longer matched
 
     def _close_files_log_only(self) -> None:
-        close_quietly(self._fd)
-        self._fd = -1
+        fd, self._fd = self._fd, -1  # forgotten first: see Sink._open_log
+        close_quietly(fd)
 
     def _forget_files(self) -> None:
         # Only under the exclusive lock may the descriptors change (fast-path writers use them
@@ -550,7 +559,7 @@ class FlockSink(Sink):
     def _close_files(self) -> None:
         super()._close_files()
         self._lock_place.close()
-        close_quietly(self._lockfd)
-        self._lockfd = -1
+        fd, self._lockfd = self._lockfd, -1  # forgotten first: see Sink._open_log
+        close_quietly(fd)
         self._gen = -1
         self._drop_pool()

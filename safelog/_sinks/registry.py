@@ -85,7 +85,7 @@ def release(sink: Sink, config: Config) -> None:
         key = (sink.path,) + sink.options.key()
         if _registry.get(key) is sink:
             del _registry[key]
-    sink.close()
+    sink.retire()
 
 
 def close_path(kind: str, path: str) -> None:

@@ -26,7 +26,7 @@ import select
 from typing import TYPE_CHECKING, ClassVar
 
 from .._primitives.fileio import open_stream
-from .base import Sink
+from .base import Sink, SinkRetired
 
 if TYPE_CHECKING:
     from .._policy.config import FileOptions
@@ -49,6 +49,8 @@ class StreamSink(Sink):
         super().__init__(path, options)
 
     def _open_log(self) -> None:
+        if self._retired:
+            raise SinkRetired(self.path)
         self._fd = open_stream(self.path)
 
     def check_names(self, rollover: Rollover | None) -> None:
