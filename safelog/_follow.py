@@ -321,10 +321,16 @@ class PlainTail:
     def _snapshot(self) -> tuple[_Read | None, list[_Read]] | None:
         """The current file and the backups, oldest first, all opened; names verified after
         opening, so that a rotation during the listing is not misread. None if the names kept
-        moving."""
+        moving.
+
+        The directory is listed again after the opening, names with inodes: a rotation between
+        the listing and the opening of the current file would otherwise go unseen (the file
+        the listing had at the path is then a backup under a name the listing lacks, and the
+        path names the newer file), and that file would never be read."""
         for _ in range(_WALKS):
+            listed = self._listing()
             named: list[tuple[Any, str, str]] = []
-            for entry in os.listdir(self.directory):
+            for entry, _ino in listed:
                 parsed = backup_name(self.name, entry)
                 if parsed is not None:
                     named.append((parsed[0], entry, parsed[1]))
@@ -344,12 +350,26 @@ class PlainTail:
             current = _open(self.path, "") if ok else None
             if ok and os.path.lexists(self.path) and current is None:
                 ok = False
-            if ok and all(_still(f) for f in opened) and (current is None or _still(current)):
+            if (
+                ok
+                and all(_still(f) for f in opened)
+                and (current is None or _still(current))
+                and self._listing() == listed
+            ):
                 return current, opened
             for f in opened + ([current] if current is not None else []):
                 f.close()
         self.problems.report(f"{self.path}: its backups kept moving while being listed; trying again", True)
         return None
+
+    def _listing(self) -> set[tuple[str, int]]:
+        """(name, inode) of the log and its backups, from one listing (no stat)."""
+        with os.scandir(self.directory) as entries:
+            return {
+                (e.name, e.inode())
+                for e in entries
+                if e.name == self.name or backup_name(self.name, e.name) is not None
+            }
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -13,13 +13,14 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
 import safelog
 from safelog._audit import audit
 from safelog._merge import journal
+from safelog._merge import live as live_module
 from safelog._merge.live import SETTLE, LiveMerge, write_spans
 from safelog._merge.report import MergeReport
 from safelog._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock, try_lock
@@ -79,6 +80,7 @@ class Follower:
             cwd=ROOT,
             env=dict(os.environ, PYTHONPATH=ROOT),
         )
+        _started.append(self)
         self.lines: list[str] = []
         self._cond = threading.Condition()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -115,6 +117,26 @@ class Follower:
         self._reader.join(DEADLINE)
         assert self.proc.stderr is not None
         return rc, self.proc.stderr.read().decode()
+
+
+_started: list[Follower] = []
+
+
+@pytest.fixture(autouse=True)
+def no_follower_left() -> Iterator[None]:
+    """A test that fails half-way still ends the commands it started, and their reader threads:
+    left running, they kept this worker's later tests from forking merge's second process (it
+    needs a process with one thread)."""
+    yield
+    while _started:
+        f = _started.pop()
+        if f.proc.poll() is None:
+            f.proc.kill()
+        f.proc.wait()
+        f._reader.join(DEADLINE)
+        for stream in (f.proc.stdout, f.proc.stderr):
+            if stream is not None:
+                stream.close()
 
 
 def merging(log: Path) -> None:
@@ -289,6 +311,53 @@ def test_plain_log_backup_compressed_and_unlinked_while_held_is_read_on(tmp_path
         tail.close()
         os.close(fd)
     assert texts(out) == [f"w0-{i}" for i in range(6)] and errors == []
+
+
+@pytest.mark.parametrize("when", ["start", "poll"])
+def test_plain_log_rotated_between_the_listing_and_the_opening_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, when: str
+) -> None:
+    """A rotation after the follower listed the directory and before it opened the file at the path
+    (a follower descheduled in between; time backups, whose names never shift): the file renamed
+    then is read, before the new one."""
+    from safelog import _follow
+    from safelog._follow import PlainTail, _Problems
+
+    log = tmp_path / "app.log"
+    (tmp_path / "app.log.2026-12-07_10-00-00").write_text("w0-0\n")
+    log.write_text("w0-1\n")
+    written = [1]
+
+    def rotate() -> None:
+        os.rename(log, tmp_path / f"app.log.2026-12-07_10-00-0{written[0]}")
+        written[0] += 1
+        log.write_text(f"w0-{written[0]}\n")
+
+    real_open = _follow._open
+
+    def rotated_first(path: str, ext: str) -> Any:
+        if path == str(log):
+            monkeypatch.setattr(_follow, "_open", real_open)
+            rotate()
+        return real_open(path, ext)
+
+    out = tmp_path / "out.txt"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT)
+    errors: list[str] = []
+    tail = PlainTail(str(log), fd, _Problems(_Sink(errors)))
+    try:
+        if when == "poll":
+            tail.start(10, None)
+            rotate()
+        monkeypatch.setattr(_follow, "_open", rotated_first)
+        if when == "start":
+            tail.start(10, None)
+        tail.poll()
+        tail.poll()
+    finally:
+        tail.close()
+        os.close(fd)
+    assert texts(out) == [f"w0-{i}" for i in range(written[0] + 1)] and errors == []
 
 
 def test_plain_log_truncated_in_place_is_read_again(tmp_path: Path) -> None:
@@ -514,6 +583,46 @@ def test_live_merge_reads_a_backup_compressed_under_it_once(tmp_path: Path) -> N
     live.refresh()
     _settle(live)
     step(live, t + 10, out)
+    step(live, t + 10, out, drain=True)
+    assert texts(out) == ["r0", "r1", "r2", "r3"]
+    live.close()
+
+
+@pytest.mark.parametrize("change", ["rotated", "compressed"])
+def test_live_merge_keeps_a_writers_order_when_its_files_change_during_a_look(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """A writer that rotates its shard (or whose compressor replaces a backup by its .gz) after a
+    look listed the directory and before the look opened what it listed (a follower descheduled
+    in between): none of that writer's newer records come out before the older file's."""
+    t = 1_800_000_000.0
+    s = tmp_path / "app.log.h.1.shard"
+    backup = tmp_path / "app.log.h.1.shard.1"
+    frame = shard(s, [(t, "r0"), (t + 1, "r1")])
+    if change == "compressed":
+        os.rename(s, backup)
+        shard(s, [(t + 2, "r2"), (t + 3, "r3")], frame, mode="wb")
+    real_discover = live_module.discover
+
+    def changed_after_the_listing(directory: str, logname: str) -> Any:
+        listing = real_discover(directory, logname)
+        monkeypatch.setattr(live_module, "discover", real_discover)
+        if change == "rotated":
+            os.rename(s, backup)
+            shard(s, [(t + 2, "r2"), (t + 3, "r3")], frame, mode="wb")
+        else:
+            with open(backup, "rb") as src, gzip.open(tmp_path / ".tmp.gz", "wb") as dst:
+                dst.write(src.read())
+            os.replace(tmp_path / ".tmp.gz", str(backup) + ".gz")
+            os.unlink(backup)
+        return listing
+
+    monkeypatch.setattr(live_module, "discover", changed_after_the_listing)
+    out = tmp_path / "out.txt"
+    live = LiveMerge(str(tmp_path), "app.log", lag=0.0)
+    step(live, t + 10, out)
+    step(live, t + 10, out)
+    _settle(live)
     step(live, t + 10, out, drain=True)
     assert texts(out) == ["r0", "r1", "r2", "r3"]
     live.close()

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -56,7 +57,14 @@ TRACEBACK_RE = re.compile(
 
 
 def _count_workers(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Spy on merge's forked worker: the returned list gets a 1 for each worker started."""
+    """Spy on merge's forked worker: the returned list gets a 1 for each worker started.
+
+    Merge forks it only from a process with one thread: first wait until the background
+    threads earlier tests left in this process (a compression finishing) are gone."""
+    for t in threading.enumerate():
+        if t is not threading.main_thread():
+            t.join(60)
+    assert threading.active_count() == 1, f"threads left running: {threading.enumerate()}"
     workers: list[int] = []
     real_worker = parallel.Worker
 

@@ -273,3 +273,55 @@ def test_backups_shifted_out_are_gone_when_the_merge_returns(tmp_path: Path) -> 
         safelog.merge(log, max_bytes=1000, backup_count=1)
     assert names(tmp_path) == ["app.log", "app.log.1", "app.log.merge-state", "app.log.merge.lock"]
     assert lines(Path(str(log) + ".1")) == batches[1] and lines(log) == batches[2]
+
+
+def test_a_rotation_waits_for_the_last_step_of_a_compression_under_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """merge --follow rotates again while the previous backup may still be compressing: a rotation
+    that comes while the compressor is putting app.log.1.gz in place (and removing app.log.1)
+    waits for it, so the merged log renamed to app.log.1 meanwhile is neither removed nor its
+    backup compressed twice."""
+    import threading
+
+    from safelog._merge.report import MergeReport
+    from safelog._merge.rotate import Rotator, parse_policy
+    from safelog._policy import compress as _compress
+
+    log = tmp_path / "app.log"
+    rotator = Rotator(parse_policy(100, 10, "gzip", None), str(log), MergeReport(str(log)))
+    log.write_text("first batch\n")
+    rotator.rotate(log.stat().st_size)
+    log.write_text("second batch\n")
+    inside, release = threading.Event(), threading.Event()
+    real_replace = os.replace
+
+    def stalled_replace(src: Any, dst: Any) -> None:
+        if str(src).endswith(".tmp"):  # the compressor putting its .gz in place
+            inside.set()
+            assert release.wait(60)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", stalled_replace)
+    rotator.tidy(True, wait=False)  # compresses app.log.1 in the background
+    rotated = threading.Event()
+
+    def second_rotation() -> None:
+        rotator.rotate(log.stat().st_size)
+        rotated.set()
+
+    t = threading.Thread(target=second_rotation)
+    try:
+        assert inside.wait(60)
+        t.start()
+        # While the compressor is in its last step, the rotation does not happen; the bound only
+        # ends the test when it (wrongly) does not wait.
+        assert not rotated.wait(1.0), "a rotation went on while a backup was being put in place"
+    finally:
+        release.set()
+        t.join(60)
+    assert _compress.wait(60)
+    rotator.tidy(True)
+    assert names(tmp_path) == ["app.log.1.gz", "app.log.2.gz"]
+    assert gzip.decompress((tmp_path / "app.log.2.gz").read_bytes()) == b"first batch\n"
+    assert gzip.decompress((tmp_path / "app.log.1.gz").read_bytes()) == b"second batch\n"

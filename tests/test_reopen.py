@@ -220,6 +220,70 @@ def test_the_signal_reopens_in_every_process_at_once(tmp_path: Any) -> None:
     assert not [i for i in ids_in(path + ".1") if i.startswith("1-")]
 
 
+def test_a_reopen_request_is_not_undone_by_a_path_check_that_started_before_it(tmp_path: Any) -> None:
+    """flock: a writer's once-a-second path check found the log unchanged just before logrotate
+    renamed it; the signal comes before the check notes when to check next, and another thread
+    logs before the check sees that a signal came. That record still goes to the file now at
+    the path, not to the renamed one."""
+    import inspect
+    import sys
+
+    from safelog._sinks.flock import FlockStrategy
+    from tests.faults_helpers import flock_waiters
+    from tests.helpers import strategy_of
+
+    path = str(tmp_path / "app.log")
+    h = safelog.SafeFileHandler(path, strategy="flock")
+    emit(h, "first")
+    sink = strategy_of(h)
+    lines, start = inspect.getsourcelines(FlockStrategy._paths_unchanged)
+    store = start + next(i for i, line in enumerate(lines) if "file.schedule_check()" in line)
+    # The checker stops before noting the next check time, and again right after.
+    stops = {store: threading.Event(), store + 1: threading.Event()}
+    goes = {store: threading.Event(), store + 1: threading.Event()}
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if frame.f_code is not FlockStrategy._paths_unchanged.__code__:
+            return None
+        if event == "line" and frame.f_lineno in stops:
+            stops[frame.f_lineno].set()
+            assert goes[frame.f_lineno].wait(60)
+        return tracer
+
+    def checker() -> None:
+        sys.settrace(tracer)
+        try:
+            sink.file.next_check = 0.0  # its check is due
+            emit(h, "checker")
+        finally:
+            sys.settrace(None)
+
+    a = threading.Thread(target=checker)
+    b_done = threading.Event()
+    b = threading.Thread(target=lambda: (emit(h, "after"), b_done.set()))
+    a.start()
+    try:
+        assert stops[store].wait(60)  # its stat found the log unchanged
+        os.rename(path, path + ".1")
+        h.request_reopen()  # what the signal handler does
+        goes[store].set()
+        assert stops[store + 1].wait(60)  # it noted the next check time
+        b.start()
+        # The record either went somewhere, or waits for the exclusive lock (to reopen) that the
+        # checker's shared lock holds back.
+        wait_until(lambda: b_done.is_set() or os.getpid() in flock_waiters(path + ".lock"), 60,
+                   "the record to be written or to wait for the lock")
+    finally:
+        for go in goes.values():
+            go.set()
+        a.join(60)
+        if b.ident is not None:
+            b.join(60)
+    h.close()
+    assert ids_in(path + ".1") == ["checker", "first"]
+    assert ids_in(path) == ["after"]
+
+
 @pytest.mark.parametrize("nonblocking", [False, True])
 def test_thread_size_counter_follows_a_truncate(tmp_path: Any, make_handler: Any, nonblocking: bool) -> None:
     """A file truncated behind the handler's back (logrotate's copytruncate) is counted from its

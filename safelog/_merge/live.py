@@ -28,6 +28,14 @@ Files
     compressed twin of a file being read, or of one already read, is never read again. What has
     been emitted of a file is its decoded offset (``File.start``): the journal's offsets.
 
+    A look is not an instant: a writer may rotate between the listing and the opening of the
+    files it names (a follower descheduled in between makes that likely). The name of the
+    shard then holds the newer file, and the older one is under a backup name the listing does
+    not have, or gone into its compressed copy: its writer's newer records would come out
+    first. So each look compares the shard files' names and inodes before and after it, and a
+    writer whose files changed meanwhile emits nothing at that look; the next one finds all of
+    its files.
+
 Reading and writing
     The records are decoded by merge's reader (:class:`reader.Reader`, over spans that end at a
     record boundary) and written by merge's k-way step (:func:`output.merge_into`): the bytes
@@ -46,7 +54,7 @@ from .._primitives.codec import BY_EXT, DECODE_ERRORS
 from .._primitives.fileio import Place, Refused, close_quietly, open_input
 from .._primitives.fsdetect import network_fs
 from .._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
-from .._primitives.shard import LINE_HEADER_RE, TIME_LEN, hostname, time_key
+from .._primitives.shard import LINE_HEADER_RE, TIME_LEN, hostname, parse_shard_name, time_key
 from .discovery import FOREIGN_QUIET, Decoded, File, Unreadable, age_key, discover, first_line, identify
 from .parallel import split_offset
 from .output import merge_into
@@ -69,6 +77,8 @@ _SCAN = 64 << 10
 _UNUSABLE: tuple[type[Exception], ...] = DECODE_ERRORS + (Unreadable,)
 # A record header is shorter than this: windows overlap by it, so none is cut in two.
 _OVERLAP = 64
+# Looks a drain tries for one in which no writer's files changed.
+_RELOOK = 10
 
 
 class Track:
@@ -234,6 +244,8 @@ class LiveMerge:
         self.gone: dict[str, float] = dict.fromkeys(gone or (), time.monotonic())
         self._netfs: str | None | bool = False  # not looked up yet
         self.refused: set[str] = set()  # files skipped by the rule, reported once
+        # Writers (host, pid) whose files changed while the last look was taken (see "Files").
+        self._unsettled: set[tuple[str, int]] = set()
         # Problems found while looking (the reader reports its own into the report it is given).
         self.report = MergeReport(os.path.join(directory, logname))
 
@@ -252,6 +264,7 @@ class LiveMerge:
         now = time.monotonic()
         if self.gone and now - min(self.gone.values()) > FORGET:
             self.gone = {k: at for k, at in self.gone.items() if now - at <= FORGET}
+        before = self._shard_names()
         chains, twins = discover(self.directory, self.logname)
         seen: set[tuple[int, int]] = set()
         for t in self._by_file.values():
@@ -295,13 +308,34 @@ class LiveMerge:
                     self._forget(t)
             if not seq:
                 del self._chains[hp]
+        after = self._shard_names()
+        self._unsettled = {(host, pid) for host, pid, _, _ in before ^ after}
+
+    def _shard_names(self) -> set[tuple[str, int, str, int]]:
+        """(host, pid, name, inode) of every shard file in the directory now, from one listing
+        (the inode as the listing has it: no stat)."""
+        names = set()
+        try:
+            with os.scandir(self.directory) as entries:
+                for e in entries:
+                    parts = parse_shard_name(self.logname, e.name)
+                    if parts is not None:
+                        names.add((str(parts["host"]), int(str(parts["pid"])), e.name, e.inode()))
+        except OSError:
+            pass  # the look's own listing reports it
+        return names
 
     def settle(self) -> None:
         """List the directory twice, ``SETTLE`` apart: before a drain, so that a file whose
-        writer is done is not held back as possibly being written."""
+        writer is done is not held back as possibly being written. A drain emits every writer,
+        so it takes a look in which no writer's files changed, if one comes within a few."""
         self.refresh()
         time.sleep(SETTLE)
         self.refresh()
+        for _ in range(_RELOOK):
+            if not self._unsettled:
+                return
+            self.refresh()
 
     def _forget(self, t: Track) -> None:
         t.close()
@@ -393,6 +427,8 @@ class LiveMerge:
         mono = time.monotonic()
         out: list[list[Span]] = []
         for hp in sorted(self._chains):
+            if hp in self._unsettled and not drain:
+                continue  # its files changed during the look: it may have one the look missed
             seq = self._chains[hp]
             spans: list[Span] = []
             for t in seq:

@@ -29,6 +29,9 @@ PARALLEL_MIN = 32 << 20
 _OWN_SHARE = 0.45
 # While waiting for the worker, the copy of its output is fsynced every this many bytes.
 _SYNC_STEP = 16 << 20
+# What the worker sends once it holds nothing of its parent's (see Worker.__init__); its
+# findings follow on the same pipe.
+_READY = b"."
 
 
 def _first_record_at(f: File, pos: int, limit: int) -> tuple[int, bytes] | None:
@@ -161,6 +164,7 @@ class Worker:
                 _drop_locks(files, {id(sp.file) for c in spans for sp in c}, lock_fd)
                 sub = MergeReport("")
                 out = create_exclusive(self.side, os.O_WRONLY, 0o600)
+                os.write(wfd, _READY)
                 readers = [Reader(c, chunk, sub, Progress(0, None)) for c in spans]
                 records = output.merge_into(readers, out, alive=lambda: os.getppid() == parent)
                 os.close(out)
@@ -176,6 +180,11 @@ class Worker:
                 os._exit(code)
         os.close(wfd)
         self.rfd = rfd
+        # Until the worker has let go of the inherited locks, this merge's death would leave
+        # them held by a process that may not even have been scheduled yet: a re-run would find
+        # "another merge running". Its side file exists by then too, so a re-run removes it as a
+        # leftover. (An empty read: the worker failed; finish() reports it.)
+        os.read(rfd, len(_READY))
 
     def finish(self, fd: int, report: MergeReport) -> int:
         """Wait for the worker, take over its findings, append its output to ``fd``.

@@ -12,15 +12,18 @@ a little more than it adds for plain shards). A batch is never split across file
 rename happens long after the previous batch was appended: a shipper that follows the log by
 name has read it to its end. Everything runs under the merge lock: only a merge writes,
 rotates or prunes the merged log. Compression runs in the policy's background worker, and the
-merge waits for it before it returns.
+merge waits for it before it returns. ``merge --follow`` does not wait: it rotates again while
+a backup may still be compressing, so a rotation and the compressor's last step (find the
+backup's name now, put the ``.gz`` there, remove the plain file) exclude each other, as a
+handler's rotation and its compressor do.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
+import threading
 import time
 from typing import Any, Mapping
 
@@ -94,6 +97,11 @@ class Rotator:
         self.report = report
         self._policy = RotationPolicy(config, _hooks(path, report))
         self._active = config.codec is not None or config.max_age is not None
+        # Held while the backups are shifted, and by the compressor around its last step:
+        # otherwise it found app.log.1, the shift moved that backup to app.log.2 and the merged
+        # log to app.log.1, and the compressor put the old records into app.log.1.gz and removed
+        # the new file (records lost, others twice).
+        self._renaming = threading.Lock()
 
     def due(self, size: int, incoming: int) -> bool:
         """Whether a batch of about ``incoming`` bytes must go to a new file."""
@@ -102,7 +110,8 @@ class Rotator:
     def rotate(self, size: int) -> str | None:
         """Shift the backups and rename the merged log to the first one; its name, or None if
         the rename failed (reported; the batch then goes to the current file)."""
-        done = self._policy.rotate(self.path, SIZE, size, None, time.time())
+        with self._renaming:
+            done = self._policy.rotate(self.path, SIZE, size, None, time.time())
         return done[1] if done is not None else None
 
     def tidy(self, rotated: bool, wait: bool = True) -> None:
@@ -110,7 +119,10 @@ class Rotator:
         returns when the compression, and the removal of backups shifted out, is done (or at
         once without ``wait``: a live merge goes on while they run)."""
         if self._active:
-            self._policy.after_rotation(self.path, time.time(), contextlib.nullcontext)
+            # Under the exclusion too, as a handler runs it: retention and the cleanup of a dead
+            # compressor's leftovers must not meet a compressor's last step either.
+            with self._renaming:
+                self._policy.after_rotation(self.path, time.time(), lambda: self._renaming)
         elif not rotated:
             return
         if not wait:

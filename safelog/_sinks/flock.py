@@ -340,6 +340,16 @@ class FlockStrategy(FileStrategy):
 
     # -- lifecycle ------------------------------------------------------------------------------
 
+    def request_reopen(self) -> None:
+        # The "check now" alone can be undone: a fast-path thread whose stat came just before
+        # the rename notes the next check time after this ran, and until it sees the request
+        # and takes that back, another thread's record goes to the renamed file. The rotation
+        # counter is the other thing every record compares, and only the exclusive path, which
+        # waits for every shared holder, sets it: invalidated, the next record of every thread
+        # takes that path and reopens (a file the path still names is reopened, harmlessly).
+        super().request_reopen()
+        self.lockfile.gen = -1
+
     def reopen(self) -> None:
         # Under the exclusive lock, like every change of the descriptors the fast path uses.
         with self.lock:

@@ -19,7 +19,7 @@ from typing import Any, Callable
 import pytest
 
 from integration_harness import EXAMPLES
-from shipper_harness import PAD, Pipeline, expected_ids, rsyslogd, run_writers
+from shipper_harness import PAD, Pipeline, ShippedFirst, expected_ids, rsyslogd, run_writers
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +34,11 @@ ROTATIONS = {
     "size": {"max_bytes": "256 KB", "backup_count": 10_000},
     "time": {"when": "S", "backup_count": 10_000},
 }
-# Each rotating run must rotate this often. Both are paced: time rotation to span the periods,
-# size rotation so that each file lives about a second, as a shipper's reading in real traffic
-# assumes (unpaced, on a loaded machine, imfile once never opened a shard that lived 0.2 s:
-# inotify reported it, but it had been renamed away from the glob when imfile got to it).
+# Each rotating run must rotate this often. Time rotation is paced to span the periods; size
+# rotation runs as fast as the writers go. Neither pace is what lets the shipper keep up: a file
+# is renamed only once the shipper reads it (ShippedFirst), as the promise to shippers requires.
 MIN_BACKUPS = {"size": 10, "time": 3}
-SPREAD = {"size": 4.0, "time": 3.5}
+SPREAD = {"size": 0.0, "time": 3.5}
 # What the central file holds per record: the line as written (per-process shards keep their
 # header: time and sequence number).
 SHARD_HEADER = r"(?:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \d+ )?"
@@ -84,11 +83,18 @@ def ship(
     """Run the writers against a fresh edge/central pair; return how often each id arrived.
     Fails on a line of the central file that is not a whole record."""
     pipeline = Pipeline(exe, tmp, globs)
+    unshipped = tmp / "unshipped.txt"
+    if handler["class"] == "safelog.SafeFileHandler":
+        handler = {**handler, "rotator": ShippedFirst(pipeline.received, unshipped)}
     try:
         run_writers(config(handler, formatter), PROCS, THREADS, COUNT, log, spread)
         count, took = pipeline.wait_lines(len(EXPECTED), ARRIVAL)
     finally:
         pipeline.stop()
+    assert not unshipped.exists(), (
+        f"the shipper never read these files (their first lines) before they were rotated:\n"
+        f"{unshipped.read_text(errors='replace')}{pipeline.diagnostics()}"
+    )
     assert not list((tmp / "edge" / "work").rglob("imfile-state*")), "imfile kept state files"
     seen: Counter[str] = Counter()
     bad = []
