@@ -34,7 +34,7 @@ from ._handler import (
 )
 from ._merge import MergeError, MergeReport, merge
 from ._audit import AuditReport, audit, log_files
-from ._policy import compress as _compress
+from ._policy.compressor import COMPRESSOR
 
 __all__ = [
     "SafeFileHandler",
@@ -66,6 +66,6 @@ def wait_for_compression(timeout: float | None = None) -> bool:
     are complete before it goes on (a test, a job that ships its backups next). Returns False
     if ``timeout`` seconds passed first.
     """
-    return _compress.wait(timeout)
+    return COMPRESSOR.wait(timeout)
 
 __version__ = "0.1.0"

@@ -11,7 +11,6 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import safelog
-from safelog._policy import compress as _compress
 from safelog._audit import log_files
 from safelog._primitives.shard import FrameError, iter_records
 
@@ -45,7 +44,7 @@ def make_handler() -> Iterator[Callable[..., safelog.SafeFileHandler]]:
         handler.close()
     # Backups queued for compression are written by a background worker: let it finish, so
     # no test leaves it running into the next one.
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ import pytest
 import safelog
 from safelog import FlockFileHandler, SafeFileHandler
 from safelog._cli import main
-from safelog._policy import compress as _compress
+from safelog._policy.compressor import COMPRESSOR
 from safelog._primitives import fileio
 from safelog._primitives.shard import ShardFrame, hostname, shard_path
 from safelog._sinks.flock import lock_path_for
@@ -655,7 +655,7 @@ def _rotate_twice(d: Path, **options: Any) -> CountingHandler:
     log.info("rec 1")
     log.info("rec 2")
     h.close()
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     return h
 
 
@@ -671,12 +671,12 @@ def _compressed_backup(d: Path) -> Any:
 
 def _backup_to_compress(d: Path) -> Any:
     errors: list[str] = []
-    real = _compress.report_error
-    _compress.report_error = lambda src, exc: errors.append(f"{src}: {exc}")  # type: ignore[assignment]
+    real = COMPRESSOR.report
+    COMPRESSOR.report = lambda src, exc: errors.append(f"{src}: {exc}")  # type: ignore[assignment]
     try:
         _rotate_twice(d, backup_count=3, compress="gzip")
     finally:
-        _compress.report_error = real  # type: ignore[assignment]
+        COMPRESSOR.report = real  # type: ignore[assignment]
     assert not (d / "app.log.2.gz").exists()
     return errors
 
@@ -775,7 +775,7 @@ def test_every_file_safelog_creates_belongs_to_it_and_the_locked_ones_to_it_alon
     for i in range(40):
         log.info("record %d %s", i, "x" * 20)
     h.close()
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     if strategy == "per-process":
         safelog.merge(path, keep=True)
     for p in tmp_path.iterdir():

@@ -286,7 +286,6 @@ def test_a_rotation_waits_for_the_last_step_of_a_compression_under_way(
 
     from safelog._merge.report import MergeReport
     from safelog._merge.rotate import Rotator, parse_policy
-    from safelog._policy import compress as _compress
 
     log = tmp_path / "app.log"
     rotator = Rotator(parse_policy(100, 10, "gzip", None), str(log), MergeReport(str(log)))
@@ -320,7 +319,7 @@ def test_a_rotation_waits_for_the_last_step_of_a_compression_under_way(
     finally:
         release.set()
         t.join(60)
-    assert _compress.wait(60)
+    assert safelog.wait_for_compression(60)
     rotator.tidy(True)
     assert names(tmp_path) == ["app.log.1.gz", "app.log.2.gz"]
     assert gzip.decompress((tmp_path / "app.log.2.gz").read_bytes()) == b"first batch\n"

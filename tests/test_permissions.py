@@ -12,7 +12,6 @@ from typing import Any, Iterator
 import pytest
 
 import safelog
-from safelog._policy import compress as _compress
 from safelog._primitives.atomic import create_temp
 from safelog._primitives.fileio import create_exclusive
 from safelog._primitives.perms import Perms
@@ -56,7 +55,7 @@ def test_chmod_applies_to_created_rotated_lock_and_compressed_files(
     h = make_handler(path, strategy=strategy, when="H", utc=True, chmod=chmod, compress="gzip")
     emit(h, "a", BASE)
     emit(h, "b", BASE + 3600)
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     got = modes(tmp_path)
     assert len(got) == (3 if strategy == "flock" else 2)
     locked = [n for n in got if n.endswith((".lock", ".shard"))]
@@ -74,7 +73,7 @@ def test_default_modes_follow_the_umask(tmp_path: Any, make_handler: Any, umask:
     h = make_handler(path, strategy=strategy, when="H", utc=True, compress="gzip")
     emit(h, "a", BASE)
     emit(h, "b", BASE + 3600)
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     got = modes(tmp_path)
     assert got.pop("app.log.lock", 0o600) == 0o600
     assert set(got.values()) == {0o640}

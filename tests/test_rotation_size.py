@@ -12,7 +12,6 @@ from typing import Any, Callable
 import pytest
 
 import safelog
-import safelog._policy.compress
 from safelog._audit import audit, log_files
 from safelog._primitives.shard import iter_records
 from tests.helpers import check_paths_every, current_file
@@ -276,7 +275,7 @@ def test_namer_with_a_huge_backup_count_is_asked_only_about_existing_backups(
     logger.addHandler(handler)
     for i in range(55):
         logger.info(message(0, i))
-    assert safelog._policy.compress.wait(30)
+    assert safelog.wait_for_compression(30)
     current = current_file(handler)
     rotations = len(simulate(record_lengths(strategy, 55), 1000)) - 1  # 5 of plain records
     backups = [f"{current}.{n}.bak.gz" for n in range(rotations, 0, -1)]  # oldest first
@@ -311,7 +310,7 @@ def test_a_stray_name_with_a_trailing_line_break_does_not_stop_rotation(
     for i in range(45):
         log.info(message(0, i))
     h.close()
-    assert safelog._policy.compress.wait(30)
+    assert safelog.wait_for_compression(30)
     assert errors == []
     assert (tmp_path / stray).exists()
     files = [f for f in log_files(path) if f != str(tmp_path / stray)]

@@ -18,7 +18,6 @@ from typing import Any, Callable
 import pytest
 
 import safelog
-from safelog._policy import compress as _compress
 from safelog._audit import audit, log_files
 from safelog._policy.timing import TimePolicy, parse_time_policy
 
@@ -294,7 +293,7 @@ def _writer(path: str, kwargs: dict[str, Any], name: str, clock: Any, go: list[A
             log.info("id=%s-%d-%d", name, k, i)
         done.put((name, k))
     handler.close()
-    _compress.wait()
+    safelog.wait_for_compression()
 
 
 def run_phases(

@@ -27,8 +27,8 @@ import threading
 import time
 from typing import Any, Mapping
 
-from .._policy import compress as _compress
 from .._policy.compress import parse_compress
+from .._policy.compressor import COMPRESSOR
 from .._policy.config import RotationConfig
 from .._policy.options import check_int, parse_duration, parse_size
 from .._policy.rotation import SIZE, RotationHooks, RotationPolicy
@@ -126,7 +126,7 @@ class Rotator:
         elif not rotated:
             return
         if not wait:
-            _compress.start_worker()
+            COMPRESSOR.start()
             return
-        if not _compress.wait(_COMPRESS_WAIT):
+        if not COMPRESSOR.wait(_COMPRESS_WAIT):
             self.report.warnings.append(Problem(self.path, 0, "compression of its backups goes on in the background"))

@@ -12,8 +12,8 @@ from typing import Any, Callable
 from .._primitives.fileio import open_input
 from .._primitives.lock import LOCK_EX, try_lock
 from .._primitives.perms import Perms
-from . import compress as _compress
 from .compress import Codec
+from .compressor import COMPRESSOR
 from .naming import FORMS, Backups, Key, leftover, recognise
 
 __all__ = ["BackupFiles", "FILES"]
@@ -32,7 +32,7 @@ class BackupFiles:
             full = os.path.join(directory, entry)
             if entry.startswith("."):
                 # Leftovers of a process that died half-way: a compression temp file, or a
-                # backup renamed away to be unlinked (see compress.trash).
+                # backup renamed away to be unlinked (see Compressor.trash).
                 found = leftover(entry)
                 if found and recognise(key_of, os.path.join(directory, found.name)) is not None:
                     tmps.append(full)
@@ -52,10 +52,10 @@ class BackupFiles:
         os.replace(source, dest)
 
     def trash(self, name: str) -> None:
-        _compress.trash(name)
+        COMPRESSOR.trash(name)
 
     def discard(self, name: str) -> None:
-        _compress.discard(name)
+        COMPRESSOR.discard(name)
 
     def newest_mtime(self, files: list[str]) -> float:
         """When the newest of ``files`` was last written (OSError if one cannot be read)."""
@@ -100,8 +100,8 @@ class BackupFiles:
         guard: Callable[[], AbstractContextManager[Any]],
         perms: Perms | None,
     ) -> None:
-        """Queue ``name`` for compression in the background (see :mod:`.compress`)."""
-        _compress.submit(name, codec, locate, guard, perms, _compress.report_error)
+        """Queue ``name`` for compression in the background (see :mod:`.compressor`)."""
+        COMPRESSOR.submit(name, codec, locate, guard, perms)
 
 
 # The one every policy uses unless given another.

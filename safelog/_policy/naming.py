@@ -301,7 +301,7 @@ def backup_name(logname: str, filename: str) -> tuple[Key, str] | None:
 
 def work_file(entry: str) -> tuple[str, str] | None:
     """``("compression", name)`` for a temp file that ``name`` is being compressed into,
-    ``("trash", name)`` for a backup renamed away to be unlinked (see ``compress.trash``), else
+    ``("trash", name)`` for a backup renamed away to be unlinked (see ``Compressor.trash``), else
     None; ``name`` is the base name of the file it belongs to (without its codec extension)."""
     found = leftover(entry)
     return None if found is None else (found.what, split_ext(found.name)[0])

@@ -24,7 +24,7 @@ import os
 import threading
 from typing import Any, Callable, ClassVar, ContextManager, Sequence
 
-from .._policy import compress as _compress
+from .._policy.compressor import COMPRESSOR
 from .._policy.config import FileConfig
 from .._policy.rotation import RotationPolicy
 from .._policy.triggers import UNKNOWN
@@ -116,7 +116,7 @@ class FileStrategy:
         # The rotation queued background work (compression, unlinks): start the worker now that
         # the lock is released, so no writer waited for a thread to start.
         self._rotated = False
-        _compress.start_worker()
+        COMPRESSOR.start()
 
     def write_many(self, items: Sequence[tuple[str, float]]) -> list[tuple[int, Exception]]:
         """Append ``(msg, created)`` records in order with one lock acquisition and as few
