@@ -21,13 +21,12 @@ from __future__ import annotations
 
 from ._primitives.atomic import atomic_write
 from ._primitives.fsdetect import NetworkFileSystemWarning
-from ._handler import (
-    STRATEGIES,
+from ._handler import STRATEGIES, SafeFileHandler
+from ._dropin import (
     FileHandler,
     FlockFileHandler,
     PerProcessFileHandler,
     RotatingFileHandler,
-    SafeFileHandler,
     ThreadFileHandler,
     TimedRotatingFileHandler,
     WatchedFileHandler,

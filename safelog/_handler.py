@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import errno
-import io
 import logging
 import logging.handlers
-import math
-import re
 import os
 import threading
 import time
@@ -22,30 +18,20 @@ from ._delivery.queue import Writer, attach, detach
 from ._delivery.reopen import unwatch, watch
 from ._delivery.render import ESCAPES, Renderer
 from ._attributes import OptionViews
+from ._closed import ClosedSink, later
+from ._rotating import StdlibRotation
+from ._stream import StreamView
 from ._exitmerge import merge_at_exit
-from ._policy.config import OPTIONS, UNSET, Config, check_size_rotates, parse_config
-from ._policy.options import check_int, parse_size
-from ._policy.rotation import RotationHooks, RotationPolicy
-from ._policy.timing import TimePolicy
+from ._policy.config import OPTIONS, UNSET, Config, parse_config
+from ._policy.rotation import RotationHooks
 from ._merge import created_names as merge_names
 from ._primitives.paths import name_too_long, resolve_log_path, unwritable, unwritable_dir
 from ._primitives.reentry import defer, get_ident as _get_ident, inside as _inside, section
 from ._primitives.reentry import write_all as write_pending
-from ._primitives.fileio import open_append, open_stream
 from ._sinks.registry import STRATEGIES, acquire, release
-from ._sinks.strategy import Retired, Strategy, check_names, last_write, rotates
+from ._sinks.strategy import Retired, Strategy, check_names, rotates
 
-__all__ = [
-    "SafeFileHandler",
-    "ThreadFileHandler",
-    "FlockFileHandler",
-    "PerProcessFileHandler",
-    "FileHandler",
-    "WatchedFileHandler",
-    "RotatingFileHandler",
-    "TimedRotatingFileHandler",
-    "STRATEGIES",
-]
+__all__ = ["SafeFileHandler", "STRATEGIES"]
 
 _SENTINEL: Any = UNSET
 # How often a record is redirected to a reopened sink when close() keeps retiring the one it
@@ -66,7 +52,7 @@ def _check_merge_names(given: str, real: str) -> None:
             )
 
 
-class SafeFileHandler(OptionViews, logging.FileHandler):
+class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
     """A file handler that many threads, processes or an event loop can share safely.
 
     A drop-in for ``logging.handlers.RotatingFileHandler`` (same positional arguments and
@@ -103,16 +89,12 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
 
     default_strategy: ClassVar[str] = "flock"
     terminator = "\n"
-    # The BaseRotatingHandler hooks. Class attributes, so that a subclass may define them as
-    # methods; the namer=/rotator= options set them on the instance.
-    namer: Callable[[str], str] | None = None
-    rotator: Callable[[str, str], None] | None = None
     #: Format records of a stock ``logging.Formatter`` through safelog's faster equivalent
     #: (same text, see ``safelog/_delivery/fastformat.py``); set False, on the class or on a
     #: handler, to have every record formatted by ``self.format(record)``.
     fast_format: bool = True
     _outlet: Outlet  # what the non-blocking writer gets (nonblocking=True only)
-    _sink: Strategy | _ClosedSink  # the path's strategy; a stand-in after close()
+    _sink: Strategy | ClosedSink  # the path's strategy; a stand-in after close()
 
     def __init__(
         self,
@@ -184,7 +166,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         if config.rotator is not None:
             self.rotator = config.rotator
         self._writer: Writer | None = None
-        self._view: _StreamView | None = None
+        self._view: StreamView | None = None
         # Backups have the default names unless a namer is set (now or later) or a subclass
         # renames them in rotation_filename(); rotation then recognises them by asking it.
         cls = type(self)
@@ -202,51 +184,6 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
             report=lambda record: self.handleError(record),
             identity=lambda: (self._hook("namer", "rotation_filename"), self._hook("rotator", "rotate")),
         )
-
-    def _hook(self, attr: str, method: str) -> object:
-        """What names (``namer``) or moves (``rotator``) this handler's backups now: a subclass's
-        own ``rotation_filename``/``rotate``, else the hook set on the instance or the class."""
-        cls = type(self)
-        override = getattr(cls, method)
-        if override is not getattr(SafeFileHandler, method):
-            return override
-        return self.__dict__.get(attr, getattr(cls, attr, None))
-
-    # -- the size limits, live as in the stdlib (its emit() reads them) -------------------------
-
-    @property
-    def maxBytes(self) -> int:
-        """The size limit in bytes (0: none). Assigned after construction, it applies from the
-        next record (``"10 MB"`` is accepted too), as ``RotatingFileHandler.maxBytes`` does; to
-        every handler of the file, which share one rotation."""
-        return self._rotation.config.max_bytes
-
-    @maxBytes.setter
-    def maxBytes(self, value: int) -> None:
-        self._resize(parse_size("maxBytes", value), self.backupCount)
-
-    @property
-    def backupCount(self) -> int:
-        """How many backups are kept. Assigned after construction, it applies from the next
-        rotation, as ``RotatingFileHandler.backupCount`` does (0 with only a size limit:
-        nothing is rotated); to every handler of the file, which share one rotation."""
-        return self._rotation.config.backup_count
-
-    @backupCount.setter
-    def backupCount(self, value: int) -> None:
-        self._resize(self.maxBytes, check_int("backupCount", value))
-
-    def _resize(self, max_bytes: int, backup_count: int) -> None:
-        stdlib_rotating = isinstance(self, logging.handlers.RotatingFileHandler)
-        rotation = self._rotation.config
-        check_size_rotates(max_bytes, backup_count, rotation.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
-        sink = self._sink
-        if isinstance(sink, _ClosedSink) or not rotates(sink):
-            self._rotation.resize(max_bytes, backup_count)
-        else:
-            sink.resize(max_bytes, backup_count)  # a backup name too long: ValueError, now
-        # What a reopen after close() compiles its policy from.
-        self.config = dataclasses.replace(self.config, rotation=self._rotation.config)
 
     def _start(self, config: Config, given: str) -> None:
         """Share the path's sink and open it (unless ``delay``)."""
@@ -433,7 +370,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         for external rotation (logrotate's ``create``). Call it from any thread, not from a
         signal handler (``reopen_signal`` is the way there, or :meth:`request_reopen`)."""
         sink = self._sink
-        if not isinstance(sink, _ClosedSink) and rotates(sink) and not _later(self.reopen):
+        if not isinstance(sink, ClosedSink) and rotates(sink) and not later(self.reopen):
             with section():
                 sink.reopen()
 
@@ -441,11 +378,11 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         """:meth:`reopen` for a signal handler: takes no lock; every thread's next record
         reopens the log first if the path names another file now."""
         sink = self._sink
-        if not isinstance(sink, _ClosedSink) and rotates(sink):
+        if not isinstance(sink, ClosedSink) and rotates(sink):
             sink.request_reopen()
 
     def close(self) -> None:
-        if _later(self.close):
+        if later(self.close):
             return
         with section():
             self._close()
@@ -458,27 +395,27 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
             # Drain before the sink can close: nothing queued is lost on close()/shutdown().
             detach(writer)
         with self._sink_lock:
-            sink, self._sink = self._sink, _ClosedSink(self)
+            sink, self._sink = self._sink, ClosedSink(self)
             view, self._view = self._view, None
         if view is not None:
             view.close()
-        if not isinstance(sink, _ClosedSink):
+        if not isinstance(sink, ClosedSink):
             release(sink, self)
         logging.Handler.close(self)
 
     # -- logging.FileHandler ----------------------------------------------------------------
 
     @property  # type: ignore[override]
-    def stream(self) -> _StreamView | None:
+    def stream(self) -> StreamView | None:
         """A file object on the log, as ``FileHandler.stream``, for code that wants a real file
-        (``faulthandler.enable(file=handler.stream)``) or writes to it (see :class:`_StreamView`).
+        (``faulthandler.enable(file=handler.stream)``) or writes to it (see :class:`StreamView`).
         None after ``close()`` and, with ``delay=True``, before the first record, as in the
         stdlib; always None for ``per-process``, whose shards are framed and have no plain file
         to hand out (code that probes ``stream``, as gunicorn does, then leaves it alone)."""
         view = self._view
         if view is None:
             sink = self._sink
-            if isinstance(sink, _ClosedSink) or sink.lazy or self.delay and not sink.opened:
+            if isinstance(sink, ClosedSink) or sink.lazy or self.delay and not sink.opened:
                 return None
             view = self._view = self._open()
         return view
@@ -488,13 +425,13 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         # What code written for FileHandler assigns: gunicorn's USR1 reopen does
         # ``handler.close(); handler.stream = handler._open()``. The strategy owns the file, so
         # only a view of ours (or None) is kept; the next record reopens the sink.
-        old, self._view = self._view, value if isinstance(value, _StreamView) else None
+        old, self._view = self._view, value if isinstance(value, StreamView) else None
         if old is not None and old is not value:
             old.close()
 
-    def _open(self) -> _StreamView:  # type: ignore[override]
+    def _open(self) -> StreamView:  # type: ignore[override]
         """A new :attr:`stream` view of the log (``FileHandler._open``)."""
-        return _StreamView(self)
+        return StreamView(self)
 
     def setStream(self, stream: Any) -> Any:
         raise ValueError(
@@ -503,55 +440,12 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         )
 
     def _closed_handler(self) -> bool:
-        return isinstance(self._sink, _ClosedSink)
-
-    # -- rotation, as in logging.handlers.BaseRotatingHandler -------------------------------
-
-    def shouldRollover(self, record: logging.LogRecord) -> bool:
-        """Whether ``record`` would make the file rotate now, as the stdlib answers it: by time,
-        or by size (formatted, it would bring a non-empty file to ``maxBytes`` or past it, even
-        with ``backupCount=0``, which then rotates nothing). The strategy decides again, under
-        its lock, when it writes: this is a question, not a reservation."""
-        if not self._rotation.configured or _get_ident() in _inside:
-            # From inside safelog (a signal handler, a finalizer): the answer needs the lock
-            # this thread may hold; its records are written after, and rotate then if due.
-            return False
-        msg = self._render(record)
-        if msg is None:
-            return False
-        nbytes = len((msg + "\n").encode(self.config.file.encoding, self.config.file.errors))
-        with section():
-            sink = self._live_sink()
-            return rotates(sink) and sink.rotation_due(nbytes, record.created)
-
-    def doRollover(self) -> None:
-        """Rotate now, as ``BaseRotatingHandler.doRollover``, under the strategy's lock.
-
-        An empty file is not rotated (no empty backups): so when every process of a server
-        calls ``doRollover()`` at start-up, the first rotates and the others find the new,
-        empty file and leave it, and no record is lost or rotated twice. A handler without a
-        rotation policy (``backupCount=0`` and no ``when``) rotates nothing, as in the stdlib,
-        which then only reopens the file."""
-        if self._rotation.renames and not _later(self.doRollover):
-            with section():
-                sink = self._live_sink()
-                if rotates(sink):  # a FIFO or device: nothing to move, as the stdlib's isfile check
-                    sink.rotate_now(time.time())
+        return isinstance(self._sink, ClosedSink)
 
     def _live_sink(self) -> Strategy:
         sink = self._sink
-        return self._reopen() if isinstance(sink, _ClosedSink) else sink
+        return self._reopen() if isinstance(sink, ClosedSink) else sink
 
-
-    def rotation_filename(self, default_name: str) -> str:
-        return default_name if not callable(self.namer) else self.namer(default_name)
-
-    def rotate(self, source: str, dest: str) -> None:
-        if not callable(self.rotator):
-            if os.path.exists(source):
-                os.replace(source, dest)
-        else:
-            self.rotator(source, dest)
 
     # -- failure bursts ---------------------------------------------------------------------
 
@@ -570,7 +464,7 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
         """
         with self._sink_lock:
             sink = self._sink
-            if isinstance(sink, _ClosedSink):
+            if isinstance(sink, ClosedSink):
                 if self.config.file.mode == "w":
                     raise ValueError("I/O operation on closed handler")
                 sink = self._sink = acquire(self._real, self.config, self._hooks, self)
@@ -579,116 +473,6 @@ class SafeFileHandler(OptionViews, logging.FileHandler):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
-
-
-class _StreamView:
-    """:attr:`SafeFileHandler.stream`: a file object on the log that keeps the strategy's rules.
-
-    Creating one does no I/O (tools probe ``handler.stream``). ``write()`` goes through the
-    handler's strategy, one record per call (a lone line break is the end of the previous
-    record, so ``write(msg); write(terminator)`` writes one record). ``fileno()`` is a
-    descriptor of its own, opened on first use with ``O_APPEND`` on the file this process
-    writes (its shard, for ``per-process``, where raw writes are not framed: merge reports
-    them as damaged lines), reopened when that file was rotated away.
-    """
-
-    mode = "a"
-
-    def __init__(self, handler: SafeFileHandler) -> None:
-        self._handler = handler
-        self._fd = -1
-        self._ino = -1
-        self.closed = False
-
-    @property
-    def name(self) -> str:
-        return self._handler.baseFilename
-
-    @property
-    def encoding(self) -> str:
-        return self._handler.config.file.encoding
-
-    def write(self, text: str) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
-        if text != "\n":
-            self._handler._write_text(text[:-1] if text.endswith("\n") else text)
-        return len(text)
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
-
-    def fileno(self) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
-        if self._fd < 0 or self.moved():
-            self._close_fd()
-            sink = self._handler._live_sink()
-            path = sink.target()
-            if sink.regular:
-                # A shard carries a lock: created (if it must be) as the sink creates it.
-                perms = self._handler.config.file.perms
-                perms = perms.private() if sink.own_file else perms
-                self._fd = open_append(
-                    path, perms.create_mode, perms=perms if perms.active else None, own=sink.own_file
-                )
-            else:
-                self._fd = open_stream(path)
-            self._ino = os.fstat(self._fd).st_ino
-        return self._fd
-
-    def moved(self) -> bool:
-        """True when the file the descriptor appends to is no longer at its path (rotated)."""
-        if self._fd < 0:
-            return False
-        try:
-            return os.stat(self._handler._live_sink().target()).st_ino != self._ino
-        except OSError:
-            return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
-        self._close_fd()
-
-    def _close_fd(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __bool__(self) -> bool:
-        # Falsy on purpose: code that closes and reopens every FileHandler whose stream is set,
-        # from a signal handler (gunicorn's USR1: ``if handler.stream: handler.close(); ...``),
-        # would close safelog's from inside a write it interrupted, which holds the strategy's
-        # lock: a deadlock. safelog follows a renamed log itself (path check, reopen_signal).
-        return False
-
-    def __repr__(self) -> str:
-        return f"<safelog stream {self.name!r}>"
-
-
-def _later(operation: Callable[[], None]) -> bool:
-    """True when this thread is inside safelog (a signal handler or finalizer called
-    ``operation`` in the middle of a write, maybe holding the lock it needs): it is then done
-    when the thread leaves, like a record logged there."""
-    me = _get_ident()
-    if me not in _inside:
-        return False
-    defer(me, lambda _: operation(), None)
-    return True
 
 
 def _unregister(handler: logging.Handler) -> None:
@@ -704,226 +488,3 @@ def _pins_strategy(cls: type) -> bool:
     subclass of SafeFileHandler (to override handleError, say) keeps the strategy option."""
     below = cls.__mro__[: cls.__mro__.index(SafeFileHandler)]
     return any("default_strategy" in vars(c) for c in below)
-
-
-class _ClosedSink:
-    """Stands in after close(): the next record reopens the handler (see ``_reopen``).
-
-    Reopening here rather than testing for a closed handler in emit() keeps the hot path as is.
-    """
-
-    kind = "closed"
-
-    def __init__(self, handler: SafeFileHandler) -> None:  # noqa: D107 - no file behind it
-        self._handler = handler
-
-    def write(self, msg: str, created: float) -> None:
-        self._handler._reopen().write(msg, created)
-
-    def write_many(self, items: Any) -> list[tuple[int, Exception]]:
-        return self._handler._reopen().write_many(items)
-
-    def write_record(self, render: Any, record: logging.LogRecord) -> None:
-        self._handler._reopen().write_record(render, record)
-
-    def rotates_at(self, now: float) -> float:
-        # Asked of a closed handler: what a new one would start with (reopening would be a side
-        # effect of reading an attribute).
-        policy = self._handler._rotation
-        return policy.period_end(policy.start_period(last_write(-1, self._handler.baseFilename), now))
-
-
-class ThreadFileHandler(SafeFileHandler):
-    """``strategy="thread"``: the threads of one process share one file and one lock."""
-
-    default_strategy: ClassVar[str] = "thread"
-
-
-class FlockFileHandler(SafeFileHandler):
-    """``strategy="flock"``: many processes on one machine append to one file under a lock file."""
-
-    default_strategy: ClassVar[str] = "flock"
-
-
-class PerProcessFileHandler(SafeFileHandler):
-    """``strategy="per-process"``: each process writes its own shard; merge them afterwards."""
-
-    default_strategy: ClassVar[str] = "per-process"
-
-
-# The drop-ins: the stdlib class's signature, positional and keyword, plus every safelog keyword
-# (strategy, compress, ...); instances of the stdlib class they replace, so that code finding log
-# files with isinstance(h, logging.FileHandler) still finds them. Safe across processes by
-# default (flock); strategy= picks another.
-
-
-class FileHandler(SafeFileHandler):
-    """Drop-in for ``logging.FileHandler`` (no rotation), safe across threads and processes."""
-
-    _watch: ClassVar[bool] = False  # the default of watch=; WatchedFileHandler's is True
-
-    def __init__(
-        self,
-        filename: str | os.PathLike[str],
-        mode: str = "a",
-        encoding: str | None = None,
-        delay: bool = False,
-        errors: str | None = None,
-        **options: Any,
-    ) -> None:
-        options.setdefault("watch", self._watch)
-        super().__init__(filename, mode, encoding=encoding, delay=delay, errors=errors, **options)
-
-
-class WatchedFileHandler(FileHandler, logging.handlers.WatchedFileHandler):
-    """Drop-in for ``logging.handlers.WatchedFileHandler``: before every record, checks that the
-    path still names the open file (moved or deleted by logrotate, say) and reopens it if not."""
-
-    _watch = True
-
-    def reopenIfNeeded(self) -> None:
-        """The check runs in the strategy, under its lock, on every record; nothing to do here."""
-
-    def _statstream(self) -> None:
-        pass
-
-    # The stdlib sets these when it opens the file; here they are read from the file open now
-    # (the strategy reopens it, not this class).
-    @property
-    def dev(self) -> int:  # type: ignore[override]
-        """The device of the file the handler writes now; -1 when it has none open."""
-        return self._identity()[0]
-
-    @property
-    def ino(self) -> int:  # type: ignore[override]
-        """The inode of the file the handler writes now; -1 when it has none open."""
-        return self._identity()[1]
-
-    def _identity(self) -> tuple[int, int]:
-        sink = self._sink
-        return (-1, -1) if isinstance(sink, _ClosedSink) else sink.identity()
-
-
-class RotatingFileHandler(SafeFileHandler, logging.handlers.RotatingFileHandler):
-    """Drop-in for ``logging.handlers.RotatingFileHandler``: rotates exactly once however many
-    processes share the file (``flock`` by default)."""
-
-    def __init__(
-        self,
-        filename: str | os.PathLike[str],
-        mode: str = "a",
-        maxBytes: int | str = 0,
-        backupCount: int = 0,
-        encoding: str | None = None,
-        delay: bool = False,
-        errors: str | None = None,
-        **options: Any,
-    ) -> None:
-        # The stdlib defaults are 0; max_bytes=/backup_count= may then stand in for them.
-        size = UNSET if maxBytes == 0 and "max_bytes" in options else maxBytes
-        count = UNSET if backupCount == 0 and "backup_count" in options else backupCount
-        super().__init__(filename, mode, size, count, encoding, delay, errors, **options)
-
-
-class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in SafeFileHandler
-    SafeFileHandler, logging.handlers.TimedRotatingFileHandler
-):
-    """Drop-in for ``logging.handlers.TimedRotatingFileHandler``: the boundaries of the running
-    interpreter's stdlib (``computeRollover``, the log's mtime at start-up), rotation exactly once
-    across processes (with ``flock`` every process learns the boundary from the lock file).
-
-    ``interval`` reads as the period in seconds, as in the stdlib. ``suffix`` and ``extMatch``
-    may be changed after construction, as the stdlib allows: backups are then named with the
-    new ``strftime`` suffix, recognised by ``extMatch`` (or a pattern made from the suffix) and
-    ordered by the time they name.
-    """
-
-    def __init__(
-        self,
-        filename: str | os.PathLike[str],
-        when: str = "h",
-        interval: int = 1,
-        backupCount: int = 0,
-        encoding: str | None = None,
-        delay: bool = False,
-        utc: bool = False,
-        atTime: datetime.time | str | None = None,
-        errors: str | None = None,
-        **options: Any,
-    ) -> None:
-        if options.get("rotate_every") is not None:
-            raise ValueError(
-                f"rotate_every={options['rotate_every']!r} replaces when/interval; give when= to "
-                f"TimedRotatingFileHandler, or use SafeFileHandler(rotate_every=...)"
-            )
-        super().__init__(
-            filename, backupCount=backupCount, encoding=encoding, delay=delay, errors=errors,
-            when=when, interval=interval, utc=utc, atTime=atTime, **options,
-        )  # fmt: skip
-
-    def _policy(self) -> TimePolicy:
-        trigger = self._rotation.time
-        assert trigger is not None
-        return trigger.timing
-
-    @property
-    def interval(self) -> int:
-        """The period in seconds, as the stdlib's ``interval`` after construction."""
-        return self._policy().step
-
-    @interval.setter
-    def interval(self, value: Any) -> None:
-        self._fixed("interval")
-
-    @property
-    def dayOfWeek(self) -> int:
-        """For ``when='W0'``-``'W6'``: the day (0 is Monday), as in the stdlib."""
-        when = self._policy().when
-        if not when.startswith("W"):
-            raise AttributeError(f"dayOfWeek: when={when!r} rotates on no day of the week")
-        return int(when[1])
-
-    @dayOfWeek.setter
-    def dayOfWeek(self, value: Any) -> None:
-        self._fixed("dayOfWeek")
-
-    @property
-    def suffix(self) -> str:
-        return self._policy().suffix
-
-    @suffix.setter
-    def suffix(self, value: str) -> None:
-        self._policy().set_suffix(value)
-
-    @property
-    def extMatch(self) -> re.Pattern[str]:
-        return re.compile(r"^" + self._policy().stamp_re + r"(\.\w+)?$", re.ASCII)
-
-    @extMatch.setter
-    def extMatch(self, value: re.Pattern[str] | str) -> None:
-        pattern = value.pattern if isinstance(value, re.Pattern) else value
-        if not isinstance(pattern, str):
-            raise TypeError(f"extMatch must be a regular expression, not {value!r}")
-        # The stdlib anchors it and allows a trailing extension; safelog matches the stamp
-        # itself and handles compressed extensions on its own.
-        pattern = pattern.removeprefix("^").removesuffix("$").removesuffix(r"(\.\w+)?")
-        re.compile(pattern)
-        timing = self._policy()
-        timing.set_suffix(timing.suffix, pattern)
-
-    @property  # read-only: the strategy keeps it (for flock, shared through the lock file)
-    def rolloverAt(self) -> int:  # type: ignore[override]
-        """When the current file is due, as this process knows it."""
-        sink, now = self._sink, time.time()
-        if isinstance(sink, _ClosedSink) or rotates(sink):
-            return math.ceil(sink.rotates_at(now))
-        policy = self._rotation  # a FIFO or device: when a file there would be due
-        return math.ceil(policy.period_end(policy.start_period(last_write(-1, sink.target()), now)))
-
-    def computeRollover(self, currentTime: float) -> Any:
-        """The stdlib's ``computeRollover(currentTime)`` of the running interpreter: the
-        boundary after a file started at ``currentTime``."""
-        return self._policy().compute_rollover(currentTime)
-
-    def getFilesToDelete(self) -> list[str]:
-        return self._rotation.files_to_delete(self.baseFilename)

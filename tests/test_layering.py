@@ -2,7 +2,8 @@
 
 Layers, top to bottom (a module may import its own layer and any layer below it):
 
-1. shell      ``safelog`` itself, ``_handler``, ``_cli``, ``_demo``, ``_audit``, ``_exitmerge``,
+1. shell      ``safelog`` itself, ``_handler`` (with ``_attributes``, ``_rotating``, ``_stream``,
+              ``_closed``), ``_dropin``, ``_cli``, ``_demo``, ``_audit``, ``_exitmerge``,
               ``_follow``, ``_doctor``
 2. delivery   ``_delivery``: rendering, failure bursts, the non-blocking queue
 3. sinks      ``_sinks``: one module per strategy and their registry;
