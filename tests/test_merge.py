@@ -24,7 +24,7 @@ from typing import Any, Callable
 import pytest
 
 import safelog
-from safelog import _merge
+from safelog._merge import run as _merge
 from safelog._merge import discovery, journal, output, parallel, reader
 from safelog._cli import main
 from safelog._primitives.lock import LOCK_EX, LOCK_SH, flock
@@ -374,7 +374,7 @@ KILL_POINTS = ["write", "parallel-write", "append-journal", "before-commit", "co
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from safelog import _merge
+    from safelog._merge import run as _merge
     from safelog._merge import journal, output, parallel
     point = sys.argv[2]
     me = os.getpid()

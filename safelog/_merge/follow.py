@@ -21,8 +21,9 @@ from .._primitives.atomic import fsync_dir
 from .._primitives.fileio import Place
 from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
 from .._primitives.perms import Perms, parse_chmod, parse_owner
-from . import _Merge, _fd_id, _no_log, _open_output, _remove_leftovers, _remove_merged, _rotate, _undo_append, journal
-from . import lock_output, resolve, shards_of
+from . import journal
+from .run import _Merge, _fd_id, _no_log, _open_output, _remove_leftovers, _remove_merged, _rotate, _undo_append
+from .run import lock_output, resolve, shards_of
 from .journal import STATE_SUFFIX, output_id
 from .live import FORGET, LiveMerge, write_spans
 from .report import MergeError, MergeReport
