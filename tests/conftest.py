@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import safelog
-from safelog._audit import log_files
+from safelog import log_files
 from safelog._primitives.shard import FrameError, iter_records
 
 ALL_STRATEGIES = ("thread", "flock", "per-process")

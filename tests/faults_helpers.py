@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Iterable
 
 from safelog import SafeFileHandler
-from safelog._audit import AuditReport, audit, log_files
+from safelog import AuditReport, audit, log_files
 
 FORK = multiprocessing.get_context("fork")
 

@@ -6,7 +6,7 @@ import logging
 import os
 from typing import Any, Callable
 
-from safelog._audit import AuditReport, audit, log_files
+from safelog import AuditReport, audit, log_files
 from safelog._primitives.shard import ShardFrame, shard_path
 
 PATTERN = r"rec (?P<id>\d{4}) [a-z]{7}"

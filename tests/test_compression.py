@@ -14,7 +14,7 @@ import pytest
 
 import safelog
 from safelog._policy.compressor import COMPRESSOR
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._sinks.flock import FAST_MARGIN
 from tests.faults_helpers import FORK, flock_waiters, join_all, wait_until
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import pytest
 
 import safelog
-from safelog._audit import log_files
+from safelog import log_files
 from safelog._policy.config import Config, QueueConfig, parse_config
 from safelog._policy.options import parse_size
 from tests.helpers import same_file

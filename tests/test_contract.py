@@ -14,7 +14,7 @@ from typing import Any, Callable
 import pytest
 
 import safelog
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._primitives.shard import FrameError, iter_records
 from tests.helpers import current_file, log_descriptor, same_file
 

@@ -16,7 +16,7 @@ import threading
 import pytest
 
 from safelog import SafeFileHandler
-from safelog._audit import log_files
+from safelog import log_files
 from safelog._sinks.flock import lock_path_for
 from safelog._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
 

@@ -24,7 +24,7 @@ from safelog._delivery import queue as _queue
 from safelog._policy.compressor import COMPRESSOR
 from safelog._primitives.shard import iter_records
 
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from tests.faults_helpers import RECORD, exact, in_child, make_logger
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

@@ -17,7 +17,7 @@ import pytest
 from safelog import STRATEGIES, SafeFileHandler
 from safelog._primitives import fileio
 from safelog._sinks import logfile as _logfile
-from safelog._audit import log_files
+from safelog import log_files
 from safelog._sinks.lockfile import LockFile, lock_path_for
 from safelog._sinks.logfile import LogFile
 

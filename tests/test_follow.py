@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import safelog
-from safelog._audit import audit
+from safelog import audit
 from safelog._merge import journal
 from safelog._merge import live as live_module
 from safelog._merge.live import SETTLE, LiveMerge, write_spans

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import pytest
 
 import safelog
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
 from tests.helpers import current_file, lock_descriptor, lock_file
 

@@ -18,7 +18,7 @@ import pytest
 
 import safelog
 from safelog._delivery import queue as _queue
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 
 from tests.faults_helpers import wait_until
 from tests.helpers import strategy_of

@@ -25,7 +25,7 @@ import structlog
 from pythonjsonlogger.json import JsonFormatter
 
 import safelog
-from safelog._audit import log_files
+from safelog import log_files
 from safelog._delivery.freeze import Freezer
 from safelog._primitives.shard import ShardRecord, iter_records
 

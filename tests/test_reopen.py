@@ -15,7 +15,7 @@ import pytest
 
 import safelog
 from safelog._delivery import reopen as _reopen
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._primitives.shard import shard_path
 from tests.faults_helpers import FORK, join_all, wait_until
 

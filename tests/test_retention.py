@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import safelog
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 
 PATTERN = r"id=(?P<id>\S+)"
 BASE = 1_795_651_200.0  # 2026-11-26 00:00:00 UTC

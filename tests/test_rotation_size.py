@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 
 import safelog
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._primitives.shard import iter_records
 from tests.helpers import check_paths_every, current_file
 

@@ -16,7 +16,7 @@ import time
 import pytest
 
 from safelog import SafeFileHandler
-from safelog._audit import log_files
+from safelog import log_files
 from safelog._policy.options import parse_size
 
 from tests.faults_helpers import FORK, exact, join_all, make_logger, start_ready, wait_until

@@ -24,7 +24,7 @@ from typing import Any, Callable
 import pytest
 
 import safelog
-from safelog._audit import log_files
+from safelog import log_files
 
 from faults_helpers import join_all
 from tests.helpers import current_file, same_file

@@ -18,7 +18,7 @@ from typing import Any, Callable
 import pytest
 
 import safelog
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._policy.timing import TimePolicy, parse_time_policy
 
 PATTERN = r"id=(?P<id>\S+)"

@@ -20,7 +20,7 @@ from typing import Any, Iterator
 import pytest
 
 import safelog
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 
 from test_time_rotation import PATTERN, RECORDS, files_by_name, run_phases
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from safelog import merge
-from safelog._audit import AuditReport, audit, log_files
+from safelog import AuditReport, audit, log_files
 from safelog._merge import STATE_SUFFIX
 from safelog._primitives.shard import FrameError, iter_records, parse_shard_name
 

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import pytest
 
-from safelog._audit import log_files
+from safelog import log_files
 
 pytestmark = pytest.mark.integration
 
