@@ -19,9 +19,7 @@ Layers, top to bottom; a module imports only its own layer and the layers below 
 
 from __future__ import annotations
 
-from ._primitives.atomic import atomic_write
-from ._primitives.fsdetect import NetworkFileSystemWarning
-from ._handler import STRATEGIES, SafeFileHandler
+from ._audit import AuditReport, audit, log_files
 from ._dropin import (
     FileHandler,
     FlockFileHandler,
@@ -31,9 +29,11 @@ from ._dropin import (
     TimedRotatingFileHandler,
     WatchedFileHandler,
 )
+from ._handler import STRATEGIES, SafeFileHandler
 from ._merge import MergeError, MergeReport, merge
-from ._audit import AuditReport, audit, log_files
 from ._policy.compressor import COMPRESSOR
+from ._primitives.atomic import atomic_write
+from ._primitives.fsdetect import NetworkFileSystemWarning
 
 __all__ = [
     "SafeFileHandler",

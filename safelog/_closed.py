@@ -4,10 +4,13 @@ safelog (a signal handler or finalizer interrupting a write)."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from ._policy.rotation import RotationPolicy
-from ._primitives.reentry import defer, get_ident as _get_ident, inside as _inside
+from ._primitives.reentry import defer
+from ._primitives.reentry import get_ident as _get_ident
+from ._primitives.reentry import inside as _inside
 from ._sinks.strategy import Strategy, last_write
 
 __all__ = ["ClosedSink", "later"]
@@ -43,7 +46,7 @@ class ClosedSink:
 
     kind = "closed"
 
-    def __init__(self, handler: _Reopens) -> None:  # noqa: D107 - no file behind it
+    def __init__(self, handler: _Reopens) -> None:
         self._handler = handler
 
     def write(self, msg: str, created: float) -> None:

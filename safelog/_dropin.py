@@ -14,9 +14,9 @@ from typing import Any, ClassVar
 
 from ._closed import ClosedSink
 from ._handler import SafeFileHandler
-from ._sinks.strategy import last_write, rotates
 from ._policy.config import UNSET
 from ._policy.timing import TimePolicy
+from ._sinks.strategy import last_write, rotates
 
 __all__ = [
     "ThreadFileHandler",

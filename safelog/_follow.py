@@ -44,7 +44,8 @@ import stat
 import sys
 import time
 from collections import deque
-from typing import IO, Any, Callable
+from collections.abc import Callable
+from typing import IO, Any
 
 from ._merge.discovery import Decoded, discover
 from ._merge.follow import DRAIN, STOP, Control
@@ -52,8 +53,8 @@ from ._merge.journal import STATE_SUFFIX
 from ._merge.live import LiveMerge, write_spans
 from ._merge.output import write_all
 from ._merge.report import MergeReport, Problem
-from ._policy.options import parse_duration
 from ._policy.naming import backup_name
+from ._policy.options import parse_duration
 from ._primitives.codec import DECODE_ERRORS
 from ._primitives.fileio import READ, close_quietly
 from ._primitives.shard import time_key
@@ -267,7 +268,7 @@ class PlainTail:
 
     # -- looking again --------------------------------------------------------------------------
 
-    def poll(self) -> None:
+    def poll(self) -> None:  # noqa: C901 - not split yet (see docs/architecture.md, what is left)
         if self.cur is not None:
             self._drain(self.cur)
         if self.last is not None:

@@ -9,27 +9,30 @@ import logging.handlers
 import os
 import threading
 import time
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
-from ._delivery.failures import Failures
-from ._delivery.outlet import Outlet
-from ._delivery.freeze import Freezer
-from ._delivery.queue import Writer, attach, detach
-from ._delivery.reopen import unwatch, watch
-from ._delivery.render import ESCAPES, Renderer
 from ._attributes import OptionViews
 from ._closed import ClosedSink, later
-from ._rotating import StdlibRotation
-from ._stream import StreamView
+from ._delivery.failures import Failures
+from ._delivery.freeze import Freezer
+from ._delivery.outlet import Outlet
+from ._delivery.queue import Writer, attach, detach
+from ._delivery.render import ESCAPES, Renderer
+from ._delivery.reopen import unwatch, watch
 from ._exitmerge import merge_at_exit
+from ._merge import created_names as merge_names
 from ._policy.config import OPTIONS, UNSET, Config, parse_config
 from ._policy.rotation import RotationHooks
-from ._merge import created_names as merge_names
 from ._primitives.paths import name_too_long, resolve_log_path, unwritable, unwritable_dir
-from ._primitives.reentry import defer, get_ident as _get_ident, inside as _inside, section
+from ._primitives.reentry import defer, section
+from ._primitives.reentry import get_ident as _get_ident
+from ._primitives.reentry import inside as _inside
 from ._primitives.reentry import write_all as write_pending
+from ._rotating import StdlibRotation
 from ._sinks.registry import STRATEGIES, acquire, release
 from ._sinks.strategy import Retired, Strategy, check_names, rotates
+from ._stream import StreamView
 
 __all__ = ["SafeFileHandler", "STRATEGIES"]
 
@@ -259,7 +262,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         self.emit(record)
         return rv
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: C901 - the per-record path: each branch moved out would cost a call per record
         me = _get_ident()
         if me in _inside:
             # Logged from inside safelog by this very thread (a signal handler, a finalizer, a
@@ -308,7 +311,9 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
             if pending:
                 write_pending(me, pending)
 
-    def _record_failed(self, exc: Exception, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord) -> bool:
+    def _record_failed(
+        self, exc: Exception, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord
+    ) -> bool:
         # Apart from emit(), so that its closure costs emit() nothing per record.
         return self._failed_write(exc, record, lambda sink: sink.write_record(render, record))
 

@@ -11,13 +11,15 @@ import logging
 import logging.handlers
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ._closed import ClosedSink, later
 from ._policy.config import Config, check_size_rotates
 from ._policy.options import check_int, parse_size
 from ._policy.rotation import RotationPolicy
-from ._primitives.reentry import get_ident as _get_ident, inside as _inside, section
+from ._primitives.reentry import get_ident as _get_ident
+from ._primitives.reentry import inside as _inside
+from ._primitives.reentry import section
 from ._sinks.strategy import Strategy, rotates
 
 __all__ = ["StdlibRotation"]

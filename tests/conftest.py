@@ -6,7 +6,8 @@ import logging
 import logging.config
 import os
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 

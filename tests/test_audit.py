@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from safelog import AuditReport, audit, log_files
 from safelog._primitives.shard import ShardFrame, shard_path

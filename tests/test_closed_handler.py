@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 import safelog
-
 from tests.faults_helpers import exact, in_child, make_logger
 from tests.helpers import strategy_of
 

@@ -8,13 +8,14 @@ import os
 import re
 import signal
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._policy.compressor import COMPRESSOR
 from safelog import audit, log_files
+from safelog._policy.compressor import COMPRESSOR
 from safelog._sinks.flock import FAST_MARGIN
 from tests.faults_helpers import FORK, flock_waiters, join_all, wait_until
 

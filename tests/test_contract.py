@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
-import io
 import os
 import re
 import threading
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

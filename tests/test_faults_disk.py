@@ -14,7 +14,6 @@ import signal
 import pytest
 
 from safelog import STRATEGIES
-
 from tests.faults_helpers import CountingHandler, exact, in_child, make_logger
 from tests.helpers import current_file
 

@@ -17,7 +17,6 @@ import safelog
 from safelog import STRATEGIES, SafeFileHandler
 from safelog._policy.compressor import COMPRESSOR
 from safelog._sinks.flock import lock_path_for
-
 from tests.faults_helpers import FORK, exact, flock_waiters, join_all, make_logger, wait_until
 from tests.helpers import strategy_of
 

@@ -6,9 +6,7 @@ import threading
 
 import pytest
 
-from safelog import STRATEGIES, SafeFileHandler
-from safelog import log_files
-
+from safelog import STRATEGIES, SafeFileHandler, log_files
 from tests.faults_helpers import FORK, exact, join_all, make_logger
 from tests.helpers import strategy_of
 

@@ -14,17 +14,16 @@ import logging
 import os
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog import STRATEGIES, SafeFileHandler
+from safelog import STRATEGIES, SafeFileHandler, audit, log_files
 from safelog._delivery import queue as _queue
 from safelog._policy.compressor import COMPRESSOR
 from safelog._primitives.shard import iter_records
-
-from safelog import audit, log_files
 from tests.faults_helpers import RECORD, exact, in_child, make_logger
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")

@@ -14,13 +14,11 @@ from typing import Any
 
 import pytest
 
-from safelog import STRATEGIES, SafeFileHandler
+from safelog import STRATEGIES, SafeFileHandler, log_files
 from safelog._primitives import fileio
 from safelog._sinks import logfile as _logfile
-from safelog import log_files
 from safelog._sinks.lockfile import LockFile, lock_path_for
 from safelog._sinks.logfile import LogFile
-
 from tests.faults_helpers import FORK, exact, flock_waiters, join_all, make_logger, wait_until
 from tests.helpers import check_paths_every
 

@@ -8,9 +8,8 @@ import os
 import threading
 
 import safelog
-from safelog._sinks.flock import FAST_MARGIN, FAST_RECORD
 from safelog._primitives.lock import LOCK_SH, LOCK_UN, flock
-
+from safelog._sinks.flock import FAST_MARGIN, FAST_RECORD
 from tests.faults_helpers import flock_waiters, join_all, wait_until
 from tests.helpers import log_descriptor, strategy_of
 
@@ -29,7 +28,7 @@ def _write_two(path: str, msg: str, max_bytes: int, ready, go, done) -> None:  #
 
 def _run_child(
     path: str, msg: str, max_bytes: int, expect_block: bool, between=None  # type: ignore[no-untyped-def]
-) -> tuple[bool, "multiprocessing.process.BaseProcess"]:
+) -> tuple[bool, multiprocessing.process.BaseProcess]:
     """Start a writer, hold the lock shared while it writes its second record; did it finish
     (or, when ``expect_block``, is the kernel showing it queued on the lock)? ``between`` runs
     after the first record."""

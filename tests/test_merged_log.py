@@ -103,7 +103,7 @@ def test_tail_follows_the_merged_log_and_sees_each_record_once(tmp_path: Path, r
                 assert report.records == 201
                 assert report.rotated == (str(log) + ".1" if rotate else "")
             # Each batch ends with its marker: wait until tail has printed it.
-            wait_until(lambda: f"end-{k}\n" in seen.read_text(), timeout=30, what=f"tail to print end-{k}")
+            wait_until(lambda k=k: f"end-{k}\n" in seen.read_text(), timeout=30, what=f"tail to print end-{k}")
     finally:
         proc.terminate()
         proc.wait(10)

@@ -12,14 +12,14 @@ import sys
 import textwrap
 import threading
 import weakref
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._delivery import queue as _queue
 from safelog import audit, log_files
-
+from safelog._delivery import queue as _queue
 from tests.faults_helpers import wait_until
 from tests.helpers import strategy_of
 

@@ -7,7 +7,8 @@ import logging
 import os
 import pwd
 import stat
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

@@ -9,13 +9,14 @@ import os
 import signal
 import stat
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._delivery import reopen as _reopen
 from safelog import audit, log_files
+from safelog._delivery import reopen as _reopen
 from safelog._primitives.shard import shard_path
 from tests.faults_helpers import FORK, join_all, wait_until
 
@@ -203,7 +204,7 @@ def test_the_signal_reopens_in_every_process_at_once(tmp_path: Any) -> None:
         p.start()
         kids.append((p, ready, acked, recv))
     try:
-        for p, ready, _, _ in kids:
+        for _p, ready, _, _ in kids:
             assert ready.wait(60)
         os.rename(path, path + ".1")
         for p, _, _, _ in kids:

@@ -117,11 +117,11 @@ def test_dated_names_never_number_below_an_existing_backup() -> None:
     timing = TimePolicy("D", utc=True)
     names = DatedNames(_hooks(), timing)
     stamp = timing.stamp(0.0)
-    backups = {(stamp, 2): ["app.log.%s.2" % stamp]}
-    taken = {"app.log.%s.3" % stamp}
-    assert names.choose("app.log", 0.0, 10.0, backups, taken.__contains__, numbered=True) == "app.log.%s.4" % stamp
-    assert names.choose("app.log", 0.0, 10.0, {}, set().__contains__, numbered=True) == "app.log.%s" % stamp
-    assert names.choose("app.log", 0.0, 10.0, {}, {"app.log.%s" % stamp}.__contains__, numbered=False) is None
+    backups = {(stamp, 2): [f"app.log.{stamp}.2"]}
+    taken = {f"app.log.{stamp}.3"}
+    assert names.choose("app.log", 0.0, 10.0, backups, taken.__contains__, numbered=True) == f"app.log.{stamp}.4"
+    assert names.choose("app.log", 0.0, 10.0, {}, set().__contains__, numbered=True) == f"app.log.{stamp}"
+    assert names.choose("app.log", 0.0, 10.0, {}, {f"app.log.{stamp}"}.__contains__, numbered=False) is None
 
 
 def test_the_steps_select_from_the_listing() -> None:

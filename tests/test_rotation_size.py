@@ -7,7 +7,8 @@ import multiprocessing
 import os
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

@@ -18,15 +18,15 @@ import sys
 import textwrap
 import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from faults_helpers import join_all
 
 import safelog
 from safelog import log_files
-
-from faults_helpers import join_all
 from tests.helpers import current_file, same_file
 
 PAIRS = [
@@ -438,7 +438,7 @@ def test_timed_suffix_can_be_changed_like_the_stdlib(
     start = 1_798_675_200.0  # 2026-12-31 00:00 UTC: the day numbers wrap into January
     for d in range(5):
         # The stdlib's rule goes by the clock (when= counts from the first record here).
-        monkeypatch.setattr("time.time", lambda: start + d * day + 60)
+        monkeypatch.setattr("time.time", lambda d=d: start + d * day + 60)
         log.handle(logging.makeLogRecord({"msg": f"day {d}", "created": start + d * day + 60, "levelno": 20}))
     backups = sorted(f for f in os.listdir(tmp_path) if f.startswith("app.log."))
     assert backups == ["app.log.02.01.2027", "app.log.03.01.2027"]

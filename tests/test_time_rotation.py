@@ -13,7 +13,8 @@ import multiprocessing
 import os
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 

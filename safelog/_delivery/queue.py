@@ -34,10 +34,11 @@ import threading
 import time
 from collections import deque
 from time import monotonic, perf_counter
-from typing import Any, Union
+from typing import Any
 
 from .._policy.config import QueueConfig
-from .._primitives.reentry import get_ident, inside as _inside, leave
+from .._primitives.reentry import get_ident, leave
+from .._primitives.reentry import inside as _inside
 from .._sinks.strategy import PartialWrite, Strategy
 from .freeze import revive
 from .outlet import Outlet
@@ -56,7 +57,7 @@ _YIELD = 0.0002
 # A queued item: the outlet of the handler that writes it, and one of: a deferred record's
 # attributes and the formatter that lays it out; a record's text and its attributes (see
 # .freeze); for the notice of records dropped on overflow, their number (and None).
-_Item = tuple[Outlet, Union[dict[str, Any], str, int], Any]
+_Item = tuple[Outlet, dict[str, Any] | str | int, Any]
 
 
 class Writer:

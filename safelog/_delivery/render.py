@@ -4,7 +4,8 @@ characters. One renderer per handler, used in the caller and in the non-blocking
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from .fastformat import fast_format, handler_render
 

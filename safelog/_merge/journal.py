@@ -29,12 +29,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._primitives.atomic import replacing
+from .._primitives.codec import DECODE_ERRORS, codec_for
 from .._primitives.fileio import OUTPUT_REPAIR, Place, open_input
 from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
-from .._primitives.codec import DECODE_ERRORS, codec_for
 from .._primitives.perms import Perms
 from .discovery import first_line_fd, line_digest
 from .report import MergeError, MergeReport, Problem
@@ -132,7 +133,8 @@ def _finish_removals(
     offsets = pending["offsets"]
     for op, path, size, ident in pending["actions"]:
         if not ours(path):
-            report.problems.append(Problem(path, 0, "named by the merge state, but not an input of this log: left alone"))
+            why = "named by the merge state, but not an input of this log: left alone"
+            report.problems.append(Problem(path, 0, why))
             continue
         if not apply(op, path, size, report, ident=ident):
             # The file changed after that merge (a new process with a reused pid appended):
@@ -161,7 +163,7 @@ def _recover_replaced(
             pass
 
 
-def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1, ident: str = "") -> bool:
+def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1, ident: str = "") -> bool:  # noqa: C901 - not split yet (see docs/architecture.md, what is left)
     """Remove (``rm``) or move aside (``mv``) a merged file, if it is still what was merged.
 
     ``fd``, when given, is this merge's descriptor of the file, already holding ``LOCK_EX``.

@@ -186,7 +186,7 @@ class Worker:
         # leftover. (An empty read: the worker failed; finish() reports it.)
         os.read(rfd, len(_READY))
 
-    def finish(self, fd: int, report: MergeReport) -> int:
+    def finish(self, fd: int, report: MergeReport) -> int:  # noqa: C901 - not split yet (see docs/architecture.md, what is left)
         """Wait for the worker, take over its findings, append its output to ``fd``.
 
         What the worker has written so far is copied while it is still merging: it only

@@ -25,7 +25,8 @@ import math
 import os
 import threading
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .._policy.compress import parse_compress
 from .._policy.compressor import COMPRESSOR

@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
+from .._policy.config import RotationConfig
 from .._primitives.atomic import fsync_dir, temp_name
 from .._primitives.fileio import Place, open_append, open_lockfile
 from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
@@ -20,7 +22,6 @@ from .journal import STATE_SUFFIX, apply, output_id
 from .output import merge_into
 from .reader import Progress, Reader, Span, chunk_size
 from .report import MergeError, MergeReport, Problem
-from .._policy.config import RotationConfig
 from .rotate import Rotator, parse_policy
 
 __all__ = ["merge", "MergeReport", "MergeError", "Problem", "created_names"]

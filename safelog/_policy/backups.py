@@ -6,8 +6,9 @@ elsewhere (:mod:`.naming`, :mod:`.steps`, :mod:`.rotation`), from what this modu
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Callable
+from typing import Any
 
 from .._primitives.fileio import open_input
 from .._primitives.lock import LOCK_EX, try_lock

@@ -10,7 +10,9 @@ import secrets
 from typing import Any
 
 from .._primitives.atomic import TMP_SUFFIX, temp_name
-from .._primitives.codec import CODECS as CODECS, EXTENSIONS as EXTENSIONS, Codec as Codec
+from .._primitives.codec import CODECS as CODECS
+from .._primitives.codec import EXTENSIONS as EXTENSIONS
+from .._primitives.codec import Codec as Codec
 
 __all__ = ["Codec", "CODECS", "EXTENSIONS", "parse_compress", "trash_name", "work_names", "TMP_SUFFIX", "DEL_SUFFIX"]
 

@@ -38,8 +38,9 @@ import os
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Any, Callable
+from typing import Any
 
 from .._primitives.atomic import create_temp, fsync_dir
 from .._primitives.codec import Codec
@@ -283,14 +284,7 @@ class Compressor:
                         out.write(chunk)
                         if self.chunk_hook is not None:
                             self.chunk_hook(job.src)
-            perms = job.perms
-            if perms is not None and perms.active:
-                perms.apply(tfd)
-            if perms is None or perms.chmod is None:
-                # The backup keeps the log's permission bits: compressing must not widen who can
-                # read it.
-                if hasattr(os, "fchmod"):
-                    os.fchmod(tfd, st.st_mode & 0o7777)
+            _set_perms(tfd, job.perms, st.st_mode)
             os.fsync(tfd)
             with job.guard():
                 where = job.locate(job.src, key)
@@ -315,6 +309,15 @@ class Compressor:
             raise
         finally:
             release(tfd)
+
+
+def _set_perms(fd: int, perms: Perms | None, mode: int) -> None:
+    """The compressed backup's owner and mode: the ``chmod``/``owner`` options, else the mode
+    of the backup it replaces (compressing must not widen who can read it)."""
+    if perms is not None and perms.active:
+        perms.apply(fd)
+    if (perms is None or perms.chmod is None) and hasattr(os, "fchmod"):
+        os.fchmod(fd, mode & 0o7777)
 
 
 # One per process: every log of the process queues its backups here.

@@ -18,8 +18,9 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .._primitives.perms import Perms, parse_chmod, parse_owner
 from .compress import Codec, parse_compress

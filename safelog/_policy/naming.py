@@ -22,7 +22,8 @@ from __future__ import annotations
 import errno
 import os
 import re
-from typing import Any, Callable, Iterator, NamedTuple, Protocol
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple, Protocol
 
 from .._primitives.atomic import TMP_SUFFIX
 from .._primitives.codec import EXTENSIONS
@@ -92,7 +93,13 @@ class NumberedNames:
         return True
 
     def next(
-        self, path: str, period: float | None, now: float, backups: Backups, exists: Callable[[str], bool], numbered: bool
+        self,
+        path: str,
+        period: float | None,
+        now: float,
+        backups: Backups,
+        exists: Callable[[str], bool],
+        numbered: bool,
     ) -> tuple[str | None, list[tuple[str, str]]]:
         """The new backup's name and the renames that make room for it (see :meth:`shift`)."""
         return self.shift(path, backups)
@@ -145,7 +152,9 @@ class NumberedNames:
         key = self.key_of(path)(src)
         start = -key[0] + 1 if key else 1
         backups = listing()
-        found = sorted((-k[0], f) for k, files in backups.items() if -k[0] >= start for f in files if not split_ext(f)[1])
+        found = sorted(
+            (-k[0], f) for k, files in backups.items() if -k[0] >= start for f in files if not split_ext(f)[1]
+        )
         for _, full in found:
             yield full
 
@@ -170,7 +179,13 @@ class DatedNames:
         return numbered
 
     def next(
-        self, path: str, period: float | None, now: float, backups: Backups, exists: Callable[[str], bool], numbered: bool
+        self,
+        path: str,
+        period: float | None,
+        now: float,
+        backups: Backups,
+        exists: Callable[[str], bool],
+        numbered: bool,
     ) -> tuple[str | None, list[tuple[str, str]]]:
         """The new backup's name (see :meth:`choose`); a dated backup moves no other."""
         assert period is not None

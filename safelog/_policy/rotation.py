@@ -22,8 +22,10 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from time import monotonic
-from typing import Any, Callable, ContextManager, Iterator, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from .._primitives.perms import Perms
 from .backups import FILES, BackupFiles
@@ -43,7 +45,7 @@ RETRY_INTERVAL = 1.0
 # record reaches maxBytes; 3.13 stopped rotating empty files (gh-116263).
 _ASKS_EMPTY = sys.version_info < (3, 13)
 
-Naming = Union[NumberedNames, DatedNames]
+Naming = NumberedNames | DatedNames
 
 
 def _no_identity() -> tuple[object, object]:
@@ -231,7 +233,8 @@ class RotationPolicy:
         naming = self.naming
         now = created if self.time is None else self.time.timing.now(created)
         # The stdlib's rule skips a rotation whose backup exists; a size limit numbers the parts.
-        numbered = not (trigger == TIME and self.time is not None and not self.time.timing.aligned and self.size is None)
+        dated_only = self.time is not None and not self.time.timing.aligned and self.size is None
+        numbered = not (trigger == TIME and dated_only)
         backups = self.listing(path)[0] if naming.lists(numbered) else {}
         dest, moves = naming.next(path, period, now, backups, self.files.exists, numbered)
         for source, target in moves:
@@ -256,7 +259,7 @@ class RotationPolicy:
             )
         )
 
-    def after_rotation(self, path: str, now: float, guard: Callable[[], ContextManager[Any]]) -> None:
+    def after_rotation(self, path: str, now: float, guard: Callable[[], AbstractContextManager[Any]]) -> None:
         """The steps that follow a rotation (retention, cleanup, queueing compression), in order.
 
         Runs once per rotation, in the rotating process, under its exclusion, so two processes

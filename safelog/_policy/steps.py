@@ -11,9 +11,10 @@ A new step (retention by total size, say) is a class here with ``run`` and a lin
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from .._primitives.perms import Perms
 from .backups import BackupFiles

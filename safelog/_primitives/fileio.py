@@ -220,7 +220,8 @@ def create_or_open(
         except FileNotFoundError:
             continue  # removed between the two calls (rotation by another process): create it
         try:
-            check_file(fd, None if dfd is None else os.fstat(dfd), path, strict=strict, private=mode if private else None)
+            parent = None if dfd is None else os.fstat(dfd)
+            check_file(fd, parent, path, strict=strict, private=mode if private else None)
         except BaseException:
             os.close(fd)
             raise

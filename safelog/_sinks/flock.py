@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 import os
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from time import monotonic
-from typing import Any, ContextManager, Iterator
+from typing import Any
 
 from .._policy.config import FileConfig
 from .._policy.rotation import SIZE, RotationPolicy
@@ -335,7 +336,7 @@ class FlockStrategy(FileStrategy):
         self.policy.after_rotation(self.path, created, self.rotation_guard)
         self._rotated = True
 
-    def rotation_guard(self) -> ContextManager[Any]:
+    def rotation_guard(self) -> AbstractContextManager[Any]:
         return self.lockfile.exclusive()
 
     # -- lifecycle ------------------------------------------------------------------------------

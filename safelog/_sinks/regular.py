@@ -22,7 +22,9 @@ import logging
 import math
 import os
 import threading
-from typing import Any, Callable, ClassVar, ContextManager, Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import Any, ClassVar
 
 from .._policy.compressor import COMPRESSOR
 from .._policy.config import FileConfig
@@ -328,7 +330,7 @@ class FileStrategy:
     def after_fork(self) -> None:
         raise NotImplementedError
 
-    def rotation_guard(self) -> ContextManager[Any]:
+    def rotation_guard(self) -> AbstractContextManager[Any]:
         """The exclusion under which this log's backups may be renamed or removed (the
         background compressor's final renames)."""
         raise NotImplementedError

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Callable, ClassVar, Protocol, Sequence, TypeGuard
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, ClassVar, Protocol, TypeGuard
 
 from .._primitives.paths import name_too_long
 

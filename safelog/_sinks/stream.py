@@ -28,7 +28,8 @@ import logging
 import os
 import select
 import threading
-from typing import TYPE_CHECKING, ClassVar, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, ClassVar
 
 from .._primitives.fileio import close_quietly, open_stream
 from .strategy import PartialWrite, Render, Retired

@@ -9,8 +9,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from contextlib import AbstractContextManager
 from time import monotonic
-from typing import Any, ContextManager
+from typing import Any
 
 from .._policy.triggers import SIZE
 from .regular import FileStrategy
@@ -143,7 +144,7 @@ class ThreadStrategy(FileStrategy):
         with self.lock:
             self.file.close()
 
-    def rotation_guard(self) -> ContextManager[Any]:
+    def rotation_guard(self) -> AbstractContextManager[Any]:
         # One writer per file: the thread lock.
         return self.lock
 

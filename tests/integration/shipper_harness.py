@@ -19,11 +19,13 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
+
+from integration_harness import free_port
 
 import safelog
-from integration_harness import free_port
 
 # Record payload: long enough that rotation happens every few thousand records.
 PAD = "x" * 60
