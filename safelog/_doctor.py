@@ -51,8 +51,9 @@ SCHEMA = 1
 TRASH_GRACE = 60.0
 # Lines of a list shown on the screen before "... and N more" (the JSON has them all).
 _SHOWN = 6
+PROC_LOCKS = "/proc/locks"
 _LOCK_RE = re.compile(
-    r"^\d+:\s+(?P<waiting>->\s+)?(?P<type>\S+)\s+\S+\s+(?P<mode>\S+)\s+(?P<pid>-?\d+)\s+"
+    r"^(?P<ordinal>\d+):\s+(?P<waiting>->\s+)?(?P<type>\S+)\s+\S+\s+(?P<mode>\S+)\s+(?P<pid>-?\d+)\s+"
     r"(?P<major>[0-9a-f]+):(?P<minor>[0-9a-f]+):(?P<ino>\d+)\s"
 )
 
@@ -341,20 +342,39 @@ def _process(pid: int) -> tuple[str, str]:
     return command, states.get(code, code)
 
 
+def _read_proc_locks() -> list[str]:
+    with open(PROC_LOCKS) as fh:
+        return fh.read().splitlines()
+
+
+def _proc_locks() -> list[re.Match[str]]:
+    """The lock entries of ``/proc/locks``, each once, from two readings taken together.
+
+    The kernel hands the table out a page per read() and finds its place again by counting
+    entries: a lock taken or let go by any process between two pages shifts the rest, so one
+    reading can show an entry twice or miss one (seen with a busy machine's few hundred locks).
+    An entry is known by everything but its ordinal; one missed by a reading is nearly always
+    in the other (a lock let go meanwhile may then be shown: doctor's view is of a moment anyway).
+    """
+    found: dict[str, re.Match[str]] = {}
+    for _ in range(2):
+        for line in _read_proc_locks():
+            m = _LOCK_RE.match(line)
+            if m is not None:
+                found.setdefault(line[m.end("ordinal") :].strip(), m)
+    return list(found.values())
+
+
 def _lock_holders(files: list[_File], d: Diagnosis) -> dict[tuple[int, int, int], list[dict[str, Any]]]:
     """The lock entries of /proc/locks on the log's files, by file."""
     by_key = {f.key: f for f in files}
     held: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
     try:
-        with open("/proc/locks") as fh:
-            lines = fh.read().splitlines()
+        seen = _proc_locks()
     except OSError:
         d.add("note", "no-proc-locks", "cannot read /proc/locks: lock holders unknown")
         return held
-    for line in lines:
-        m = _LOCK_RE.match(line)
-        if m is None:
-            continue
+    for m in seen:
         key = (int(m["major"], 16), int(m["minor"], 16), int(m["ino"]))
         f = by_key.get(key)
         if f is None:

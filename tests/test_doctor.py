@@ -102,6 +102,24 @@ def test_a_lock_held_by_another_process_is_shown_with_its_pid_and_command(
     assert diagnose(str(log)).locks == []
 
 
+def test_proc_locks_read_while_locks_change_shows_each_lock_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """/proc/locks comes a page per read() and shifts when any process locks meanwhile: a lock shown twice
+    in one reading is one holder, and a lock one reading missed is taken from the other."""
+    log = tmp_path / "app.log"
+    write_and_exit(str(log), 3, strategy="flock")
+    st = os.stat(str(log) + ".lock")
+    where = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    holder = f"FLOCK  ADVISORY  WRITE {os.getpid()} {where} 0 EOF"
+    other = "FLOCK  ADVISORY  READ  1 00:01:1 0 EOF"
+    readings = iter([[f"1: {other}", f"2: {holder}", f"3: {holder}"], [f"1: {other}"]])
+    monkeypatch.setattr(_doctor, "_read_proc_locks", lambda: next(readings))
+    [lock] = diagnose(str(log)).locks
+    assert lock["pid"] == os.getpid() and lock["mode"] == "exclusive" and lock["role"] == "lock file"
+    readings = iter([[f"1: {other}"], [f"7: {holder}", f"8: {other}"]])
+    [lock] = diagnose(str(log)).locks
+    assert lock["pid"] == os.getpid()
+
+
 def test_a_dead_process_shard_is_a_problem_a_live_one_is_not(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A per-process writer that exited left a shard waiting for a merge (a problem naming its pid); a
     running writer's shard is not one, and doctor shows it holding its shard's shared lock."""

@@ -250,3 +250,69 @@ def test_fork_during_a_batch_of_the_nonblocking_writer(tmp_path, monkeypatch):
     join_all([child])
     h.close()
     exact(path, ["held", "child"])
+
+
+_MERGING_PROCESS = r"""
+import logging, os, sys, threading
+import safelog
+from safelog import _merge
+
+path, status_file = sys.argv[1], sys.argv[2]
+h = safelog.PerProcessFileHandler(path, merge_on_exit=True)
+log = logging.getLogger("merging")
+log.addHandler(h)
+log.setLevel(logging.INFO)
+log.propagate = False
+for i in range(200):
+    log.info("rec p%d", i)
+inside, forked = threading.Event(), threading.Event()
+child = []
+real = _merge.merge_into
+
+def merge_into(readers, fd):
+    # The merge at exit holds the merge lock and its shards' exclusive locks here; a thread
+    # forks now, and this process waits for the child to log and exit before merging on.
+    inside.set()
+    assert forked.wait(30)
+    _, status = os.waitpid(child[0], 0)
+    with open(status_file, "w") as f:
+        f.write(str(status))
+    return real(readers, fd)
+
+_merge.merge_into = merge_into
+
+def forker():
+    inside.wait()
+    pid = os.fork()
+    if pid == 0:
+        for i in range(50):
+            log.info("rec c%d", i)
+        h.flush()
+        os._exit(0)
+    child.append(pid)
+    forked.set()
+
+threading.Thread(target=forker, daemon=True).start()
+"""
+
+
+def test_fork_during_the_merge_at_exit(tmp_path):
+    """A child forked (by another thread) while the merge at exit holds the merge lock and the
+    shards' locks logs and exits without waiting on any of them; the parent's merge then ends,
+    and a second merge takes the child's shard: every record of both exactly once."""
+    import subprocess
+    import sys
+
+    import safelog
+
+    path = str(tmp_path / "app.log")
+    status_file = tmp_path / "child-status"
+    script = tmp_path / "merging.py"
+    script.write_text(_MERGING_PROCESS)
+    done = subprocess.run([sys.executable, str(script), path, str(status_file)], timeout=120,
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert status_file.read_text() == "0", "the forked child did not log and exit cleanly"
+    assert safelog.merge(path).ok
+    exact(path, [f"p{i}" for i in range(200)] + [f"c{i}" for i in range(50)])
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".shard")]

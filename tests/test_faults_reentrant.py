@@ -129,6 +129,44 @@ def test_logging_from_inside_a_write(tmp_path, strategy, mode, kind, outer):
         assert order == ["first", outer.split()[1], "nested", "last"]
 
 
+class _LoggingFormatter(logging.Formatter):
+    """A formatter that, formatting a record that asks for it, logs a record of its own first (an
+    audit trail, a warning about the record's content: code that runs inside the write)."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        super().__init__()
+        self.log = log
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        if "outer" in text and "nested" not in text:
+            self.log.info("rec nested-%s", record.getMessage().split()[1])
+        return text
+
+
+def _logging_formatter(path: str, strategy: str, mode: str) -> list[str]:
+    h, log = _handler(path, strategy, mode)
+    h.setFormatter(_LoggingFormatter(log))
+    log.info("rec first")
+    log.info("rec outer-1 %s", "o" * 40)
+    log.info(BIG.replace("big", "outer-2"))
+    log.info("rec last")
+    h.close()
+    return _ids_in_order(path)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_formatter_that_logs(tmp_path, strategy, mode):
+    """A formatter that logs while formatting a record neither deadlocks nor loses a record; its
+    record is written right after the one being formatted (a small record and one over flock's
+    fast-path size)."""
+    path = str(tmp_path / "app.log")
+    order = in_child(_logging_formatter, path, strategy, mode, timeout=30)
+    exact(path, ["first", "outer-1", "nested-outer-1", "outer-2", "nested-outer-2", "last"])
+    assert order == ["first", "outer-1", "nested-outer-1", "outer-2", "nested-outer-2", "last"]
+
+
 def _logging_rotator(path: str, strategy: str, mode: str, hook: str) -> None:
     gc.disable()
     options: dict[str, Any] = {"max_bytes": 200, "backup_count": 50}

@@ -141,6 +141,32 @@ def test_an_int_chmod_with_bits_beyond_0o777_is_refused(tmp_path: Any) -> None:
         safelog.SafeFileHandler(str(tmp_path / "app.log"), chmod=900)
 
 
+@pytest.mark.parametrize(("value", "bits"), [(400, 0o620), (440, 0o670), (444, 0o674), (200, 0o310)])
+def test_a_decimal_chmod_below_0o777_whose_bits_no_one_means_is_refused(tmp_path: Any, value: int, bits: int) -> None:
+    """"chmod": 440 is mode 0o670 (group above owner), 400 is 0o620 (write without read): digits that
+    read as a mode and bits no one would choose are refused with both spellings; no file is created."""
+    with pytest.raises(ValueError) as exc:
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), chmod=value)
+    assert str(exc.value) == (
+        f"chmod={value} is the decimal number {value}, mode {oct(bits)}, not 0o{value}: write the mode as "
+        f"the string '0{value}' (JSON, YAML, INI) or as 0o{value} in Python; if you do mean {oct(bits)}, "
+        f"write the string '0{oct(bits)[2:]}'"
+    )
+    assert os.listdir(tmp_path) == []
+    h = safelog.SafeFileHandler(str(tmp_path / "app.log"), strategy="thread", chmod=f"0{oct(bits)[2:]}")
+    assert h.config.perms.chmod == bits
+    h.close()
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o640, 0o644, 0o660, 0o664, 0o666, 0o700, 0o750, 0o755, 0o775, 0o777])
+def test_every_usual_python_octal_mode_is_taken(tmp_path: Any, mode: int) -> None:
+    """The usual modes written as Python octal ints (some of whose decimal digits look octal:
+    0o640 is 416, 0o777 is 511) are taken as they are."""
+    h = safelog.SafeFileHandler(str(tmp_path / "app.log"), strategy="thread", chmod=mode)
+    assert h.config.perms.chmod == mode
+    h.close()
+
+
 def test_python_octal_chmod_values_are_still_taken(tmp_path: Any, make_handler: Any) -> None:
     """0o644 is the int 420 and 0o640 the int 416: the octal ints Python code writes keep working."""
     h = make_handler(str(tmp_path / "a.log"), strategy="thread", chmod=0o644)

@@ -51,6 +51,14 @@ class Perms:
             os.fchown(fd, self.uid, self.gid)
 
 
+def _plausible(mode: int) -> bool:
+    """Bits someone would choose for a file: each of owner, group and others has none, r, rw,
+    rx or rwx (never write or execute without read), and none has a bit the one before lacks."""
+    owner, group, other = mode >> 6 & 7, mode >> 3 & 7, mode & 7
+    sensible = all(c in (0, 4, 5, 6, 7) for c in (owner, group, other))
+    return sensible and group & ~owner == 0 and other & ~group == 0
+
+
 def parse_chmod(value: Any) -> int | None:
     """``chmod``: permission bits as an int (``0o640``) or an octal string (``"0640"``, ``"0o640"``)."""
     if value is None:
@@ -64,15 +72,18 @@ def parse_chmod(value: Any) -> int | None:
         value = int(m.group(1), 8)
     elif not isinstance(value, int):
         raise TypeError(f"chmod must be permission bits such as 0o640 or '0640', not {value!r}")
-    elif value > 0o777:
+    elif value > 0o777 or (re.fullmatch(r"[0-7]{3}", str(value)) and not _plausible(value)):
         # JSON has no octal numbers and YAML 1.2 reads 640 as decimal: "chmod": 640 is the int
         # 640, mode 0o1200. The set-id and sticky bits mean nothing on a log file, so an int
         # that has them was not meant as bits: say how to write the mode instead of applying it.
+        # Below 0o777 the digits of 400 or 444 read as a mode too (0o620, 0o674): no one means
+        # those bits, while Python's 0o640 (416) or 0o644 (420) are plausible and taken.
         digits = str(value)
         if re.fullmatch(r"[0-7]{3,4}", digits):
+            meant = f"; if you do mean {oct(value)}, write the string '0{oct(value)[2:]}'" if value <= 0o777 and value & 0o200 else ""
             raise ValueError(
                 f"chmod={value} is the decimal number {value}, mode {oct(value)}, not 0o{digits}: "
-                f"write the mode as the string '0{digits}' (JSON, YAML, INI) or as 0o{digits} in Python"
+                f"write the mode as the string '0{digits}' (JSON, YAML, INI) or as 0o{digits} in Python{meant}"
             )
         raise ValueError(
             f"chmod={value} is mode {oct(value)}, with bits beyond 0o777 (set-id, sticky) that a "
