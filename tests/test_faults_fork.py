@@ -255,7 +255,7 @@ def test_fork_during_a_batch_of_the_nonblocking_writer(tmp_path, monkeypatch):
 _MERGING_PROCESS = r"""
 import logging, os, sys, threading
 import safelog
-from safelog import _merge
+from safelog._merge import run as _merge
 
 path, status_file = sys.argv[1], sys.argv[2]
 h = safelog.PerProcessFileHandler(path, merge_on_exit=True)

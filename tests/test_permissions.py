@@ -154,7 +154,7 @@ def test_a_decimal_chmod_below_0o777_whose_bits_no_one_means_is_refused(tmp_path
     )
     assert os.listdir(tmp_path) == []
     h = safelog.SafeFileHandler(str(tmp_path / "app.log"), strategy="thread", chmod=f"0{oct(bits)[2:]}")
-    assert h.config.perms.chmod == bits
+    assert h.config.file.perms.chmod == bits
     h.close()
 
 
@@ -163,7 +163,7 @@ def test_every_usual_python_octal_mode_is_taken(tmp_path: Any, mode: int) -> Non
     """The usual modes written as Python octal ints (some of whose decimal digits look octal:
     0o640 is 416, 0o777 is 511) are taken as they are."""
     h = safelog.SafeFileHandler(str(tmp_path / "app.log"), strategy="thread", chmod=mode)
-    assert h.config.perms.chmod == mode
+    assert h.config.file.perms.chmod == mode
     h.close()
 
 
