@@ -24,7 +24,8 @@ from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
 from .._primitives.perms import Perms, parse_chmod, parse_owner
 from . import journal
 from .journal import STATE_SUFFIX, output_id
-from .live import FORGET, LiveMerge, write_spans
+from .live import FORGET, LiveMerge
+from .output import write_spans
 from .report import MergeError, MergeReport
 from .rotate import parse_policy
 from .run import (
