@@ -145,27 +145,24 @@ class FlockStrategy(FileStrategy):
         except OSError:
             return False  # os.write raised: nothing was written; the exclusive path retries
         finally:
-            self._unlock_shared(lockfd, pool)
-
-    def _unlock_shared(self, lockfd: int, pool: list[int]) -> None:
-        """The end of a fast-path write: the descriptor back to its pool (closed, if the pool
-        was retired meanwhile), and close() told when it waits for this one."""
-        try:
-            _flock(lockfd, _LOCK_UN)
-        except OSError:
-            pass
-        lockfile = self.lockfile
-        if pool is lockfile.pool:
-            pool.append(lockfd)
-            lockfile.busy.discard(lockfd)  # last: close() waits for this
-        else:
-            # Not busy before it is closed: a child forked in between closes the busy
-            # descriptors, and this number may be someone else's by then.
-            lockfile.busy.discard(lockfd)
-            close_quietly(lockfd)
-        if lockfile.closing:
-            with lockfile.drained:
-                lockfile.drained.notify_all()
+            # Inline, not a method: this runs for every record. The descriptor goes back to its
+            # pool (closed, if the pool was retired meanwhile), and close() is told when it
+            # waits for this one.
+            try:
+                _flock(lockfd, _LOCK_UN)
+            except OSError:
+                pass
+            if pool is lockfile.pool:
+                pool.append(lockfd)
+                busy.discard(lockfd)  # last: close() waits for this
+            else:
+                # Not busy before it is closed: a child forked in between closes the busy
+                # descriptors, and this number may be someone else's by then.
+                busy.discard(lockfd)
+                close_quietly(lockfd)
+            if lockfile.closing:
+                with lockfile.drained:
+                    lockfile.drained.notify_all()
 
     def _paths_unchanged(self) -> bool:
         """The once-a-second check, under the shared lock: do the log and lock paths still name
