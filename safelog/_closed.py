@@ -13,7 +13,7 @@ from ._primitives.reentry import get_ident as _get_ident
 from ._primitives.reentry import inside as _inside
 from ._sinks.strategy import Strategy, last_write
 
-__all__ = ["ClosedSink", "later"]
+__all__ = ["ClosedStrategy", "later"]
 
 
 class _Reopens(Protocol):
@@ -38,7 +38,7 @@ def later(operation: Callable[[], None]) -> bool:
     return True
 
 
-class ClosedSink:
+class ClosedStrategy:
     """Stands in after close(): the next record reopens the handler (see ``_reopen``).
 
     Reopening here rather than testing for a closed handler in emit() keeps the hot path as is.

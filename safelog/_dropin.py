@@ -12,7 +12,7 @@ import re
 import time
 from typing import Any, ClassVar
 
-from ._closed import ClosedSink
+from ._closed import ClosedStrategy
 from ._handler import SafeFileHandler
 from ._policy.config import UNSET
 from ._policy.timing import TimePolicy
@@ -96,8 +96,8 @@ class WatchedFileHandler(FileHandler, logging.handlers.WatchedFileHandler):
         return self._identity()[1]
 
     def _identity(self) -> tuple[int, int]:
-        sink = self._sink
-        return (-1, -1) if isinstance(sink, ClosedSink) else sink.identity()
+        sink = self._strategy
+        return (-1, -1) if isinstance(sink, ClosedStrategy) else sink.identity()
 
 
 class RotatingFileHandler(SafeFileHandler, logging.handlers.RotatingFileHandler):
@@ -210,8 +210,8 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
     @property  # read-only: the strategy keeps it (for flock, shared through the lock file)
     def rolloverAt(self) -> int:  # type: ignore[override]
         """When the current file is due, as this process knows it."""
-        sink, now = self._sink, time.time()
-        if isinstance(sink, ClosedSink) or rotates(sink):
+        sink, now = self._strategy, time.time()
+        if isinstance(sink, ClosedStrategy) or rotates(sink):
             return math.ceil(sink.rotates_at(now))
         policy = self._rotation  # a FIFO or device: when a file there would be due
         return math.ceil(policy.period_end(policy.start_period(last_write(-1, sink.target()), now)))

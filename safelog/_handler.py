@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 from ._attributes import OptionViews
-from ._closed import ClosedSink, later
+from ._closed import ClosedStrategy, later
 from ._delivery.failures import Failures
 from ._delivery.freeze import Freezer
 from ._delivery.outlet import Outlet
@@ -97,7 +97,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
     #: handler, to have every record formatted by ``self.format(record)``.
     fast_format: bool = True
     _outlet: Outlet  # what the non-blocking writer gets (nonblocking=True only)
-    _sink: Strategy | ClosedSink  # the path's strategy; a stand-in after close()
+    _strategy: Strategy | ClosedStrategy  # the path's strategy; a stand-in after close()
 
     def __init__(
         self,
@@ -193,10 +193,10 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         renderer = Renderer(self, config.escape_newlines)
         self._render = renderer.render
         self._failures = Failures(lambda record: self.handleError(record), config.filename)
-        self._sink_lock = threading.Lock()  # guards swapping the sink on close() and reopen
+        self._strategy_lock = threading.Lock()  # guards swapping the sink on close() and reopen
         real = resolve_log_path(config.filename)
         self._real = real
-        sink = self._sink = acquire(real, config, self._hooks, self)
+        sink = self._strategy = acquire(real, config, self._hooks, self)
         self._rotation = sink.policy
         try:
             check_names(config.filename, sink.names())
@@ -300,7 +300,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
                 if isinstance(payload, str):
                     render = lambda _: payload  # noqa: E731
             try:
-                self._sink.write_record(render, record)
+                self._strategy.write_record(render, record)
             except Exception as exc:
                 if not self._record_failed(exc, render, record):
                     return
@@ -326,7 +326,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
             if not isinstance(exc, Retired):
                 break
             try:
-                write(self._live_sink())
+                write(self._live_strategy())
                 return True
             except Exception as again:  # retired again (another close()), or a real failure
                 exc = again
@@ -345,19 +345,19 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         with section():
             created = time.time()
             try:
-                self._live_sink().write(text, created)
+                self._live_strategy().write(text, created)
             except Exception as exc:
                 record = logging.makeLogRecord({"msg": text})
                 self._failed_write(exc, record, lambda sink: sink.write(text, created))
 
     def _write_now(self, record: logging.LogRecord) -> None:
-        self._sink.write_record(self._render, record)
+        self._strategy.write_record(self._render, record)
 
     def _at_fork_reinit(self) -> None:
         # logging calls this in a forked child for every handler (3.9+). A parent thread that
         # held one of these locks at fork time holds it forever in the child.
         super()._at_fork_reinit()  # type: ignore[misc]  # private, logging 3.9+
-        self._sink_lock = threading.Lock()
+        self._strategy_lock = threading.Lock()
         self._failures.after_fork()
 
     def flush(self) -> None:
@@ -374,16 +374,16 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         """Close the log and open the file now at its path, so that the next record goes there:
         for external rotation (logrotate's ``create``). Call it from any thread, not from a
         signal handler (``reopen_signal`` is the way there, or :meth:`request_reopen`)."""
-        sink = self._sink
-        if not isinstance(sink, ClosedSink) and rotates(sink) and not later(self.reopen):
+        sink = self._strategy
+        if not isinstance(sink, ClosedStrategy) and rotates(sink) and not later(self.reopen):
             with section():
                 sink.reopen()
 
     def request_reopen(self) -> None:
         """:meth:`reopen` for a signal handler: takes no lock; every thread's next record
         reopens the log first if the path names another file now."""
-        sink = self._sink
-        if not isinstance(sink, ClosedSink) and rotates(sink):
+        sink = self._strategy
+        if not isinstance(sink, ClosedStrategy) and rotates(sink):
             sink.request_reopen()
 
     def close(self) -> None:
@@ -399,12 +399,12 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         if writer is not None:
             # Drain before the sink can close: nothing queued is lost on close()/shutdown().
             detach(writer)
-        with self._sink_lock:
-            sink, self._sink = self._sink, ClosedSink(self)
+        with self._strategy_lock:
+            sink, self._strategy = self._strategy, ClosedStrategy(self)
             view, self._view = self._view, None
         if view is not None:
             view.close()
-        if not isinstance(sink, ClosedSink):
+        if not isinstance(sink, ClosedStrategy):
             release(sink, self)
         logging.Handler.close(self)
 
@@ -419,8 +419,8 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         to hand out (code that probes ``stream``, as gunicorn does, then leaves it alone)."""
         view = self._view
         if view is None:
-            sink = self._sink
-            if isinstance(sink, ClosedSink) or sink.lazy or self.delay and not sink.opened:
+            sink = self._strategy
+            if isinstance(sink, ClosedStrategy) or sink.lazy or self.delay and not sink.opened:
                 return None
             view = self._view = self._open()
         return view
@@ -445,11 +445,11 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         )
 
     def _closed_handler(self) -> bool:
-        return isinstance(self._sink, ClosedSink)
+        return isinstance(self._strategy, ClosedStrategy)
 
-    def _live_sink(self) -> Strategy:
-        sink = self._sink
-        return self._reopen() if isinstance(sink, ClosedSink) else sink
+    def _live_strategy(self) -> Strategy:
+        sink = self._strategy
+        return self._reopen() if isinstance(sink, ClosedStrategy) else sink
 
 
     # -- failure bursts ---------------------------------------------------------------------
@@ -467,12 +467,12 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         silently lose the access log, so a closed handler in append mode reopens, like the
         stdlib's; in mode 'w' it does not, as reopening would truncate the file again.
         """
-        with self._sink_lock:
-            sink = self._sink
-            if isinstance(sink, ClosedSink):
+        with self._strategy_lock:
+            sink = self._strategy
+            if isinstance(sink, ClosedStrategy):
                 if self.config.file.mode == "w":
                     raise ValueError("I/O operation on closed handler")
-                sink = self._sink = acquire(self._real, self.config, self._hooks, self)
+                sink = self._strategy = acquire(self._real, self.config, self._hooks, self)
                 self._rotation = sink.policy
             return sink
 

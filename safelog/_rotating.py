@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable
 
-from ._closed import ClosedSink, later
+from ._closed import ClosedStrategy, later
 from ._policy.config import Config, check_size_rotates
 from ._policy.options import check_int, parse_size
 from ._policy.rotation import RotationPolicy
@@ -34,10 +34,10 @@ class StdlibRotation:
     rotator: Callable[[str, str], None] | None = None
     config: Config
     _rotation: RotationPolicy  # the path's policy, shared by every handler of it
-    _sink: Strategy | ClosedSink
+    _strategy: Strategy | ClosedStrategy
     _render: Callable[[logging.LogRecord], str | None]
 
-    def _live_sink(self) -> Strategy:
+    def _live_strategy(self) -> Strategy:
         raise NotImplementedError
 
     def _hook(self, attr: str, method: str) -> object:
@@ -77,8 +77,8 @@ class StdlibRotation:
         stdlib_rotating = isinstance(self, logging.handlers.RotatingFileHandler)
         rotation = self._rotation.config
         check_size_rotates(max_bytes, backup_count, rotation.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
-        sink = self._sink
-        if isinstance(sink, ClosedSink) or not rotates(sink):
+        sink = self._strategy
+        if isinstance(sink, ClosedStrategy) or not rotates(sink):
             self._rotation.resize(max_bytes, backup_count)
         else:
             sink.resize(max_bytes, backup_count)  # a backup name too long: ValueError, now
@@ -99,7 +99,7 @@ class StdlibRotation:
             return False
         nbytes = len((msg + "\n").encode(self.config.file.encoding, self.config.file.errors))
         with section():
-            sink = self._live_sink()
+            sink = self._live_strategy()
             return rotates(sink) and sink.rotation_due(nbytes, record.created)
 
     def doRollover(self) -> None:
@@ -112,7 +112,7 @@ class StdlibRotation:
         which then only reopens the file."""
         if self._rotation.renames and not later(self.doRollover):
             with section():
-                sink = self._live_sink()
+                sink = self._live_strategy()
                 if rotates(sink):  # a FIFO or device: nothing to move, as the stdlib's isfile check
                     sink.rotate_now(time.time())
 

@@ -23,7 +23,7 @@ class _Writes(Protocol):
 
     def _write_text(self, text: str) -> None: ...
 
-    def _live_sink(self) -> Strategy: ...
+    def _live_strategy(self) -> Strategy: ...
 
 
 class StreamView:
@@ -73,7 +73,7 @@ class StreamView:
             raise ValueError("I/O operation on closed file")
         if self._fd < 0 or self.moved():
             self._close_fd()
-            sink = self._handler._live_sink()
+            sink = self._handler._live_strategy()
             path = sink.target()
             if sink.regular:
                 # A shard carries a lock: created (if it must be) as the sink creates it.
@@ -92,7 +92,7 @@ class StreamView:
         if self._fd < 0:
             return False
         try:
-            return os.stat(self._handler._live_sink().target()).st_ino != self._ino
+            return os.stat(self._handler._live_strategy().target()).st_ino != self._ino
         except OSError:
             return True
 

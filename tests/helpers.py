@@ -28,7 +28,7 @@ __all__ = [
 
 def strategy_of(handler: logging.Handler) -> Any:
     """The strategy object writing ``handler``'s file in this process (for tests about it)."""
-    sink: Strategy = handler._sink  # type: ignore[attr-defined]
+    sink: Strategy = handler._strategy  # type: ignore[attr-defined]
     return sink
 
 
