@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 
 import pytest
@@ -296,12 +297,12 @@ threading.Thread(target=forker, daemon=True).start()
 """
 
 
+@pytest.mark.skipif(sys.version_info >= (3, 12), reason="CPython 3.12+ refuses os.fork() at interpreter shutdown, where atexit hooks run: the moment cannot occur")
 def test_fork_during_the_merge_at_exit(tmp_path):
     """A child forked (by another thread) while the merge at exit holds the merge lock and the
     shards' locks logs and exits without waiting on any of them; the parent's merge then ends,
     and a second merge takes the child's shard: every record of both exactly once."""
     import subprocess
-    import sys
 
     import safelog
 
