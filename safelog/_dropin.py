@@ -96,8 +96,8 @@ class WatchedFileHandler(FileHandler, logging.handlers.WatchedFileHandler):
         return self._identity()[1]
 
     def _identity(self) -> tuple[int, int]:
-        sink = self._strategy
-        return (-1, -1) if isinstance(sink, ClosedStrategy) else sink.identity()
+        strategy = self._strategy
+        return (-1, -1) if isinstance(strategy, ClosedStrategy) else strategy.identity()
 
 
 class RotatingFileHandler(SafeFileHandler, logging.handlers.RotatingFileHandler):
@@ -210,11 +210,11 @@ class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in Saf
     @property  # read-only: the strategy keeps it (for flock, shared through the lock file)
     def rolloverAt(self) -> int:  # type: ignore[override]
         """When the current file is due, as this process knows it."""
-        sink, now = self._strategy, time.time()
-        if isinstance(sink, ClosedStrategy) or rotates(sink):
-            return math.ceil(sink.rotates_at(now))
+        strategy, now = self._strategy, time.time()
+        if isinstance(strategy, ClosedStrategy) or rotates(strategy):
+            return math.ceil(strategy.rotates_at(now))
         policy = self._rotation  # a FIFO or device: when a file there would be due
-        return math.ceil(policy.period_end(policy.start_period(last_write(-1, sink.target()), now)))
+        return math.ceil(policy.period_end(policy.start_period(last_write(-1, strategy.target()), now)))
 
     def computeRollover(self, currentTime: float) -> Any:
         """The stdlib's ``computeRollover(currentTime)`` of the running interpreter: the

@@ -37,7 +37,7 @@ from ._stream import StreamView
 __all__ = ["SafeFileHandler", "STRATEGIES"]
 
 _SENTINEL: Any = UNSET
-# How often a record is redirected to a reopened sink when close() keeps retiring the one it
+# How often a record is redirected to a reopened strategy when close() keeps retiring the one it
 # reaches (each time needs another close() racing it).
 _REWRITES = 10
 
@@ -189,36 +189,36 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         )
 
     def _start(self, config: Config, given: str) -> None:
-        """Share the path's sink and open it (unless ``delay``)."""
+        """Share the path's strategy and open it (unless ``delay``)."""
         renderer = Renderer(self, config.escape_newlines)
         self._render = renderer.render
         self._failures = Failures(lambda record: self.handleError(record), config.filename)
-        self._strategy_lock = threading.Lock()  # guards swapping the sink on close() and reopen
+        self._strategy_lock = threading.Lock()  # guards swapping the strategy on close() and reopen
         real = resolve_log_path(config.filename)
         self._real = real
-        sink = self._strategy = acquire(real, config, self._hooks, self)
-        self._rotation = sink.policy
+        strategy = self._strategy = acquire(real, config, self._hooks, self)
+        self._rotation = strategy.policy
         try:
-            check_names(config.filename, sink.names())
+            check_names(config.filename, strategy.names())
             if config.merge_on_exit:
                 _check_merge_names(given, real)
         except ValueError:
-            release(sink, self)
+            release(strategy, self)
             raise
         if config.merge_on_exit:
             merge_at_exit(config.filename, config.given.get("chmod"), config.given.get("owner"))
-        if not config.delay and not sink.lazy:
+        if not config.delay and not strategy.lazy:
             # Open now so a bad path fails at configuration time, like logging.FileHandler; a
             # log that cannot be opened fails before the strategy creates its other files
             # (flock's lock file), so nothing is left behind.
             problem = unwritable(real)
             if problem is not None:
-                release(sink, self)
+                release(strategy, self)
                 raise ValueError(f"filename={given!r} cannot be opened: {problem}")
             try:
-                sink.open()
+                strategy.open()
             except OSError as exc:
-                release(sink, self)
+                release(strategy, self)
                 denied = exc.errno in (errno.EACCES, errno.EPERM) and isinstance(exc.filename, str)
                 why = (unwritable(exc.filename) if denied else None) or exc
                 raise ValueError(f"filename={given!r} cannot be opened: {why}") from exc
@@ -227,7 +227,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
             # directory it can never be created in should still fail here, not at emit time.
             problem = unwritable_dir(real)
             if problem is not None:
-                release(sink, self)
+                release(strategy, self)
                 raise ValueError(f"filename={given!r} cannot be opened: {problem}")
         if config.queue is not None:
             # The layout of a record may wait for the writer only if this class formats as
@@ -241,7 +241,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
                 self._failures,
                 lambda record: self.handleError(record),
             )
-            self._writer = attach(sink, config.queue)
+            self._writer = attach(strategy, config.queue)
         if config.reopen.signal is not None:
             watch(self, config.reopen.signal)
 
@@ -249,7 +249,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
 
     def handle(self, record: logging.LogRecord) -> Any:
         # The handler-level RLock that logging.Handler.handle() takes is per handler, so it
-        # would not serialise two handlers on the same path; the sink's lock does, so taking
+        # would not serialise two handlers on the same path; the strategy's lock does, so taking
         # both would only cost time.
         if self.filters:
             rv = self.filter(record)
@@ -315,12 +315,12 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         self, exc: Exception, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord
     ) -> bool:
         # Apart from emit(), so that its closure costs emit() nothing per record.
-        return self._failed_write(exc, record, lambda sink: sink.write_record(render, record))
+        return self._failed_write(exc, record, lambda strategy: strategy.write_record(render, record))
 
     def _failed_write(self, exc: Exception, record: logging.LogRecord, write: Callable[[Strategy], None]) -> bool:
-        """A write raised ``exc``: count the record lost and return False, unless the sink was
+        """A write raised ``exc``: count the record lost and return False, unless the strategy was
         retired by close() in another thread while the record was on its way to it (see
-        ``Strategy.retire``): then ``write`` it to the handler's current sink, reopened as logging
+        ``Strategy.retire``): then ``write`` it to the handler's current strategy, reopened as logging
         after close() reopens a FileHandler, and return True."""
         for _ in range(_REWRITES):
             if not isinstance(exc, Retired):
@@ -348,7 +348,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
                 self._live_strategy().write(text, created)
             except Exception as exc:
                 record = logging.makeLogRecord({"msg": text})
-                self._failed_write(exc, record, lambda sink: sink.write(text, created))
+                self._failed_write(exc, record, lambda strategy: strategy.write(text, created))
 
     def _write_now(self, record: logging.LogRecord) -> None:
         self._strategy.write_record(self._render, record)
@@ -374,17 +374,17 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         """Close the log and open the file now at its path, so that the next record goes there:
         for external rotation (logrotate's ``create``). Call it from any thread, not from a
         signal handler (``reopen_signal`` is the way there, or :meth:`request_reopen`)."""
-        sink = self._strategy
-        if not isinstance(sink, ClosedStrategy) and rotates(sink) and not later(self.reopen):
+        strategy = self._strategy
+        if not isinstance(strategy, ClosedStrategy) and rotates(strategy) and not later(self.reopen):
             with section():
-                sink.reopen()
+                strategy.reopen()
 
     def request_reopen(self) -> None:
         """:meth:`reopen` for a signal handler: takes no lock; every thread's next record
         reopens the log first if the path names another file now."""
-        sink = self._strategy
-        if not isinstance(sink, ClosedStrategy) and rotates(sink):
-            sink.request_reopen()
+        strategy = self._strategy
+        if not isinstance(strategy, ClosedStrategy) and rotates(strategy):
+            strategy.request_reopen()
 
     def close(self) -> None:
         if later(self.close):
@@ -397,15 +397,15 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
             unwatch(self)
         writer, self._writer = self._writer, None
         if writer is not None:
-            # Drain before the sink can close: nothing queued is lost on close()/shutdown().
+            # Drain before the strategy can close: nothing queued is lost on close()/shutdown().
             detach(writer)
         with self._strategy_lock:
-            sink, self._strategy = self._strategy, ClosedStrategy(self)
+            strategy, self._strategy = self._strategy, ClosedStrategy(self)
             view, self._view = self._view, None
         if view is not None:
             view.close()
-        if not isinstance(sink, ClosedStrategy):
-            release(sink, self)
+        if not isinstance(strategy, ClosedStrategy):
+            release(strategy, self)
         logging.Handler.close(self)
 
     # -- logging.FileHandler ----------------------------------------------------------------
@@ -419,8 +419,8 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         to hand out (code that probes ``stream``, as gunicorn does, then leaves it alone)."""
         view = self._view
         if view is None:
-            sink = self._strategy
-            if isinstance(sink, ClosedStrategy) or sink.lazy or self.delay and not sink.opened:
+            strategy = self._strategy
+            if isinstance(strategy, ClosedStrategy) or strategy.lazy or self.delay and not strategy.opened:
                 return None
             view = self._view = self._open()
         return view
@@ -429,7 +429,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
     def stream(self, value: Any) -> None:
         # What code written for FileHandler assigns: gunicorn's USR1 reopen does
         # ``handler.close(); handler.stream = handler._open()``. The strategy owns the file, so
-        # only a view of ours (or None) is kept; the next record reopens the sink.
+        # only a view of ours (or None) is kept; the next record reopens the strategy.
         old, self._view = self._view, value if isinstance(value, StreamView) else None
         if old is not None and old is not value:
             old.close()
@@ -448,8 +448,8 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         return isinstance(self._strategy, ClosedStrategy)
 
     def _live_strategy(self) -> Strategy:
-        sink = self._strategy
-        return self._reopen() if isinstance(sink, ClosedStrategy) else sink
+        strategy = self._strategy
+        return self._reopen() if isinstance(strategy, ClosedStrategy) else strategy
 
 
     # -- failure bursts ---------------------------------------------------------------------
@@ -459,7 +459,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         self._failures.failed(record, exc)
 
     def _reopen(self) -> Strategy:
-        """The sink for a record that arrived after close(), as logging.FileHandler reopens.
+        """The strategy for a record that arrived after close(), as logging.FileHandler reopens.
 
         A second dictConfig() (Django's LOGGING after gunicorn's logconfig_dict, a Flask app's
         config) closes every existing handler but leaves the ones on loggers it does not
@@ -468,13 +468,13 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         stdlib's; in mode 'w' it does not, as reopening would truncate the file again.
         """
         with self._strategy_lock:
-            sink = self._strategy
-            if isinstance(sink, ClosedStrategy):
+            strategy = self._strategy
+            if isinstance(strategy, ClosedStrategy):
                 if self.config.file.mode == "w":
                     raise ValueError("I/O operation on closed handler")
-                sink = self._strategy = acquire(self._real, self.config, self._hooks, self)
-                self._rotation = sink.policy
-            return sink
+                strategy = self._strategy = acquire(self._real, self.config, self._hooks, self)
+                self._rotation = strategy.policy
+            return strategy
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"

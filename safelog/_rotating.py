@@ -77,11 +77,11 @@ class StdlibRotation:
         stdlib_rotating = isinstance(self, logging.handlers.RotatingFileHandler)
         rotation = self._rotation.config
         check_size_rotates(max_bytes, backup_count, rotation.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
-        sink = self._strategy
-        if isinstance(sink, ClosedStrategy) or not rotates(sink):
+        strategy = self._strategy
+        if isinstance(strategy, ClosedStrategy) or not rotates(strategy):
             self._rotation.resize(max_bytes, backup_count)
         else:
-            sink.resize(max_bytes, backup_count)  # a backup name too long: ValueError, now
+            strategy.resize(max_bytes, backup_count)  # a backup name too long: ValueError, now
         # What a reopen after close() compiles its policy from.
         self.config = dataclasses.replace(self.config, rotation=self._rotation.config)
 
@@ -99,8 +99,8 @@ class StdlibRotation:
             return False
         nbytes = len((msg + "\n").encode(self.config.file.encoding, self.config.file.errors))
         with section():
-            sink = self._live_strategy()
-            return rotates(sink) and sink.rotation_due(nbytes, record.created)
+            strategy = self._live_strategy()
+            return rotates(strategy) and strategy.rotation_due(nbytes, record.created)
 
     def doRollover(self) -> None:
         """Rotate now, as ``BaseRotatingHandler.doRollover``, under the strategy's lock.
@@ -112,9 +112,9 @@ class StdlibRotation:
         which then only reopens the file."""
         if self._rotation.renames and not later(self.doRollover):
             with section():
-                sink = self._live_strategy()
-                if rotates(sink):  # a FIFO or device: nothing to move, as the stdlib's isfile check
-                    sink.rotate_now(time.time())
+                strategy = self._live_strategy()
+                if rotates(strategy):  # a FIFO or device: nothing to move, as the stdlib's isfile check
+                    strategy.rotate_now(time.time())
 
     def rotation_filename(self, default_name: str) -> str:
         return default_name if not callable(self.namer) else self.namer(default_name)

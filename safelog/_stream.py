@@ -73,14 +73,14 @@ class StreamView:
             raise ValueError("I/O operation on closed file")
         if self._fd < 0 or self.moved():
             self._close_fd()
-            sink = self._handler._live_strategy()
-            path = sink.target()
-            if sink.regular:
-                # A shard carries a lock: created (if it must be) as the sink creates it.
+            strategy = self._handler._live_strategy()
+            path = strategy.target()
+            if strategy.regular:
+                # A shard carries a lock: created (if it must be) as the strategy creates it.
                 perms = self._handler.config.file.perms
-                perms = perms.private() if sink.own_file else perms
+                perms = perms.private() if strategy.own_file else perms
                 self._fd = open_append(
-                    path, perms.create_mode, perms=perms if perms.active else None, own=sink.own_file
+                    path, perms.create_mode, perms=perms if perms.active else None, own=strategy.own_file
                 )
             else:
                 self._fd = open_stream(path)

@@ -1,7 +1,7 @@
 """Non-blocking mode: the caller only enqueues; one background thread per log file writes.
 
 ``emit()`` in the caller freezes the record and appends it to the :class:`Writer` of the
-handler's sink. There is one writer per sink, i.e. per real path and strategy in this process,
+handler's strategy. There is one writer per strategy, i.e. per real path and strategy in this process,
 whatever the number of handlers on it. The writer hands the whole batch to
 :meth:`Strategy.write_many`: one lock acquisition and one ``write()`` for up to ``max_batch``
 records.
@@ -61,10 +61,10 @@ _Item = tuple[Outlet, dict[str, Any] | str | int, Any]
 
 
 class Writer:
-    """The bounded queue and background thread of one sink."""
+    """The bounded queue and background thread of one strategy."""
 
-    def __init__(self, sink: Strategy, settings: QueueConfig) -> None:
-        self.sink = sink
+    def __init__(self, strategy: Strategy, settings: QueueConfig) -> None:
+        self.strategy = strategy
         self.settings = settings
         self._queue_size = settings.queue_size  # read by every put()
         self._max_batch = settings.max_batch
@@ -186,7 +186,7 @@ class Writer:
     # -- writer side ------------------------------------------------------------------------
 
     def _start(self) -> None:
-        thread = threading.Thread(target=self._run, name=f"safelog-writer {self.sink.path}")
+        thread = threading.Thread(target=self._run, name=f"safelog-writer {self.strategy.path}")
         # Daemon, so that interpreter exit does not wait for it before atexit runs; the atexit
         # drain (and logging.shutdown) are what write its last records.
         thread.daemon = True
@@ -308,7 +308,7 @@ class Writer:
                     time.sleep(_YIELD)
                 slice_end = perf_counter() + _SLICE
         try:
-            rejected = self.sink.write_many(msgs)
+            rejected = self.strategy.write_many(msgs)
         except PartialWrite as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
             for i, error in exc.rejected:
@@ -319,7 +319,7 @@ class Writer:
         for i, error in rejected:
             outlet.failed(records[i], error)  # as in synchronous mode: this record alone is lost
         if outlet.failures.lost:
-            outlet.failures.recover(lambda note: self.sink.write_record(outlet.render, note))
+            outlet.failures.recover(lambda note: self.strategy.write_record(outlet.render, note))
 
 
 def _drop_notice(count: int, path: str) -> logging.LogRecord:
@@ -338,14 +338,14 @@ _writers: dict[int, Writer] = {}
 _writers_lock = threading.Lock()
 
 
-def attach(sink: Strategy, settings: QueueConfig) -> Writer:
-    """The writer of ``sink``, created on first use. The handlers of one file agree on its
-    settings: the sink registry refused any that did not."""
+def attach(strategy: Strategy, settings: QueueConfig) -> Writer:
+    """The writer of ``strategy``, created on first use. The handlers of one file agree on its
+    settings: the strategy registry refused any that did not."""
     with _writers_lock:
-        writer = _writers.get(id(sink))
-        if writer is None or writer.sink is not sink:
-            writer = Writer(sink, settings)
-            _writers[id(sink)] = writer
+        writer = _writers.get(id(strategy))
+        if writer is None or writer.strategy is not strategy:
+            writer = Writer(strategy, settings)
+            _writers[id(strategy)] = writer
         writer.refs += 1
     _hook_multiprocessing()
     _hook_sigterm()
@@ -357,8 +357,8 @@ def detach(writer: Writer) -> None:
     with _writers_lock:
         writer.refs -= 1
         last = writer.refs <= 0
-        if last and _writers.get(id(writer.sink)) is writer:
-            del _writers[id(writer.sink)]
+        if last and _writers.get(id(writer.strategy)) is writer:
+            del _writers[id(writer.strategy)]
     if last:
         writer.stop()
     else:

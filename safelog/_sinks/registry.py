@@ -1,4 +1,4 @@
-"""The strategies by name, and the one sink per real path per process that their handlers share.
+"""The strategies by name, and the one strategy per real path per process that their handlers share.
 
 ``logging.Handler.handle()`` holds a lock per *handler*: two handlers on one path would not
 exclude each other, nor would they agree on rotation. So every handler of a path in a process
@@ -45,7 +45,7 @@ _all_sinks: weakref.WeakSet[Strategy] = weakref.WeakSet()
 
 
 class _Member(NamedTuple):
-    """One handler of a sink: its configuration and rotation hooks, for the compatibility check
+    """One handler of a strategy: its configuration and rotation hooks, for the compatibility check
     and for handing the policy's hooks on when the handler that owned them leaves."""
 
     owner: object  # the handler (identity only)
@@ -53,81 +53,81 @@ class _Member(NamedTuple):
     hooks: RotationHooks
 
 
-# The live handlers of each sink (by id), oldest first.
+# The live handlers of each strategy (by id), oldest first.
 _members: dict[int, list[_Member]] = {}
 
 
 def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> Strategy:
-    """Return the process-wide sink for the real ``path`` with ``config``'s strategy, creating it
+    """Return the process-wide strategy for the real ``path`` with ``config``'s strategy, creating it
     (and compiling its rotation policy from ``config`` and ``hooks``) on first use; raise
     ValueError when ``config`` or ``hooks`` conflict with a handler already on it."""
     options = config.file
     key = (path, options.lock_dir)
     with _registry_lock:
-        sink = _registry.get(key)
-        if sink is None:
+        strategy = _registry.get(key)
+        if strategy is None:
             # A path still a symlink after resolving leads where no path does (/dev/stdout
             # on a pipe, or on a file since deleted): only the stream can be written.
             stream = special_kind(path) is not None or os.path.islink(path)
             cls: type[Strategy] = StreamStrategy if stream else STRATEGIES[config.strategy]
         else:
-            policy = sink.policy
+            policy = strategy.policy
             # The rotation settings as the path's policy has them now (maxBytes may have been
             # assigned since the handlers below were configured).
-            members = [dataclasses.replace(m.config, rotation=policy.config) for m in _members.get(id(sink), [])]
+            members = [dataclasses.replace(m.config, rotation=policy.config) for m in _members.get(id(strategy), [])]
             check_compatible(path, members, config)
             check_same_hooks(path, policy.hooks.identity(), hooks.identity())
-            cls = type(sink)
+            cls = type(strategy)
         if config.merge_on_exit and not cls.regular:
             raise ValueError(
                 f"merge_on_exit=True: filename={config.filename!r} is "
                 f"{special_kind(path) or 'not a regular file'}, which every strategy writes "
                 f"directly; there are no shards to merge"
             )
-        if sink is None:
+        if strategy is None:
             policy = RotationPolicy(config.rotation, hooks, options.set_perms, started=time.time())
-            sink = cls(path, options, policy)
-            _registry[key] = sink
-            _all_sinks.add(sink)
-        _members.setdefault(id(sink), []).append(_Member(owner, config, hooks))
+            strategy = cls(path, options, policy)
+            _registry[key] = strategy
+            _all_sinks.add(strategy)
+        _members.setdefault(id(strategy), []).append(_Member(owner, config, hooks))
         if config.reopen.watch:
-            sink.watching = True
-        sink.refs += 1
-        return sink
+            strategy.watching = True
+        strategy.refs += 1
+        return strategy
 
 
-def release(sink: Strategy, owner: object) -> None:
+def release(strategy: Strategy, owner: object) -> None:
     """Drop one handler's reference; the last one closes the file."""
     with _registry_lock:
-        members = _members.get(id(sink), [])
+        members = _members.get(id(strategy), [])
         gone = [m for m in members if m.owner is owner][:1]
         for m in gone:
             members.remove(m)
-            if sink.policy.hooks is m.hooks and members:
+            if strategy.policy.hooks is m.hooks and members:
                 # The hooks (namer, rotator, handleError) of a handler still open, from now on.
-                sink.policy.hand_over(members[0].hooks)
-        sink.refs -= 1
-        if sink.refs > 0:
+                strategy.policy.hand_over(members[0].hooks)
+        strategy.refs -= 1
+        if strategy.refs > 0:
             return
-        _members.pop(id(sink), None)
-        for key in [k for k, s in _registry.items() if s is sink]:
+        _members.pop(id(strategy), None)
+        for key in [k for k, s in _registry.items() if s is strategy]:
             del _registry[key]
-    sink.retire()
+    strategy.retire()
 
 
 def close_path(name: str, path: str) -> None:
     """Close the strategy ``name`` of the real ``path`` in this process (its next record reopens
     it); used to finish this process's own shard before a merge at exit."""
-    for sink in list(_all_sinks):
-        if sink.name == name and sink.path == path:
-            sink.close()
+    for strategy in list(_all_sinks):
+        if strategy.name == name and strategy.path == path:
+            strategy.close()
 
 
 def _reinit_after_fork() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
-    for sink in list(_all_sinks):
-        sink.after_fork()
+    for strategy in list(_all_sinks):
+        strategy.after_fork()
 
 
 if hasattr(os, "register_at_fork"):
