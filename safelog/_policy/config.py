@@ -8,7 +8,7 @@ handler's signature spells the same names (``tests/test_docs.py`` holds the two,
 nothing but the parsers of this layer, so the configuration tests call it directly. Each
 sub-config has a small parser of its own; every conflict between the options of one handler is
 decided here. Conflicts between two handlers of one path in one process are decided here too
-(:func:`check_compatible`); the sink registry calls it when a second handler joins a file.
+(:func:`check_compatible`); the strategy registry calls it when a second handler joins a file.
 """
 
 from __future__ import annotations
@@ -299,7 +299,7 @@ def parse_queue(options: Mapping[str, Any]) -> QueueConfig | None:
 def check_compatible(path: str, existing: list[Config], new: Config) -> None:
     """Refuse a second handler of ``path`` in this process whose options would break the first's.
 
-    One file, one way of writing it: the handlers of a path share one sink, so another strategy,
+    One file, one way of writing it: the handlers of a path share one strategy object, so another strategy,
     encoding, rotation, retention, compression, permission or mode would be silently ignored
     for one of them (a size handler beside a time handler would stop time rotation for good).
     The non-blocking writer is shared by the file's non-blocking handlers, so they must agree on
