@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 
 def run_workers(ctx: Any, target: Callable[..., None], args: Sequence[tuple[Any, ...]], label: str) -> list[Any]:

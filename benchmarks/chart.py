@@ -185,7 +185,7 @@ def update_blocks(path: str, blocks: dict[str, str]) -> list[str]:
     done = []
     for name, body in blocks.items():
         rx = re.compile(rf"(<!-- {re.escape(name)} -->\n).*?(<!-- /{re.escape(name)} -->)", re.S)
-        text, n = rx.subn(lambda m: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text)
+        text, n = rx.subn(lambda m, body=body: m.group(1) + body.rstrip("\n") + "\n" + m.group(2), text)
         if n:
             done.append(name)
     with open(path, "w", encoding="utf-8") as f:
@@ -217,7 +217,7 @@ def render_throughput(result: dict[str, Any], out: str) -> None:
     lost = [max(lost_records(result, case, k)) for k in keys]
     bars = lost_ax.barh(ys, lost, color=[UNSAFE_COLOR if n else SAFE_COLOR for n in lost])
     lost_ax.set_xlim(0, max(max(lost), 1) * 2.2)
-    for bar, n in zip(bars, lost):
+    for bar, n in zip(bars, lost, strict=True):
         text = f"{n:,.0f} lost ({100 * n / total:.0f}%)" if n else "none lost"
         lost_ax.annotate(text, (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(5, 0),
                          textcoords="offset points", va="center", fontsize=12)
@@ -232,7 +232,7 @@ def render_throughput(result: dict[str, Any], out: str) -> None:
     bars = rate_ax.barh(ys, ratios, color=[PEER_COLOR if k in ("stdlib_rotating", "clh") else SAFE_COLOR for k in keys])
     rate_ax.axvline(1.0, color=BASE_COLOR, linewidth=1, linestyle="--")
     rate_ax.set_xlim(0, max(max(ratios), 1.0) * 1.35)
-    for bar, r in zip(bars, ratios):
+    for bar, r in zip(bars, ratios, strict=True):
         rate_ax.annotate(f"{r:.2f}×", (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(5, 0),
                          textcoords="offset points", va="center", fontsize=12)
     rate_ax.set_title("records/s ÷ stdlib FileHandler", fontsize=13)
@@ -265,7 +265,7 @@ def render_queue(results: dict[str, Any], out: str) -> None:
         ("4x2", "rate", "throughput, records/s (4×2, higher is better)", "{:,.0f}"),
     ]
     width = 0.38
-    for ax, (case, key, title, fmt) in zip(axes, panels):
+    for ax, (case, key, title, fmt) in zip(axes, panels, strict=False):
         for j, (mode, color) in enumerate((("sync", BASE_COLOR), ("queue", SAFE_COLOR))):
             xs, ys = [], []
             for i, s in enumerate(strategies):
@@ -274,7 +274,7 @@ def render_queue(results: dict[str, Any], out: str) -> None:
                     xs.append(i + (j - 0.5) * width)
                     ys.append(row[key])
             bars = ax.bar(xs, ys, width, label=mode, color=color)
-            for bar, y in zip(bars, ys):
+            for bar, y in zip(bars, ys, strict=True):
                 ax.annotate(fmt.format(y), (bar.get_x() + bar.get_width() / 2, y), ha="center", va="bottom", fontsize=8)
         ax.set_xticks(range(len(strategies)), strategies)
         ax.set_title(title, fontsize=10)

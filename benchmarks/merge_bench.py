@@ -159,7 +159,7 @@ def main() -> int:
             "merge_median_s": round(statistics.median(merge_t), 3),
             "sort_m_median_s": round(statistics.median(sort_t), 3),
             "ratio_of_medians": round(statistics.median(merge_t) / statistics.median(sort_t), 2),
-            "median_of_ratios": round(statistics.median(m / s for m, s in zip(merge_t, sort_t)), 2),
+            "median_of_ratios": round(statistics.median(m / s for m, s in zip(merge_t, sort_t, strict=True)), 2),
             "merge_cpu_median_s": round(statistics.median(merge_cpu), 3),
             "sort_m_cpu_median_s": round(statistics.median(sort_cpu), 3),
             "cpu_ratio_of_medians": round(statistics.median(merge_cpu) / statistics.median(sort_cpu), 2),

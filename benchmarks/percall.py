@@ -23,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import throughput as T  # noqa: E402 - beside this script; it also puts this checkout on sys.path
+import throughput as T
 
 ROWS = ["os_write", "stdlib_file", "safelog_thread", "safelog_flock", "safelog_flock_nofast", "safelog_per_process"]
 

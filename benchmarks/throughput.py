@@ -29,8 +29,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 # Run as a script from anywhere: import safelog from this checkout, not from site-packages.
 # spawn children inherit sys.path from the parent, so this also covers them.

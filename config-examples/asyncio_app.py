@@ -31,7 +31,8 @@ import os
 import sys
 import threading
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import safelog
 
@@ -105,7 +106,7 @@ def runqueue_clock() -> Callable[[], float]:
     return waited
 
 
-async def main(path: str, seconds: float, hold: float, control: bool = False) -> dict[str, Any]:
+async def main(path: str, seconds: float, hold: float, control: bool = False) -> dict[str, Any]:  # noqa: C901 - an example, read top to bottom
     loop = asyncio.get_running_loop()
     ctx = multiprocessing.get_context("spawn")
     go, held, released = ctx.Event(), ctx.Event(), ctx.Event()
@@ -197,7 +198,8 @@ if __name__ == "__main__":
     gc.freeze()
     result = asyncio.run(main(path, args.seconds, args.hold, args.control))
     logging.shutdown()  # drains the queue; also happens by itself at exit
-    report = safelog.audit(path, [] if args.control else result["logged"], r"\S+ \S+ (INFO|ERROR) app \S+ \S+ id=(?P<id>\S+)")
+    pattern = r"\S+ \S+ (INFO|ERROR) app \S+ \S+ id=(?P<id>\S+)"
+    report = safelog.audit(path, [] if args.control else result["logged"], pattern)
     figures = {
         "records": len(result["logged"]),
         "records_during_hold": result["during_hold"],

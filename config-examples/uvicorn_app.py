@@ -17,7 +17,8 @@ Traps avoided:
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 log = logging.getLogger("uvicorn_app")
 

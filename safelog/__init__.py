@@ -19,22 +19,21 @@ Layers, top to bottom; a module imports only its own layer and the layers below 
 
 from __future__ import annotations
 
-from ._primitives.atomic import atomic_write
-from ._primitives.fsdetect import NetworkFileSystemWarning
-from ._handler import (
-    STRATEGIES,
+from ._audit import AuditReport, audit, log_files
+from ._dropin import (
     FileHandler,
     FlockFileHandler,
     PerProcessFileHandler,
     RotatingFileHandler,
-    SafeFileHandler,
     ThreadFileHandler,
     TimedRotatingFileHandler,
     WatchedFileHandler,
 )
+from ._handler import STRATEGIES, SafeFileHandler
 from ._merge import MergeError, MergeReport, merge
-from ._audit import AuditReport, audit, log_files
-from ._policy import compress as _compress
+from ._policy.compressor import COMPRESSOR
+from ._primitives.atomic import atomic_write
+from ._primitives.fsdetect import NetworkFileSystemWarning
 
 __all__ = [
     "SafeFileHandler",
@@ -66,6 +65,6 @@ def wait_for_compression(timeout: float | None = None) -> bool:
     are complete before it goes on (a test, a job that ships its backups next). Returns False
     if ``timeout`` seconds passed first.
     """
-    return _compress.wait(timeout)
+    return COMPRESSOR.wait(timeout)
 
 __version__ = "0.1.0"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Union
 
 from ._primitives.codec import open_read
 from ._primitives.shard import FrameError, iter_records
@@ -69,7 +69,7 @@ def _texts(path: str) -> Iterator[tuple[int, bytes] | FrameError]:
 
 
 def audit(
-    files: Union[str, "os.PathLike[str]", Iterable[str]], expected: Iterable[str], pattern: str | re.Pattern[str]
+    files: str | os.PathLike[str] | Iterable[str], expected: Iterable[str], pattern: str | re.Pattern[str]
 ) -> AuditReport:
     """Check that a log holds each id of ``expected`` exactly once and nothing malformed.
 

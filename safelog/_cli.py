@@ -12,7 +12,8 @@ import shutil
 import sys
 import tempfile
 import time
-from typing import Callable, Sequence, TextIO
+from collections.abc import Callable, Sequence
+from typing import TextIO
 
 from . import __version__
 
@@ -84,7 +85,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     from ._policy.options import parse_size
 
     counts = []
-    for option, value in zip(_DEMO_COUNTS, (args.processes, args.threads, args.records)):
+    for option, value in zip(_DEMO_COUNTS, (args.processes, args.threads, args.records), strict=True):
         top = _DEMO_COUNTS[option]
         try:
             n = int(value)
@@ -186,9 +187,7 @@ _MERGE_NAMES = {
 
 def _run_merge(args: argparse.Namespace) -> int:
     from ._merge import MergeError, merge
-
     from ._merge.rotate import parse_policy
-
     from ._primitives.perms import parse_chmod, parse_owner
 
     err = sys.stderr

@@ -219,7 +219,8 @@ def _table(results: list[Result], threads: int, records: int) -> list[str]:
                 "",
                 f"safelog merge joined the {r.inputs:,} per-process shard files into one",
                 f"time-ordered log in {r.seconds:.2f} s: {rep.records:,} records; audit {verdict} "
-                f"({len(rep.lost):,} lost, {len(rep.duplicated):,} dup, {len(rep.malformed) + len(rep.unexpected):,} torn)",
+                f"({len(rep.lost):,} lost, {len(rep.duplicated):,} dup, "
+                f"{len(rep.malformed) + len(rep.unexpected):,} torn)",
             ]
     return lines
 

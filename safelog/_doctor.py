@@ -32,188 +32,33 @@ import json
 import os
 import re
 import stat
-import textwrap
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._diagnosis import SCHEMA, Diagnosis, Finding, PolicySeen
 from ._merge import LOCK_SUFFIX, TMP_INFIX
 from ._merge.journal import DAMAGED_SUFFIX, STATE_SUFFIX
-from ._policy.rotation import backup_name, work_file
+from ._policy.naming import backup_name, work_file
 from ._primitives.fsdetect import is_network, mount
 from ._primitives.shard import hostname, parse_shard_name
+from ._proc import alive, proc_locks, process, writes
 from ._sinks.flock import lock_path_for
 
 __all__ = ["diagnose", "Diagnosis", "Finding", "PolicySeen", "recorded_policies", "DoctorError", "SCHEMA"]
 
-SCHEMA = 1
 # A backup renamed away to be unlinked is gone in milliseconds; one older than this was left.
 TRASH_GRACE = 60.0
-# Lines of a list shown on the screen before "... and N more" (the JSON has them all).
-_SHOWN = 6
-PROC_LOCKS = "/proc/locks"
-_LOCK_RE = re.compile(
-    r"^(?P<ordinal>\d+):\s+(?P<waiting>->\s+)?(?P<type>\S+)\s+\S+\s+(?P<mode>\S+)\s+(?P<pid>-?\d+)\s+"
-    r"(?P<major>[0-9a-f]+):(?P<minor>[0-9a-f]+):(?P<ino>\d+)\s"
-)
 
 
 class DoctorError(Exception):
     """The diagnosis cannot run at all (no such directory)."""
 
 
-@dataclass
-class Finding:
-    """One thing found: ``problem`` (the exit status says so), ``warning`` or ``note``."""
-
-    level: str
-    code: str
-    message: str
-    path: str = ""
-
-    def as_json(self) -> dict[str, str]:
-        return {"level": self.level, "code": self.code, "message": self.message, "path": self.path}
-
-
-@dataclass
-class PolicySeen:
-    """A policy a process recorded for the log: who, its fingerprint, and the options in words."""
-
-    pid: int
-    host: str
-    fingerprint: str
-    summary: str
-
-
 def recorded_policies(log: str) -> list[PolicySeen]:
     """The hook for a cross-process policy fingerprint: the policies the processes writing
     ``log`` recorded. Nothing records one yet, so there are none ("no fingerprint recorded")."""
     return []
-
-
-@dataclass
-class Diagnosis:
-    """What :func:`diagnose` found; :meth:`as_json` is the stable schema, :meth:`render` the
-    screen."""
-
-    log: str
-    strategy: str = "none"
-    evidence: list[str] = field(default_factory=list)
-    filesystem: dict[str, Any] = field(default_factory=dict)
-    locks: list[dict[str, Any]] = field(default_factory=list)
-    writers: list[dict[str, Any]] = field(default_factory=list)
-    policies: list[PolicySeen] = field(default_factory=list)
-    files: list[dict[str, Any]] = field(default_factory=list)
-    disk: dict[str, int] = field(default_factory=dict)
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not any(f.level == "problem" for f in self.findings)
-
-    def add(self, level: str, code: str, message: str, path: str = "") -> None:
-        self.findings.append(Finding(level, code, message, path))
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "schema": SCHEMA,
-            "log": self.log,
-            "ok": self.ok,
-            "strategy": {"name": self.strategy, "evidence": self.evidence},
-            "filesystem": self.filesystem,
-            "locks": self.locks,
-            "writers": self.writers,
-            "policies": {
-                "fingerprints": [vars(p) for p in self.policies],
-                "note": _policy_words(self.policies),
-            },
-            "files": self.files,
-            "disk": self.disk,
-            "problems": [f.as_json() for f in self.findings if f.level == "problem"],
-            "warnings": [f.as_json() for f in self.findings if f.level == "warning"],
-            "notes": [f.as_json() for f in self.findings if f.level == "note"],
-        }
-
-    def render(self, width: int = 100) -> str:
-        """The report in plain words, lines wrapped to ``width`` columns."""
-        name = os.path.basename(self.log)
-        out = [f"safelog doctor: {self.log}"]
-        indent = " " * 13
-
-        def row(label: str, lines: list[str]) -> None:
-            shown = lines[:_SHOWN] + ([f"... and {len(lines) - _SHOWN} more"] if len(lines) > _SHOWN else [])
-            for i, line in enumerate(shown or ["none"]):
-                wrapped = textwrap.wrap(line, max(width - 13, 40), subsequent_indent="  ") or [""]
-                out.append(f"{label if i == 0 else '':<13}{wrapped[0]}")
-                out.extend(indent + w for w in wrapped[1:])
-
-        row("strategy", [f"{self.strategy}: {'; '.join(self.evidence)}" if self.evidence else self.strategy])
-        fs = self.filesystem
-        verdict = (
-            "flock and O_APPEND are reliable here"
-            if fs.get("flock_safe")
-            else "flock and O_APPEND are NOT reliable here (network file system)"
-        )
-        row("file system", [f"{fs.get('type') or 'unknown'} on {fs.get('mount') or '?'}: {verdict}"])
-        row(
-            "lock holders",
-            [
-                f"pid {h['pid']} ({_short(h['command'])}{', ' + h['state'] if h['state'] not in ('', 'running', 'sleeping') else ''})"
-                f" {'waits for' if h['waiting'] else 'holds'} {h['mode']} on {os.path.basename(h['path'])}"
-                for h in self.locks
-            ],
-        )
-        row(
-            "open by",
-            [
-                f"pid {w['pid']} ({_short(w['command'])}): "
-                + ", ".join(sorted({os.path.basename(p) for p in w['files']}))
-                for w in self.writers
-            ],
-        )
-        row("policies", [_policy_words(self.policies)])
-        d = self.disk
-        parts = [f"{kind} {_size(d[kind])}" for kind in ("log", "backups", "shards", "other") if d.get(kind)]
-        row(
-            "disk use",
-            [f"{', '.join(parts) or 'nothing'}; total {_size(d.get('total', 0))}; {_size(d.get('free', 0))} free"],
-        )
-        for level, title in (("problem", "problems"), ("warning", "warnings"), ("note", "notes")):
-            found = [f for f in self.findings if f.level == level]
-            if found:
-                row(title, [f"{os.path.basename(f.path) + ': ' if f.path else ''}{f.message}" for f in found])
-        out.append(f"{'verdict':<13}" + (f"{name}: no problem found" if self.ok else f"{name}: problems found (exit status 1)"))
-        return "\n".join(out) + "\n"
-
-    def dumps(self) -> str:
-        return json.dumps(self.as_json(), indent=2, sort_keys=True) + "\n"
-
-
-def _short(command: str, width: int = 60) -> str:
-    """A command line cut to ``width`` characters for the screen (the JSON has it whole)."""
-    if not command:
-        return "?"
-    return command if len(command) <= width else command[: width - 3] + "..."
-
-
-def _policy_words(policies: list[PolicySeen]) -> str:
-    if not policies:
-        return "no fingerprint recorded"
-    kinds = {p.fingerprint for p in policies}
-    if len(kinds) == 1:
-        return f"one policy in {len(policies)} process(es): {policies[0].summary}"
-    return f"{len(kinds)} different policies in {len(policies)} processes"
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000  # type: ignore[assignment]
-    return f"{n} B"  # pragma: no cover
-
-
-# -- the diagnosis ------------------------------------------------------------------------------
 
 
 def diagnose(logfile: str, lock_dir: str | None = None, now: float | None = None) -> Diagnosis:
@@ -296,12 +141,7 @@ def _kind(name: str, entry: str, path: str, lock_path: str) -> tuple[str | None,
     if entry == name + LOCK_SUFFIX:
         return "merge lock", {}
     if entry.startswith("." + name):
-        if entry.startswith(f".{name}{TMP_INFIX}") and entry.endswith(".tmp"):
-            return "temp", {"of": "merge"}
-        work = work_file(entry)
-        if work is not None and _belongs(name, work[1]):
-            return ("temp" if work[0] == "compression" else "trash"), {"of": work[1]}
-        return None, {}
+        return _hidden_kind(name, entry)
     if not entry.startswith(name + "."):
         return None, {}
     parts = parse_shard_name(name, entry)
@@ -317,6 +157,17 @@ def _kind(name: str, entry: str, path: str, lock_path: str) -> tuple[str | None,
     return "unknown", {}
 
 
+def _hidden_kind(name: str, entry: str) -> tuple[str | None, dict[str, Any]]:
+    """What a hidden file beside the log ``name`` is: a merge's or a compressor's temp file, a
+    backup being removed, or nothing of the log's (None)."""
+    if entry.startswith(f".{name}{TMP_INFIX}") and entry.endswith(".tmp"):
+        return "temp", {"of": "merge"}
+    work = work_file(entry)
+    if work is not None and _belongs(name, work[1]):
+        return ("temp" if work[0] == "compression" else "trash"), {"of": work[1]}
+    return None, {}
+
+
 def _belongs(name: str, target: str) -> bool:
     return target == name or backup_name(name, target) is not None or parse_shard_name(name, target) is not None
 
@@ -324,51 +175,12 @@ def _belongs(name: str, target: str) -> bool:
 # -- processes ----------------------------------------------------------------------------------
 
 
-def _process(pid: int) -> tuple[str, str]:
-    """(command line, state in words) of ``pid``, ("", "") when it cannot be seen."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            command = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        command = ""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            code = f.read().rsplit(b")", 1)[1].split()[0].decode()
-    except (OSError, IndexError):
-        code = ""
-    states = {"R": "running", "S": "sleeping", "D": "in I/O", "T": "stopped", "t": "stopped (traced)", "Z": "zombie"}
-    return command, states.get(code, code)
-
-
-def _read_proc_locks() -> list[str]:
-    with open(PROC_LOCKS) as fh:
-        return fh.read().splitlines()
-
-
-def _proc_locks() -> list[re.Match[str]]:
-    """The lock entries of ``/proc/locks``, each once, from two readings taken together.
-
-    The kernel hands the table out a page per read() and finds its place again by counting
-    entries: a lock taken or let go by any process between two pages shifts the rest, so one
-    reading can show an entry twice or miss one (seen with a busy machine's few hundred locks).
-    An entry is known by everything but its ordinal; one missed by a reading is nearly always
-    in the other (a lock let go meanwhile may then be shown: doctor's view is of a moment anyway).
-    """
-    found: dict[str, re.Match[str]] = {}
-    for _ in range(2):
-        for line in _read_proc_locks():
-            m = _LOCK_RE.match(line)
-            if m is not None:
-                found.setdefault(line[m.end("ordinal") :].strip(), m)
-    return list(found.values())
-
-
 def _lock_holders(files: list[_File], d: Diagnosis) -> dict[tuple[int, int, int], list[dict[str, Any]]]:
     """The lock entries of /proc/locks on the log's files, by file."""
     by_key = {f.key: f for f in files}
     held: dict[tuple[int, int, int], list[dict[str, Any]]] = {}
     try:
-        seen = _proc_locks()
+        seen = proc_locks()
     except OSError:
         d.add("note", "no-proc-locks", "cannot read /proc/locks: lock holders unknown")
         return held
@@ -378,7 +190,7 @@ def _lock_holders(files: list[_File], d: Diagnosis) -> dict[tuple[int, int, int]
         if f is None:
             continue
         pid = int(m["pid"])
-        command, state = _process(pid) if pid > 0 else ("", "")
+        command, state = process(pid) if pid > 0 else ("", "")
         entry = {
             "pid": pid,
             "command": command,
@@ -429,18 +241,9 @@ def _open_by(files: list[_File], d: Diagnosis) -> None:
             continue
         except OSError:
             continue  # exited meanwhile
-        seen: dict[str, bool] = {}
-        for fd in fds:
-            try:
-                st = os.stat(f"{fd_dir}/{fd}")
-            except OSError:
-                continue
-            f = wanted.get((st.st_dev, st.st_ino))
-            if f is None:
-                continue
-            seen[f.path] = seen.get(f.path, False) or _writes(entry, fd)
+        seen = _files_open(entry, fds, wanted)
         if seen:
-            command, state = _process(int(entry))
+            command, state = process(int(entry))
             d.writers.append(
                 {"pid": int(entry), "command": command, "state": state, "files": sorted(seen),
                  "writing": sorted(p for p, w in seen.items() if w)}
@@ -463,15 +266,20 @@ def _open_by(files: list[_File], d: Diagnosis) -> None:
             )
 
 
-def _writes(pid: str, fd: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-            for line in f:
-                if line.startswith("flags:"):
-                    return int(line.split()[1], 8) & (os.O_WRONLY | os.O_RDWR) != 0
-    except (OSError, ValueError):
-        pass
-    return False
+def _files_open(pid: str, fds: list[str], wanted: dict[tuple[int, int], _File]) -> dict[str, bool]:
+    """Which of the ``wanted`` files process ``pid`` has open among its descriptors ``fds``,
+    and whether it writes each."""
+    seen: dict[str, bool] = {}
+    for fd in fds:
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        f = wanted.get((st.st_dev, st.st_ino))
+        if f is None:
+            continue
+        seen[f.path] = seen.get(f.path, False) or writes(pid, fd)
+    return seen
 
 
 # -- the checks ---------------------------------------------------------------------------------
@@ -548,13 +356,14 @@ def _shards(files: list[_File], holders: dict[tuple[int, int, int], list[dict[st
         more = backups.pop((host, pid), 0)
         also = f" (and {more} backup(s))" if more else ""
         if host != here:
-            d.add("note", "foreign-shard", f"written on host {host}: whether process {pid} is alive cannot be told here", f.path)
+            why = f"written on host {host}: whether process {pid} is alive cannot be told here"
+            d.add("note", "foreign-shard", why, f.path)
             continue
         if any(not h["waiting"] for h in holders.get(f.key, [])):
             continue  # its writer holds it
         merge = f"its records{also} wait for `safelog merge {d.log}`"
-        if _alive(pid):
-            command, _ = _process(pid)
+        if alive(pid):
+            command, _ = process(pid)
             d.add(
                 "problem",
                 "finished-shard",
@@ -565,18 +374,8 @@ def _shards(files: list[_File], holders: dict[tuple[int, int, int], list[dict[st
         else:
             d.add("problem", "dead-shard", f"process {pid} is gone: {merge}", f.path)
     for (host, pid), n in sorted(backups.items()):
-        if host == here and not _alive(pid):
+        if host == here and not alive(pid):
             d.add("problem", "dead-shard", f"{n} backup(s) of process {pid}, which is gone, wait for a merge")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _leftovers(
@@ -591,7 +390,8 @@ def _leftovers(
         if f.kind == "temp":
             if f.detail.get("of") == "merge":
                 if not merging:
-                    d.add("problem", "leftover-temp", "a temp file of a merge that died; the next merge removes it", f.path)
+                    why = "a temp file of a merge that died; the next merge removes it"
+                    d.add("problem", "leftover-temp", why, f.path)
             elif not holders.get(f.key):
                 d.add(
                     "problem",
@@ -609,7 +409,8 @@ def _leftovers(
                 f.path,
             )
         elif f.kind == "damaged":
-            d.add("warning", "damaged-shard", "set aside by a merge (damaged input): look at it, then remove it", f.path)
+            why = "set aside by a merge (damaged input): look at it, then remove it"
+            d.add("warning", "damaged-shard", why, f.path)
         elif f.kind == "merge journal" and not merging:
             try:
                 with open(f.path, "rb") as fh:

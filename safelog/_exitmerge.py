@@ -1,6 +1,6 @@
 """``merge_on_exit``: merge a per-process log's shards when the process that configured it exits.
 
-Part of the public shell: it ties the sink registry (close this process's own shard) to
+Part of the public shell: it ties the strategy registry (close this process's own shard) to
 :func:`safelog.merge`, so that neither of them needs to know the other.
 """
 

@@ -4,49 +4,40 @@ from __future__ import annotations
 
 import datetime
 import errno
-import io
 import logging
 import logging.handlers
-import math
-import re
 import os
 import threading
 import time
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
+from ._attributes import OptionViews
+from ._closed import ClosedStrategy, later
 from ._delivery.failures import Failures
-from ._delivery.outlet import Outlet
 from ._delivery.freeze import Freezer
+from ._delivery.outlet import Outlet
 from ._delivery.queue import Writer, attach, detach
-from ._delivery.reopen import unwatch, watch
 from ._delivery.render import ESCAPES, Renderer
+from ._delivery.reopen import unwatch, watch
 from ._exitmerge import merge_at_exit
-from ._policy.config import UNSET, Config, check_size_rotates, parse_config
-from ._policy.options import check_int, parse_size
-from ._policy.rotation import Rollover, RotationHooks
-from ._policy.timing import TimePolicy
 from ._merge import created_names as merge_names
+from ._policy.config import OPTIONS, UNSET, Config, parse_config
+from ._policy.rotation import RotationHooks
 from ._primitives.paths import name_too_long, resolve_log_path, unwritable, unwritable_dir
-from ._primitives.reentry import defer, get_ident as _get_ident, inside as _inside, section
+from ._primitives.reentry import defer, section
+from ._primitives.reentry import get_ident as _get_ident
+from ._primitives.reentry import inside as _inside
 from ._primitives.reentry import write_all as write_pending
-from ._primitives.fileio import open_append, open_stream
-from ._sinks.base import Sink, SinkRetired, last_write
+from ._rotating import StdlibRotation
 from ._sinks.registry import STRATEGIES, acquire, release
+from ._sinks.strategy import Retired, Strategy, check_names, rotates
+from ._stream import StreamView
 
-__all__ = [
-    "SafeFileHandler",
-    "ThreadFileHandler",
-    "FlockFileHandler",
-    "PerProcessFileHandler",
-    "FileHandler",
-    "WatchedFileHandler",
-    "RotatingFileHandler",
-    "TimedRotatingFileHandler",
-    "STRATEGIES",
-]
+__all__ = ["SafeFileHandler", "STRATEGIES"]
 
 _SENTINEL: Any = UNSET
-# How often a record is redirected to a reopened sink when close() keeps retiring the one it
+# How often a record is redirected to a reopened strategy when close() keeps retiring the one it
 # reaches (each time needs another close() racing it).
 _REWRITES = 10
 
@@ -64,7 +55,7 @@ def _check_merge_names(given: str, real: str) -> None:
             )
 
 
-class SafeFileHandler(logging.FileHandler):
+class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
     """A file handler that many threads, processes or an event loop can share safely.
 
     A drop-in for ``logging.handlers.RotatingFileHandler`` (same positional arguments and
@@ -101,15 +92,12 @@ class SafeFileHandler(logging.FileHandler):
 
     default_strategy: ClassVar[str] = "flock"
     terminator = "\n"
-    # The BaseRotatingHandler hooks. Class attributes, so that a subclass may define them as
-    # methods; the namer=/rotator= options set them on the instance.
-    namer: Callable[[str], str] | None = None
-    rotator: Callable[[str, str], None] | None = None
     #: Format records of a stock ``logging.Formatter`` through safelog's faster equivalent
     #: (same text, see ``safelog/_delivery/fastformat.py``); set False, on the class or on a
     #: handler, to have every record formatted by ``self.format(record)``.
     fast_format: bool = True
     _outlet: Outlet  # what the non-blocking writer gets (nonblocking=True only)
+    _strategy: Strategy | ClosedStrategy  # the path's strategy; a stand-in after close()
 
     def __init__(
         self,
@@ -149,17 +137,14 @@ class SafeFileHandler(logging.FileHandler):
         reopen_signal: str | None = None,
         **unknown: Any,
     ) -> None:
+        # Every keyword as given, forwarded once: the signature above is where the handler spells
+        # an option (parse_config fills in the defaults of the ones a subclass leaves out).
+        arguments = locals()
+        given = {name: arguments[name] for name in OPTIONS if name != "filename"}
         cls = type(self)
         config = parse_config(
-            cls.__name__, self.default_strategy, _pins_strategy(cls), filename, mode, maxBytes, backupCount,
-            encoding, delay, errors, strategy=strategy, max_bytes=max_bytes, backup_count=backup_count,
-            namer=namer, rotator=rotator, lock_dir=lock_dir, merge_on_exit=merge_on_exit,
-            escape_newlines=escape_newlines, nonblocking=nonblocking, queue_size=queue_size,
-            overflow=overflow, flush_interval=flush_interval, flush_level=flush_level,
-            max_batch=max_batch, when=when, interval=interval, utc=utc, atTime=atTime,
-            rotate_every=rotate_every, compress=compress, delay_compress=delay_compress,
-            retention=retention, chmod=chmod, owner=owner, watch=watch, reopen_signal=reopen_signal,
-            stdlib_rotating=issubclass(cls, logging.handlers.RotatingFileHandler), **unknown,
+            cls.__name__, self.default_strategy, _pins_strategy(cls), filename,
+            stdlib_rotating=issubclass(cls, logging.handlers.RotatingFileHandler), **given, **unknown,
         )  # fmt: skip
         self._configure(config, filename)
 
@@ -177,36 +162,14 @@ class SafeFileHandler(logging.FileHandler):
             raise
 
     def _build(self, config: Config) -> None:
-        """The stdlib attributes, and the values the layers below are handed."""
-        self.config = config
-        self.strategy = config.strategy
-        self.baseFilename = config.filename
-        self.mode = config.given.get("mode", config.mode)
-        self.encoding = config.encoding
-        self.errors = config.errors
-        self.delay = config.delay
-        self._max_bytes = config.max_bytes
-        self._backup_count = config.backup_count
+        """The values the layers below are handed (the stdlib attributes are views of ``config``)."""
+        self._views_from(config)
         if config.namer is not None:
             self.namer = config.namer
         if config.rotator is not None:
             self.rotator = config.rotator
-        self.lock_dir = config.lock_dir
-        self.merge_on_exit = config.merge_on_exit
-        self.escape_newlines = config.escape_newlines
-        self.nonblocking = config.nonblocking
-        self.overflow = config.overflow
-        self._drop = config.overflow == "drop"
-        self.flush_level = config.flush_level
-        self.utc = config.utc
-        self.reopen_signal = config.reopen_signal
-        timing = config.timing
-        self.when = None if timing is None else timing.when
-        self.interval = 1 if timing is None else timing.interval
-        self.atTime = None if timing is None else timing.at_time
         self._writer: Writer | None = None
-        self._view: _StreamView | None = None
-        self._rollover: Rollover | None = None
+        self._view: StreamView | None = None
         # Backups have the default names unless a namer is set (now or later) or a subclass
         # renames them in rotation_filename(); rotation then recognises them by asking it.
         cls = type(self)
@@ -215,95 +178,47 @@ class SafeFileHandler(logging.FileHandler):
             cls.shouldRollover is not SafeFileHandler.shouldRollover
             or cls.doRollover is not SafeFileHandler.doRollover
         )
-        # A size limit without backups rotates nothing, but shouldRollover() still answers
-        # for it, as the stdlib's does; and assigning backupCount later starts rotating.
-        if config.rotates or config.max_bytes or config.backup_count:
-            self._rollover = self._new_rollover(config.max_bytes, config.backup_count)
-
-    def _new_rollover(self, max_bytes: int, backup_count: int) -> Rollover:
-        config = self.config
         # Looked up on every use, as BaseRotatingHandler does: a namer or rotator assigned
         # after construction, or a subclass's methods, are the ones that count.
-        hooks = RotationHooks(
+        self._hooks = RotationHooks(
             name=lambda name: self.rotation_filename(name),
             move=lambda source, dest: self.rotate(source, dest),
             plain=lambda: self.namer is None and not self._own_names,
             report=lambda record: self.handleError(record),
+            identity=lambda: (self._hook("namer", "rotation_filename"), self._hook("rotator", "rotate")),
         )
-        perms = config.perms if config.perms.active else None
-        return Rollover(
-            hooks, max_bytes, backup_count, config.timing, config.codec, config.max_age, perms, config.delay_compress,
-            started=time.time(),
-        )
-
-    # -- the size limits, live as in the stdlib (its emit() reads them) -------------------------
-
-    @property
-    def maxBytes(self) -> int:
-        """The size limit in bytes (0: none). Assigned after construction, it applies from the
-        next record (``"10 MB"`` is accepted too), as ``RotatingFileHandler.maxBytes`` does."""
-        return self._max_bytes
-
-    @maxBytes.setter
-    def maxBytes(self, value: int) -> None:
-        self._resize(parse_size("maxBytes", value), self._backup_count)
-
-    @property
-    def backupCount(self) -> int:
-        """How many backups are kept. Assigned after construction, it applies from the next
-        rotation, as ``RotatingFileHandler.backupCount`` does (0 with only a size limit:
-        nothing is rotated)."""
-        return self._backup_count
-
-    @backupCount.setter
-    def backupCount(self, value: int) -> None:
-        self._resize(self._max_bytes, check_int("backupCount", value))
-
-    def _resize(self, max_bytes: int, backup_count: int) -> None:
-        stdlib_rotating = isinstance(self, logging.handlers.RotatingFileHandler)
-        check_size_rotates(max_bytes, backup_count, self.config.timing, stdlib_rotating, f"maxBytes={max_bytes!r}")
-        rollover = self._rollover
-        if rollover is None and (max_bytes or backup_count):
-            rollover = self._new_rollover(max_bytes, backup_count)
-            if not self._closed_handler():
-                self._sink.check_names(rollover)  # a backup name too long: ValueError, now
-            self._rollover = rollover
-            if self._writer is not None:
-                self._outlet = self._outlet._replace(rollover=rollover)
-        elif rollover is not None:
-            rollover.resize(max_bytes, backup_count)
-        self._max_bytes, self._backup_count = max_bytes, backup_count
 
     def _start(self, config: Config, given: str) -> None:
-        """Share the path's sink and open it (unless ``delay``)."""
+        """Share the path's strategy and open it (unless ``delay``)."""
         renderer = Renderer(self, config.escape_newlines)
         self._render = renderer.render
         self._failures = Failures(lambda record: self.handleError(record), config.filename)
-        self._sink_lock = threading.Lock()  # guards swapping the sink on close() and reopen
+        self._strategy_lock = threading.Lock()  # guards swapping the strategy on close() and reopen
         real = resolve_log_path(config.filename)
         self._real = real
-        self._sink = acquire(real, config)
+        strategy = self._strategy = acquire(real, config, self._hooks, self)
+        self._rotation = strategy.policy
         try:
-            self._sink.check_names(self._rollover)
+            check_names(config.filename, strategy.names())
             if config.merge_on_exit:
                 _check_merge_names(given, real)
         except ValueError:
-            release(self._sink, config)
+            release(strategy, self)
             raise
         if config.merge_on_exit:
             merge_at_exit(config.filename, config.given.get("chmod"), config.given.get("owner"))
-        if not config.delay and not self._sink.lazy:
+        if not config.delay and not strategy.lazy:
             # Open now so a bad path fails at configuration time, like logging.FileHandler; a
             # log that cannot be opened fails before the strategy creates its other files
             # (flock's lock file), so nothing is left behind.
             problem = unwritable(real)
             if problem is not None:
-                release(self._sink, config)
+                release(strategy, self)
                 raise ValueError(f"filename={given!r} cannot be opened: {problem}")
             try:
-                self._sink.open()
+                strategy.open()
             except OSError as exc:
-                release(self._sink, config)
+                release(strategy, self)
                 denied = exc.errno in (errno.EACCES, errno.EPERM) and isinstance(exc.filename, str)
                 why = (unwritable(exc.filename) if denied else None) or exc
                 raise ValueError(f"filename={given!r} cannot be opened: {why}") from exc
@@ -312,7 +227,7 @@ class SafeFileHandler(logging.FileHandler):
             # directory it can never be created in should still fail here, not at emit time.
             problem = unwritable_dir(real)
             if problem is not None:
-                release(self._sink, config)
+                release(strategy, self)
                 raise ValueError(f"filename={given!r} cannot be opened: {problem}")
         if config.queue is not None:
             # The layout of a record may wait for the writer only if this class formats as
@@ -322,20 +237,19 @@ class SafeFileHandler(logging.FileHandler):
                 config.filename,
                 self._render,
                 renderer.layout,
-                self._rollover,
                 lambda record, exc: self._write_failed(record, exc),
                 self._failures,
                 lambda record: self.handleError(record),
             )
-            self._writer = attach(self._sink, config.queue)
-        if config.reopen_signal is not None:
-            watch(self, config.reopen_signal)
+            self._writer = attach(strategy, config.queue)
+        if config.reopen.signal is not None:
+            watch(self, config.reopen.signal)
 
     # -- logging.Handler -------------------------------------------------------------------
 
     def handle(self, record: logging.LogRecord) -> Any:
         # The handler-level RLock that logging.Handler.handle() takes is per handler, so it
-        # would not serialise two handlers on the same path; the sink's lock does, so taking
+        # would not serialise two handlers on the same path; the strategy's lock does, so taking
         # both would only cost time.
         if self.filters:
             rv = self.filter(record)
@@ -348,7 +262,7 @@ class SafeFileHandler(logging.FileHandler):
         self.emit(record)
         return rv
 
-    def emit(self, record: logging.LogRecord) -> None:
+    def emit(self, record: logging.LogRecord) -> None:  # noqa: C901 - the per-record path: each branch moved out would cost a call per record
         me = _get_ident()
         if me in _inside:
             # Logged from inside safelog by this very thread (a signal handler, a finalizer, a
@@ -380,13 +294,13 @@ class SafeFileHandler(logging.FileHandler):
                 if frozen is None:
                     return  # could not be formatted: reported
                 payload, extra = frozen
-                if writer.put(self._outlet, payload, extra, record.levelno >= self.flush_level, self._drop):
+                if writer.put(self._outlet, payload, extra, record.levelno >= self._flush_level, self._drop):
                     return
                 # The writer has stopped (interpreter exit): write it here, formatted only once.
                 if isinstance(payload, str):
                     render = lambda _: payload  # noqa: E731
             try:
-                self._sink.write_record(render, record, self._rollover)
+                self._strategy.write_record(render, record)
             except Exception as exc:
                 if not self._record_failed(exc, render, record):
                     return
@@ -397,20 +311,22 @@ class SafeFileHandler(logging.FileHandler):
             if pending:
                 write_pending(me, pending)
 
-    def _record_failed(self, exc: Exception, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord) -> bool:
+    def _record_failed(
+        self, exc: Exception, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord
+    ) -> bool:
         # Apart from emit(), so that its closure costs emit() nothing per record.
-        return self._failed_write(exc, record, lambda sink: sink.write_record(render, record, self._rollover))
+        return self._failed_write(exc, record, lambda strategy: strategy.write_record(render, record))
 
-    def _failed_write(self, exc: Exception, record: logging.LogRecord, write: Callable[[Sink], None]) -> bool:
-        """A write raised ``exc``: count the record lost and return False, unless the sink was
+    def _failed_write(self, exc: Exception, record: logging.LogRecord, write: Callable[[Strategy], None]) -> bool:
+        """A write raised ``exc``: count the record lost and return False, unless the strategy was
         retired by close() in another thread while the record was on its way to it (see
-        ``Sink.retire``): then ``write`` it to the handler's current sink, reopened as logging
+        ``Strategy.retire``): then ``write`` it to the handler's current strategy, reopened as logging
         after close() reopens a FileHandler, and return True."""
         for _ in range(_REWRITES):
-            if not isinstance(exc, SinkRetired):
+            if not isinstance(exc, Retired):
                 break
             try:
-                write(self._live_sink())
+                write(self._live_strategy())
                 return True
             except Exception as again:  # retired again (another close()), or a real failure
                 exc = again
@@ -429,19 +345,19 @@ class SafeFileHandler(logging.FileHandler):
         with section():
             created = time.time()
             try:
-                self._live_sink().write(text, created, self._rollover)
+                self._live_strategy().write(text, created)
             except Exception as exc:
                 record = logging.makeLogRecord({"msg": text})
-                self._failed_write(exc, record, lambda sink: sink.write(text, created, self._rollover))
+                self._failed_write(exc, record, lambda strategy: strategy.write(text, created))
 
     def _write_now(self, record: logging.LogRecord) -> None:
-        self._sink.write_record(self._render, record, self._rollover)
+        self._strategy.write_record(self._render, record)
 
     def _at_fork_reinit(self) -> None:
         # logging calls this in a forked child for every handler (3.9+). A parent thread that
         # held one of these locks at fork time holds it forever in the child.
         super()._at_fork_reinit()  # type: ignore[misc]  # private, logging 3.9+
-        self._sink_lock = threading.Lock()
+        self._strategy_lock = threading.Lock()
         self._failures.after_fork()
 
     def flush(self) -> None:
@@ -458,20 +374,20 @@ class SafeFileHandler(logging.FileHandler):
         """Close the log and open the file now at its path, so that the next record goes there:
         for external rotation (logrotate's ``create``). Call it from any thread, not from a
         signal handler (``reopen_signal`` is the way there, or :meth:`request_reopen`)."""
-        sink = self._sink
-        if not isinstance(sink, _ClosedSink) and not _later(self.reopen):
+        strategy = self._strategy
+        if not isinstance(strategy, ClosedStrategy) and rotates(strategy) and not later(self.reopen):
             with section():
-                sink.reopen()
+                strategy.reopen()
 
     def request_reopen(self) -> None:
         """:meth:`reopen` for a signal handler: takes no lock; every thread's next record
         reopens the log first if the path names another file now."""
-        sink = self._sink
-        if not isinstance(sink, _ClosedSink):
-            sink.request_reopen()
+        strategy = self._strategy
+        if not isinstance(strategy, ClosedStrategy) and rotates(strategy):
+            strategy.request_reopen()
 
     def close(self) -> None:
-        if _later(self.close):
+        if later(self.close):
             return
         with section():
             self._close()
@@ -481,29 +397,30 @@ class SafeFileHandler(logging.FileHandler):
             unwatch(self)
         writer, self._writer = self._writer, None
         if writer is not None:
-            # Drain before the sink can close: nothing queued is lost on close()/shutdown().
+            # Drain before the strategy can close: nothing queued is lost on close()/shutdown().
             detach(writer)
-        with self._sink_lock:
-            sink, self._sink = self._sink, _ClosedSink(self)
+        with self._strategy_lock:
+            strategy, self._strategy = self._strategy, ClosedStrategy(self)
             view, self._view = self._view, None
         if view is not None:
             view.close()
-        if not isinstance(sink, _ClosedSink):
-            release(sink, self.config)
+        if not isinstance(strategy, ClosedStrategy):
+            release(strategy, self)
         logging.Handler.close(self)
 
     # -- logging.FileHandler ----------------------------------------------------------------
 
     @property  # type: ignore[override]
-    def stream(self) -> _StreamView | None:
+    def stream(self) -> StreamView | None:
         """A file object on the log, as ``FileHandler.stream``, for code that wants a real file
-        (``faulthandler.enable(file=handler.stream)``) or writes to it (see :class:`_StreamView`).
+        (``faulthandler.enable(file=handler.stream)``) or writes to it (see :class:`StreamView`).
         None after ``close()`` and, with ``delay=True``, before the first record, as in the
         stdlib; always None for ``per-process``, whose shards are framed and have no plain file
         to hand out (code that probes ``stream``, as gunicorn does, then leaves it alone)."""
         view = self._view
         if view is None:
-            if self._sink.lazy or self.delay and not self._sink.opened or self._closed_handler():
+            strategy = self._strategy
+            if isinstance(strategy, ClosedStrategy) or strategy.lazy or self.delay and not strategy.opened:
                 return None
             view = self._view = self._open()
         return view
@@ -512,14 +429,14 @@ class SafeFileHandler(logging.FileHandler):
     def stream(self, value: Any) -> None:
         # What code written for FileHandler assigns: gunicorn's USR1 reopen does
         # ``handler.close(); handler.stream = handler._open()``. The strategy owns the file, so
-        # only a view of ours (or None) is kept; the next record reopens the sink.
-        old, self._view = self._view, value if isinstance(value, _StreamView) else None
+        # only a view of ours (or None) is kept; the next record reopens the strategy.
+        old, self._view = self._view, value if isinstance(value, StreamView) else None
         if old is not None and old is not value:
             old.close()
 
-    def _open(self) -> _StreamView:  # type: ignore[override]
+    def _open(self) -> StreamView:  # type: ignore[override]
         """A new :attr:`stream` view of the log (``FileHandler._open``)."""
-        return _StreamView(self)
+        return StreamView(self)
 
     def setStream(self, stream: Any) -> Any:
         raise ValueError(
@@ -528,54 +445,12 @@ class SafeFileHandler(logging.FileHandler):
         )
 
     def _closed_handler(self) -> bool:
-        return isinstance(self._sink, _ClosedSink)
+        return isinstance(self._strategy, ClosedStrategy)
 
-    # -- rotation, as in logging.handlers.BaseRotatingHandler -------------------------------
+    def _live_strategy(self) -> Strategy:
+        strategy = self._strategy
+        return self._reopen() if isinstance(strategy, ClosedStrategy) else strategy
 
-    def shouldRollover(self, record: logging.LogRecord) -> bool:
-        """Whether ``record`` would make the file rotate now, as the stdlib answers it: by time,
-        or by size (formatted, it would bring a non-empty file to ``maxBytes`` or past it, even
-        with ``backupCount=0``, which then rotates nothing). The strategy decides again, under
-        its lock, when it writes: this is a question, not a reservation."""
-        rollover = self._rollover
-        if rollover is None or _get_ident() in _inside:
-            # From inside safelog (a signal handler, a finalizer): the answer needs the lock
-            # this thread may hold; its records are written after, and rotate then if due.
-            return False
-        msg = self._render(record)
-        if msg is None:
-            return False
-        nbytes = len((msg + "\n").encode(self.config.encoding, self.config.errors))
-        with section():
-            return self._live_sink().rotation_due(rollover, nbytes, record.created)
-
-    def doRollover(self) -> None:
-        """Rotate now, as ``BaseRotatingHandler.doRollover``, under the strategy's lock.
-
-        An empty file is not rotated (no empty backups): so when every process of a server
-        calls ``doRollover()`` at start-up, the first rotates and the others find the new,
-        empty file and leave it, and no record is lost or rotated twice. A handler without a
-        rotation policy (``backupCount=0`` and no ``when``) rotates nothing, as in the stdlib,
-        which then only reopens the file."""
-        rollover = self._rollover
-        if rollover is not None and rollover.renames and not _later(self.doRollover):
-            with section():
-                self._live_sink().rotate_now(rollover, time.time())
-
-    def _live_sink(self) -> Sink:
-        sink = self._sink
-        return self._reopen() if isinstance(sink, _ClosedSink) else sink
-
-
-    def rotation_filename(self, default_name: str) -> str:
-        return default_name if not callable(self.namer) else self.namer(default_name)
-
-    def rotate(self, source: str, dest: str) -> None:
-        if not callable(self.rotator):
-            if os.path.exists(source):
-                os.replace(source, dest)
-        else:
-            self.rotator(source, dest)
 
     # -- failure bursts ---------------------------------------------------------------------
 
@@ -583,8 +458,8 @@ class SafeFileHandler(logging.FileHandler):
         """Count the lost record; report only the first failure of a burst via handleError."""
         self._failures.failed(record, exc)
 
-    def _reopen(self) -> Sink:
-        """The sink for a record that arrived after close(), as logging.FileHandler reopens.
+    def _reopen(self) -> Strategy:
+        """The strategy for a record that arrived after close(), as logging.FileHandler reopens.
 
         A second dictConfig() (Django's LOGGING after gunicorn's logconfig_dict, a Flask app's
         config) closes every existing handler but leaves the ones on loggers it does not
@@ -592,124 +467,17 @@ class SafeFileHandler(logging.FileHandler):
         silently lose the access log, so a closed handler in append mode reopens, like the
         stdlib's; in mode 'w' it does not, as reopening would truncate the file again.
         """
-        with self._sink_lock:
-            if isinstance(self._sink, _ClosedSink):
-                if self.config.mode == "w":
+        with self._strategy_lock:
+            strategy = self._strategy
+            if isinstance(strategy, ClosedStrategy):
+                if self.config.file.mode == "w":
                     raise ValueError("I/O operation on closed handler")
-                self._sink = acquire(self._real, self.config)
-            return self._sink
+                strategy = self._strategy = acquire(self._real, self.config, self._hooks, self)
+                self._rotation = strategy.policy
+            return strategy
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.baseFilename} strategy={self.strategy}>"
-
-
-class _StreamView:
-    """:attr:`SafeFileHandler.stream`: a file object on the log that keeps the strategy's rules.
-
-    Creating one does no I/O (tools probe ``handler.stream``). ``write()`` goes through the
-    handler's strategy, one record per call (a lone line break is the end of the previous
-    record, so ``write(msg); write(terminator)`` writes one record). ``fileno()`` is a
-    descriptor of its own, opened on first use with ``O_APPEND`` on the file this process
-    writes (its shard, for ``per-process``, where raw writes are not framed: merge reports
-    them as damaged lines), reopened when that file was rotated away.
-    """
-
-    mode = "a"
-
-    def __init__(self, handler: SafeFileHandler) -> None:
-        self._handler = handler
-        self._fd = -1
-        self._ino = -1
-        self.closed = False
-
-    @property
-    def name(self) -> str:
-        return self._handler.baseFilename
-
-    @property
-    def encoding(self) -> str:
-        return self._handler.config.encoding
-
-    def write(self, text: str) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
-        if text != "\n":
-            self._handler._write_text(text[:-1] if text.endswith("\n") else text)
-        return len(text)
-
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
-
-    def fileno(self) -> int:
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
-        if self._fd < 0 or self.moved():
-            self._close_fd()
-            sink = self._handler._live_sink()
-            path = sink.target()
-            if sink.regular:
-                # A shard carries a lock: created (if it must be) as the sink creates it.
-                perms = self._handler.config.perms.private() if sink.own_file else self._handler.config.perms
-                self._fd = open_append(
-                    path, perms.create_mode, perms=perms if perms.active else None, own=sink.own_file
-                )
-            else:
-                self._fd = open_stream(path)
-            self._ino = os.fstat(self._fd).st_ino
-        return self._fd
-
-    def moved(self) -> bool:
-        """True when the file the descriptor appends to is no longer at its path (rotated)."""
-        if self._fd < 0:
-            return False
-        try:
-            return os.stat(self._handler._live_sink().target()).st_ino != self._ino
-        except OSError:
-            return True
-
-    def isatty(self) -> bool:
-        return False
-
-    def writable(self) -> bool:
-        return True
-
-    def readable(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.closed = True
-        self._close_fd()
-
-    def _close_fd(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __bool__(self) -> bool:
-        # Falsy on purpose: code that closes and reopens every FileHandler whose stream is set,
-        # from a signal handler (gunicorn's USR1: ``if handler.stream: handler.close(); ...``),
-        # would close safelog's from inside a write it interrupted, which holds the strategy's
-        # lock: a deadlock. safelog follows a renamed log itself (path check, reopen_signal).
-        return False
-
-    def __repr__(self) -> str:
-        return f"<safelog stream {self.name!r}>"
-
-
-def _later(operation: Callable[[], None]) -> bool:
-    """True when this thread is inside safelog (a signal handler or finalizer called
-    ``operation`` in the middle of a write, maybe holding the lock it needs): it is then done
-    when the thread leaves, like a record logged there."""
-    me = _get_ident()
-    if me not in _inside:
-        return False
-    defer(me, lambda _: operation(), None)
-    return True
 
 
 def _unregister(handler: logging.Handler) -> None:
@@ -725,208 +493,3 @@ def _pins_strategy(cls: type) -> bool:
     subclass of SafeFileHandler (to override handleError, say) keeps the strategy option."""
     below = cls.__mro__[: cls.__mro__.index(SafeFileHandler)]
     return any("default_strategy" in vars(c) for c in below)
-
-
-class _ClosedSink(Sink):
-    """Stands in after close(): the next record reopens the handler (see ``_reopen``).
-
-    Reopening here rather than testing for a closed handler in emit() keeps the hot path as is.
-    """
-
-    kind = "closed"
-
-    def __init__(self, handler: SafeFileHandler) -> None:  # noqa: D107 - no file behind it
-        self._handler = handler
-
-    def write(self, msg: str, created: float, rollover: Rollover | None) -> None:
-        self._handler._reopen().write(msg, created, rollover)
-
-    def write_many(self, items: Any, rollover: Rollover | None) -> list[tuple[int, Exception]]:
-        return self._handler._reopen().write_many(items, rollover)
-
-    def write_record(self, render: Any, record: logging.LogRecord, rollover: Rollover | None) -> None:
-        self._handler._reopen().write_record(render, record, rollover)
-
-    def rollover_at(self, rollover: Rollover, now: float) -> float:
-        # Asked of a closed handler: what a new one would start with (reopening would be a side
-        # effect of reading an attribute).
-        return rollover.boundary(rollover.start_period(last_write(-1, self._handler.baseFilename), now))
-
-
-class ThreadFileHandler(SafeFileHandler):
-    """``strategy="thread"``: the threads of one process share one file and one lock."""
-
-    default_strategy: ClassVar[str] = "thread"
-
-
-class FlockFileHandler(SafeFileHandler):
-    """``strategy="flock"``: many processes on one machine append to one file under a lock file."""
-
-    default_strategy: ClassVar[str] = "flock"
-
-
-class PerProcessFileHandler(SafeFileHandler):
-    """``strategy="per-process"``: each process writes its own shard; merge them afterwards."""
-
-    default_strategy: ClassVar[str] = "per-process"
-
-
-# The drop-ins: the stdlib class's signature, positional and keyword, plus every safelog keyword
-# (strategy, compress, ...); instances of the stdlib class they replace, so that code finding log
-# files with isinstance(h, logging.FileHandler) still finds them. Safe across processes by
-# default (flock); strategy= picks another.
-
-
-class FileHandler(SafeFileHandler):
-    """Drop-in for ``logging.FileHandler`` (no rotation), safe across threads and processes."""
-
-    _watch: ClassVar[bool] = False  # the default of watch=; WatchedFileHandler's is True
-
-    def __init__(
-        self,
-        filename: str | os.PathLike[str],
-        mode: str = "a",
-        encoding: str | None = None,
-        delay: bool = False,
-        errors: str | None = None,
-        **options: Any,
-    ) -> None:
-        options.setdefault("watch", self._watch)
-        super().__init__(filename, mode, encoding=encoding, delay=delay, errors=errors, **options)
-
-
-class WatchedFileHandler(FileHandler, logging.handlers.WatchedFileHandler):
-    """Drop-in for ``logging.handlers.WatchedFileHandler``: before every record, checks that the
-    path still names the open file (moved or deleted by logrotate, say) and reopens it if not."""
-
-    _watch = True
-
-    def reopenIfNeeded(self) -> None:
-        """The check runs in the strategy, under its lock, on every record; nothing to do here."""
-
-    def _statstream(self) -> None:
-        pass
-
-    # The stdlib sets these when it opens the file; here they are read from the file open now
-    # (the strategy reopens it, not this class).
-    @property
-    def dev(self) -> int:  # type: ignore[override]
-        """The device of the file the handler writes now; -1 when it has none open."""
-        return self._identity()[0]
-
-    @property
-    def ino(self) -> int:  # type: ignore[override]
-        """The inode of the file the handler writes now; -1 when it has none open."""
-        return self._identity()[1]
-
-    def _identity(self) -> tuple[int, int]:
-        return (-1, -1) if self._closed_handler() else self._sink.identity()
-
-
-class RotatingFileHandler(SafeFileHandler, logging.handlers.RotatingFileHandler):
-    """Drop-in for ``logging.handlers.RotatingFileHandler``: rotates exactly once however many
-    processes share the file (``flock`` by default)."""
-
-    def __init__(
-        self,
-        filename: str | os.PathLike[str],
-        mode: str = "a",
-        maxBytes: int | str = 0,
-        backupCount: int = 0,
-        encoding: str | None = None,
-        delay: bool = False,
-        errors: str | None = None,
-        **options: Any,
-    ) -> None:
-        # The stdlib defaults are 0; max_bytes=/backup_count= may then stand in for them.
-        size = UNSET if maxBytes == 0 and "max_bytes" in options else maxBytes
-        count = UNSET if backupCount == 0 and "backup_count" in options else backupCount
-        super().__init__(filename, mode, size, count, encoding, delay, errors, **options)
-
-
-class TimedRotatingFileHandler(  # type: ignore[misc]  # when: str | None in SafeFileHandler
-    SafeFileHandler, logging.handlers.TimedRotatingFileHandler
-):
-    """Drop-in for ``logging.handlers.TimedRotatingFileHandler``: the boundaries of the running
-    interpreter's stdlib (``computeRollover``, the log's mtime at start-up), rotation exactly once
-    across processes (with ``flock`` every process learns the boundary from the lock file).
-
-    ``interval`` reads as the period in seconds, as in the stdlib. ``suffix`` and ``extMatch``
-    may be changed after construction, as the stdlib allows: backups are then named with the
-    new ``strftime`` suffix, recognised by ``extMatch`` (or a pattern made from the suffix) and
-    ordered by the time they name.
-    """
-
-    def __init__(
-        self,
-        filename: str | os.PathLike[str],
-        when: str = "h",
-        interval: int = 1,
-        backupCount: int = 0,
-        encoding: str | None = None,
-        delay: bool = False,
-        utc: bool = False,
-        atTime: datetime.time | str | None = None,
-        errors: str | None = None,
-        **options: Any,
-    ) -> None:
-        if options.get("rotate_every") is not None:
-            raise ValueError(
-                f"rotate_every={options['rotate_every']!r} replaces when/interval; give when= to "
-                f"TimedRotatingFileHandler, or use SafeFileHandler(rotate_every=...)"
-            )
-        super().__init__(
-            filename, backupCount=backupCount, encoding=encoding, delay=delay, errors=errors,
-            when=when, interval=interval, utc=utc, atTime=atTime, **options,
-        )  # fmt: skip
-        timing = self._policy()
-        self.when = timing.when
-        self.interval = timing.step
-        if timing.when.startswith("W"):
-            self.dayOfWeek = int(timing.when[1])
-
-    def _policy(self) -> TimePolicy:
-        rollover = self._rollover
-        assert rollover is not None and rollover.timing is not None
-        return rollover.timing
-
-    @property
-    def suffix(self) -> str:
-        return self._policy().suffix
-
-    @suffix.setter
-    def suffix(self, value: str) -> None:
-        self._policy().set_suffix(value)
-
-    @property
-    def extMatch(self) -> re.Pattern[str]:
-        return re.compile(r"^" + self._policy().stamp_re + r"(\.\w+)?$", re.ASCII)
-
-    @extMatch.setter
-    def extMatch(self, value: re.Pattern[str] | str) -> None:
-        pattern = value.pattern if isinstance(value, re.Pattern) else value
-        if not isinstance(pattern, str):
-            raise TypeError(f"extMatch must be a regular expression, not {value!r}")
-        # The stdlib anchors it and allows a trailing extension; safelog matches the stamp
-        # itself and handles compressed extensions on its own.
-        pattern = pattern.removeprefix("^").removesuffix("$").removesuffix(r"(\.\w+)?")
-        re.compile(pattern)
-        timing = self._policy()
-        timing.set_suffix(timing.suffix, pattern)
-
-    @property  # read-only: the strategy keeps it (for flock, shared through the lock file)
-    def rolloverAt(self) -> int:  # type: ignore[override]
-        """When the current file is due, as this process knows it."""
-        rollover = self._rollover
-        assert rollover is not None
-        return math.ceil(self._sink.rollover_at(rollover, time.time()))
-
-    def computeRollover(self, currentTime: float) -> Any:
-        """The stdlib's ``computeRollover(currentTime)`` of the running interpreter: the
-        boundary after a file started at ``currentTime``."""
-        return self._policy().compute_rollover(currentTime)
-
-    def getFilesToDelete(self) -> list[str]:
-        rollover = self._rollover
-        assert rollover is not None
-        return rollover.files_to_delete(self.baseFilename)

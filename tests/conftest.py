@@ -6,13 +6,13 @@ import logging
 import logging.config
 import os
 import time
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._policy import compress as _compress
-from safelog._audit import log_files
+from safelog import log_files
 from safelog._primitives.shard import FrameError, iter_records
 
 ALL_STRATEGIES = ("thread", "flock", "per-process")
@@ -45,7 +45,7 @@ def make_handler() -> Iterator[Callable[..., safelog.SafeFileHandler]]:
         handler.close()
     # Backups queued for compression are written by a background worker: let it finish, so
     # no test leaves it running into the next one.
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
 
 
 @pytest.fixture

@@ -7,10 +7,10 @@ import multiprocessing
 import os
 import re
 import time
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from safelog import SafeFileHandler
-from safelog._audit import AuditReport, audit, log_files
+from safelog import AuditReport, SafeFileHandler, audit, log_files
 
 FORK = multiprocessing.get_context("fork")
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from safelog._audit import AuditReport, audit, log_files
+from safelog import AuditReport, audit, log_files
 from safelog._primitives.shard import ShardFrame, shard_path
 
 PATTERN = r"rec (?P<id>\d{4}) [a-z]{7}"

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 import safelog
-
 from tests.faults_helpers import exact, in_child, make_logger
+from tests.helpers import strategy_of
 
 
 def _config(path: Path, logger: str) -> dict[str, object]:
@@ -77,14 +77,14 @@ def _write_racing_close(path: str, strategy: str) -> tuple[set[int], int]:
     h = safelog.SafeFileHandler(path, strategy=strategy)
     log = make_logger(h)
     log.info("rec first")
-    sink = h._sink
+    sink = strategy_of(h)
     fetched, closed = threading.Event(), threading.Event()
     real = type(sink).write_record
 
-    def parked(render: Any, record: logging.LogRecord, rollover: Any) -> None:
+    def parked(render: Any, record: logging.LogRecord) -> None:
         fetched.set()
         assert closed.wait(10)
-        real(sink, render, record, rollover)
+        real(sink, render, record)
 
     sink.write_record = parked  # type: ignore[method-assign]
     t = threading.Thread(target=log.info, args=("rec raced",))

@@ -8,13 +8,14 @@ import os
 import re
 import signal
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._policy import compress as _compress
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
+from safelog._policy.compressor import COMPRESSOR
 from safelog._sinks.flock import FAST_MARGIN
 from tests.faults_helpers import FORK, flock_waiters, join_all, wait_until
 
@@ -29,10 +30,10 @@ def hook() -> Iterator[Any]:
     """Install a per-chunk hook in the compressor for one test."""
 
     def install(fn: Any) -> None:
-        _compress._chunk_hook = fn
+        COMPRESSOR.chunk_hook = fn
 
     yield install
-    _compress._chunk_hook = None
+    COMPRESSOR.chunk_hook = None
 
 
 def emit(handler: logging.Handler, rid: str) -> None:
@@ -53,7 +54,7 @@ def test_every_codec_compresses_every_backup(tmp_path: Any, make_handler: Any, s
     ids = [str(i) for i in range(60)]
     for rid in ids:
         emit(h, rid)
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     files = log_files(path)
     live = [f for f in files if f.endswith((".log", ".shard"))]
     backups = [f for f in files if f not in live]
@@ -70,7 +71,7 @@ def test_time_backups_are_compressed_under_their_period_name(tmp_path: Any, make
     base = 1_795_651_200.0
     h.handle(logging.makeLogRecord({"msg": f"id=a {FILL}", "created": base}))
     h.handle(logging.makeLogRecord({"msg": f"id=b {FILL}", "created": base + 3600}))
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     assert names(tmp_path) == ["app.log", "app.log.2026-11-26_00.gz", "app.log.lock"]
     assert audit(log_files(path), ["a", "b"], PATTERN).ok
 
@@ -112,7 +113,7 @@ def test_writers_never_wait_for_compression(tmp_path: Any, make_handler: Any, ho
         release.set()
         p.join(30)
     assert p.exitcode == 0
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     ids += [f"then-{i}" for i in range(300)] + [f"other-{i}" for i in range(300)]
     assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.lock"]
     assert audit(log_files(path), ids, PATTERN).ok
@@ -123,7 +124,7 @@ def _crashing_writer(path: str, n: int, started: Any, written: Any) -> None:
         started.set()
         threading.Event().wait()  # until killed
 
-    _compress._chunk_hook = stall
+    COMPRESSOR.chunk_hook = stall
     h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=2_000_000, backup_count=5, compress="gzip")
     for i in range(n):
         emit(h, f"c-{i}")
@@ -159,7 +160,7 @@ def test_crash_mid_compression_leaves_the_uncompressed_backup(tmp_path: Any, mak
     more = [f"d-{i}" for i in range(n)]
     for rid in more:
         emit(h, rid)
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.2.gz", "app.log.lock"]
     assert audit(log_files(path), ids + more, PATTERN).ok
 
@@ -177,7 +178,7 @@ def test_failed_compression_keeps_the_backup_and_says_so(tmp_path: Any, make_han
     ids = [str(i) for i in range(20)]
     for rid in ids:
         emit(h, rid)
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     assert names(tmp_path) == ["app.log", "app.log.1"]
     assert "No space left on device" in capsys.readouterr().err
     assert audit(log_files(path), ids, PATTERN).ok
@@ -211,7 +212,7 @@ def test_backup_shifted_during_compression_is_compressed_under_its_new_name(
     for rid in second[1:] + ["c-0"]:
         emit(h, rid)  # c-0 is rotation 2: .1 → .2 while .1 is being read
     release.set()
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     assert names(tmp_path) == ["app.log", "app.log.1.gz", "app.log.2.gz"]
     assert audit([path + ".2.gz"], first, PATTERN).ok
     assert audit([path + ".1.gz"], second, PATTERN).ok
@@ -223,7 +224,7 @@ def _busy_writer(path: str, wid: int, n: int) -> None:
     for i in range(n):
         emit(h, f"{wid}-{i}")
     h.close()
-    _compress.wait()
+    safelog.wait_for_compression()
 
 
 def test_many_processes_compress_without_losing_a_record(tmp_path: Any) -> None:
@@ -250,12 +251,12 @@ def _slow_compressor(path: str, limit: int, started: Any, release: Any) -> None:
         started.set()
         assert release.wait(60)
 
-    _compress._chunk_hook = stall
+    COMPRESSOR.chunk_hook = stall
     h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=limit + FAST_MARGIN, backup_count=5, compress="gzip")
     for i in range(401):
         emit(h, f"a-{i}")  # the 401st rotates: this process compresses app.log.1, slowly
     h.close()
-    assert _compress.wait(60)
+    assert safelog.wait_for_compression(60)
 
 
 def test_a_backup_being_compressed_elsewhere_is_not_compressed_twice(tmp_path: Any, make_handler: Any, hook: Any) -> None:
@@ -277,7 +278,7 @@ def test_a_backup_being_compressed_elsewhere_is_not_compressed_twice(tmp_path: A
         mine = [f"b-{i:03d}" for i in range(400)]  # same length as a-NNN: fills the file, then rotates
         for rid in mine:
             emit(h, rid)
-        assert _compress.wait(30)
+        assert safelog.wait_for_compression(30)
     finally:
         release.set()
         p.join(60)
@@ -318,7 +319,7 @@ def _rotate_twice(path: str, go: Any, done: Any, written: Any) -> None:
     written.value = i + 1
     done.set()
     h.close()
-    assert _compress.wait(60)
+    assert safelog.wait_for_compression(60)
 
 
 def test_a_cleanup_never_deletes_the_temp_file_of_a_live_compression(
@@ -346,16 +347,16 @@ def test_a_cleanup_never_deletes_the_temp_file_of_a_live_compression(
             held.append(src)
             assert done.wait(60), "the other process could not rotate while a backup was compressed"
 
-    _compress._temp_hook = between_create_and_lock
+    COMPRESSOR.temp_hook = between_create_and_lock
     hook(first_chunk)
     try:
         h = make_handler(path, strategy="flock", max_bytes=2000, backup_count=5, compress="gzip")
         mine = [f"a-{i}" for i in range(10)]  # the tenth rotates: app.log.1 is compressed here
         for rid in mine:
             emit(h, rid)
-        assert _compress.wait(60)
+        assert safelog.wait_for_compression(60)
     finally:
-        _compress._temp_hook = None
+        COMPRESSOR.temp_hook = None
         go.set()
         join_all([p])
     assert p.exitcode == 0
@@ -383,7 +384,7 @@ def test_delay_compress_keeps_the_newest_backup_plain(tmp_path: Any, make_handle
     seen = 0
     for rid in ids:
         emit(h, rid)
-        assert _compress.wait(30)
+        assert safelog.wait_for_compression(30)
         backups = sorted((f for f in log_files(path) if not f.endswith((".log", ".shard"))), key=_backup_number)
         if not backups:
             continue
@@ -407,6 +408,6 @@ def test_delay_compress_with_time_rotation(tmp_path: Any, make_handler: Any) -> 
     base = 1_795_651_200.0  # 2026-11-26 00:00 UTC
     for hour in range(5):
         h.handle(logging.makeLogRecord({"msg": f"id={hour} {FILL}", "created": base + hour * 3600}))
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     assert names(tmp_path) == ["app.log", "app.log.2026-11-26_02.gz", "app.log.2026-11-26_03", "app.log.lock"]
     assert audit(log_files(path), ["2", "3", "4"], PATTERN).ok

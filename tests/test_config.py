@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any, Callable
+import shutil
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._audit import log_files
-from safelog._policy.config import Config, QueueSettings, parse_config
+from safelog import log_files
+from safelog._policy.config import Config, QueueConfig, parse_config
 from safelog._policy.options import parse_size
+from tests.helpers import same_file
 
 # (keyword arguments, exception type, texts the message must contain)
 BAD_OPTIONS: list[tuple[dict[str, Any], type[Exception], tuple[str, ...]]] = [
@@ -77,13 +80,15 @@ def test_the_parser_normalises_every_value() -> None:
         flush_level="warning", retention="2 days", compress="gzip", chmod="0640",
     )  # fmt: skip
     assert c.filename == os.path.abspath("app.log")
-    assert (c.strategy, c.max_bytes, c.backup_count, c.mode) == ("flock", 10_000_000, 3, "a")
-    assert (c.encoding, c.errors) == ("utf-8", "backslashreplace")
-    assert c.queue == QueueSettings(queue_size=10_000, flush_interval=0.2, max_batch=1000)
-    assert c.flush_level == logging.WARNING and c.max_age == 172_800.0
-    assert c.codec is not None and c.codec.name == "gzip" and c.perms.chmod == 0o640
-    assert c.rotates
-    assert not _parse().rotates and _parse().queue is None
+    assert (c.strategy, c.rotation.max_bytes, c.rotation.backup_count, c.file.mode) == ("flock", 10_000_000, 3, "a")
+    assert (c.file.encoding, c.file.errors) == ("utf-8", "backslashreplace")
+    assert c.queue == QueueConfig(
+        queue_size=10_000, flush_interval=0.2, max_batch=1000, overflow="block", flush_level=logging.WARNING
+    )
+    assert c.rotation.max_age == 172_800.0
+    assert c.rotation.codec is not None and c.rotation.codec.name == "gzip" and c.file.perms.chmod == 0o640
+    assert c.rotation.rotates
+    assert not _parse().rotation.rotates and _parse().queue is None
 
 
 def test_a_class_that_pins_its_strategy_refuses_another() -> None:
@@ -240,10 +245,91 @@ def test_second_handler_on_same_path_with_other_strategy_or_encoding_is_refused(
         with pytest.raises(ValueError, match=r"encoding='latin-1'"):
             safelog.SafeFileHandler(path, strategy="flock", encoding="latin-1")
         same = safelog.SafeFileHandler(path, strategy="flock")
-        assert same._sink is first._sink
+        assert same_file(same, first)
         same.close()
     finally:
         first.close()
+
+
+def _dated(name: str) -> str:
+    return name + ".dated"
+
+
+def _shouting(name: str) -> str:
+    return name.upper()
+
+
+def _copying(source: str, dest: str) -> None:
+    shutil.copyfile(source, dest)
+    os.truncate(source, 0)
+
+
+def _refusing(source: str, dest: str) -> None:
+    raise PermissionError(13, "refused by the test", dest)
+
+
+class _OwnNames(safelog.SafeFileHandler):
+    def rotation_filename(self, default_name: str) -> str:
+        return default_name + ".own"
+
+
+# (first handler's options, second's, the texts of each in the message)
+_OTHER_HOOKS = [
+    ({"namer": _dated}, {"namer": _shouting}, "namer=_dated, rotator=None", "namer=_shouting, rotator=None"),
+    ({"namer": _dated}, {}, "namer=_dated, rotator=None", "namer=None, rotator=None"),
+    ({}, {"rotator": _copying}, "namer=None, rotator=None", "namer=None, rotator=_copying"),
+    ({"cls": _OwnNames}, {}, "namer=_OwnNames.rotation_filename, rotator=None", "namer=None, rotator=None"),
+]
+
+
+@pytest.mark.parametrize(("first", "second", "theirs", "mine"), _OTHER_HOOKS, ids=["namers", "namer-or-none", "rotator", "subclass-method"])
+@pytest.mark.parametrize("strategy", ["thread", "flock"])
+def test_a_second_handler_with_another_namer_or_rotator_is_refused(
+    tmp_path: Any, make_handler: Callable[..., Any], strategy: str, first: dict[str, Any], second: dict[str, Any],
+    theirs: str, mine: str,
+) -> None:
+    """Two handlers of one file share its rotation: a second one whose namer or rotator (or a
+    subclass's rotation_filename) differs is refused at configuration, naming both settings,
+    instead of making a second series of backups beside the first one's."""
+    path = str(tmp_path / "app.log")
+    make_handler(path, strategy=strategy, max_bytes=100, backup_count=3, **first)
+    with pytest.raises(ValueError) as info:
+        make_handler(path, strategy=strategy, max_bytes=100, backup_count=3, **second)
+    message = str(info.value)
+    assert f"is already open in this process with {theirs}" in message
+    assert f"another handler asked for {mine}" in message
+
+
+def test_a_namer_assigned_after_construction_counts_for_the_next_handler(
+    tmp_path: Any, make_handler: Callable[..., Any]
+) -> None:
+    """The namer the first handler has now is compared, not the one it was built with (the
+    stdlib's way: build, then assign namer); the same namer again is accepted."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, max_bytes=100, backup_count=3)
+    h.namer = _dated
+    with pytest.raises(ValueError, match="with namer=_dated, rotator=None; another handler asked for namer=None"):
+        make_handler(path, max_bytes=100, backup_count=3)
+    same = make_handler(path, max_bytes=100, backup_count=3, namer=_dated)
+    assert same.maxBytes == 100
+
+
+def test_the_policy_reports_through_a_handler_still_open(tmp_path: Any, make_handler: Callable[..., Any]) -> None:
+    """When the handler whose hooks the file's rotation uses is closed, the next handler of the
+    file takes over: a rotation that fails is reported through its handleError."""
+    path = str(tmp_path / "app.log")
+    first = make_handler(path, strategy="thread", max_bytes=100, backup_count=2, rotator=_refusing)
+    second = make_handler(path, strategy="thread", max_bytes=100, backup_count=2, rotator=_refusing)
+    seen: dict[str, list[str]] = {"first": [], "second": []}
+    first.handleError = lambda record: seen["first"].append(record.getMessage())  # type: ignore[method-assign]
+    second.handleError = lambda record: seen["second"].append(record.getMessage())  # type: ignore[method-assign]
+    first.close()
+    log = logging.Logger("hand-over", logging.DEBUG)
+    log.addHandler(second)
+    for i in range(10):
+        log.info("record %d padded to cross one hundred bytes in a few records", i)
+    assert seen["first"] == []
+    assert seen["second"] and seen["second"][0].startswith("safelog: cannot rotate")
 
 
 @pytest.mark.parametrize("cls", [safelog.SafeFileHandler, safelog.FlockFileHandler, safelog.FileHandler])

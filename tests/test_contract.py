@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import logging.handlers
-import io
 import os
 import re
 import threading
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._primitives.shard import FrameError, iter_records
+from tests.helpers import current_file, log_descriptor, same_file
 
 PATTERN = r"rec (?P<id>\d{5}) [a-z]+"
 CLASS_FOR = {
@@ -76,7 +78,7 @@ def test_one_write_per_record(
         logger.exception(rec(800, "traceback"))
     monkeypatch.undo()
 
-    fd = handler._sink._fd
+    fd = log_descriptor(handler)
     writes = [data for f, data in calls if f == fd]
     assert len(writes) == 801
     got: Counter[str] = Counter()
@@ -147,7 +149,7 @@ def test_namer_and_rotator_hooks(
     for i in range(20):  # about 5 records per 100-byte file: 3 or more rotations
         logger.info(rec(i))
     assert len(moves) >= 3
-    target = handler._sink._target()
+    target = current_file(handler)
     assert all(move == (target, target + ".1.bak") for move in moves), moves
     names = sorted(os.path.basename(f) for f in log_files(log_path))
     base = os.path.basename(target)
@@ -188,7 +190,7 @@ def test_two_handlers_on_one_path_share_one_sink(
     h1 = make_handler(path, strategy=strategy)
     h2 = make_handler(str(tmp_path / "sub" / ".." / "app.log"), strategy=strategy)
     h3 = make_handler(str(tmp_path / "link" / "app.log"), strategy=strategy)
-    assert h1._sink is h2._sink is h3._sink
+    assert same_file(h1, h2, h3)
     # Each handler gets half of the records, from two threads each.
     h1.addFilter(lambda r: int(r.getMessage().split()[1]) % 2 == 0)
     h2.addFilter(lambda r: int(r.getMessage().split()[1]) % 2 == 1)

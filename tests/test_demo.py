@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import safelog._demo
-from safelog._audit import AuditReport
+from safelog import AuditReport
 from safelog._cli import main
 
 LABEL_WIDTH = 26  # the table's first column

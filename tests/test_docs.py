@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import safelog
+from safelog._policy.config import OPTIONS, UNSET
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -34,12 +35,23 @@ def options_table() -> list[list[str]]:
     return found[0]
 
 
-def handler_options() -> dict[str, inspect.Parameter]:
+def handler_options() -> dict[str, object]:
+    """The option table of the code: every keyword and its default (``UNSET``: none)."""
+    return dict(OPTIONS)
+
+
+def test_the_option_table_is_the_handler_signature() -> None:
+    """SafeFileHandler.__init__ takes exactly the keywords of the option table, in its order and
+    with its defaults, so that the table (the docs' check, the unknown-option message) cannot drift."""
     sig = inspect.signature(safelog.SafeFileHandler.__init__)
-    return {
-        name: p for name, p in sig.parameters.items()
+    params = {
+        name: p.default for name, p in sig.parameters.items()
         if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
     }
+    params["filename"] = UNSET
+    assert list(params) == list(OPTIONS)
+    differ = {n: (params[n], OPTIONS[n]) for n in OPTIONS if params[n] is not OPTIONS[n] and params[n] != OPTIONS[n]}
+    assert differ == {}
 
 
 def test_options_table_lists_exactly_the_handler_options() -> None:
@@ -64,9 +76,9 @@ def test_options_table_states_the_literal_defaults_of_the_signature() -> None:
         for name in re.findall(r"`([A-Za-z_]+)`", row[0]):
             shown[name] = ast.literal_eval(m.group(1)) if m else row[column]
     checked = 0
-    for name, p in handler_options().items():
-        if isinstance(p.default, (bool, int, str)):
-            assert shown[name] == p.default, f"{name}: table says {shown[name]!r}, signature {p.default!r}"
+    for name, default in handler_options().items():
+        if isinstance(default, (bool, int, str)):
+            assert shown[name] == default, f"{name}: table says {shown[name]!r}, code {default!r}"
             checked += 1
     assert checked >= 5  # mode, delay, interval, utc, the boolean switches
 

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import safelog
-from safelog import _doctor
+from safelog import _doctor, _proc
 from safelog._cli import main
 from safelog._doctor import PolicySeen, diagnose
 from safelog._primitives.atomic import create_temp
@@ -88,7 +88,7 @@ def test_a_lock_held_by_another_process_is_shown_with_its_pid_and_command(
         os.kill(holder.pid, signal.SIGSTOP)
         try:
             end = time.monotonic() + DEADLINE
-            while _doctor._process(holder.pid)[1] != "stopped" and time.monotonic() < end:
+            while _proc.process(holder.pid)[1] != "stopped" and time.monotonic() < end:
                 time.sleep(0.01)  # the kernel state is the handshake; the deadline bounds a failure
             status, text = doctor_cli(log, capsys)
             assert status == 1 and "is stopped while holding the lock exclusively" in text
@@ -112,7 +112,7 @@ def test_proc_locks_read_while_locks_change_shows_each_lock_once(tmp_path: Path,
     holder = f"FLOCK  ADVISORY  WRITE {os.getpid()} {where} 0 EOF"
     other = "FLOCK  ADVISORY  READ  1 00:01:1 0 EOF"
     readings = iter([[f"1: {other}", f"2: {holder}", f"3: {holder}"], [f"1: {other}"]])
-    monkeypatch.setattr(_doctor, "_read_proc_locks", lambda: next(readings))
+    monkeypatch.setattr(_proc, "read_proc_locks", lambda: next(readings))
     [lock] = diagnose(str(log)).locks
     assert lock["pid"] == os.getpid() and lock["mode"] == "exclusive" and lock["role"] == "lock file"
     readings = iter([[f"1: {other}"], [f"7: {holder}", f"8: {other}"]])

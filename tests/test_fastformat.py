@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import random
 import string
 import sys
 import threading
 import time
-import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -108,7 +107,7 @@ def _message(rng: random.Random) -> tuple[Any, Any]:
 def _exc_info(rng: random.Random) -> Any:
     try:
         if rng.random() < 0.5:
-            raise ValueError("bad value %d" % rng.randrange(100))
+            raise ValueError(f"bad value {rng.randrange(100)}")
         {}["missing"]
     except Exception:
         return sys.exc_info()

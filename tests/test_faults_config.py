@@ -10,9 +10,8 @@ import stat
 import pytest
 
 from safelog import STRATEGIES, FlockFileHandler, SafeFileHandler, ThreadFileHandler
-from safelog._sinks import flock as _flock
-from safelog._sinks import base as _strategy
 from tests.faults_helpers import CountingHandler, exact, make_logger
+from tests.helpers import check_paths_every
 
 BAD_OPTIONS = [
     # (options, exception, text the message must contain: the option's name)
@@ -169,8 +168,7 @@ def test_own_symlink_is_followed(tmp_path):
 def test_symlink_planted_after_configuration_is_not_followed(tmp_path, strategy, monkeypatch):
     """When the log file is deleted and a symlink put in its place, the writer refuses to
     follow it (O_NOFOLLOW), reports it once, and resumes once the link is gone."""
-    monkeypatch.setattr(_strategy, "CHECK_INTERVAL", 0.0)
-    monkeypatch.setattr(_flock, "CHECK_INTERVAL", 0.0)
+    check_paths_every(monkeypatch, 0.0)
     shared = _shared_dir(tmp_path)
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious\n")

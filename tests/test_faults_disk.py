@@ -14,8 +14,8 @@ import signal
 import pytest
 
 from safelog import STRATEGIES
-
 from tests.faults_helpers import CountingHandler, exact, in_child, make_logger
+from tests.helpers import current_file
 
 PAD = " " + "x" * 60
 
@@ -36,7 +36,7 @@ def _two_bursts(path: str, strategy: str) -> dict[str, object]:
     log = make_logger(h)
     for i in range(10):
         log.info("rec a%d%s", i, PAD)
-    target = h._sink._target()
+    target = current_file(h)
     sizes = []
     for burst, n in (("b", 20), ("d", 7)):
         before = os.path.getsize(target)

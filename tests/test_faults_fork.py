@@ -14,11 +14,12 @@ import threading
 
 import pytest
 
+import safelog
 from safelog import STRATEGIES, SafeFileHandler
-from safelog._policy import compress as _compress
+from safelog._policy.compressor import COMPRESSOR
 from safelog._sinks.flock import lock_path_for
-
 from tests.faults_helpers import FORK, exact, flock_waiters, join_all, make_logger, wait_until
+from tests.helpers import strategy_of
 
 
 def _child(log, done) -> None:
@@ -76,7 +77,7 @@ def _fail_in_child(log, h, done) -> None:
     def broken(*args: object) -> None:
         raise OSError(28, "No space left on device")
 
-    h._sink.write = broken
+    strategy_of(h).write = broken
     log.info("rec lost")
     done.set()
 
@@ -145,7 +146,7 @@ def _storm(path: str, strategy: str, mode: str, out) -> None:
         children.append(child)
     join_all(children)
     h.close()
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     assert [c.exitcode for c in children] == [0] * len(children)
     out.send(i)
 
@@ -194,7 +195,7 @@ def test_fork_while_the_compressor_holds_the_log_lock(tmp_path, strategy):
 
     h = SafeFileHandler(path, strategy=strategy, max_bytes=100, backup_count=5, compress="gzip")
     log = make_logger(h)
-    _compress._temp_hook = hook
+    COMPRESSOR.temp_hook = hook
     try:
         log.info("rec a %s", "a" * 60)
         log.info("rec b %s", "b" * 60)  # rotates: the compressor starts on app.log.1
@@ -204,10 +205,10 @@ def test_fork_while_the_compressor_holds_the_log_lock(tmp_path, strategy):
         child.start()
     finally:
         forked.set()
-        _compress._temp_hook = None
+        COMPRESSOR.temp_hook = None
     assert done.wait(20), "the child hung on the lock it inherited from the compressor"
     join_all([child])
-    assert _compress.wait(10)
+    assert safelog.wait_for_compression(10)
     log.info("rec after")
     h.close()
     exact(path, ["a", "b", "after"] + [f"child-{i}" for i in range(5)])
@@ -255,7 +256,7 @@ def test_fork_during_a_batch_of_the_nonblocking_writer(tmp_path, monkeypatch):
 _MERGING_PROCESS = r"""
 import logging, os, sys, threading
 import safelog
-from safelog import _merge
+from safelog._merge import run as _merge
 
 path, status_file = sys.argv[1], sys.argv[2]
 h = safelog.PerProcessFileHandler(path, merge_on_exit=True)

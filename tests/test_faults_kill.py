@@ -15,11 +15,9 @@ import threading
 
 import pytest
 
-from safelog import SafeFileHandler
-from safelog._audit import log_files
-from safelog._sinks.flock import lock_path_for
+from safelog import SafeFileHandler, log_files
 from safelog._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
-
+from safelog._sinks.flock import lock_path_for
 from tests.faults_helpers import FORK, exact, join_all, make_logger, start_ready, wait_until
 
 PAD = " " + "k" * 40
@@ -64,14 +62,14 @@ def test_random_sigkill_loses_no_finished_record(tmp_path, strategy):
     while next_id < slots:
         victim = rng.choice(sorted(live))
         floor = done[victim] + rng.randrange(50, 400)
-        wait_until(lambda: done[victim] >= floor, 30, f"worker {victim} progress")
+        wait_until(lambda victim=victim, floor=floor: done[victim] >= floor, 30, f"worker {victim} progress")
         others = {w: done[w] for w in live if w != victim}
         p = live.pop(victim)
         os.kill(p.pid, signal.SIGKILL)
         p.join()
         dead.append(p)
         # The survivors keep going: a writer killed while holding the lock does not stall them.
-        wait_until(lambda: all(done[w] > n for w, n in others.items()), 30, "survivors progress")
+        wait_until(lambda others=others: all(done[w] > n for w, n in others.items()), 30, "survivors progress")
         start(next_id)
         next_id += 1
     for p in live.values():

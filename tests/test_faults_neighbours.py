@@ -21,21 +21,21 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 import safelog
 from safelog import FlockFileHandler, SafeFileHandler
 from safelog._cli import main
-from safelog._policy import compress as _compress
+from safelog._policy.compressor import COMPRESSOR
 from safelog._primitives import fileio
 from safelog._primitives.shard import ShardFrame, hostname, shard_path
-from safelog._sinks import base as _base
-from safelog._sinks import flock as _flock
 from safelog._sinks.flock import lock_path_for
 from tests.faults_helpers import CountingHandler, exact, make_logger
+from tests.helpers import check_paths_every
 
 NOBODY = 65534
 T0 = 1_800_000_000.0
@@ -414,8 +414,7 @@ def test_log_directory_replaced_by_another_user_is_not_used(
     """When the user who owns the parent replaces the log's directory by their symlink or
     their own directory, no record or lock file goes there (reported once), and writing
     resumes in a re-created directory once the name is free."""
-    monkeypatch.setattr(_base, "CHECK_INTERVAL", 0.0)
-    monkeypatch.setattr(_flock, "CHECK_INTERVAL", 0.0)
+    check_paths_every(monkeypatch, 0.0)
     parent = theirs(tmp_path)
     logs = parent / "logs"
     logs.mkdir()
@@ -657,7 +656,7 @@ def _rotate_twice(d: Path, **options: Any) -> CountingHandler:
     log.info("rec 1")
     log.info("rec 2")
     h.close()
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     return h
 
 
@@ -673,12 +672,12 @@ def _compressed_backup(d: Path) -> Any:
 
 def _backup_to_compress(d: Path) -> Any:
     errors: list[str] = []
-    real = _compress.report_error
-    _compress.report_error = lambda src, exc: errors.append(f"{src}: {exc}")  # type: ignore[assignment]
+    real = COMPRESSOR.report
+    COMPRESSOR.report = lambda src, exc: errors.append(f"{src}: {exc}")  # type: ignore[assignment]
     try:
         _rotate_twice(d, backup_count=3, compress="gzip")
     finally:
-        _compress.report_error = real  # type: ignore[assignment]
+        COMPRESSOR.report = real  # type: ignore[assignment]
     assert not (d / "app.log.2.gz").exists()
     return errors
 
@@ -777,7 +776,7 @@ def test_every_file_safelog_creates_belongs_to_it_and_the_locked_ones_to_it_alon
     for i in range(40):
         log.info("record %d %s", i, "x" * 20)
     h.close()
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     if strategy == "per-process":
         safelog.merge(path, keep=True)
     for p in tmp_path.iterdir():

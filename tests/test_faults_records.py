@@ -6,10 +6,9 @@ import threading
 
 import pytest
 
-from safelog import STRATEGIES, SafeFileHandler
-from safelog._audit import log_files
-
+from safelog import STRATEGIES, SafeFileHandler, log_files
 from tests.faults_helpers import FORK, exact, join_all, make_logger
+from tests.helpers import strategy_of
 
 BIG = 5 * 1024 * 1024
 # A record is its id and one run of a single padding character: a record cut or interleaved
@@ -162,7 +161,7 @@ def test_escape_newlines_applies_to_the_recovery_notice(tmp_path):
     h = SafeFileHandler(path, strategy="thread", escape_newlines=True)
     h.handleError = lambda record: None  # type: ignore[method-assign]
     log = make_logger(h)
-    sink = h._sink
+    sink = strategy_of(h)
     sink._write_locked = lambda *a: (_ for _ in ()).throw(OSError(5, "disk\nfailed"))  # type: ignore[method-assign]
     log.info("rec lost")
     del sink._write_locked  # the class's method again

@@ -14,16 +14,16 @@ import logging
 import os
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from safelog import STRATEGIES, SafeFileHandler
+import safelog
+from safelog import STRATEGIES, SafeFileHandler, audit, log_files
 from safelog._delivery import queue as _queue
-from safelog._policy import compress as _compress
+from safelog._policy.compressor import COMPRESSOR
 from safelog._primitives.shard import iter_records
-
-from safelog._audit import audit, log_files
 from tests.faults_helpers import RECORD, exact, in_child, make_logger
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
@@ -285,11 +285,11 @@ def _finalizer_in_the_compressor(path: str, strategy: str) -> int:
     faulthandler.dump_traceback_later(25)  # every thread's stack, should it hang
     gc.disable()
     probe = _Probe()
-    _compress._cond = probe
+    COMPRESSOR.cond = probe
     h, log = _handler(path, strategy, "sync", max_bytes=300, backup_count=100, compress="gzip")
     for i in range(10):
         log.info("rec a%d %s", i, "a" * 60)  # rotates: queues jobs, starts the worker
-    assert _compress.wait(10)
+    assert safelog.wait_for_compression(10)
     _Finalized(log, "rec from-finalizer")
     probe.armed = True
     n = 0
@@ -298,7 +298,7 @@ def _finalizer_in_the_compressor(path: str, strategy: str) -> int:
         log.info("rec b%d %s", n, "b" * 60)
         n += 1
     log.info("rec b%d %s", n, "b" * 60)
-    assert _compress.wait(10)
+    assert safelog.wait_for_compression(10)
     h.close()
     return n + 1
 

@@ -14,22 +14,20 @@ from typing import Any
 
 import pytest
 
-from safelog import STRATEGIES, SafeFileHandler
+from safelog import STRATEGIES, SafeFileHandler, log_files
 from safelog._primitives import fileio
-from safelog._sinks import base as _strategy
-from safelog._sinks import flock as _flock
-from safelog._audit import log_files
-from safelog._sinks.flock import FlockSink, lock_path_for
-
+from safelog._sinks import logfile as _logfile
+from safelog._sinks.lockfile import LockFile, lock_path_for
+from safelog._sinks.logfile import LogFile
 from tests.faults_helpers import FORK, exact, flock_waiters, join_all, make_logger, wait_until
+from tests.helpers import check_paths_every
 
 INTERVAL = 0.2
 
 
 @pytest.fixture
 def short_interval(monkeypatch):
-    monkeypatch.setattr(_strategy, "CHECK_INTERVAL", INTERVAL)
-    monkeypatch.setattr(_flock, "CHECK_INTERVAL", INTERVAL)
+    check_paths_every(monkeypatch, INTERVAL)
 
 
 def _log_until_recovered(log, path: str, first: int, interval: float) -> tuple[int, int]:
@@ -113,7 +111,7 @@ def test_default_interval_bounds_recovery(tmp_path):
     log = make_logger(h)
     log.info("rec 0")
     os.unlink(path)
-    first, nxt = _log_until_recovered(log, path, 1, _strategy.CHECK_INTERVAL)
+    first, nxt = _log_until_recovered(log, path, 1, _logfile.CHECK_INTERVAL)
     h.close()
     exact(path, [str(i) for i in range(first, nxt)])
 
@@ -126,15 +124,15 @@ PAD = " " + "l" * 50
 def _holder(path: str, options: dict, holding, go, done, stats) -> None:
     """Writer A: stops inside a record while holding the lock, then continues into a rotation."""
     _count_rollovers(stats)
-    real = FlockSink._write_all
+    real = LogFile.write_all
 
-    def write_all(self: FlockSink, data: bytes) -> None:
+    def write_all(self: LogFile, data: bytes) -> None:
         if b"rec a-hold " in data:
             holding.set()
             go.wait()
         real(self, data)
 
-    FlockSink._write_all = write_all  # type: ignore[method-assign]
+    LogFile.write_all = write_all  # type: ignore[method-assign]
     log = make_logger(SafeFileHandler(path, strategy="flock", **options), "lock.a")
     log.info("rec a-hold%s", PAD)
     log.info("rec a-next%s", PAD)  # due: the file went over the limit meanwhile
@@ -150,11 +148,11 @@ def _rotator(path: str, options: dict, inside, go, stats) -> None:
 
 
 def _count_rollovers(stats, inside=None, go=None) -> None:
-    from safelog._policy.rotation import Rollover
+    from safelog._policy.rotation import RotationPolicy
 
-    real = Rollover.rollover
+    real = RotationPolicy.rotate
 
-    def rollover(self: Rollover, p: str, *args: Any) -> Any:
+    def rotate(self: RotationPolicy, p: str, *args: Any) -> Any:
         current, peak, total = stats
         with current.get_lock():
             current.value += 1
@@ -169,7 +167,7 @@ def _count_rollovers(stats, inside=None, go=None) -> None:
             with current.get_lock():
                 current.value -= 1
 
-    Rollover.rollover = rollover  # type: ignore[method-assign]
+    RotationPolicy.rotate = rotate  # type: ignore[method-assign]
 
 
 @pytest.mark.parametrize("verify", [True, False], ids=["verified", "check-disabled"])
@@ -178,7 +176,7 @@ def test_lock_file_deleted_while_held_never_two_rotators(tmp_path, verify, monke
     finish its append, but it cannot rotate until it holds the lock the path names, so two
     rotations never run at once (with the check disabled, the test sees them overlap)."""
     if not verify:
-        monkeypatch.setattr(FlockSink, "_verify_lock", lambda self: None)
+        monkeypatch.setattr(LockFile, "verify", lambda self: None)
     path = str(tmp_path / "app.log")
     lock = lock_path_for(path, None)
     options = {"max_bytes": 1000, "backup_count": 10}

@@ -8,10 +8,10 @@ import os
 import threading
 
 import safelog
-from safelog._sinks.flock import FAST_MARGIN, FAST_RECORD
 from safelog._primitives.lock import LOCK_SH, LOCK_UN, flock
-
+from safelog._sinks.flock import FAST_MARGIN, FAST_RECORD
 from tests.faults_helpers import flock_waiters, join_all, wait_until
+from tests.helpers import log_descriptor, strategy_of
 
 
 def _write_two(path: str, msg: str, max_bytes: int, ready, go, done) -> None:  # type: ignore[no-untyped-def]
@@ -28,7 +28,7 @@ def _write_two(path: str, msg: str, max_bytes: int, ready, go, done) -> None:  #
 
 def _run_child(
     path: str, msg: str, max_bytes: int, expect_block: bool, between=None  # type: ignore[no-untyped-def]
-) -> tuple[bool, "multiprocessing.process.BaseProcess"]:
+) -> tuple[bool, multiprocessing.process.BaseProcess]:
     """Start a writer, hold the lock shared while it writes its second record; did it finish
     (or, when ``expect_block``, is the kernel showing it queued on the lock)? ``between`` runs
     after the first record."""
@@ -136,8 +136,8 @@ def test_close_waits_for_a_write_in_flight(tmp_path, monkeypatch):
     path = str(tmp_path / "app.log")
     h = safelog.SafeFileHandler(path, strategy="flock", max_bytes=10 * FAST_MARGIN, backup_count=2)
     h.emit(logging.makeLogRecord({"msg": "first"}))
-    sink = h._sink
-    fd = sink._fd
+    sink = strategy_of(h)
+    fd = log_descriptor(h)
     inside, release = _stall_write(monkeypatch, b"stalled\n")
     t = threading.Thread(target=h.emit, args=(logging.makeLogRecord({"msg": "stalled"}),))
     t.start()
@@ -145,7 +145,7 @@ def test_close_waits_for_a_write_in_flight(tmp_path, monkeypatch):
     closer = threading.Thread(target=h.close)
     closer.start()
     try:
-        wait_until(lambda: sink._closing, 10, "close() to wait for the writer")
+        wait_until(lambda: sink.lockfile.closing, 10, "close() to wait for the writer")
         os.fstat(fd)  # still open under the writer
     finally:
         release.set()
@@ -153,7 +153,7 @@ def test_close_waits_for_a_write_in_flight(tmp_path, monkeypatch):
         closer.join(10)
     assert not closer.is_alive()
     assert open(path).read() == "first\nstalled\n"
-    assert sink._fd == -1  # closed once the writer was done
+    assert sink.file.fd == -1  # closed once the writer was done
 
 
 def test_large_record_takes_the_exclusive_lock(tmp_path):

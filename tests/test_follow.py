@@ -12,16 +12,18 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._audit import audit
+from safelog import audit
 from safelog._merge import journal
 from safelog._merge import live as live_module
-from safelog._merge.live import SETTLE, LiveMerge, write_spans
+from safelog._merge.live import SETTLE, LiveMerge
+from safelog._merge.output import write_spans
 from safelog._merge.report import MergeReport
 from safelog._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock, try_lock
 from safelog._primitives.shard import ShardFrame, time_key
@@ -282,14 +284,14 @@ def test_time_and_size_rotated_log_is_printed_once(tmp_path: Path, strategy: str
 def test_plain_log_backup_compressed_and_unlinked_while_held_is_read_on(tmp_path: Path) -> None:
     """The file being followed is renamed, compressed and its plain name unlinked before the follower
     looks again: the lines are read through the descriptor it holds, once; the .gz is not read again."""
-    from safelog._follow import PlainTail, _Problems
+    from safelog._tail import PlainTail, Problems
 
     log = tmp_path / "app.log"
     log.write_text("w0-0\nw0-1\n")
     out = tmp_path / "out.txt"
     fd = os.open(out, os.O_WRONLY | os.O_CREAT)
     errors: list[str] = []
-    problems = _Problems(_Sink(errors))
+    problems = Problems(_Sink(errors))
     tail = PlainTail(str(log), fd, problems)
     try:
         tail.start(10, None)
@@ -320,8 +322,8 @@ def test_plain_log_rotated_between_the_listing_and_the_opening_is_read(
     """A rotation after the follower listed the directory and before it opened the file at the path
     (a follower descheduled in between; time backups, whose names never shift): the file renamed
     then is read, before the new one."""
-    from safelog import _follow
-    from safelog._follow import PlainTail, _Problems
+    from safelog import _tail
+    from safelog._tail import PlainTail, Problems
 
     log = tmp_path / "app.log"
     (tmp_path / "app.log.2026-12-07_10-00-00").write_text("w0-0\n")
@@ -333,23 +335,23 @@ def test_plain_log_rotated_between_the_listing_and_the_opening_is_read(
         written[0] += 1
         log.write_text(f"w0-{written[0]}\n")
 
-    real_open = _follow._open
+    real_open = _tail._open
 
     def rotated_first(path: str, ext: str) -> Any:
         if path == str(log):
-            monkeypatch.setattr(_follow, "_open", real_open)
+            monkeypatch.setattr(_tail, "_open", real_open)
             rotate()
         return real_open(path, ext)
 
     out = tmp_path / "out.txt"
     fd = os.open(out, os.O_WRONLY | os.O_CREAT)
     errors: list[str] = []
-    tail = PlainTail(str(log), fd, _Problems(_Sink(errors)))
+    tail = PlainTail(str(log), fd, Problems(_Sink(errors)))
     try:
         if when == "poll":
             tail.start(10, None)
             rotate()
-        monkeypatch.setattr(_follow, "_open", rotated_first)
+        monkeypatch.setattr(_tail, "_open", rotated_first)
         if when == "start":
             tail.start(10, None)
         tail.poll()
@@ -362,14 +364,14 @@ def test_plain_log_rotated_between_the_listing_and_the_opening_is_read(
 
 def test_plain_log_truncated_in_place_is_read_again(tmp_path: Path) -> None:
     """A log truncated in place (copytruncate) is read again from its start, with a warning."""
-    from safelog._follow import PlainTail, _Problems
+    from safelog._tail import PlainTail, Problems
 
     log = tmp_path / "app.log"
     log.write_text("a\nb\n")
     out = tmp_path / "out.txt"
     fd = os.open(out, os.O_WRONLY | os.O_CREAT)
     errors: list[str] = []
-    tail = PlainTail(str(log), fd, _Problems(_Sink(errors)))
+    tail = PlainTail(str(log), fd, Problems(_Sink(errors)))
     try:
         tail.start(10, None)
         with open(log, "r+") as f:
@@ -387,7 +389,7 @@ def test_plain_log_truncated_in_place_is_read_again(tmp_path: Path) -> None:
 def test_plain_log_start_positions(tmp_path: Path) -> None:
     """-n counts complete lines back across a backup (a partial last line is not one); --since finds
     the first line stamped that late (logging's asctime, local time)."""
-    from safelog._follow import PlainTail, _Problems
+    from safelog._tail import PlainTail, Problems
 
     (tmp_path / "app.log.1").write_text("2026-01-01 10:00:00,000 a\n2026-01-01 10:00:01,000 b\n")
     (tmp_path / "app.log").write_text("2026-01-01 10:00:02,500 c\n  continued\n2026-01-01 10:00:03,000 d\npart")
@@ -395,7 +397,7 @@ def test_plain_log_start_positions(tmp_path: Path) -> None:
     def run(lines: int, since: float | None) -> list[str]:
         out = tmp_path / f"out-{lines}-{since}.txt"
         fd = os.open(out, os.O_WRONLY | os.O_CREAT)
-        tail = PlainTail(str(tmp_path / "app.log"), fd, _Problems(_Sink([])))
+        tail = PlainTail(str(tmp_path / "app.log"), fd, Problems(_Sink([])))
         try:
             tail.start(lines, since)
         finally:

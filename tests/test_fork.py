@@ -10,13 +10,15 @@ import re
 import threading
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
+from tests.helpers import current_file, lock_descriptor, lock_file
 
 WAIT = 60
 PATTERN = r"rec (?P<id>[a-z0-9-]+)"
@@ -49,15 +51,14 @@ def join_all(*children: Any) -> None:
 
 def _child_probe_lock(log: logging.Logger, handler: Any, ready: Any, parent_locked: Any, out: Any) -> None:
     log.info("rec child")  # opens the child's lock file descriptor; the lock is free now
-    sink = handler._sink
     ready.set()
     if not parent_locked.wait(WAIT):
         raise TimeoutError("parent never took the lock")
-    fd = sink._lockfd
+    fd = lock_descriptor(handler)
     got = try_lock(fd, LOCK_EX)
     if got:
         flock(fd, LOCK_UN)
-    out.send({"same_file": os.fstat(fd).st_ino == os.stat(sink.lock_path).st_ino, "got_lock": got})
+    out.send({"same_file": os.fstat(fd).st_ino == os.stat(lock_file(handler)).st_ino, "got_lock": got})
 
 
 def test_child_does_not_share_the_parents_lock_description(log_path: str, logger: logging.Logger,
@@ -75,7 +76,7 @@ def test_child_does_not_share_the_parents_lock_description(log_path: str, logger
     child.start()
     try:
         assert ready.wait(WAIT)
-        parent_fd = handler._sink._lockfd
+        parent_fd = lock_descriptor(handler)
         flock(parent_fd, LOCK_EX)
         try:
             parent_locked.set()
@@ -106,11 +107,11 @@ def test_child_write_waits_while_the_parent_holds_the_lock(log_path: str, logger
     handler = make_handler(log_path, strategy="flock")
     logger.addHandler(handler)
     logger.info("rec parent")
-    sink = handler._sink
-    lock_inode = os.fstat(sink._lockfd).st_ino
+    lock_fd = lock_descriptor(handler)
+    lock_inode = os.fstat(lock_fd).st_ino
     ctx = fork_context()
     done = ctx.Event()
-    flock(sink._lockfd, LOCK_EX)
+    flock(lock_fd, LOCK_EX)
     child = ctx.Process(target=_child_logs, args=(logger, "rec child", done))
     try:
         child.start()
@@ -125,7 +126,7 @@ def test_child_write_waits_while_the_parent_holds_the_lock(log_path: str, logger
         with open(log_path, "rb") as f:
             assert f.read() == b"rec parent\n"
     finally:
-        flock(sink._lockfd, LOCK_UN)
+        flock(lock_fd, LOCK_UN)
         join_all(child)
     assert done.is_set()
     with open(log_path, "rb") as f:
@@ -179,7 +180,7 @@ def test_fork_while_another_thread_is_inside_emit(strategy: str, log_path: str, 
 
 def _child_per_process(log: logging.Logger, handler: Any, out: Any) -> None:
     log.info("rec child-%d", os.getpid())
-    out.send(handler._sink._target())
+    out.send(current_file(handler))
 
 
 def test_per_process_handler_before_fork_gives_the_child_its_own_shard(
@@ -189,7 +190,7 @@ def test_per_process_handler_before_fork_gives_the_child_its_own_shard(
     handler = make_handler(log_path, strategy="per-process")
     logger.addHandler(handler)
     logger.info("rec parent")
-    parent_shard = handler._sink._target()
+    parent_shard = current_file(handler)
     ctx = fork_context()
     recv, send = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child_per_process, args=(logger, handler, send))

@@ -2,8 +2,9 @@
 
 Layers, top to bottom (a module may import its own layer and any layer below it):
 
-1. shell      ``safelog`` itself, ``_handler``, ``_cli``, ``_demo``, ``_audit``, ``_exitmerge``,
-              ``_follow``, ``_doctor``
+1. shell      ``safelog`` itself, ``_handler`` (with ``_attributes``, ``_rotating``, ``_stream``,
+              ``_closed``), ``_dropin``, ``_cli``, ``_demo``, ``_audit``, ``_exitmerge``,
+              ``_follow`` (with ``_tail``), ``_doctor`` (with ``_diagnosis``, ``_proc``)
 2. delivery   ``_delivery``: rendering, failure bursts, the non-blocking queue
 3. sinks      ``_sinks``: one module per strategy and their registry;
    merge      ``_merge``, beside the sinks (neither imports the other): shard format and
@@ -123,7 +124,7 @@ def test_no_import_cycles() -> None:
 @pytest.mark.parametrize(
     "source, expected",
     [
-        ("from .._sinks.base import Sink", {"safelog._sinks.base"}),
+        ("from .._sinks.strategy import Strategy", {"safelog._sinks.strategy"}),
         ("from .. import _handler", {"safelog._handler"}),
         ("def f():\n    from .._policy import config", {"safelog._policy.config"}),
         ("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .._handler import X", {"safelog._handler"}),
@@ -133,5 +134,23 @@ def test_the_import_reader_sees_every_kind_of_import(tmp_path: Path, source: str
     """The reader counts relative, deferred and TYPE_CHECKING imports, so none escapes the rules."""
     f = tmp_path / "mod.py"
     f.write_text(source)
-    names = {"safelog", "safelog._sinks.base", "safelog._handler", "safelog._policy.config", "safelog._policy", "safelog._sinks"}
+    names = {"safelog", "safelog._sinks.strategy", "safelog._handler", "safelog._policy.config", "safelog._policy", "safelog._sinks"}
     assert _imports("safelog._delivery.mod", f, names) == expected
+
+
+def test_no_module_or_function_is_too_long() -> None:
+    """No module of the package is over 500 lines and no function over 80, so that each stays
+    readable in one sitting."""
+    too_long = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        source = path.read_text(encoding="utf-8")
+        lines = len(source.splitlines())
+        if lines > 500:
+            too_long.append(f"{name}: {lines} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 80:
+                    too_long.append(f"{name}:{node.lineno} {node.name}(): {length} lines")
+    assert not too_long

@@ -18,15 +18,16 @@ import textwrap
 import threading
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog import _merge
-from safelog._merge import discovery, journal, output, parallel, reader
 from safelog._cli import main
+from safelog._merge import discovery, journal, output, parallel, reader
+from safelog._merge import run as _merge
 from safelog._primitives.lock import LOCK_EX, LOCK_SH, flock
 from safelog._primitives.shard import ShardFrame
 
@@ -374,7 +375,7 @@ KILL_POINTS = ["write", "parallel-write", "append-journal", "before-commit", "co
 KILLER = textwrap.dedent(
     """
     import os, signal, sys
-    from safelog import _merge
+    from safelog._merge import run as _merge
     from safelog._merge import journal, output, parallel
     point = sys.argv[2]
     me = os.getpid()
@@ -853,8 +854,8 @@ def test_writer_that_waited_for_a_merge_does_not_write_into_the_removed_shard(
     not the removed one."""
     import threading
 
-    from safelog._sinks import perprocess as _perprocess
     from safelog._primitives.shard import shard_path
+    from safelog._sinks import perprocess as _perprocess
 
     log = str(tmp_path / "app.log")
     path = shard_path(log)

@@ -103,7 +103,7 @@ def test_tail_follows_the_merged_log_and_sees_each_record_once(tmp_path: Path, r
                 assert report.records == 201
                 assert report.rotated == (str(log) + ".1" if rotate else "")
             # Each batch ends with its marker: wait until tail has printed it.
-            wait_until(lambda: f"end-{k}\n" in seen.read_text(), timeout=30, what=f"tail to print end-{k}")
+            wait_until(lambda k=k: f"end-{k}\n" in seen.read_text(), timeout=30, what=f"tail to print end-{k}")
     finally:
         proc.terminate()
         proc.wait(10)
@@ -286,7 +286,6 @@ def test_a_rotation_waits_for_the_last_step_of_a_compression_under_way(
 
     from safelog._merge.report import MergeReport
     from safelog._merge.rotate import Rotator, parse_policy
-    from safelog._policy import compress as _compress
 
     log = tmp_path / "app.log"
     rotator = Rotator(parse_policy(100, 10, "gzip", None), str(log), MergeReport(str(log)))
@@ -320,7 +319,7 @@ def test_a_rotation_waits_for_the_last_step_of_a_compression_under_way(
     finally:
         release.set()
         t.join(60)
-    assert _compress.wait(60)
+    assert safelog.wait_for_compression(60)
     rotator.tidy(True)
     assert names(tmp_path) == ["app.log.1.gz", "app.log.2.gz"]
     assert gzip.decompress((tmp_path / "app.log.2.gz").read_bytes()) == b"first batch\n"

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from faults_helpers import join_all
 
 import safelog
-from faults_helpers import join_all
 
 WAIT = 60
 LINE = re.compile(r"(?P<who>[a-z]+)-(?P<n>\d{5})")

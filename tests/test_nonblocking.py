@@ -12,15 +12,16 @@ import sys
 import textwrap
 import threading
 import weakref
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import safelog
+from safelog import audit, log_files
 from safelog._delivery import queue as _queue
-from safelog._audit import audit, log_files
-
 from tests.faults_helpers import wait_until
+from tests.helpers import strategy_of
 
 STRATEGIES = ("thread", "flock", "per-process")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -99,19 +100,20 @@ def test_batches_rotate_exactly_like_synchronous_writes(tmp_path: Any, logger: l
 def test_one_lock_and_one_write_per_batch(tmp_path: Any, logger: logging.Logger, monkeypatch: Any) -> None:
     """100 queued records reach a flock file with one lock acquisition and one write()."""
     import safelog._sinks.flock as flock_mod
+    from safelog._sinks.logfile import LogFile
 
     calls: list[int] = []
     real_flock = flock_mod._flock
     monkeypatch.setattr(flock_mod, "_flock", lambda fd, op: (calls.append(op), real_flock(fd, op))[1])
     handler = _add(logger, str(tmp_path / "app.log"), strategy="flock", flush_interval=60)
     writes: list[int] = []
-    real_write_all = handler._sink._write_all
+    real_write_all = LogFile.write_all
 
-    def counting(data: bytes) -> None:
+    def counting(file: LogFile, data: bytes) -> None:
         writes.append(data.count(b"\n"))
-        real_write_all(data)
+        real_write_all(file, data)
 
-    monkeypatch.setattr(handler._sink, "_write_all", counting)
+    monkeypatch.setattr(LogFile, "write_all", counting)
     for i in range(100):
         logger.info("id=%d", i)
     handler.flush()
@@ -228,8 +230,7 @@ def test_overflow_drop_counts_and_reports(tmp_path: Any, logger: logging.Logger)
     """With overflow='drop' a full queue drops new records; the notice says exactly how many."""
     path = str(tmp_path / "app.log")
     handler = _add(logger, path, strategy="thread", queue_size=10, max_batch=10, overflow="drop", flush_interval=0)
-    sink = handler._sink
-    with sink._tlock:  # the writer blocks in write_many, as if the disk stalled
+    with strategy_of(handler).lock:  # the writer blocks in write_many, as if the disk stalled
         for i in range(200):
             logger.info("id=%d", i)
     handler.flush()
@@ -282,15 +283,17 @@ def test_write_failure_reported_once_and_counted(
     handler = _add(logger, path, strategy="thread", flush_interval=60)
     handler.setFormatter(formatter("%(message)s"))
     failing = [True]
-    real = handler._sink._write_all
+    from safelog._sinks.logfile import LogFile
 
-    def write_all(data: bytes) -> None:
+    real = LogFile.write_all
+
+    def write_all(file: LogFile, data: bytes) -> None:
         if failing[0]:
             raise OSError(28, "No space left on device")
-        real(data)
+        real(file, data)
 
     errors: list[logging.LogRecord] = []
-    monkeypatch.setattr(handler._sink, "_write_all", write_all)
+    monkeypatch.setattr(LogFile, "write_all", write_all)
     monkeypatch.setattr(handler, "handleError", errors.append)
     for i in range(5):
         logger.info("id=lost%d", i)
@@ -552,7 +555,7 @@ def test_drop_notice_is_written_when_no_record_follows(tmp_path: Any, logger: lo
     after them: flush(), close() and the writer itself, once its queue is empty, write it."""
     path = str(tmp_path / "app.log")
     handler = _add(logger, path, strategy="thread", queue_size=10, max_batch=10, overflow="drop", flush_interval=0)
-    with handler._sink._tlock:  # the writer blocks in write_many, as if the disk stalled
+    with strategy_of(handler).lock:  # the writer blocks in write_many, as if the disk stalled
         for i in range(200):
             logger.info("id=%d", i)
     if end == "flush":

@@ -16,16 +16,16 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 import structlog
 from pythonjsonlogger.json import JsonFormatter
 
 import safelog
-from safelog._audit import log_files
+from safelog import log_files
 from safelog._delivery.freeze import Freezer
 from safelog._primitives.shard import ShardRecord, iter_records
 

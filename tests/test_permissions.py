@@ -7,12 +7,12 @@ import logging
 import os
 import pwd
 import stat
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._policy import compress as _compress
 from safelog._primitives.atomic import create_temp
 from safelog._primitives.fileio import create_exclusive
 from safelog._primitives.perms import Perms
@@ -56,7 +56,7 @@ def test_chmod_applies_to_created_rotated_lock_and_compressed_files(
     h = make_handler(path, strategy=strategy, when="H", utc=True, chmod=chmod, compress="gzip")
     emit(h, "a", BASE)
     emit(h, "b", BASE + 3600)
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     got = modes(tmp_path)
     assert len(got) == (3 if strategy == "flock" else 2)
     locked = [n for n in got if n.endswith((".lock", ".shard"))]
@@ -74,7 +74,7 @@ def test_default_modes_follow_the_umask(tmp_path: Any, make_handler: Any, umask:
     h = make_handler(path, strategy=strategy, when="H", utc=True, compress="gzip")
     emit(h, "a", BASE)
     emit(h, "b", BASE + 3600)
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     got = modes(tmp_path)
     assert got.pop("app.log.lock", 0o600) == 0o600
     assert set(got.values()) == {0o640}
@@ -154,7 +154,7 @@ def test_a_decimal_chmod_below_0o777_whose_bits_no_one_means_is_refused(tmp_path
     )
     assert os.listdir(tmp_path) == []
     h = safelog.SafeFileHandler(str(tmp_path / "app.log"), strategy="thread", chmod=f"0{oct(bits)[2:]}")
-    assert h.config.perms.chmod == bits
+    assert h.config.file.perms.chmod == bits
     h.close()
 
 
@@ -163,7 +163,7 @@ def test_every_usual_python_octal_mode_is_taken(tmp_path: Any, mode: int) -> Non
     """The usual modes written as Python octal ints (some of whose decimal digits look octal:
     0o640 is 416, 0o777 is 511) are taken as they are."""
     h = safelog.SafeFileHandler(str(tmp_path / "app.log"), strategy="thread", chmod=mode)
-    assert h.config.perms.chmod == mode
+    assert h.config.file.perms.chmod == mode
     h.close()
 
 
@@ -172,7 +172,7 @@ def test_python_octal_chmod_values_are_still_taken(tmp_path: Any, make_handler: 
     h = make_handler(str(tmp_path / "a.log"), strategy="thread", chmod=0o644)
     assert stat.S_IMODE(os.stat(tmp_path / "a.log").st_mode) == 0o644
     h = make_handler(str(tmp_path / "b.log"), strategy="thread", chmod=416)
-    assert h.config.perms.chmod == 0o640
+    assert h.config.file.perms.chmod == 0o640
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,14 @@ import os
 import signal
 import stat
 import threading
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 import safelog
+from safelog import audit, log_files
 from safelog._delivery import reopen as _reopen
-from safelog._audit import audit, log_files
 from safelog._primitives.shard import shard_path
 from tests.faults_helpers import FORK, join_all, wait_until
 
@@ -203,7 +204,7 @@ def test_the_signal_reopens_in_every_process_at_once(tmp_path: Any) -> None:
         p.start()
         kids.append((p, ready, acked, recv))
     try:
-        for p, ready, _, _ in kids:
+        for _p, ready, _, _ in kids:
             assert ready.wait(60)
         os.rename(path, path + ".1")
         for p, _, _, _ in kids:
@@ -228,21 +229,22 @@ def test_a_reopen_request_is_not_undone_by_a_path_check_that_started_before_it(t
     import inspect
     import sys
 
-    from safelog._sinks.flock import FlockSink
+    from safelog._sinks.flock import FlockStrategy
     from tests.faults_helpers import flock_waiters
+    from tests.helpers import strategy_of
 
     path = str(tmp_path / "app.log")
     h = safelog.SafeFileHandler(path, strategy="flock")
     emit(h, "first")
-    sink = h._sink
-    lines, start = inspect.getsourcelines(FlockSink._paths_unchanged)
-    store = start + next(i for i, line in enumerate(lines) if "self._next_check = 0.0 if self.watching" in line)
+    sink = strategy_of(h)
+    lines, start = inspect.getsourcelines(FlockStrategy._paths_unchanged)
+    store = start + next(i for i, line in enumerate(lines) if "file.schedule_check()" in line)
     # The checker stops before noting the next check time, and again right after.
     stops = {store: threading.Event(), store + 1: threading.Event()}
     goes = {store: threading.Event(), store + 1: threading.Event()}
 
     def tracer(frame: Any, event: str, arg: Any) -> Any:
-        if frame.f_code is not FlockSink._paths_unchanged.__code__:
+        if frame.f_code is not FlockStrategy._paths_unchanged.__code__:
             return None
         if event == "line" and frame.f_lineno in stops:
             stops[frame.f_lineno].set()
@@ -252,7 +254,7 @@ def test_a_reopen_request_is_not_undone_by_a_path_check_that_started_before_it(t
     def checker() -> None:
         sys.settrace(tracer)
         try:
-            sink._next_check = 0.0  # its check is due
+            sink.file.next_check = 0.0  # its check is due
             emit(h, "checker")
         finally:
             sys.settrace(None)

@@ -10,8 +10,7 @@ from typing import Any
 import pytest
 
 import safelog
-from safelog._policy import compress as _compress
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 
 PATTERN = r"id=(?P<id>\S+)"
 BASE = 1_795_651_200.0  # 2026-11-26 00:00:00 UTC
@@ -62,7 +61,7 @@ def test_backup_count_keeps_the_newest_time_backups(tmp_path: Any, make_handler:
     h = make_handler(path, strategy="flock", when="D", utc=True, backup_count=3)
     for d in range(7):
         emit(h, f"d{d}", BASE + d * DAY)
-    assert _compress.wait(30)  # removed backups are unlinked in the background
+    assert safelog.wait_for_compression(30)  # removed backups are unlinked in the background
     kept = sorted(n for n in os.listdir(tmp_path) if n.startswith("app.log.2026"))
     assert kept == ["app.log.2026-11-29", "app.log.2026-11-30", "app.log.2026-12-01"]
     assert audit(log_files(path), ["d3", "d4", "d5", "d6"], PATTERN).ok
@@ -84,7 +83,7 @@ def test_age_retention_removes_backups_older_than_the_limit(tmp_path: Any, make_
         os.utime(path, (BASE + d * DAY + 20, BASE + d * DAY + 20))
         h = make_handler(path, strategy="thread", rotate_every="1 day", utc=True, retention="3 days")
     emit(h, "d6", BASE + 6 * DAY + 10)
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     kept = sorted(n for n in os.listdir(tmp_path) if n.startswith("app.log.2026"))
     # At day 6 + 10 s the limit is day 3 + 10 s: the day-3 backup (written at day 3 + 20 s) stays.
     assert kept == ["app.log.2026-11-29", "app.log.2026-11-30", "app.log.2026-12-01"]
@@ -99,7 +98,7 @@ def test_retention_never_touches_other_files(tmp_path: Any, make_handler: Any, s
     h = make_handler(path, strategy=strategy, when="D", utc=True, backup_count=1, retention="30 days", compress="gzip")
     for d in range(5):
         emit(h, f"d{d}", BASE + d * DAY)
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     left = set(os.listdir(tmp_path))
     assert set(names) <= left, set(names) - left
     mine = sorted(left - set(names))
@@ -118,7 +117,7 @@ def test_size_rotation_keeps_n_backups_and_their_compressed_forms(tmp_path: Any,
     ids = [f"{i:04d}-{'y' * 40}" for i in range(40)]
     for rid in ids:
         emit(h, rid, BASE)
-        assert _compress.wait(30)
+        assert safelog.wait_for_compression(30)
     left = sorted(set(os.listdir(tmp_path)) - set(names))
     assert left == ["app.log", "app.log.1.gz", "app.log.2.gz", "app.log.3.gz", "app.log.lock"]
     report = audit(log_files(path)[:1] + [str(tmp_path / f"app.log.{i}.gz") for i in (1, 2, 3)], ids[-8:], PATTERN)
@@ -135,7 +134,7 @@ def test_retention_with_a_namer_only_removes_names_the_namer_makes(tmp_path: Any
     h.namer = lambda name: name.replace("app.log.", "app-") + ".log"
     for d in range(5):
         emit(h, f"d{d}", BASE + d * DAY)
-    assert _compress.wait(30)
+    assert safelog.wait_for_compression(30)
     assert sorted(os.listdir(tmp_path)) == [
         "app-2026-11-26.log.old",
         "app-2026-11-26.txt",
@@ -152,7 +151,7 @@ def _rotating_worker(path: str, wid: int, barrier: Any, start: float) -> None:
         for i in range(20):
             emit(h, f"{wid}-{m}-{i}", start + m * 60 + i * 0.01)
     h.close()
-    _compress.wait(30)
+    safelog.wait_for_compression(30)
 
 
 def test_many_processes_apply_retention_once_per_rotation(tmp_path: Any) -> None:
@@ -194,7 +193,7 @@ def test_time_and_size_rotation_keep_the_newest_backups_of_a_period(
     ids = [f"{i:02d}-{'z' * 30}" for i in range(12)]  # 37 bytes: every record after the first rotates
     for i, rid in enumerate(ids):
         emit(h, rid, BASE + i * 60)
-        assert _compress.wait(30)
+        assert safelog.wait_for_compression(30)
         kept = _backups_oldest_first(tmp_path, ".2026-11-26_00")
         held = [audit([str(tmp_path / k)], [], PATTERN).unexpected for k in kept]
         assert held == [[r] for r in ids[max(i - 2, 0) : i]], (i, kept)

@@ -7,16 +7,15 @@ import multiprocessing
 import os
 import re
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import safelog
-import safelog._sinks.flock
-import safelog._sinks.base
-import safelog._policy.compress
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._primitives.shard import iter_records
+from tests.helpers import check_paths_every, current_file
 
 WAIT = 120
 LINE = 100  # every plain record is exactly this many bytes, newline included
@@ -153,7 +152,7 @@ def test_stdlib_suffix_scheme_newest_is_one(
     logger.addHandler(handler)
     for i in range(95):
         logger.info(message(0, i))
-    current = handler._sink._target()
+    current = current_file(handler)
     backups = backups_newest_first(current)
     sizes = simulate(record_lengths(strategy, 95), 1000)
     assert [os.path.getsize(f) for f in reversed(backups)] + [os.path.getsize(current)] == sizes
@@ -170,7 +169,7 @@ def test_backup_count_drops_the_oldest(
     logger.addHandler(handler)
     for i in range(105):
         logger.info(message(0, i))
-    current = handler._sink._target()
+    current = current_file(handler)
     assert backups_newest_first(current) == [f"{current}.1", f"{current}.2", f"{current}.3"]
     assert sorted(log_files(log_path)) == sorted([current, f"{current}.1", f"{current}.2", f"{current}.3"])
     per_file = len(_read_ids(f"{current}.3"))
@@ -190,7 +189,7 @@ def test_single_record_larger_than_max_bytes_is_written_whole(
     logger.addHandler(handler)
     big = "1-000001 " + "x" * 500
     logger.info(big)  # into an empty file: written, no rotation
-    current = handler._sink._target()
+    current = current_file(handler)
     assert backups_newest_first(current) == []
     logger.info(message(0, 2))
     logger.info(big.replace("000001", "000003"))
@@ -234,8 +233,7 @@ def test_writers_follow_another_process_rotation(
     """After another process rotated, a writer's next record goes to the new file, not the backup."""
     # The second writer's record would still fit in the renamed file, so only the rotation
     # counter in the lock file can tell it to reopen; the periodic path check is switched off.
-    monkeypatch.setattr(safelog._sinks.base, "CHECK_INTERVAL", 3600.0)
-    monkeypatch.setattr(safelog._sinks.flock, "CHECK_INTERVAL", 3600.0)
+    check_paths_every(monkeypatch, 3600.0)
     logger.addHandler(make_handler(log_path, strategy="flock", max_bytes=100, backup_count=5))
     a, b, c, d = "rec a " + "x" * 53, "rec b " + "x" * 23, "rec c " + "x" * 53, "rec d"
     ctx = multiprocessing.get_context("fork")
@@ -278,8 +276,8 @@ def test_namer_with_a_huge_backup_count_is_asked_only_about_existing_backups(
     logger.addHandler(handler)
     for i in range(55):
         logger.info(message(0, i))
-    assert safelog._policy.compress.wait(30)
-    current = handler._sink._target()
+    assert safelog.wait_for_compression(30)
+    current = current_file(handler)
     rotations = len(simulate(record_lengths(strategy, 55), 1000)) - 1  # 5 of plain records
     backups = [f"{current}.{n}.bak.gz" for n in range(rotations, 0, -1)]  # oldest first
     assert sorted(log_files(log_path)) == sorted(backups + [current])
@@ -313,7 +311,7 @@ def test_a_stray_name_with_a_trailing_line_break_does_not_stop_rotation(
     for i in range(45):
         log.info(message(0, i))
     h.close()
-    assert safelog._policy.compress.wait(30)
+    assert safelog.wait_for_compression(30)
     assert errors == []
     assert (tmp_path / stray).exists()
     files = [f for f in log_files(path) if f != str(tmp_path / stray)]
@@ -333,7 +331,7 @@ def test_a_record_that_brings_the_file_to_max_bytes_rotates_first(
     logger.addHandler(make_handler(log_path, strategy=strategy, max_bytes=limit, backup_count=5))
     for i in range(6):
         logger.info(message(0, i))
-    current = logger.handlers[0]._sink._target()
+    current = current_file(logger.handlers[0])
     assert [_read_ids(f) for f in (f"{current}.2", f"{current}.1", current)] == [
         ["0-000000", "0-000001"], ["0-000002", "0-000003"], ["0-000004", "0-000005"]
     ]
@@ -355,7 +353,7 @@ def test_should_rollover_is_asked_with_backup_count_zero_and_nothing_rotates(
     for i in range(2, 5):
         logger.info(message(0, i))
     handler.doRollover()
-    current = handler._sink._target()
+    current = current_file(handler)
     assert _read_ids(current) == [f"0-{i:06d}" for i in range(5)]
     assert sorted(log_files(log_path)) == [current]
 
@@ -378,7 +376,7 @@ def test_max_bytes_and_backup_count_assigned_after_construction_apply_from_the_n
         handler.flush()
         return [os.path.getsize(f) if os.path.exists(f) else 0 for f in (f"{current}.2", f"{current}.1", current)]
 
-    current = handler._sink._target()
+    current = current_file(handler)
     handler.maxBytes = "1 KB"
     handler.backupCount = 2
     assert (handler.maxBytes, handler.backupCount) == (1000, 2)

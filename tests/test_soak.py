@@ -15,10 +15,8 @@ import time
 
 import pytest
 
-from safelog import SafeFileHandler
-from safelog._audit import log_files
+from safelog import SafeFileHandler, log_files
 from safelog._policy.options import parse_size
-
 from tests.faults_helpers import FORK, exact, join_all, make_logger, start_ready, wait_until
 
 SOAK_SECONDS = float(os.environ.get("SAFELOG_SOAK_SECONDS", "90"))

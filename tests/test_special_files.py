@@ -18,8 +18,9 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -323,8 +324,7 @@ def test_dev_stdout_and_stderr_on_a_pipe(tmp_path: Any, strategy: str, target: s
     report = str(tmp_path / "report.json")
     proc = subprocess.run(
         [sys.executable, "-c", CHILD, target, strategy, json.dumps(ROTATION[rotation]), report],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         timeout=60,
         cwd=str(tmp_path),
         env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(safelog.__file__))},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import faulthandler
 import inspect
 import io
@@ -15,16 +16,18 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import time
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
+from faults_helpers import join_all
 
 import safelog
-from safelog._audit import log_files
-
-from faults_helpers import join_all
+from safelog import log_files
+from tests.helpers import current_file, same_file
 
 PAIRS = [
     (safelog.FileHandler, logging.FileHandler),
@@ -117,7 +120,7 @@ def test_dictconfig_with_stdlib_keywords(tmp_path: Path, dict_config: Callable[.
 def test_drop_ins_take_safelog_keywords_too(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
     """strategy= and the other safelog options are accepted by every drop-in."""
     h = make_handler(str(tmp_path / "a.log"), "a", 1000, 2, cls=safelog.RotatingFileHandler, strategy="thread", compress="gzip")
-    assert (h.strategy, h.config.codec.name) == ("thread", "gzip")
+    assert (h.strategy, h.config.rotation.codec.name) == ("thread", "gzip")
     t = make_handler(str(tmp_path / "b.log"), "H", 2, 5, cls=safelog.TimedRotatingFileHandler, strategy="per-process")
     assert (t.strategy, t.interval, t.backupCount) == ("per-process", 7200, 5)
 
@@ -152,7 +155,7 @@ def test_do_rollover_rotates_now_and_never_makes_an_empty_backup(tmp_path: Path,
     h.doRollover()
     h.doRollover()
     log.info("second")
-    target = h._sink._target()
+    target = current_file(h)
     assert _records(target + ".1") == ["first"]
     assert not os.path.exists(target + ".2")
     assert _records(target) == ["second"]
@@ -305,7 +308,7 @@ def test_the_docs_namer_and_compressing_rotator_shift_their_backups(
     h.namer, h.rotator = _docs_namer, _docs_rotator
     for i in range(4):
         log.info("record-%02d", i)  # 10 bytes: the next one would bring a file to maxBytes
-    target = h._sink._target()
+    target = current_file(h)
     assert [_unzipped_records(f"{target}.2.gz"), _unzipped_records(f"{target}.1.gz"), _records(target)] == [
         ["record-01"], ["record-02"], ["record-03"]
     ]
@@ -392,7 +395,7 @@ def test_stream_writes_are_records(tmp_path: Path, make_handler: Callable[..., A
     h.stream.write("via the stream")
     h.stream.write("\n")
     h.emit(logging.makeLogRecord({"msg": "via emit"}))
-    assert _records(h._sink.target()) == ["via the stream", "via emit"]
+    assert _records(current_file(h)) == ["via the stream", "via emit"]
 
 
 def test_reading_stream_does_no_io(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
@@ -435,7 +438,7 @@ def test_timed_suffix_can_be_changed_like_the_stdlib(
     start = 1_798_675_200.0  # 2026-12-31 00:00 UTC: the day numbers wrap into January
     for d in range(5):
         # The stdlib's rule goes by the clock (when= counts from the first record here).
-        monkeypatch.setattr("time.time", lambda: start + d * day + 60)
+        monkeypatch.setattr("time.time", lambda d=d: start + d * day + 60)
         log.handle(logging.makeLogRecord({"msg": f"day {d}", "created": start + d * day + 60, "levelno": 20}))
     backups = sorted(f for f in os.listdir(tmp_path) if f.startswith("app.log."))
     assert backups == ["app.log.02.01.2027", "app.log.03.01.2027"]
@@ -471,7 +474,7 @@ def test_same_policy_twice_is_fine(tmp_path: Path, make_handler: Callable[..., A
     path = str(tmp_path / "app.log")
     a = make_handler(path, max_bytes="1 KB", backup_count=2, when="h")
     b = make_handler(path, maxBytes=1000, backupCount=2, when="H", escape_newlines=True)
-    assert a._sink is b._sink
+    assert same_file(a, b)
 
 
 def test_a_failed_constructor_leaves_nothing_registered(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
@@ -533,7 +536,7 @@ def test_watched_handler_dev_and_ino_name_the_file_it_writes(tmp_path: Path, mak
     log = logging.Logger("dev-ino", logging.INFO)
     log.addHandler(h)
     log.info("one")
-    target = h._sink._target()
+    target = current_file(h)
     st = os.stat(target)
     assert (h.dev, h.ino) == (st.st_dev, st.st_ino)
     if strategy != "per-process":  # nothing renames a shard under its writer
@@ -577,3 +580,68 @@ def test_set_stream_is_refused(tmp_path: Path, make_handler: Callable[..., Any])
     h = make_handler(str(tmp_path / "app.log"), cls=safelog.FileHandler)
     with pytest.raises(ValueError, match=re.escape(str(tmp_path / "app.log"))):
         h.setStream(sys.stderr)
+
+
+# (class, options, attribute, a new value): attributes that say how the file is written.
+_FIXED = [
+    (safelog.TimedRotatingFileHandler, {"when": "H"}, "when", "M"),
+    (safelog.TimedRotatingFileHandler, {"when": "H"}, "interval", 60),
+    (safelog.TimedRotatingFileHandler, {"when": "H"}, "utc", True),
+    (safelog.TimedRotatingFileHandler, {"when": "midnight"}, "atTime", datetime.time(1, 0)),
+    (safelog.TimedRotatingFileHandler, {"when": "W2"}, "dayOfWeek", 4),
+    (safelog.SafeFileHandler, {"rotate_every": "1 hour"}, "interval", 2),
+    (safelog.FileHandler, {}, "mode", "w"),
+    (safelog.FileHandler, {}, "encoding", "latin-1"),
+    (safelog.FileHandler, {}, "errors", "strict"),
+    (safelog.FileHandler, {}, "delay", True),
+    (safelog.FileHandler, {}, "baseFilename", "/elsewhere.log"),
+    (safelog.SafeFileHandler, {}, "strategy", "thread"),
+    (safelog.SafeFileHandler, {}, "escape_newlines", True),
+    (safelog.SafeFileHandler, {}, "nonblocking", True),
+]
+
+
+@pytest.mark.parametrize(("cls", "options", "name", "value"), _FIXED, ids=[f"{c[0].__name__}.{c[2]}" for c in _FIXED])
+def test_an_attribute_fixed_at_construction_refuses_a_new_value(
+    tmp_path: Path, make_handler: Callable[..., Any], cls: Any, options: dict[str, Any], name: str, value: Any
+) -> None:
+    """An attribute that says how the file is written (mode, encoding, when, interval, ...)
+    assigned after construction raises AttributeError naming it and keeps its value: a copy of
+    the option would take the new value and change nothing."""
+    h = make_handler(str(tmp_path / "app.log"), cls=cls, **options)
+    before = getattr(h, name)
+    with pytest.raises(AttributeError, match=f"{cls.__name__}.{name} cannot be changed once the handler is built"):
+        setattr(h, name, value)
+    assert getattr(h, name) == before
+
+
+def test_the_views_read_the_configuration(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
+    """The stdlib attributes read what the handler was built with, as the stdlib names them."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, when="W3", interval=2, utc=True, atTime="04:05", cls=safelog.TimedRotatingFileHandler)
+    assert (h.when, h.interval, h.utc, h.atTime, h.dayOfWeek) == ("W3", 2 * 7 * 86400, True, datetime.time(4, 5), 3)
+    assert (h.baseFilename, h.mode, h.encoding, h.errors, h.delay) == (path, "a", "utf-8", "backslashreplace", False)
+    g = make_handler(str(tmp_path / "b.log"), "wb", rotate_every="2 hours", strategy="thread")
+    assert (g.when, g.interval, g.mode, g.strategy) == ("H", 2, "wb", "thread")
+
+
+def test_flush_level_and_overflow_assigned_later_take_effect(tmp_path: Path, make_handler: Callable[..., Any]) -> None:
+    """flush_level and overflow, assigned after construction, are parsed and used from the next
+    record: a record at the new flush_level is written at once, not after flush_interval."""
+    path = str(tmp_path / "app.log")
+    h = make_handler(path, nonblocking=True, flush_interval=300, strategy="thread")
+    log = logging.Logger("views", logging.DEBUG)
+    log.addHandler(h)
+    with pytest.raises(ValueError, match="flush_level='LOUD' is not a level name"):
+        h.flush_level = "LOUD"
+    with pytest.raises(ValueError, match="overflow must be one of 'block', 'drop'; got 'spill'"):
+        h.overflow = "spill"
+    h.overflow = "drop"
+    assert h.overflow == "drop"
+    h.flush_level = "info"
+    assert h.flush_level == logging.INFO
+    log.info("urgent now")
+    deadline = time.monotonic() + 60  # far below the 300 s flush_interval it must not wait for
+    while not os.path.exists(path) or b"urgent now" not in Path(path).read_bytes():
+        assert time.monotonic() < deadline, "an INFO record waited for flush_interval"
+        time.sleep(0.01)

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import safelog
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._sinks.flock import FAST_MARGIN
 
 PROCS = 4

@@ -13,13 +13,13 @@ import multiprocessing
 import os
 import re
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 import safelog
-from safelog._policy import compress as _compress
-from safelog._audit import audit, log_files
+from safelog import audit, log_files
 from safelog._policy.timing import TimePolicy, parse_time_policy
 
 PATTERN = r"id=(?P<id>\S+)"
@@ -294,7 +294,7 @@ def _writer(path: str, kwargs: dict[str, Any], name: str, clock: Any, go: list[A
             log.info("id=%s-%d-%d", name, k, i)
         done.put((name, k))
     handler.close()
-    _compress.wait()
+    safelog.wait_for_compression()
 
 
 def run_phases(

@@ -15,14 +15,14 @@ import logging.handlers
 import os
 import re
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from test_time_rotation import PATTERN, RECORDS, files_by_name, run_phases
 
 import safelog
-from safelog._audit import audit, log_files
-
-from test_time_rotation import PATTERN, RECORDS, files_by_name, run_phases
+from safelog import audit, log_files
 
 US = "EST+05EDT,M3.2.0,M11.1.0"  # DST from 2 a.m. on the second Sunday of March to the first of November
 DT = datetime.datetime

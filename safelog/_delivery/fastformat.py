@@ -30,7 +30,8 @@ import logging
 import math
 import time
 import types
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["fast_format"]
 
@@ -47,7 +48,7 @@ _float = float
 Render = Callable[[logging.LogRecord], str]
 
 
-def fast_format(formatter: logging.Formatter) -> Render | None:
+def fast_format(formatter: logging.Formatter) -> Render | None:  # noqa: C901 - counts the per-record closure it builds (render, below)
     """A callable ``record -> str`` that returns exactly ``formatter.format(record)``, faster;
     None when ``formatter`` is not one it can reproduce (a subclass, an overridden method, a
     user converter, ``defaults=``)."""
@@ -57,9 +58,7 @@ def fast_format(formatter: logging.Formatter) -> Render | None:
     # One cell for the whole plan: a thread that re-plans after a change replaces it at once,
     # so no other thread ever sees half of an old plan and half of a new one.
     box: list[tuple[Any, ...] | None] = [first]
-    f = formatter
-    F = _Formatter
-    tm = time
+    f, F, tm = formatter, _Formatter, time
 
     def render(record: logging.LogRecord) -> str:
         p = box[0]
@@ -123,22 +122,29 @@ def fast_format(formatter: logging.Formatter) -> Render | None:
             else:
                 s = fmt.substitute(**d)
         except KeyError as e:
-            raise ValueError(_NOT_FOUND % e)
-        if record.exc_info:
-            # Cache the traceback text, as Formatter.format does (other handlers reuse it).
-            if not record.exc_text:
-                record.exc_text = f.formatException(record.exc_info)
-        if record.exc_text:
-            if s[-1:] != "\n":
-                s = s + "\n"
-            s = s + record.exc_text
-        if record.stack_info:
-            if s[-1:] != "\n":
-                s = s + "\n"
-            s = s + f.formatStack(record.stack_info)
+            raise ValueError(_NOT_FOUND % e)  # noqa: B904 - unchained, as logging.Formatter raises it
+        if record.exc_info or record.exc_text or record.stack_info:
+            return _with_traceback(f, record, s)
         return s
 
     return render
+
+
+def _with_traceback(f: logging.Formatter, record: logging.LogRecord, s: str) -> str:
+    """The end of ``Formatter.format``: the traceback and the stack after the message."""
+    if record.exc_info:
+        # Cache the traceback text, as Formatter.format does (other handlers reuse it).
+        if not record.exc_text:
+            record.exc_text = f.formatException(record.exc_info)
+    if record.exc_text:
+        if s[-1:] != "\n":
+            s = s + "\n"
+        s = s + record.exc_text
+    if record.stack_info:
+        if s[-1:] != "\n":
+            s = s + "\n"
+        s = s + f.formatStack(record.stack_info)
+    return s
 
 
 def _time_text(
@@ -180,6 +186,39 @@ def _stock(fn: Any, owner: str, name: str) -> bool:
     )
 
 
+def _style_plan(style: Any) -> tuple[Any, type, dict[str, Any], list[Any], str, int, Any, bool] | None:
+    """The style part of :func:`_plan`: the style, its class, a copy of its ``vars()``, its
+    stock methods, ``asctime_search``, which formatting it does (0 %, 1 str.format, 2
+    string.Template), its format and whether it uses the time; None when it does not qualify."""
+    S = type(style)
+    if S not in _STYLES:
+        return None
+    svars = dict(vars(style))
+    methods = [getattr(S, name) for name in _STYLE_METHODS]
+    for name, fn in zip(_STYLE_METHODS, methods, strict=True):
+        if name in svars or not _stock(fn, fn.__qualname__.split(".")[0], name):
+            return None
+    search = S.asctime_search
+    if svars.get("_defaults") or "_fmt" not in svars or not isinstance(search, str):
+        return None
+    fmt: Any = svars["_fmt"]
+    if type(fmt) is not str:
+        return None
+    # The stock usesTime() of the style, on the snapshot's format string.
+    uses_time = fmt.find(search) >= 0
+    if S is logging.PercentStyle:
+        kind = 0
+    elif S is logging.StrFormatStyle:
+        kind = 1
+    else:
+        kind = 2
+        uses_time = fmt.find("$asctime") >= 0 or uses_time
+        fmt = svars.get("_tpl")
+        if fmt is None:
+            return None
+    return style, S, svars, methods, search, kind, fmt, uses_time
+
+
 def _plan(f: logging.Formatter) -> tuple[Any, ...] | None:
     """What the fast path needs for ``f`` and the snapshot it re-checks per record (the order
     ``render`` unpacks); None when ``f`` does not qualify.
@@ -203,33 +242,10 @@ def _plan(f: logging.Formatter) -> tuple[Any, ...] | None:
         conv is time.localtime or conv is time.gmtime
     ):
         return None
-    style: Any = fvars.get("_style")
-    S = type(style)
-    if S not in _STYLES:
+    found = _style_plan(fvars.get("_style"))
+    if found is None:
         return None
-    svars = dict(vars(style))
-    methods = [getattr(S, name) for name in _STYLE_METHODS]
-    for name, fn in zip(_STYLE_METHODS, methods):
-        if name in svars or not _stock(fn, fn.__qualname__.split(".")[0], name):
-            return None
-    search = S.asctime_search
-    if svars.get("_defaults") or "_fmt" not in svars or not isinstance(search, str):
-        return None
-    fmt: Any = svars["_fmt"]
-    if type(fmt) is not str:
-        return None
-    # The stock usesTime() of the style, on the snapshot's format string.
-    uses_time = fmt.find(search) >= 0
-    if S is logging.PercentStyle:
-        kind = 0
-    elif S is logging.StrFormatStyle:
-        kind = 1
-    else:
-        kind = 2
-        uses_time = fmt.find("$asctime") >= 0 or uses_time
-        fmt = svars.get("_tpl")
-        if fmt is None:
-            return None
+    style, S, svars, methods, search, kind, fmt, uses_time = found
     # formatTime: strftime(datefmt) when one is set, else strftime(default_time_format) and the
     # milliseconds added by default_msec_format (when that is set).
     datefmt = fvars.get("datefmt")

@@ -36,7 +36,8 @@ import logging
 import re
 import string
 import time
-from typing import Any, Callable, Union
+from collections.abc import Callable
+from typing import Any
 
 from .fastformat import formats_plainly
 
@@ -49,7 +50,7 @@ _DEFAULT_FORMATTER = logging.Formatter()  # what logging.Handler.format() uses w
 # A frozen record: either the attributes of a plain LogRecord whose message and traceback are
 # text, with the stock Formatter that lays it out; or the finished text, with the original's
 # attributes minus its args and traceback (its time, and a record to report a failed write).
-Frozen = Union[tuple[dict[str, Any], logging.Formatter], tuple[str, dict[str, Any]]]
+Frozen = tuple[dict[str, Any], logging.Formatter] | tuple[str, dict[str, Any]]
 
 # Set by LogRecord.__init__ (and by Formatter.format) from plain values: safe to lay out later.
 _LOGGING_FIELDS = frozenset(

@@ -1,9 +1,9 @@
 """Non-blocking mode: the caller only enqueues; one background thread per log file writes.
 
 ``emit()`` in the caller freezes the record and appends it to the :class:`Writer` of the
-handler's sink. There is one writer per sink, i.e. per real path and strategy in this process,
+handler's strategy. There is one writer per strategy, i.e. per real path and strategy in this process,
 whatever the number of handlers on it. The writer hands the whole batch to
-:meth:`Sink.write_many`: one lock acquisition and one ``write()`` for up to ``max_batch``
+:meth:`Strategy.write_many`: one lock acquisition and one ``write()`` for up to ``max_batch``
 records.
 
 What the formatter sees is what it sees synchronously, and the text written is the text a
@@ -34,11 +34,12 @@ import threading
 import time
 from collections import deque
 from time import monotonic, perf_counter
-from typing import Any, Union
+from typing import Any
 
-from .._policy.config import QueueSettings
-from .._primitives.reentry import get_ident, inside as _inside, leave
-from .._sinks.base import PartialWrite, Sink
+from .._policy.config import QueueConfig
+from .._primitives.reentry import get_ident, leave
+from .._primitives.reentry import inside as _inside
+from .._sinks.strategy import PartialWrite, Strategy
 from .freeze import revive
 from .outlet import Outlet
 
@@ -56,14 +57,14 @@ _YIELD = 0.0002
 # A queued item: the outlet of the handler that writes it, and one of: a deferred record's
 # attributes and the formatter that lays it out; a record's text and its attributes (see
 # .freeze); for the notice of records dropped on overflow, their number (and None).
-_Item = tuple[Outlet, Union[dict[str, Any], str, int], Any]
+_Item = tuple[Outlet, dict[str, Any] | str | int, Any]
 
 
 class Writer:
-    """The bounded queue and background thread of one sink."""
+    """The bounded queue and background thread of one strategy."""
 
-    def __init__(self, sink: Sink, settings: QueueSettings) -> None:
-        self.sink = sink
+    def __init__(self, strategy: Strategy, settings: QueueConfig) -> None:
+        self.strategy = strategy
         self.settings = settings
         self._queue_size = settings.queue_size  # read by every put()
         self._max_batch = settings.max_batch
@@ -185,7 +186,7 @@ class Writer:
     # -- writer side ------------------------------------------------------------------------
 
     def _start(self) -> None:
-        thread = threading.Thread(target=self._run, name=f"safelog-writer {self.sink.path}")
+        thread = threading.Thread(target=self._run, name=f"safelog-writer {self.strategy.path}")
         # Daemon, so that interpreter exit does not wait for it before atexit runs; the atexit
         # drain (and logging.shutdown) are what write its last records.
         thread.daemon = True
@@ -307,7 +308,7 @@ class Writer:
                     time.sleep(_YIELD)
                 slice_end = perf_counter() + _SLICE
         try:
-            rejected = self.sink.write_many(msgs, outlet.rollover)
+            rejected = self.strategy.write_many(msgs)
         except PartialWrite as exc:
             cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
             for i, error in exc.rejected:
@@ -318,7 +319,7 @@ class Writer:
         for i, error in rejected:
             outlet.failed(records[i], error)  # as in synchronous mode: this record alone is lost
         if outlet.failures.lost:
-            outlet.failures.recover(lambda note: self.sink.write_record(outlet.render, note, outlet.rollover))
+            outlet.failures.recover(lambda note: self.strategy.write_record(outlet.render, note))
 
 
 def _drop_notice(count: int, path: str) -> logging.LogRecord:
@@ -337,14 +338,14 @@ _writers: dict[int, Writer] = {}
 _writers_lock = threading.Lock()
 
 
-def attach(sink: Sink, settings: QueueSettings) -> Writer:
-    """The writer of ``sink``, created on first use. The handlers of one file agree on its
-    settings: the sink registry refused any that did not."""
+def attach(strategy: Strategy, settings: QueueConfig) -> Writer:
+    """The writer of ``strategy``, created on first use. The handlers of one file agree on its
+    settings: the strategy registry refused any that did not."""
     with _writers_lock:
-        writer = _writers.get(id(sink))
-        if writer is None or writer.sink is not sink:
-            writer = Writer(sink, settings)
-            _writers[id(sink)] = writer
+        writer = _writers.get(id(strategy))
+        if writer is None or writer.strategy is not strategy:
+            writer = Writer(strategy, settings)
+            _writers[id(strategy)] = writer
         writer.refs += 1
     _hook_multiprocessing()
     _hook_sigterm()
@@ -356,8 +357,8 @@ def detach(writer: Writer) -> None:
     with _writers_lock:
         writer.refs -= 1
         last = writer.refs <= 0
-        if last and _writers.get(id(writer.sink)) is writer:
-            del _writers[id(writer.sink)]
+        if last and _writers.get(id(writer.strategy)) is writer:
+            del _writers[id(writer.strategy)]
     if last:
         writer.stop()
     else:

@@ -4,7 +4,8 @@ characters. One renderer per handler, used in the caller and in the non-blocking
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from .fastformat import fast_format, handler_render
 
@@ -72,7 +73,7 @@ class Renderer:
             msg = msg.translate(ESCAPES)
         end = self._owner.terminator
         if end != "\n":
-            # The sink ends every record with a line break: every guarantee (one record, one
+            # The strategy ends every record with a line break: every guarantee (one record, one
             # line; torn-write repair; shards; merge) depends on it. Another terminator is
             # written before that break ("\r\n" stays "\r\n"; "" adds nothing).
             msg += end[:-1] if end.endswith("\n") else end

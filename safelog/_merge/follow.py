@@ -15,18 +15,32 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from .._primitives.atomic import fsync_dir
 from .._primitives.fileio import Place
 from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
 from .._primitives.perms import Perms, parse_chmod, parse_owner
-from . import _Merge, _fd_id, _no_log, _open_output, _remove_leftovers, _remove_merged, _rotate, _undo_append, journal
-from . import lock_output, resolve, shards_of
+from . import journal
 from .journal import STATE_SUFFIX, output_id
-from .live import FORGET, LiveMerge, write_spans
+from .live import FORGET, LiveMerge
+from .output import write_spans
 from .report import MergeError, MergeReport
 from .rotate import parse_policy
+from .run import (
+    _fd_id,
+    _Merge,
+    _no_log,
+    _open_output,
+    _remove_leftovers,
+    _remove_merged,
+    _rotate,
+    _undo_append,
+    lock_output,
+    resolve,
+    shards_of,
+)
 
 __all__ = ["merge_follow", "Control", "STOP", "DRAIN", "FORGET_AFTER"]
 

@@ -29,12 +29,13 @@ from __future__ import annotations
 import json
 import os
 import stat
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from .._primitives.atomic import replacing
+from .._primitives.codec import DECODE_ERRORS, codec_for
 from .._primitives.fileio import OUTPUT_REPAIR, Place, open_input
 from .._primitives.lock import LOCK_EX, try_lock, unlock_and_close
-from .._primitives.codec import DECODE_ERRORS, codec_for
 from .._primitives.perms import Perms
 from .discovery import first_line_fd, line_digest
 from .report import MergeError, MergeReport, Problem
@@ -132,7 +133,8 @@ def _finish_removals(
     offsets = pending["offsets"]
     for op, path, size, ident in pending["actions"]:
         if not ours(path):
-            report.problems.append(Problem(path, 0, "named by the merge state, but not an input of this log: left alone"))
+            why = "named by the merge state, but not an input of this log: left alone"
+            report.problems.append(Problem(path, 0, why))
             continue
         if not apply(op, path, size, report, ident=ident):
             # The file changed after that merge (a new process with a reused pid appended):
@@ -180,45 +182,56 @@ def apply(op: str, path: str, size: int, report: MergeReport, fd: int = -1, iden
     try:
         if own and not try_lock(fd, LOCK_EX):
             return False
-        st = os.fstat(fd)
-        if st.st_size != size:
+        if not _still_merged(fd, path, size, ident):
             return False
-        # The name must still be this file: a live writer's rotation renames its backups
-        # (.shard.1 -> .shard.2, .shard -> .shard.1) while a merge runs, whatever the merge
-        # holds, and the name may hold another one of them now, even of the same size. A
-        # file that moved is remembered as merged, and removed by a later merge.
-        try:
-            named = os.stat(path)
-        except FileNotFoundError:
-            return False
-        if (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
-            return False
-        if ident and not _is(fd, path, ident):
-            return False
-        try:
-            if op == "rm":
-                os.unlink(path)
-                report.removed.append(path)
-            else:
-                dest = path + DAMAGED_SUFFIX
-                i = 1
-                while os.path.exists(dest):
-                    i += 1
-                    dest = f"{path}{DAMAGED_SUFFIX}.{i}"
-                os.rename(path, dest)
-                report.moved.append((path, dest))
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            # Merged but still there (no write permission on the directory): the caller
-            # records it as merged up to ``size`` so a re-run does not merge it again.
-            verb = "remove" if op == "rm" else "move aside"
-            report.problems.append(Problem(path, 0, f"merged, but cannot {verb}: {exc.strerror or exc}"))
-            return False
-        return True
+        return _remove(op, path, report)
     finally:
         if own:
             unlock_and_close(fd)
+
+
+def _still_merged(fd: int, path: str, size: int, ident: str) -> bool:
+    """Whether ``path`` still names the file open as ``fd``, at the ``size`` it was merged at
+    (and with the identity ``ident``, when given)."""
+    st = os.fstat(fd)
+    if st.st_size != size:
+        return False
+    # The name must still be this file: a live writer's rotation renames its backups
+    # (.shard.1 -> .shard.2, .shard -> .shard.1) while a merge runs, whatever the merge
+    # holds, and the name may hold another one of them now, even of the same size. A
+    # file that moved is remembered as merged, and removed by a later merge.
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    if (named.st_dev, named.st_ino) != (st.st_dev, st.st_ino):
+        return False
+    return not ident or _is(fd, path, ident)
+
+
+def _remove(op: str, path: str, report: MergeReport) -> bool:
+    """Remove (``rm``) or move aside (``mv``) ``path``; False when it stays (reported)."""
+    try:
+        if op == "rm":
+            os.unlink(path)
+            report.removed.append(path)
+        else:
+            dest = path + DAMAGED_SUFFIX
+            i = 1
+            while os.path.exists(dest):
+                i += 1
+                dest = f"{path}{DAMAGED_SUFFIX}.{i}"
+            os.rename(path, dest)
+            report.moved.append((path, dest))
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        # Merged but still there (no write permission on the directory): the caller
+        # records it as merged up to ``size`` so a re-run does not merge it again.
+        verb = "remove" if op == "rm" else "move aside"
+        report.problems.append(Problem(path, 0, f"merged, but cannot {verb}: {exc.strerror or exc}"))
+        return False
+    return True
 
 
 def _is(fd: int, path: str, ident: str) -> bool:

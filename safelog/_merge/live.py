@@ -47,21 +47,19 @@ from __future__ import annotations
 import os
 import stat
 import time
-from collections import deque
-from typing import Callable, Iterator
 
-from .._primitives.codec import BY_EXT, DECODE_ERRORS
+from .._primitives.codec import DECODE_ERRORS
 from .._primitives.fileio import Place, Refused, close_quietly, open_input
 from .._primitives.fsdetect import network_fs
 from .._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
-from .._primitives.shard import LINE_HEADER_RE, TIME_LEN, hostname, parse_shard_name, time_key
-from .discovery import FOREIGN_QUIET, Decoded, File, Unreadable, age_key, discover, first_line, identify
+from .._primitives.shard import TIME_LEN, hostname, parse_shard_name, time_key
+from .discovery import FOREIGN_QUIET, File, Unreadable, discover, first_line, identify
 from .parallel import split_offset
-from .output import merge_into
-from .reader import Progress, Reader, Span, chunk_size
+from .reader import Span
 from .report import MergeReport, Problem
+from .track import Track, copy_of, sort_key
 
-__all__ = ["LiveMerge", "Track", "write_spans", "SETTLE", "DRAIN"]
+__all__ = ["LiveMerge", "Track", "SETTLE", "DRAIN"]
 
 # How long a file's size must stay the same before a line end at its end is taken for the
 # end of its last record (see "Complete records").
@@ -71,144 +69,10 @@ SETTLE = 0.05
 FORGET = 3600.0
 # The watermark of a drain: above every time.
 DRAIN = b"\xff"
-# Bytes read per look at a file while finding where the emitted part ends.
-_SCAN = 64 << 10
 # What makes a file unusable for now (gone, replaced, unreadable, a first line not written yet).
 _UNUSABLE: tuple[type[Exception], ...] = DECODE_ERRORS + (Unreadable,)
-# A record header is shorter than this: windows overlap by it, so none is cut in two.
-_OVERLAP = 64
 # Looks a drain tries for one in which no writer's files changed.
 _RELOOK = 10
-
-
-class Track:
-    """One file the live merge follows."""
-
-    __slots__ = (
-        "f", "ino", "size", "changed", "head", "head_key", "tail_nl", "data_end", "done", "listed",
-        "copies", "locked", "removing", "order", "_decoded",
-    )  # fmt: skip
-
-    def __init__(self, f: File, ino: tuple[int, int], size: int, now: float) -> None:
-        self.f = f  # f.start: what has been emitted (decoded offset); f.fd: held open
-        self.ino = ino
-        self.size = size  # plain files: the size at the last look
-        self.changed = now  # when the size last changed (monotonic)
-        self.head = -1  # the first record not yet emitted (a record start), once looked at
-        self.head_key = b""  # its time, b"" while not known (or while it may be incomplete)
-        self.tail_nl = False  # the data ended with a line end at the last look
-        self.data_end = -1  # the end of the decoded data, once read to it
-        self.done = False  # finished and emitted to its end
-        self.listed = True  # in the last directory listing (under some name)
-        # Compressed copies of it listed beside it (same first line): inode -> [descriptor
-        # (held, so the inode cannot pass to another file while it is known), path].
-        self.copies: dict[tuple[int, int], tuple[int, str]] = {}
-        self.locked = False  # its exclusive lock is held (to remove it)
-        # Where it sorts among its writer's files: by its first record's time (a writer's
-        # files are in time order, whatever their names at the moment of a listing), then by
-        # its name when first seen. A file without a first record yet is the newest.
-        self.order: tuple[bytes, tuple[object, ...], int] = (b"\xff", age_key(f), ino[1])
-        self.removing: set[str] = set()  # paths of it (and its copies) whose removal was tried
-        self._decoded: Decoded | None = None
-
-    def __repr__(self) -> str:
-        return f"Track({os.path.basename(self.f.path)!r}, {self.ino[1]}, {self.f.identity[-6:]}, start={self.f.start}, done={self.done})"
-
-    # -- reading -------------------------------------------------------------------------------
-
-    def read_at(self, offset: int, n: int) -> bytes:
-        """Up to ``n`` decoded bytes from ``offset`` (fewer at the end of the data)."""
-        if self._decoded is None:
-            self._decoded = Decoded(self.f.fd, self.f.ext)
-        return self._decoded.read_at(offset, n)
-
-    def starts(self, pos: int, limit: int, at_start: bool = True) -> Iterator[tuple[int, bytes]]:
-        """``(offset, time)`` of every record header from ``pos`` up to ``limit`` (-1: the end
-        of the data), found as merge finds them: a line break, then a header. ``at_start``:
-        ``pos`` is a record start (the start of the file, or of an unread record). Sets
-        ``tail_nl`` and, at the end of the data, ``data_end``."""
-        at = pos
-        last = pos - 1
-        while True:
-            want = _SCAN if limit < 0 else min(_SCAN, limit - at)
-            if want <= 0:
-                return
-            lo = at - 1 if at > 0 and not (at == pos and at_start) else at
-            data = self.read_at(lo, want + (at - lo))
-            if lo == at:
-                # A record starts at ``at``: a virtual line break before it.
-                data = b"\n" + data
-                lo -= 1
-            if len(data) <= at - lo:
-                return
-            self.tail_nl = data.endswith(b"\n")
-            for m in LINE_HEADER_RE.finditer(data):
-                s = lo + m.start() + 1
-                if s > last:
-                    last = s
-                    yield s, m.group(1)
-            end = lo + len(data)
-            if end < at + want:
-                self.data_end = end
-                return
-            at = max(at + 1, end - _OVERLAP)
-
-    def ends(self) -> int:
-        """Where the complete records of the data end now (a record being written is not one)."""
-        limit = -1 if self.f.ext else self.size
-        pos = self.f.start
-        if limit >= 0:
-            if limit <= pos:
-                return pos
-            step = _SCAN
-            while True:
-                back = max(limit - step, pos)
-                found = list(self.starts(back, limit, at_start=back == pos))
-                if found or back == pos:
-                    break
-                step *= 4  # a very long last record: look further back
-        else:
-            found = list(self.starts(pos, -1))
-            limit = self.data_end
-        if self.tail_nl:
-            return limit
-        return found[-1][0] if found else pos
-
-    def last_records(self, n: int) -> list[tuple[int, bytes]]:
-        """(offset, time) of the last ``n`` complete records, oldest first."""
-        pos = self.f.start
-        if self.f.ext:
-            window: deque[tuple[int, bytes]] = deque(self.starts(pos, -1), maxlen=n + 1)
-            found = list(window)
-        else:
-            step = _SCAN
-            while True:
-                back = max(self.size - step, pos)
-                found = list(self.starts(back, self.size, at_start=back == pos))
-                if len(found) > n or back == pos:
-                    break
-                step *= 4
-        if found and not self.tail_nl:
-            found.pop()  # being written: not a record yet
-        return found[-n:] if n else []
-
-    def close_stream(self) -> None:
-        if self._decoded is not None:
-            self._decoded.close()
-            self._decoded = None
-
-    @property
-    def twins(self) -> list[str]:
-        return [path for _, path in self.copies.values()]
-
-    def close(self) -> None:
-        self.close_stream()
-        close_quietly(self.f.fd)
-        self.f.fd = -1
-        self.locked = False
-        for fd, _ in self.copies.values():
-            close_quietly(fd)
-        self.copies = {}
 
 
 class LiveMerge:
@@ -267,6 +131,25 @@ class LiveMerge:
         before = self._shard_names()
         chains, twins = discover(self.directory, self.logname)
         seen: set[tuple[int, int]] = set()
+        self._unlist()
+        self._take_up(chains, twins, now, seen)
+        for t in list(self._by_file.values()):
+            for ino in [k for k in t.copies if k not in seen]:
+                close_quietly(t.copies.pop(ino)[0])
+                self._by_ino.pop(ino, None)
+        for hp, seq in list(self._chains.items()):
+            for t in list(seq):
+                self._resize(t, now)
+                if t.done and not t.listed:
+                    seq.remove(t)
+                    self._forget(t)
+            if not seq:
+                del self._chains[hp]
+        after = self._shard_names()
+        self._unsettled = {(host, pid) for host, pid, _, _ in before ^ after}
+
+    def _unlist(self) -> None:
+        """Before a listing: no file is listed yet; name the ones not named yet."""
         for t in self._by_file.values():
             t.listed = False
             if not t.f.identity and t.f.fd >= 0:
@@ -275,6 +158,11 @@ class LiveMerge:
                     self._identify(t.f)
                 except _UNUSABLE:
                     pass
+
+    def _take_up(
+        self, chains: list[list[File]], twins: list[tuple[File, str]], now: float, seen: set[tuple[int, int]]
+    ) -> None:
+        """The files of a listing, each writer's in its chain's order (``seen``: their inodes)."""
         copies: dict[str, list[str]] = {}
         for plain, path in twins:
             copies.setdefault(plain.path, []).append(path)
@@ -282,34 +170,24 @@ class LiveMerge:
             seq = self._chains.setdefault((chain[0].host, chain[0].pid), [])
             for f in chain:
                 # A compressed twin right after its plain file: the same records.
-                for g in [f] + [_copy_of(f, path) for path in copies.get(f.path, ())]:
+                for g in [f] + [copy_of(f, path) for path in copies.get(f.path, ())]:
                     found = self._see(g, now, seen)
                     if found is not None and found not in seq:
                         seq.append(found)
-            seq.sort(key=_order)
-        for t in list(self._by_file.values()):
-            for ino in [k for k in t.copies if k not in seen]:
-                close_quietly(t.copies.pop(ino)[0])
-                self._by_ino.pop(ino, None)
-        for hp, seq in list(self._chains.items()):
-            for t in list(seq):
-                if t.f.fd >= 0 and not t.f.ext:
-                    # By the descriptor: the name may hold a compressed copy by now.
-                    size = os.fstat(t.f.fd).st_size
-                    if size != t.size:
-                        t.size, t.changed = size, now
-                        if t.done:
-                            # Its writer was taken for gone, and writes on (or a new process
-                            # with the same pid took the shard up again).
-                            t.done = False
-                            t.head, t.head_key = -1, b""
-                if t.done and not t.listed:
-                    seq.remove(t)
-                    self._forget(t)
-            if not seq:
-                del self._chains[hp]
-        after = self._shard_names()
-        self._unsettled = {(host, pid) for host, pid, _, _ in before ^ after}
+            seq.sort(key=sort_key)
+
+    def _resize(self, t: Track, now: float) -> None:
+        """Note a plain file's new size (and that a writer taken for gone writes on)."""
+        if t.f.fd >= 0 and not t.f.ext:
+            # By the descriptor: the name may hold a compressed copy by now.
+            size = os.fstat(t.f.fd).st_size
+            if size != t.size:
+                t.size, t.changed = size, now
+                if t.done:
+                    # Its writer was taken for gone, and writes on (or a new process
+                    # with the same pid took the shard up again).
+                    t.done = False
+                    t.head, t.head_key = -1, b""
 
     def _shard_names(self) -> set[tuple[str, int, str, int]]:
         """(host, pid, name, inode) of every shard file in the directory now, from one listing
@@ -364,6 +242,34 @@ class LiveMerge:
             elif ino in t.copies:
                 t.copies[ino] = (t.copies[ino][0], f.path)
             return t
+        size = self._open_listed(f, ino)
+        if size is None:
+            return None
+        seen.add(ino)
+        known = next((k for k in self._by_file.values() if f.identity and k.f.identity == f.identity), None)
+        if known is not None:
+            if known.ino == ino and known.f.fd < 0:
+                known.f.fd = f.fd  # its descriptor was closed (to release a lock): taken up again
+            else:
+                # A copy of a file being followed (compressed, or once more under its name after
+                # its descriptor was closed): that one is read on; this one is its copy.
+                known.copies[ino] = (f.fd, f.path)
+            known.listed = True
+            self._by_ino[ino] = known
+            return known
+        t = Track(f, ino, size, now)
+        self._by_ino[ino] = t
+        self._by_file[id(f)] = t
+        if f.identity in self.gone and f.identity not in self._offsets:
+            # A copy of a file emitted to its end and removed (its compression finished late).
+            t.done = True
+        else:
+            f.start = self._offsets.get(f.identity, 0) if f.identity else 0
+        return t
+
+    def _open_listed(self, f: File, ino: tuple[int, int]) -> int | None:
+        """Open and name the listed file ``f`` (inode ``ino``); its size, or None when it
+        cannot be used yet (refused, gone or replaced, or without a first line)."""
         try:
             # Under the rule of every file beside the log (_primitives.fileio): no link, no
             # FIFO, no other user's file.
@@ -384,29 +290,7 @@ class LiveMerge:
             close_quietly(f.fd)
             f.fd = -1
             return None
-        seen.add(ino)
-        known = next((k for k in self._by_file.values() if f.identity and k.f.identity == f.identity), None)
-        if known is not None and known.ino == ino and known.f.fd < 0:
-            known.f.fd = f.fd  # its descriptor was closed (to release a lock): taken up again
-            known.listed = True
-            self._by_ino[ino] = known
-            return known
-        if known is not None:
-            # A copy of a file being followed (compressed, or once more under its name after its
-            # descriptor was closed): that one is read on; this one is held open as its copy.
-            known.copies[ino] = (f.fd, f.path)
-            known.listed = True
-            self._by_ino[ino] = known
-            return known
-        t = Track(f, ino, fst.st_size, now)
-        self._by_ino[ino] = t
-        self._by_file[id(f)] = t
-        if f.identity in self.gone and f.identity not in self._offsets:
-            # A copy of a file emitted to its end and removed (its compression finished late).
-            t.done = True
-        else:
-            f.start = self._offsets.get(f.identity, 0) if f.identity else 0
-        return t
+        return fst.st_size
 
     def _identify(self, f: File) -> bool:
         """Name ``f`` by its first line once that is complete; False while it is not."""
@@ -602,27 +486,3 @@ class LiveMerge:
     def close(self) -> None:
         for t in self._by_file.values():
             t.close()
-
-
-def _copy_of(plain: File, path: str) -> File:
-    """The File of ``path``, a compressed twin of ``plain``."""
-    ext = next((e for e in BY_EXT if path.endswith(e)), "")
-    return File(path, plain.host, plain.pid, plain.n, ext, plain.period)
-
-
-def _order(t: Track) -> tuple[bytes, tuple[object, ...], int]:
-    if t.order[0] == b"\xff" and t.f.identity:
-        t.order = (t.read_at(0, TIME_LEN), t.order[1], t.order[2])
-    return t.order
-
-
-def write_spans(spans: list[list[Span]], fd: int, report: MergeReport, alive: Callable[[], bool] | None = None) -> int:
-    """Merge ``spans`` (from :meth:`LiveMerge.plan`) into ``fd``; the number of records."""
-    if not spans:
-        return 0
-    readers = [Reader(c, chunk_size(len(spans)), report, Progress(0, None)) for c in spans]
-    try:
-        return merge_into(readers, fd, alive)
-    finally:
-        for r in readers:
-            r.close()

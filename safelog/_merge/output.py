@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_left
+from collections.abc import Callable
 from functools import partial
-from typing import Callable
 
 from .._primitives.shard import CONT, unframe
-from .reader import Reader
+from .reader import Progress, Reader, Span, chunk_size
+from .report import MergeReport
 
-__all__ = ["merge_into", "write_all", "copy_range", "BLOCK"]
+__all__ = ["merge_into", "write_spans", "write_all", "copy_range", "BLOCK"]
 
 # Records per output write (about 50 KiB for records of 100 bytes).
 BLOCK = 512
@@ -46,31 +47,35 @@ def merge_into(readers: list[Reader], fd: int, alive: Callable[[], bool] | None 
             # key= is called once per element, in order: it hands out the parallel keys.
             texts.sort(key=partial(next, iter(keys)))
             records += len(texts)
-            # Written in blocks of BLOCK records: the allocator reuses memory of that size,
-            # while every larger block is fresh memory from the kernel (page faults).
-            for a in range(0, len(texts), BLOCK):
-                # Texts keep the continuation framing ("\n\t" + line); no text starts with a
-                # tab, so every "\n\t" of the block is framing. Empty ends put a line break
-                # before the first text (a tab that starts a text is doubled, see
-                # _decode_slow) and after the last.
-                block_texts = texts[a : a + BLOCK]
-                if sum(map(len, block_texts)) > _LARGE:
-                    # A record of megabytes: written a window at a time, not joined and
-                    # unframed whole (two more copies of it).
-                    for text in block_texts:
-                        _write_unframed(fd, text)
-                    continue
-                part: list[bytes | bytearray] = [b""]
-                part += block_texts
-                part.append(b"")
-                # (sub returns the block itself when there is nothing to replace)
-                block = unframe(b"\n".join(part))
-                write_all(fd, memoryview(block)[1:])
+            _write_sorted(fd, texts)
         for r in active:
             if not r.done and (r.bound == m or r.pos >= len(r.keys)):
                 r.fill()
         active = [r for r in active if not r.done or r.pos < len(r.keys)]
     return records
+
+
+def _write_sorted(fd: int, texts: list[bytes | bytearray]) -> None:
+    """Write one step's sorted records, their framing taken off."""
+    # Written in blocks of BLOCK records: the allocator reuses memory of that size, while every
+    # larger block is fresh memory from the kernel (page faults).
+    for a in range(0, len(texts), BLOCK):
+        # Texts keep the continuation framing ("\n\t" + line); no text starts with a tab, so
+        # every "\n\t" of the block is framing. Empty ends put a line break before the first
+        # text (a tab that starts a text is doubled, see _decode_slow) and after the last.
+        block_texts = texts[a : a + BLOCK]
+        if sum(map(len, block_texts)) > _LARGE:
+            # A record of megabytes: written a window at a time, not joined and unframed whole
+            # (two more copies of it).
+            for text in block_texts:
+                _write_unframed(fd, text)
+            continue
+        part: list[bytes | bytearray] = [b""]
+        part += block_texts
+        part.append(b"")
+        # (sub returns the block itself when there is nothing to replace)
+        block = unframe(b"\n".join(part))
+        write_all(fd, memoryview(block)[1:])
 
 
 def _write_unframed(fd: int, text: bytes | bytearray) -> None:
@@ -108,3 +113,15 @@ def copy_range(src: int, fd: int, offset: int, count: int) -> int:
     data = os.pread(src, min(count, 1 << 20), offset)
     write_all(fd, data)
     return len(data)
+
+
+def write_spans(spans: list[list[Span]], fd: int, report: MergeReport, alive: Callable[[], bool] | None = None) -> int:
+    """Merge ``spans`` (from :meth:`.live.LiveMerge.plan`) into ``fd``; the number of records."""
+    if not spans:
+        return 0
+    readers = [Reader(c, chunk_size(len(spans)), report, Progress(0, None)) for c in spans]
+    try:
+        return merge_into(readers, fd, alive)
+    finally:
+        for r in readers:
+            r.close()

@@ -11,6 +11,7 @@ import os
 import select
 import signal
 import threading
+from typing import Any
 
 from .._primitives.fileio import READ_NOFOLLOW, create_exclusive
 from .._primitives.shard import LINE_HEADER_RE
@@ -225,23 +226,31 @@ class Worker:
                 raise OSError(f"the merge worker process failed (wait status {status})")
             if side < 0:
                 side = os.open(self.side, READ_NOFOLLOW)
-            size = os.fstat(side).st_size
-            while copied < size:
-                n = output.copy_range(side, fd, copied, size - copied)
-                if n <= 0:
-                    raise OSError(f"{self.side} ended early")
-                copied += n
+            self._copy_rest(side, fd, copied)
         finally:
             if side >= 0:
                 os.close(side)
         result = json.loads(b"".join(chunks))
+        self._take(result, report)
+        os.unlink(self.side)
+        return int(result["records"])
+
+    def _copy_rest(self, side: int, fd: int, copied: int) -> None:
+        """Append what the finished worker wrote to the side file after ``copied``."""
+        size = os.fstat(side).st_size
+        while copied < size:
+            n = output.copy_range(side, fd, copied, size - copied)
+            if n <= 0:
+                raise OSError(f"{self.side} ended early")
+            copied += n
+
+    def _take(self, result: dict[str, Any], report: MergeReport) -> None:
+        """The worker's findings: its problems and warnings, and how far each file was merged."""
         report.problems += [Problem(*p) for p in result["problems"]]
         report.warnings += [Problem(*p) for p in result["warnings"]]
         for i, (end, complete, damaged) in result["files"].items():
             f = self.files[int(i)]
             f.end, f.complete, f.damaged = end, complete, damaged or f.damaged
-        os.unlink(self.side)
-        return int(result["records"])
 
     def kill(self) -> None:
         if self.pid:

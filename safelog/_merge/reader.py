@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import IO, Callable, Sequence
+from typing import IO
 
 from .._primitives.codec import DECODE_ERRORS
 from .._primitives.shard import CONT, HEADER_RE, TIME_LEN, is_time, split_records

@@ -1,7 +1,7 @@
 """Rotating, compressing and pruning the merged log, with the handler's policy values.
 
 ``max_bytes``, ``backup_count``, ``compress`` and ``retention`` are parsed by the handler's own
-parsers and carried out by the handler's own rotation policy (``_policy.rotation.Rollover``):
+parsers and carried out by the handler's own rotation policy (``_policy.rotation.RotationPolicy``):
 the merged log's backups are named, shifted, compressed and pruned exactly like a handler's
 (``app.log.1`` newest … ``app.log.N``, ``.gz`` when compressed). This is the one place merge
 uses the policy layer.
@@ -21,34 +21,25 @@ handler's rotation and its compressor do.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
-from dataclasses import dataclass
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from .._policy import compress as _compress
 from .._policy.compress import parse_compress
+from .._policy.compressor import COMPRESSOR
+from .._policy.config import RotationConfig
 from .._policy.options import check_int, parse_duration, parse_size
-from .._policy.rotation import SIZE, Rollover, RotationHooks
-from .._primitives.codec import Codec
+from .._policy.rotation import SIZE, RotationHooks, RotationPolicy
 from .report import MergeReport, Problem
 
-__all__ = ["OutputPolicy", "parse_policy", "Rotator"]
+__all__ = ["parse_policy", "Rotator"]
 
 # How long a merge waits for the compression of the merged log's backups (a worker stuck on a
 # lock that a hung process holds must not keep the merge from returning).
 _COMPRESS_WAIT = 300.0
-
-
-@dataclass(frozen=True)
-class OutputPolicy:
-    """How the merged log is bounded: parsed once, before a merge starts."""
-
-    max_bytes: int
-    backup_count: int
-    codec: Codec | None
-    max_age: float | None
 
 
 # The option names messages use: the function's keywords, or (the CLI) its own option names.
@@ -57,8 +48,9 @@ KEYWORDS = {"max_bytes": "max_bytes", "backup_count": "backup_count", "compress"
 
 def parse_policy(
     max_bytes: Any, backup_count: Any, compress: Any, retention: Any, *, names: Mapping[str, str] = KEYWORDS
-) -> OutputPolicy | None:
-    """The merged log's rotation policy from the handler's option values, or None for none.
+) -> RotationConfig | None:
+    """How the merged log is bounded, from the handler's option values, parsed once before a
+    merge starts; None for not at all.
 
     Raises ValueError/TypeError naming the option as ``names`` spell it, as the handler does."""
     mb, bc, co, re_ = names["max_bytes"], names["backup_count"], names["compress"], names["retention"]
@@ -80,7 +72,7 @@ def parse_policy(
             what = _spell(co, compress) if codec is not None else _spell(re_, retention)
             raise ValueError(f"{what} applies to rotated merged logs: give {mb} and {bc} too")
         return None
-    return OutputPolicy(size, count, codec, max_age)
+    return RotationConfig(max_bytes=size, backup_count=count, codec=codec, max_age=max_age)
 
 
 def _spell(name: str, value: Any) -> str:
@@ -101,13 +93,11 @@ def _hooks(path: str, report: MergeReport) -> RotationHooks:
 class Rotator:
     """The rotation policy applied to one merged log, within one merge."""
 
-    def __init__(self, policy: OutputPolicy, path: str, report: MergeReport) -> None:
+    def __init__(self, config: RotationConfig, path: str, report: MergeReport) -> None:
         self.path = path
         self.report = report
-        self._rollover = Rollover(
-            _hooks(path, report), policy.max_bytes, policy.backup_count, None, policy.codec, policy.max_age
-        )
-        self._active = policy.codec is not None or policy.max_age is not None
+        self._policy = RotationPolicy(config, _hooks(path, report))
+        self._active = config.codec is not None or config.max_age is not None
         # Held while the backups are shifted, and by the compressor around its last step:
         # otherwise it found app.log.1, the shift moved that backup to app.log.2 and the merged
         # log to app.log.1, and the compressor put the old records into app.log.1.gz and removed
@@ -116,13 +106,13 @@ class Rotator:
 
     def due(self, size: int, incoming: int) -> bool:
         """Whether a batch of about ``incoming`` bytes must go to a new file."""
-        return bool(self._rollover.due(size, incoming, time.time()))
+        return bool(self._policy.due(size, incoming, time.time(), math.inf))
 
     def rotate(self, size: int) -> str | None:
         """Shift the backups and rename the merged log to the first one; its name, or None if
         the rename failed (reported; the batch then goes to the current file)."""
         with self._renaming:
-            done = self._rollover.rollover(self.path, SIZE, size, None, time.time())
+            done = self._policy.rotate(self.path, SIZE, size, None, time.time())
         return done[1] if done is not None else None
 
     def tidy(self, rotated: bool, wait: bool = True) -> None:
@@ -133,11 +123,11 @@ class Rotator:
             # Under the exclusion too, as a handler runs it: retention and the cleanup of a dead
             # compressor's leftovers must not meet a compressor's last step either.
             with self._renaming:
-                self._rollover.after_rollover(self.path, time.time(), lambda: self._renaming)
+                self._policy.after_rotation(self.path, time.time(), lambda: self._renaming)
         elif not rotated:
             return
         if not wait:
-            _compress.start_worker()
+            COMPRESSOR.start()
             return
-        if not _compress.wait(_COMPRESS_WAIT):
+        if not COMPRESSOR.wait(_COMPRESS_WAIT):
             self.report.warnings.append(Problem(self.path, 0, "compression of its backups goes on in the background"))

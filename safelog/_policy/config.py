@@ -1,10 +1,14 @@
-"""Every handler option, parsed once into one frozen :class:`Config`.
+"""Every handler option, parsed once into one frozen :class:`Config` of a few sub-configs.
+
+:data:`OPTIONS` is the one table of the options a handler accepts, with their defaults: the
+handler's signature spells the same names (``tests/test_docs.py`` holds the two, and
+``docs/options.md``, together), and the message for an unknown option lists them from here.
 
 :func:`parse_config` is a pure function of the user's values: it opens no file and depends on
-nothing but the parsers of this layer, so the configuration tests call it directly and every
-conflict between the options of one handler is decided here, in one place. Conflicts between
-two handlers of one path in one process are decided here too (:func:`check_compatible`); the
-sink registry calls it when a second handler joins a file.
+nothing but the parsers of this layer, so the configuration tests call it directly. Each
+sub-config has a small parser of its own; every conflict between the options of one handler is
+decided here. Conflicts between two handlers of one path in one process are decided here too
+(:func:`check_compatible`); the strategy registry calls it when a second handler joins a file.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, NamedTuple
+from typing import Any
 
 from .._primitives.perms import Perms, parse_chmod, parse_owner
 from .compress import Codec, parse_compress
@@ -24,12 +29,16 @@ from .timing import TimePolicy, parse_time_policy
 
 __all__ = [
     "Config",
-    "FileOptions",
-    "QueueSettings",
+    "FileConfig",
+    "RotationConfig",
+    "QueueConfig",
+    "ReopenConfig",
+    "OPTIONS",
     "STRATEGY_NAMES",
-    "OPTION_NAMES",
+    "UNSET",
     "parse_config",
     "check_compatible",
+    "check_same_hooks",
     "check_size_rotates",
     "parse_level",
     "parse_mode",
@@ -39,73 +48,59 @@ __all__ = [
 STRATEGY_NAMES = ("thread", "flock", "per-process")
 _SIGNAL_NAMES = ("SIGHUP", "SIGUSR1", "SIGUSR2")
 
-# Every keyword a handler accepts, in the order the unknown-option message lists them.
-OPTION_NAMES = (
-    "filename", "strategy", "max_bytes (maxBytes)", "backup_count (backupCount)", "mode", "encoding",
-    "errors", "delay", "namer", "rotator", "lock_dir", "merge_on_exit", "escape_newlines",
-    "nonblocking", "queue_size", "overflow", "flush_interval", "flush_level", "max_batch", "when",
-    "interval", "utc", "atTime", "rotate_every", "compress", "retention", "chmod", "owner", "watch",
-    "delay_compress", "reopen_signal",
-)  # fmt: skip
-
 # Marks an option the user did not give (None is a value some options accept).
 UNSET: Any = object()
 
-
-class QueueSettings(NamedTuple):
-    """The options that belong to the shared writer of a file, not to one handler."""
-
-    queue_size: int
-    flush_interval: float
-    max_batch: int
-
-
-class FileOptions(NamedTuple):
-    """The open-time options every strategy needs; the registry keys sinks by ``key()``."""
-
-    encoding: str
-    errors: str
-    truncate: bool
-    file_mode: int
-    lock_dir: str | None
-    perms: Perms | None = None
-
-    def key(self) -> tuple[object, ...]:
-        return (self.lock_dir,)
+# Every keyword a handler accepts and its default, in the order of SafeFileHandler's signature.
+OPTIONS: dict[str, Any] = {
+    "filename": UNSET, "mode": "a", "maxBytes": UNSET, "backupCount": UNSET, "encoding": None,
+    "delay": False, "errors": None, "strategy": None, "max_bytes": UNSET, "backup_count": UNSET,
+    "namer": None, "rotator": None, "lock_dir": None, "merge_on_exit": False, "escape_newlines": False,
+    "nonblocking": False, "queue_size": None, "overflow": None, "flush_interval": None,
+    "flush_level": None, "max_batch": None, "when": None, "interval": 1, "utc": False, "atTime": None,
+    "rotate_every": None, "compress": None, "delay_compress": False, "retention": None, "chmod": None,
+    "owner": None, "watch": False, "reopen_signal": None,
+}  # fmt: skip
+# The stdlib's spelling beside safelog's: either may be given (the same value, if both).
+ALIASES = {"maxBytes": "max_bytes", "backupCount": "backup_count"}
 
 
 @dataclass(frozen=True)
-class Config:
-    """One handler's options, validated and normalised (sizes in bytes, durations in seconds)."""
+class FileConfig:
+    """How the log file is opened and written: shared by every handler of the path."""
 
-    filename: str  # absolute, not resolved: baseFilename
-    strategy: str
-    mode: str
+    mode: str  # "a", or "w": truncated when the first handler opens it
     encoding: str
     errors: str
-    delay: bool
-    max_bytes: int
-    backup_count: int
-    namer: Callable[[str], str] | None
-    rotator: Callable[[str, str], None] | None
-    lock_dir: str | None
-    merge_on_exit: bool
-    escape_newlines: bool
-    utc: bool
-    timing: TimePolicy | None
-    codec: Codec | None
-    max_age: float | None
     perms: Perms
-    nonblocking: bool
-    queue: QueueSettings | None
-    overflow: str
-    flush_level: int
-    watch: bool
-    delay_compress: bool
-    reopen_signal: int | None
-    # How the user spelled chmod/owner, for messages about conflicts (perms holds them parsed),
-    # and mode (the handler's ``mode`` attribute, as in the stdlib).
-    given: dict[str, Any] = field(default_factory=dict, compare=False)
+    lock_dir: str | None  # absolute, not resolved
+
+    @property
+    def truncate(self) -> bool:
+        return self.mode == "w"
+
+    @property
+    def create_mode(self) -> int:
+        """The mode a new log file is created with."""
+        return self.perms.create_mode
+
+    @property
+    def set_perms(self) -> Perms | None:
+        """The permissions to apply to created files; None when ``chmod``/``owner`` are not given."""
+        return self.perms if self.perms.active else None
+
+
+@dataclass(frozen=True)
+class RotationConfig:
+    """When the log rotates and what becomes of its backups: shared by every handler of the path."""
+
+    max_bytes: int = 0
+    backup_count: int = 0
+    timing: TimePolicy | None = None
+    utc: bool = False  # as given; timing has it too
+    codec: Codec | None = None
+    max_age: float | None = None  # retention, in seconds
+    delay_compress: bool = False
 
     @property
     def rotates(self) -> bool:
@@ -114,108 +109,119 @@ class Config:
         period, so there backupCount=0 means "keep them all", as in the stdlib."""
         return self.timing is not None or (self.max_bytes > 0 and self.backup_count > 0)
 
-    @property
-    def timing_key(self) -> object:
-        return _timing_key(self)
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """``nonblocking=True``: the queue between the callers and the file's writer thread. The
+    first three belong to the writer, which the file's non-blocking handlers share."""
+
+    queue_size: int
+    flush_interval: float
+    max_batch: int
+    overflow: str  # "block" or "drop"
+    flush_level: int
 
     @property
-    def codec_name(self) -> str | None:
-        return None if self.codec is None else self.codec.name
+    def writer(self) -> tuple[int, float, int]:
+        """The settings the handlers sharing a writer must agree on."""
+        return (self.queue_size, self.flush_interval, self.max_batch)
 
-    @property
-    def perms_key(self) -> tuple[int | None, int, int]:
-        return (self.perms.chmod, self.perms.uid, self.perms.gid)
 
-    def file_options(self) -> FileOptions:
-        return FileOptions(
-            encoding=self.encoding,
-            errors=self.errors,
-            truncate=self.mode == "w",
-            file_mode=self.perms.create_mode,
-            lock_dir=self.lock_dir,
-            perms=self.perms if self.perms.active else None,
-        )
+@dataclass(frozen=True)
+class ReopenConfig:
+    """When the log is reopened at its path besides the once-a-second check."""
+
+    watch: bool = False  # before every record (WatchedFileHandler)
+    signal: int | None = None  # reopen_signal
+
+
+@dataclass(frozen=True)
+class Config:
+    """One handler's options, validated and normalised (sizes in bytes, durations in seconds)."""
+
+    filename: str  # absolute, not resolved: baseFilename
+    strategy: str
+    file: FileConfig
+    rotation: RotationConfig
+    queue: QueueConfig | None  # None: synchronous
+    reopen: ReopenConfig
+    delay: bool
+    escape_newlines: bool
+    merge_on_exit: bool
+    namer: Callable[[str], str] | None = None
+    rotator: Callable[[str, str], None] | None = None
+    # How the user spelled chmod/owner (for messages about conflicts) and mode (the handler's
+    # ``mode`` attribute, as in the stdlib), which the parsed values do not keep.
+    given: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 def parse_config(
-    cls_name: str,
-    default_strategy: str,
-    pinned: bool,
-    filename: Any,
-    mode: Any = "a",
-    maxBytes: Any = UNSET,
-    backupCount: Any = UNSET,
-    encoding: Any = None,
-    delay: Any = False,
-    errors: Any = None,
-    *,
-    strategy: Any = None,
-    max_bytes: Any = UNSET,
-    backup_count: Any = UNSET,
-    namer: Any = None,
-    rotator: Any = None,
-    lock_dir: Any = None,
-    merge_on_exit: Any = False,
-    escape_newlines: Any = False,
-    nonblocking: Any = False,
-    queue_size: Any = None,
-    overflow: Any = None,
-    flush_interval: Any = None,
-    flush_level: Any = None,
-    max_batch: Any = None,
-    when: Any = None,
-    interval: Any = 1,
-    utc: Any = False,
-    atTime: Any = None,
-    rotate_every: Any = None,
-    compress: Any = None,
-    retention: Any = None,
-    chmod: Any = None,
-    owner: Any = None,
-    watch: Any = False,
-    delay_compress: Any = False,
-    reopen_signal: Any = None,
-    stdlib_rotating: bool = False,
-    **unknown: Any,
+    cls_name: str, default_strategy: str, pinned: bool, filename: Any, /, *, stdlib_rotating: bool = False, **given: Any
 ) -> Config:
-    """Validate a handler's options; ``cls_name`` is the class name used in messages,
-    ``default_strategy`` its strategy, ``pinned`` whether the class fixes it,
-    ``stdlib_rotating`` whether it keeps ``RotatingFileHandler``'s rule that a size limit
-    without backups never rotates."""
+    """Validate a handler's options (the keywords of :data:`OPTIONS`, defaults for those left
+    out); ``cls_name`` is the class name used in messages, ``default_strategy`` its strategy,
+    ``pinned`` whether the class fixes it, ``stdlib_rotating`` whether it keeps
+    ``RotatingFileHandler``'s rule that a size limit without backups never rotates."""
+    unknown = sorted(set(given) - set(OPTIONS))
     if unknown:
-        raise TypeError(
-            f"{cls_name} got unknown option(s) {', '.join(sorted(unknown))}; "
-            f"valid options: {', '.join(OPTION_NAMES)}"
-        )
+        names = ", ".join(f"{n} ({ALIASES[n]})" if n in ALIASES else n for n in OPTIONS)
+        raise TypeError(f"{cls_name} got unknown option(s) {', '.join(unknown)}; valid options: {names}")
+    options = {**OPTIONS, **given}
     if not isinstance(filename, (str, os.PathLike)) or not os.fspath(filename):
         raise TypeError(f"filename must be a path, not {filename!r}")
     if "\0" in os.fspath(filename):
         raise ValueError(f"filename={filename!r} contains a NUL character")
-    if strategy is None:
-        strategy = default_strategy
-    elif strategy != default_strategy and pinned:
-        raise ValueError(
-            f"strategy={strategy!r} conflicts with {cls_name}, which is the {default_strategy!r} "
-            f"strategy; use safelog.SafeFileHandler instead"
-        )
-    strategy = check_choice("strategy", strategy, STRATEGY_NAMES)
-    merge_on_exit = check_bool("merge_on_exit", merge_on_exit)
+    strategy = _parse_strategy(cls_name, default_strategy, pinned, options["strategy"])
+    merge_on_exit = check_bool("merge_on_exit", options["merge_on_exit"])
     if merge_on_exit and strategy != "per-process":
         raise ValueError(
             f"merge_on_exit=True needs strategy='per-process' (got {strategy!r}): "
             f"only per-process shards are merged"
         )
-    size = parse_size("max_bytes", _one_of("max_bytes", max_bytes, "maxBytes", maxBytes, 0))
-    count = check_int("backup_count", _one_of("backup_count", backup_count, "backupCount", backupCount, 0))
-    given_mode = mode
-    mode = parse_mode(mode)
-    if size > 0:
-        # As RotatingFileHandler: a log rotated by size is appended to, never truncated at open.
-        mode = given_mode = "a"
-    encoding = check_str("encoding", encoding) or "utf-8"
+    rotation = parse_rotation(options, stdlib_rotating)
+    # As RotatingFileHandler: a log rotated by size is appended to, never truncated at open.
+    appends = rotation.max_bytes > 0
+    file = parse_file(options, appends)
+    for hook in ("namer", "rotator"):
+        if options[hook] is not None and not callable(options[hook]):
+            raise TypeError(f"{hook} must be callable, not {options[hook]!r}")
+    return Config(
+        filename=os.path.abspath(os.fspath(filename)),
+        strategy=strategy,
+        file=file,
+        rotation=rotation,
+        queue=parse_queue(options),
+        reopen=ReopenConfig(check_bool("watch", options["watch"]), parse_reopen_signal(options["reopen_signal"])),
+        delay=check_bool("delay", options["delay"]),
+        escape_newlines=check_bool("escape_newlines", options["escape_newlines"]),
+        merge_on_exit=merge_on_exit,
+        namer=options["namer"],
+        rotator=options["rotator"],
+        given={"chmod": options["chmod"], "owner": options["owner"], "mode": "a" if appends else options["mode"]},
+    )
+
+
+def _parse_strategy(cls_name: str, default: str, pinned: bool, strategy: Any) -> str:
+    if strategy is None:
+        strategy = default
+    elif strategy != default and pinned:
+        raise ValueError(
+            f"strategy={strategy!r} conflicts with {cls_name}, which is the {default!r} "
+            f"strategy; use safelog.SafeFileHandler instead"
+        )
+    return check_choice("strategy", strategy, STRATEGY_NAMES)
+
+
+def parse_file(options: Mapping[str, Any], appends: bool = False) -> FileConfig:
+    """``mode`` (``"a"`` whatever it says with ``appends``), ``encoding``, ``errors``, ``chmod``,
+    ``owner``, ``lock_dir``."""
+    mode = parse_mode(options["mode"])
+    if appends:
+        mode = "a"
+    encoding = check_str("encoding", options["encoding"]) or "utf-8"
     # Lone surrogates or unencodable text must not cost the user a record: default to an
     # escaping error handler rather than 'strict'.
-    errors = check_str("errors", errors) or "backslashreplace"
+    errors = check_str("errors", options["errors"]) or "backslashreplace"
     try:
         "".encode(encoding, errors)
         codecs.lookup_error(errors)
@@ -229,88 +235,71 @@ def parse_config(
             f"encoding={encoding!r} is not ASCII-compatible; log files are read line by line, "
             f"use an encoding such as 'utf-8'"
         )
-    if namer is not None and not callable(namer):
-        raise TypeError(f"namer must be callable, not {namer!r}")
-    if rotator is not None and not callable(rotator):
-        raise TypeError(f"rotator must be callable, not {rotator!r}")
+    lock_dir = options["lock_dir"]
     if lock_dir is not None and (not isinstance(lock_dir, (str, os.PathLike)) or not os.fspath(lock_dir)):
         raise TypeError(f"lock_dir must be a directory path, not {lock_dir!r}")
+    perms = Perms(parse_chmod(options["chmod"]), *parse_owner(options["owner"]))
+    lock_dir = None if lock_dir is None else os.path.abspath(os.fspath(lock_dir))
+    return FileConfig(mode=mode, encoding=encoding, errors=errors, perms=perms, lock_dir=lock_dir)
 
-    nonblocking = check_bool("nonblocking", nonblocking)
-    queue_options = {
-        "queue_size": queue_size,
-        "overflow": overflow,
-        "flush_interval": flush_interval,
-        "flush_level": flush_level,
-        "max_batch": max_batch,
-    }
-    if not nonblocking and any(v is not None for v in queue_options.values()):
-        given = [f"{k}={v!r}" for k, v in queue_options.items() if v is not None]
-        verb = "applies" if len(given) == 1 else "apply"
-        raise ValueError(
-            f"{', '.join(given)} {verb} only with nonblocking=True: add nonblocking=True, or "
-            f"remove {'it' if len(given) == 1 else 'them'}"
-        )
-    overflow = check_choice("overflow", "block" if overflow is None else overflow, ("block", "drop"))
-    level = parse_level("flush_level", logging.ERROR if flush_level is None else flush_level)
-    queue = QueueSettings(
-        queue_size=check_int("queue_size", 10_000 if queue_size is None else queue_size, minimum=1),
-        flush_interval=parse_duration("flush_interval", 0.2 if flush_interval is None else flush_interval),
-        max_batch=check_int("max_batch", 1000 if max_batch is None else max_batch, minimum=1),
-    )
 
-    utc = check_bool("utc", utc)
-    timing = parse_time_policy(when, interval, utc, atTime, rotate_every)
+def parse_rotation(options: Mapping[str, Any], stdlib_rotating: bool) -> RotationConfig:
+    """``max_bytes``/``maxBytes``, ``backup_count``/``backupCount``, ``when``, ``interval``,
+    ``utc``, ``atTime``, ``rotate_every``, ``compress``, ``delay_compress``, ``retention``."""
+    size = parse_size("max_bytes", _one_of(options, "max_bytes", "maxBytes", 0))
+    count = check_int("backup_count", _one_of(options, "backup_count", "backupCount", 0))
+    utc = check_bool("utc", options["utc"])
+    timing = parse_time_policy(options["when"], options["interval"], utc, options["atTime"], options["rotate_every"])
+    compress = options["compress"]
     codec = parse_compress(compress)
-    delay_compress = check_bool("delay_compress", delay_compress)
+    delay_compress = check_bool("delay_compress", options["delay_compress"])
     if delay_compress and codec is None:
         raise ValueError(f"delay_compress=True needs compress (got compress={compress!r})")
+    retention = options["retention"]
     max_age = None if retention is None else parse_duration("retention", retention, positive=True)
-    uid, gid = parse_owner(owner)
-    perms = Perms(parse_chmod(chmod), uid, gid)
-    config = Config(
-        filename=os.path.abspath(os.fspath(filename)),
-        strategy=strategy,
-        mode=mode,
-        encoding=encoding,
-        errors=errors,
-        delay=check_bool("delay", delay),
-        max_bytes=size,
-        backup_count=count,
-        namer=namer,
-        rotator=rotator,
-        lock_dir=None if lock_dir is None else os.path.abspath(os.fspath(lock_dir)),
-        merge_on_exit=merge_on_exit,
-        escape_newlines=check_bool("escape_newlines", escape_newlines),
-        utc=utc,
-        timing=timing,
-        codec=codec,
-        max_age=max_age,
-        perms=perms,
-        nonblocking=nonblocking,
-        queue=queue if nonblocking else None,
-        overflow=overflow,
-        flush_level=level,
-        watch=check_bool("watch", watch),
-        delay_compress=delay_compress,
-        reopen_signal=parse_reopen_signal(reopen_signal),
-        given={"chmod": chmod, "owner": owner, "mode": given_mode},
-    )
-    spelled = f"max_bytes={max_bytes!r}" if max_bytes is not UNSET else f"maxBytes={maxBytes!r}"
+    given = options["max_bytes"] is not UNSET
+    spelled = f"max_bytes={options['max_bytes']!r}" if given else f"maxBytes={options['maxBytes']!r}"
     check_size_rotates(size, count, timing, stdlib_rotating, spelled)
-    if not config.rotates and (codec is not None or max_age is not None):
+    rotation = RotationConfig(size, count, timing, utc, codec, max_age, delay_compress)
+    if not rotation.rotates and (codec is not None or max_age is not None):
         what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
         raise ValueError(
             f"{what} applies to rotated backups, but this handler never rotates: give "
             f"max_bytes and backup_count, or when / rotate_every"
         )
-    return config
+    return rotation
+
+
+def parse_queue(options: Mapping[str, Any]) -> QueueConfig | None:
+    """``nonblocking`` and the queue's options (refused without it)."""
+    nonblocking = check_bool("nonblocking", options["nonblocking"])
+    names = ("queue_size", "overflow", "flush_interval", "flush_level", "max_batch")
+    if not nonblocking:
+        given = [f"{k}={options[k]!r}" for k in names if options[k] is not None]
+        if given:
+            verb = "applies" if len(given) == 1 else "apply"
+            raise ValueError(
+                f"{', '.join(given)} {verb} only with nonblocking=True: add nonblocking=True, or "
+                f"remove {'it' if len(given) == 1 else 'them'}"
+            )
+        return None
+
+    def value(name: str, default: Any) -> Any:
+        return default if options[name] is None else options[name]
+
+    return QueueConfig(
+        queue_size=check_int("queue_size", value("queue_size", 10_000), minimum=1),
+        flush_interval=parse_duration("flush_interval", value("flush_interval", 0.2)),
+        max_batch=check_int("max_batch", value("max_batch", 1000), minimum=1),
+        overflow=check_choice("overflow", value("overflow", "block"), ("block", "drop")),
+        flush_level=parse_level("flush_level", value("flush_level", logging.ERROR)),
+    )
 
 
 def check_compatible(path: str, existing: list[Config], new: Config) -> None:
     """Refuse a second handler of ``path`` in this process whose options would break the first's.
 
-    One file, one way of writing it: the handlers of a path share one sink, so another strategy,
+    One file, one way of writing it: the handlers of a path share one strategy object, so another strategy,
     encoding, rotation, retention, compression, permission or mode would be silently ignored
     for one of them (a size handler beside a time handler would stop time rotation for good).
     The non-blocking writer is shared by the file's non-blocking handlers, so they must agree on
@@ -318,16 +307,16 @@ def check_compatible(path: str, existing: list[Config], new: Config) -> None:
     ``nonblocking`` itself, ``delay``) may differ.
     """
     for old in existing:
-        differ = [(names, attrs) for names, attrs in _SHARED if [getattr(old, a) for a in attrs] != [getattr(new, a) for a in attrs]]
+        differ = [(names, get) for names, get in _SHARED if get(old) != get(new)]
         if differ:
-            theirs = "; ".join(_spell(old, n, a) for n, a in differ)
-            mine = "; ".join(_spell(new, n, a) for n, a in differ)
+            theirs = "; ".join(_spell(old, n) for n, _ in differ)
+            mine = "; ".join(_spell(new, n) for n, _ in differ)
             raise ValueError(
                 f"filename={path!r} is already open in this process with {theirs}; another "
                 f"handler asked for {mine}: the handlers of one file share its strategy, "
                 f"rotation, retention, compression and permissions, so give them the same values"
             )
-        if new.queue is not None and old.queue is not None and new.queue != old.queue:
+        if new.queue is not None and old.queue is not None and new.queue.writer != old.queue.writer:
             q = old.queue
             raise ValueError(
                 f"{path} already has a non-blocking writer with queue_size={q.queue_size}, "
@@ -336,35 +325,68 @@ def check_compatible(path: str, existing: list[Config], new: Config) -> None:
             )
 
 
-def _timing_key(config: Config) -> object:
-    t = config.timing
+def check_same_hooks(path: str, theirs: tuple[object, object], mine: tuple[object, object]) -> None:
+    """Refuse a second handler of ``path`` whose namer or rotator (or a subclass's
+    ``rotation_filename``/``rotate``) is not the first one's: the handlers of a file share one
+    rotation, and two namings would make two series of backups."""
+    if theirs != mine:
+        raise ValueError(
+            f"filename={path!r} is already open in this process with {_spell_hooks(theirs)}; another "
+            f"handler asked for {_spell_hooks(mine)}: the handlers of one file share its rotation "
+            f"and backup names, so give them the same namer and rotator"
+        )
+
+
+def _spell_hooks(hooks: tuple[object, object]) -> str:
+    def spell(hook: object) -> str:
+        if hook is None:
+            return "None"
+        func = getattr(hook, "__func__", hook)
+        return str(getattr(func, "__qualname__", None) or repr(hook))
+
+    return f"namer={spell(hooks[0])}, rotator={spell(hooks[1])}"
+
+
+def _timing_key(c: Config) -> object:
+    t = c.rotation.timing
     return None if t is None else (t.when, t.interval, t.utc, t.at_time, t.aligned)
 
 
-# Settings the handlers of one file must share: (option names shown, Config attributes compared).
-_SHARED: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("strategy", "encoding", "errors"), ("strategy", "encoding", "errors")),
-    (("mode",), ("mode",)),
-    (("max_bytes", "backup_count"), ("max_bytes", "backup_count")),
-    (("when", "interval", "utc", "atTime"), ("timing_key",)),
-    (("compress", "delay_compress"), ("codec_name", "delay_compress")),
-    (("retention",), ("max_age",)),
-    (("chmod", "owner"), ("perms_key",)),
+# Settings the handlers of one file must share: (option names shown, how to read them).
+_SHARED: tuple[tuple[tuple[str, ...], Callable[[Config], object]], ...] = (
+    (("strategy", "encoding", "errors"), lambda c: (c.strategy, c.file.encoding, c.file.errors)),
+    (("mode",), lambda c: c.file.mode),
+    (("max_bytes", "backup_count"), lambda c: (c.rotation.max_bytes, c.rotation.backup_count)),
+    (("when", "interval", "utc", "atTime"), _timing_key),
+    (("compress", "delay_compress"), lambda c: (c.rotation.codec and c.rotation.codec.name, c.rotation.delay_compress)),
+    (("retention",), lambda c: c.rotation.max_age),
+    (("chmod", "owner"), lambda c: (c.file.perms.chmod, c.file.perms.uid, c.file.perms.gid)),
 )
+_VALUES: dict[str, Callable[[Config], object]] = {
+    "strategy": lambda c: c.strategy,
+    "encoding": lambda c: c.file.encoding,
+    "errors": lambda c: c.file.errors,
+    "mode": lambda c: c.file.mode,
+    "max_bytes": lambda c: c.rotation.max_bytes,
+    "backup_count": lambda c: c.rotation.backup_count,
+    "compress": lambda c: c.rotation.codec and c.rotation.codec.name,
+    "delay_compress": lambda c: c.rotation.delay_compress,
+    "retention": lambda c: c.rotation.max_age,
+}
 
 
-def _spell(config: Config, names: tuple[str, ...], attrs: tuple[str, ...]) -> str:
+def _spell(config: Config, names: tuple[str, ...]) -> str:
     """The settings ``names`` of ``config`` as the user would write them."""
-    if attrs == ("timing_key",):
-        t = config.timing
+    if names[0] == "when":
+        t = config.rotation.timing
         if t is None:
             return "no time rotation"
         at = "" if t.at_time is None else f", atTime={t.at_time.isoformat()!r}"
         grid = " (rotate_every)" if t.aligned else ""
         return f"when={t.when!r}, interval={t.interval}, utc={t.utc}{at}{grid}"
-    if attrs == ("perms_key",):
+    if names[0] == "chmod":
         return f"chmod={config.given.get('chmod')!r}, owner={config.given.get('owner')!r}"
-    return ", ".join(f"{n}={getattr(config, a)!r}" for n, a in zip(names, attrs))
+    return ", ".join(f"{n}={_VALUES[n](config)!r}" for n in names)
 
 
 def parse_reopen_signal(value: Any) -> int | None:
@@ -436,7 +458,8 @@ def parse_level(option: str, value: Any) -> int:
     raise TypeError(f"{option} must be a level name or number, not {value!r}")
 
 
-def _one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -> Any:
+def _one_of(options: Mapping[str, Any], name: str, alias: str, default: Any) -> Any:
+    value, alias_value = options[name], options[alias]
     if value is not UNSET and alias_value is not UNSET and value != alias_value:
         raise ValueError(f"{name}={value!r} and {alias}={alias_value!r} disagree; give one of them")
     if value is not UNSET:
@@ -444,4 +467,3 @@ def _one_of(name: str, value: Any, alias: str, alias_value: Any, default: Any) -
     if alias_value is not UNSET:
         return alias_value
     return default
-

@@ -32,8 +32,8 @@ import math
 import re
 import time
 import types
-from typing import Any, Callable
-
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["TimePolicy", "parse_time_policy", "parse_at_time", "ANY_STAMP"]
 
@@ -350,6 +350,17 @@ def parse_at_time(option: str, value: Any) -> datetime.time | None:
     raise TypeError(f"{option} must be a datetime.time or an 'HH:MM' string, not {value!r}")
 
 
+def _every_delta(value: datetime.timedelta, bad: ValueError) -> tuple[str, int, None]:
+    """``rotate_every`` given as a timedelta: in its largest whole unit."""
+    seconds = value.total_seconds()
+    if seconds <= 0 or seconds != int(seconds):
+        raise bad
+    for when, unit in (("D", 86400), ("H", 3600), ("M", 60)):
+        if seconds % unit == 0:
+            return when, int(seconds) // unit, None
+    return "S", int(seconds), None
+
+
 def _parse_every(value: Any) -> tuple[str, int, datetime.time | None]:
     """``rotate_every`` → (when, interval, atTime)."""
     bad = ValueError(
@@ -357,12 +368,7 @@ def _parse_every(value: Any) -> tuple[str, int, datetime.time | None]:
         f"'daily', 'hourly', 'weekly', '00:00', 'monday at 09:00' or a datetime.timedelta"
     )
     if isinstance(value, datetime.timedelta):
-        seconds = value.total_seconds()
-        if seconds <= 0 or seconds != int(seconds):
-            raise bad
-        for when, unit in (("D", 86400), ("H", 3600), ("M", 60), ("S", 1)):
-            if seconds % unit == 0:
-                return when, int(seconds) // unit, None
+        return _every_delta(value, bad)
     if not isinstance(value, str):
         raise TypeError(f"rotate_every must be a string or a datetime.timedelta, not {value!r}")
     text = value.strip().lower()

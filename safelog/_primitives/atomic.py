@@ -12,8 +12,9 @@ import io
 import os
 import secrets
 import stat
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import IO, Any, BinaryIO, Iterator
+from typing import IO, Any, BinaryIO
 
 from .fileio import DIRECTORY, create_exclusive
 from .paths import resolve_log_path

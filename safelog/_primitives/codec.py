@@ -11,7 +11,8 @@ import bz2
 import gzip
 import lzma
 import zlib
-from typing import IO, Callable
+from collections.abc import Callable
+from typing import IO
 
 __all__ = ["Codec", "CODECS", "EXTENSIONS", "BY_EXT", "DECODE_ERRORS", "codec_for", "open_read"]
 

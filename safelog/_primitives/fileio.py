@@ -142,7 +142,7 @@ def open_append(
     rule applies in sticky shared directories, as the kernel's ``fs.protected_regular`` does.
 
     Anything but a regular file is refused (OSError): a FIFO or device found where the handler
-    expected a log file (the stream sink writes those) must not be rotated. It is opened with
+    expected a log file (the stream strategy writes those) must not be rotated. It is opened with
     ``O_NONBLOCK`` for that check, so that a FIFO without a reader does not block the open (a
     writer holding the log's lock would block every process).
     """
@@ -220,7 +220,8 @@ def create_or_open(
         except FileNotFoundError:
             continue  # removed between the two calls (rotation by another process): create it
         try:
-            check_file(fd, None if dfd is None else os.fstat(dfd), path, strict=strict, private=mode if private else None)
+            parent = None if dfd is None else os.fstat(dfd)
+            check_file(fd, parent, path, strict=strict, private=mode if private else None)
         except BaseException:
             os.close(fd)
             raise
@@ -331,7 +332,7 @@ class Place:
 
     The walked directory's descriptor is kept, and files are opened relative to it, for as long
     as the path still names that directory (two ``stat`` calls per open instead of three calls
-    per component). A Place is used by one thread at a time: a sink's under its lock.
+    per component). A Place is used by one thread at a time: a strategy's under its lock.
     """
 
     __slots__ = ("directory", "_seen", "_fd")
@@ -371,7 +372,7 @@ class Place:
     def close(self) -> None:
         """Let go of the kept descriptor (the next open walks again)."""
         # Forgotten before it is closed: a child forked in between must not close the number,
-        # which another thread may have been given again (see Sink._open_log).
+        # which another thread may have been given again (see LogFile.open in _sinks).
         fd, self._fd = self._fd, -1
         close_quietly(fd)
 

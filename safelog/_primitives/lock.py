@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["flock", "LOCK_EX", "LOCK_SH", "LOCK_UN", "LOCK_NB", "try_lock", "unlock_and_close", "hold", "release"]
 

@@ -1,7 +1,7 @@
 """Resolve a configured log path once, without following symlinks an attacker may plant.
 
 A handler (and a merge) resolves its path once, at configuration, so that every handler on the
-same file shares one sink and later opens use ``O_NOFOLLOW``. Resolving with
+same file shares one strategy object and later opens use ``O_NOFOLLOW``. Resolving with
 ``os.path.realpath`` and then opening the result would defeat the kernel's
 ``fs.protected_symlinks``: ``readlink`` is not restricted, so a symlink planted in ``/tmp`` by
 another user would be followed to, say, ``/etc/passwd``. The rule here is stricter than the

@@ -80,7 +80,8 @@ def parse_chmod(value: Any) -> int | None:
         # those bits, while Python's 0o640 (416) or 0o644 (420) are plausible and taken.
         digits = str(value)
         if re.fullmatch(r"[0-7]{3,4}", digits):
-            meant = f"; if you do mean {oct(value)}, write the string '0{oct(value)[2:]}'" if value <= 0o777 and value & 0o200 else ""
+            plausible = value <= 0o777 and value & 0o200
+            meant = f"; if you do mean {oct(value)}, write the string '0{oct(value)[2:]}'" if plausible else ""
             raise ValueError(
                 f"chmod={value} is the decimal number {value}, mode {oct(value)}, not 0o{digits}: "
                 f"write the mode as the string '0{digits}' (JSON, YAML, INI) or as 0o{digits} in Python{meant}"

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from .._primitives.fileio import ATTEMPTS, READ_NOFOLLOW, close_quietly, gave_up
 from .._primitives.lock import LOCK_SH, flock
 from .._primitives.shard import ShardFrame, shard_path
-from .thread import ThreadSink
+from .thread import ThreadStrategy
 
 if TYPE_CHECKING:
-    from .._policy.config import FileOptions
+    from .._policy.config import FileConfig
+    from .._policy.rotation import RotationPolicy
 
-__all__ = ["PerProcessSink"]
+__all__ = ["PerProcessStrategy"]
 
 # How much of an existing shard's end is read to find its last record header on reopen.
 _TAIL = 64 * 1024
@@ -36,57 +37,59 @@ def _longest_pid() -> int:
         return 4_194_303  # Linux's largest pid_max, less one; other systems stay below it
 
 
-class PerProcessSink(ThreadSink):
-    kind = "per-process"
+class PerProcessStrategy(ThreadStrategy):
+    name = "per-process"
     lazy = True
-    target_kind = "shard"
+    target_what = "shard"
     own_file = True
 
-    def __init__(self, path: str, options: FileOptions) -> None:
-        super().__init__(path, options)
-        self._shard = ""
+    def __init__(self, path: str, options: FileConfig, policy: RotationPolicy) -> None:
+        super().__init__(path, options, policy)
+        self.file.target = ""  # this process's shard: named when first opened
         self._frame = ShardFrame(options.encoding, options.errors)
 
     def encode(self, msg: str, created: float) -> bytes:
-        if self._fd < 0:
+        if self.file.fd < 0:
             # Open before framing: reopening an existing shard resumes its clamp and numbering.
-            self._open_log()
+            self._open_files()
         return self._frame.encode(msg, created)
 
-    def _target(self) -> str:
-        if not self._shard:
-            self._shard = shard_path(self.path)
-        return self._shard
+    def target(self) -> str:
+        file = self.file
+        if not file.target:
+            file.target = shard_path(self.path)
+        return file.target
 
     def _longest_target(self) -> str:
         return shard_path(self.path, pid=_longest_pid())
 
-    def _open_log(self) -> None:
+    def _open_files(self) -> None:
+        shard = self.target()
         for _ in range(ATTEMPTS):
-            super()._open_log()
-            flock(self._fd, LOCK_SH)
+            super()._open_files()
+            flock(self.file.fd, LOCK_SH)
             # A merge holds LOCK_EX on a finished shard until it has removed it; a process
             # that reuses that pid waits above and would then append to the removed file.
             # Only a shard the path still names is ours.
             try:
-                if os.stat(self._target()).st_ino == self._ino:
+                if os.stat(shard).st_ino == self.file.ino:
                     break
             except FileNotFoundError:
                 pass
         else:
-            raise gave_up(self._target(), "opened")
+            raise gave_up(shard, "opened")
         if self._frame.seq == 0 and self._size > 0:
             # Read through a descriptor of its own (ours is write-only), checked to be the
             # same file: nothing is read through a link.
-            fd = os.open(self._target(), READ_NOFOLLOW)
+            fd = os.open(shard, READ_NOFOLLOW)
             try:
-                if os.fstat(fd).st_ino == self._ino:
+                if os.fstat(fd).st_ino == self.file.ino:
                     os.lseek(fd, max(self._size - _TAIL, 0), os.SEEK_SET)
                     self._frame.resume(os.read(fd, _TAIL))
             finally:
                 close_quietly(fd)
 
-    def _after_fork(self) -> None:
-        super()._after_fork()
-        self._shard = ""
+    def after_fork(self) -> None:
+        super().after_fork()
+        self.file.target = ""
         self._frame = ShardFrame(self.options.encoding, self.options.errors)

@@ -1,106 +1,133 @@
-"""The strategies by name, and the one sink per real path per process that their handlers share.
+"""The strategies by name, and the one strategy per real path per process that their handlers share.
 
 ``logging.Handler.handle()`` holds a lock per *handler*: two handlers on one path would not
 exclude each other, nor would they agree on rotation. So every handler of a path in a process
-gets the same :class:`~.base.Sink`, and a second handler whose options would break the first's
-is refused here, by :func:`safelog._policy.config.check_compatible`.
+gets the same :class:`~.strategy.Strategy` object, with one rotation policy compiled from the
+first handler's options and hooks, and a second handler whose options or hooks would break the
+first's is refused here (:func:`safelog._policy.config.check_compatible`, ``check_same_hooks``).
 
 A path that names a FIFO or a device when its first handler is configured gets a
-:class:`~.stream.StreamSink`, whatever the strategy: written directly, never rotated; so does a
-path that is still a symlink after resolving (see ``resolve_log_path``).
+:class:`~.stream.StreamStrategy`, whatever the strategy: written directly, never rotated; so
+does a path that is still a symlink after resolving (see ``resolve_log_path``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
+import time
 import weakref
+from typing import NamedTuple
 
-from .._policy.config import STRATEGY_NAMES, Config, check_compatible
+from .._policy.config import STRATEGY_NAMES, Config, check_compatible, check_same_hooks
+from .._policy.rotation import RotationHooks, RotationPolicy
 from .._primitives.paths import special_kind
-from .base import Sink
-from .flock import FlockSink
-from .perprocess import PerProcessSink
-from .stream import StreamSink
-from .thread import ThreadSink
+from .flock import FlockStrategy
+from .perprocess import PerProcessStrategy
+from .strategy import Strategy
+from .stream import StreamStrategy
+from .thread import ThreadStrategy
 
 __all__ = ["STRATEGIES", "acquire", "release", "close_path"]
 
-STRATEGIES: dict[str, type[Sink]] = {
-    "thread": ThreadSink,
-    "flock": FlockSink,
-    "per-process": PerProcessSink,
+# The one place a strategy is named: a new one is a module and a line here.
+STRATEGIES: dict[str, type[Strategy]] = {
+    "thread": ThreadStrategy,
+    "flock": FlockStrategy,
+    "per-process": PerProcessStrategy,
 }
 assert tuple(STRATEGIES) == STRATEGY_NAMES
 
-_registry: dict[tuple[object, ...], Sink] = {}
-# The configurations of the live handlers of each sink, for the compatibility check.
-_configs: dict[int, list[Config]] = {}
+_registry: dict[tuple[object, ...], Strategy] = {}
 _registry_lock = threading.Lock()
-_all_sinks: weakref.WeakSet[Sink] = weakref.WeakSet()
+_all_sinks: weakref.WeakSet[Strategy] = weakref.WeakSet()
 
 
-def acquire(path: str, config: Config) -> Sink:
-    """Return the process-wide sink for the real ``path`` with ``config``'s strategy, creating it
-    on first use; raise ValueError when ``config`` conflicts with a handler already on it."""
-    options = config.file_options()
-    key = (path,) + options.key()
+class _Member(NamedTuple):
+    """One handler of a strategy: its configuration and rotation hooks, for the compatibility check
+    and for handing the policy's hooks on when the handler that owned them leaves."""
+
+    owner: object  # the handler (identity only)
+    config: Config
+    hooks: RotationHooks
+
+
+# The live handlers of each strategy (by id), oldest first.
+_members: dict[int, list[_Member]] = {}
+
+
+def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> Strategy:
+    """Return the process-wide strategy for the real ``path`` with ``config``'s strategy, creating it
+    (and compiling its rotation policy from ``config`` and ``hooks``) on first use; raise
+    ValueError when ``config`` or ``hooks`` conflict with a handler already on it."""
+    options = config.file
+    key = (path, options.lock_dir)
     with _registry_lock:
-        sink = _registry.get(key)
-        if sink is None:
+        strategy = _registry.get(key)
+        if strategy is None:
             # A path still a symlink after resolving leads where no path does (/dev/stdout
             # on a pipe, or on a file since deleted): only the stream can be written.
             stream = special_kind(path) is not None or os.path.islink(path)
-            cls = StreamSink if stream else STRATEGIES[config.strategy]
+            cls: type[Strategy] = StreamStrategy if stream else STRATEGIES[config.strategy]
         else:
-            check_compatible(path, _configs.get(id(sink), []), config)
-            cls = type(sink)
+            policy = strategy.policy
+            # The rotation settings as the path's policy has them now (maxBytes may have been
+            # assigned since the handlers below were configured).
+            members = [dataclasses.replace(m.config, rotation=policy.config) for m in _members.get(id(strategy), [])]
+            check_compatible(path, members, config)
+            check_same_hooks(path, policy.hooks.identity(), hooks.identity())
+            cls = type(strategy)
         if config.merge_on_exit and not cls.regular:
             raise ValueError(
                 f"merge_on_exit=True: filename={config.filename!r} is "
                 f"{special_kind(path) or 'not a regular file'}, which every strategy writes "
                 f"directly; there are no shards to merge"
             )
-        if sink is None:
-            sink = cls(path, options)
-            _registry[key] = sink
-            _all_sinks.add(sink)
-        _configs.setdefault(id(sink), []).append(config)
-        if config.watch:
-            sink.watching = True
-        sink.refs += 1
-        return sink
+        if strategy is None:
+            policy = RotationPolicy(config.rotation, hooks, options.set_perms, started=time.time())
+            strategy = cls(path, options, policy)
+            _registry[key] = strategy
+            _all_sinks.add(strategy)
+        _members.setdefault(id(strategy), []).append(_Member(owner, config, hooks))
+        if config.reopen.watch:
+            strategy.watching = True
+        strategy.refs += 1
+        return strategy
 
 
-def release(sink: Sink, config: Config) -> None:
+def release(strategy: Strategy, owner: object) -> None:
     """Drop one handler's reference; the last one closes the file."""
     with _registry_lock:
-        configs = _configs.get(id(sink), [])
-        if config in configs:
-            configs.remove(config)
-        sink.refs -= 1
-        if sink.refs > 0:
+        members = _members.get(id(strategy), [])
+        gone = [m for m in members if m.owner is owner][:1]
+        for m in gone:
+            members.remove(m)
+            if strategy.policy.hooks is m.hooks and members:
+                # The hooks (namer, rotator, handleError) of a handler still open, from now on.
+                strategy.policy.hand_over(members[0].hooks)
+        strategy.refs -= 1
+        if strategy.refs > 0:
             return
-        _configs.pop(id(sink), None)
-        key = (sink.path,) + sink.options.key()
-        if _registry.get(key) is sink:
+        _members.pop(id(strategy), None)
+        for key in [k for k, s in _registry.items() if s is strategy]:
             del _registry[key]
-    sink.retire()
+    strategy.retire()
 
 
-def close_path(kind: str, path: str) -> None:
-    """Close every sink of strategy ``kind`` on the real ``path`` in this process (its next
-    record reopens it); used to finish this process's own shard before a merge at exit."""
-    for sink in list(_all_sinks):
-        if sink.kind == kind and sink.path == path:
-            sink.close()
+def close_path(name: str, path: str) -> None:
+    """Close the strategy ``name`` of the real ``path`` in this process (its next record reopens
+    it); used to finish this process's own shard before a merge at exit."""
+    for strategy in list(_all_sinks):
+        if strategy.name == name and strategy.path == path:
+            strategy.close()
 
 
 def _reinit_after_fork() -> None:
     global _registry_lock
     _registry_lock = threading.Lock()
-    for sink in list(_all_sinks):
-        sink._after_fork()
+    for strategy in list(_all_sinks):
+        strategy.after_fork()
 
 
 if hasattr(os, "register_at_fork"):

@@ -7,22 +7,21 @@ re-check: the thread lock is the whole story.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
+from contextlib import AbstractContextManager
 from time import monotonic
-from typing import TYPE_CHECKING, Callable
+from typing import Any
 
-from .base import Sink
+from .._policy.triggers import SIZE
+from .regular import FileStrategy
+from .strategy import Render
 
-if TYPE_CHECKING:
-    from .._policy.rotation import Rollover
-
-__all__ = ["ThreadSink"]
+__all__ = ["ThreadStrategy"]
 
 
-class ThreadSink(Sink):
-    kind = "thread"
+class ThreadStrategy(FileStrategy):
+    name = "thread"
 
     _size = 0
 
@@ -31,71 +30,126 @@ class ThreadSink(Sink):
         # this file itself.
         return threading.RLock()
 
-    def write_record(
-        self, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord, rollover: Rollover | None
-    ) -> None:
+    def write_record(self, render: Render, record: logging.LogRecord) -> None:
         # Formatted under the lock, as logging.FileHandler does under its own: with formatting
         # before it, two threads convoyed (the second formats while the first writes, then waits
         # for the lock, then for the GIL) and ran at 0.75x FileHandler.
-        with self._tlock:
+        with self.lock:
             msg = render(record)
             if msg is None:
                 return
-            self._write_locked(self.encode(msg, record.created), record.created, rollover)
+            self._write_locked(self.encode(msg, record.created), record.created)
         if self._rotated:
             self._after_write()
 
-    def _open_log(self) -> None:
-        super()._open_log()
-        self._size = os.lseek(self._fd, 0, os.SEEK_END)
+    def _open_files(self) -> None:
+        self.file.open()
+        self._size = os.lseek(self.file.fd, 0, os.SEEK_END)
         # A (re)opened file may be another one than before (first open, rotation, logrotate):
         # its period is worked out again from the file on the next record.
-        self._period = None
-        self._rollover_at = math.inf
+        self._set_period(None)
 
-    def _append(self, data: bytes, created: float, rollover: Rollover | None) -> None:
-        if self._fd < 0 or (monotonic() >= self._next_check and self._path_moved()):
-            self._open_log()
+    def _append(self, data: bytes, created: float) -> None:
+        file = self.file
+        if file.fd < 0 or (monotonic() >= file.next_check and file.moved()):
+            self._open_files()
         size = self._size
-        if rollover is not None:
-            if self._period is None and rollover.timing is not None:
-                self._set_period(rollover, rollover.first_period(self._fd, size, created))
-            # The full _due() only when the cheap test says a rotation may be due.
-            if created >= self._rollover_at or (rollover.max_bytes and size + len(data) >= rollover.max_bytes):
-                kind = self._due(rollover, size, len(data), created)
-                if kind:
-                    kind, size = self._recheck(rollover, size, len(data), created)
-                if kind:
-                    self._rotate_own(rollover, kind, size, created)
-                    size = self._size  # of the new file
-        fd = self._fd
-        n = os.write(fd, data)  # _write_all, inline: this is the per-record path
+        # The policy is asked only when the record reaches the room left (see regular.py).
+        if created >= self._period_end or size + len(data) >= self._limit:
+            size = self._rotate_if_due(size, len(data), created)
+        fd = file.fd
+        n = os.write(fd, data)  # LogFile.write_all, inline: this is the per-record path
         if n != len(data):
-            self._write_rest(fd, data, n)
+            file.write_rest(fd, data, n)
         self._size = size + len(data)
 
-    def _recheck(self, rollover: Rollover, size: int, nbytes: int, created: float) -> tuple[int, int]:
+    def _rotate_if_due(self, size: int, nbytes: int, created: float) -> int:
+        """Rotate first if the file of ``size`` bytes is due before a record of ``nbytes``;
+        returns the size of the file the record goes to."""
+        if self._period_unknown():
+            self._set_period(self._first_period(size, created))
+        trigger = self._due(size, nbytes, created)
+        if trigger:
+            trigger, size = self._recheck(size, nbytes, created)
+        if trigger:
+            self._rotate(trigger, size, created)
+            size = self._size  # of the new file
+        return size
+
+    def _recheck(self, size: int, nbytes: int, created: float) -> tuple[int, int]:
         """Is the file due, going by its real size? ``_size`` is counted in memory, and someone
         may have truncated the file since (logrotate's ``copytruncate``): read the size once per
-        rotation, not per record. Returns the rotation kind (0: not due) and the size."""
-        real = os.lseek(self._fd, 0, os.SEEK_END)
+        rotation, not per record. Returns the trigger (0: not due) and the size."""
+        real = os.lseek(self.file.fd, 0, os.SEEK_END)
         if real != size:
             size = self._size = real
-        return self._due(rollover, size, nbytes, created), size
+        return self._due(size, nbytes, created), size
 
-    def _append_many(self, datas: list[bytes], createds: list[float], rollover: Rollover | None) -> None:
-        if self._fd < 0 or (monotonic() >= self._next_check and self._path_moved()):
-            self._open_log()
-        if rollover is not None and self._period is None and rollover.timing is not None:
-            self._set_period(rollover, rollover.first_period(self._fd, self._size, createds[0]))
+    def _append_many(self, datas: list[bytes], createds: list[float]) -> None:
+        file = self.file
+        if file.fd < 0 or (monotonic() >= file.next_check and file.moved()):
+            self._open_files()
+        if self._period_unknown():
+            self._set_period(self._first_period(self._size, createds[0]))
 
-        def rotate(kind: int, nbytes: int, created: float, size: int) -> int:
-            assert rollover is not None
-            kind, size = self._recheck(rollover, size, nbytes, created)
+        def rotate(trigger: int, nbytes: int, created: float, size: int) -> int:
+            trigger, size = self._recheck(size, nbytes, created)
             self._size = size
-            if kind:
-                self._rotate_own(rollover, kind, size, created)
+            if trigger:
+                self._rotate(trigger, size, created)
             # Keep the in-memory size true even if a later chunk of the batch fails.
             return self._size
 
-        self._size = self._write_batch(datas, createds, rollover, self._size, rotate)
+        self._size = self._write_batch(datas, createds, self._size, rotate)
+
+    def _rotate_now(self, created: float) -> None:
+        if self.file.fd < 0 or self.file.moved():
+            self._open_files()
+        size = os.fstat(self.file.fd).st_size
+        if size == 0:
+            return  # never an empty backup
+        if self._period is None:
+            self._set_period(self._first_period(size, created))
+        self._rotate(SIZE, size, created)
+
+    def _rotate(self, trigger: int, size: int, created: float) -> None:
+        """Rotate the file this process alone writes, under the thread lock: nobody else can be
+        appending, so no re-check is needed."""
+        if self.file.moved():
+            # The path names another file now, or none (the file or its directory deleted,
+            # renamed or replaced since the last check): renaming by path would move whatever
+            # is there now. Follow the path instead (the reopen goes through the rules of
+            # fileio) and write to what it names.
+            self._open_files()
+            return
+        target = self.file.target
+        done = self.policy.rotate(target, trigger, size, self._period, created)
+        if done is None:
+            return  # could not rename: write on to the current file, retry later
+        period, _ = done
+        self._open_files()
+        self._set_period(period)
+        self.policy.after_rotation(target, created, self.rotation_guard)
+        self._rotated = True
+
+    def _forget(self) -> None:
+        self.file.close()
+
+    def reopen(self) -> None:
+        with self.lock:
+            if self.file.fd >= 0:
+                self._open_files()
+
+    def close(self) -> None:
+        with self.lock:
+            self.file.close()
+
+    def rotation_guard(self) -> AbstractContextManager[Any]:
+        # One writer per file: the thread lock.
+        return self.lock
+
+    def after_fork(self) -> None:
+        # A lock held by another parent thread at fork time stays held forever in the child,
+        # and the descriptor is shared with the parent: start over with fresh ones.
+        self.lock = self._new_lock()
+        self.file.after_fork()

@@ -6,6 +6,6 @@ of a worker's output (gunicorn logs "Booting worker" before the app is loaded), 
 time-order check of merged logs reads asctime. The LOGGING under test is the example's own.
 """
 
-from mysite.settings import *  # type: ignore[import-not-found]  # noqa: F401,F403
+from mysite.settings import *  # type: ignore[import-not-found]  # noqa: F403
 
 TIME_ZONE = "UTC"

@@ -18,13 +18,12 @@ import threading
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
 
-from safelog import merge
-from safelog._audit import AuditReport, audit, log_files
+from safelog import AuditReport, audit, log_files, merge
 from safelog._merge import STATE_SUFFIX
 from safelog._primitives.shard import FrameError, iter_records, parse_shard_name
 
@@ -152,9 +151,9 @@ def wait_ready(server: Server, port: int, deadline: float = 90) -> list[str]:
             return [rid]
         except ConnectionRefusedError:
             if server.proc.poll() is not None:
-                raise AssertionError(f"server exited with {server.proc.returncode}:\n{server.output()}")
+                raise AssertionError(f"server exited with {server.proc.returncode}:\n{server.output()}") from None
             if time.monotonic() > end:
-                raise AssertionError(f"server not ready after {deadline}s:\n{server.output()}")
+                raise AssertionError(f"server not ready after {deadline}s:\n{server.output()}") from None
             time.sleep(0.05)
 
 

@@ -19,10 +19,13 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from integration_harness import free_port
+
+import safelog
 
 # Record payload: long enough that rotation happens every few thousand records.
 PAD = "x" * 60
@@ -193,7 +196,6 @@ def run_writers(config: dict[str, Any], procs: int, threads: int, count: int, lo
 
 
 def _writer(config: dict[str, Any], p: int, threads: int, count: int, log: Any, spread: float) -> None:
-    from safelog._policy import compress as _compress
 
     logging.config.dictConfig(config)
     logger = logging.getLogger("ship")
@@ -215,7 +217,7 @@ def _writer(config: dict[str, Any], p: int, threads: int, count: int, log: Any, 
         logger.removeHandler(h)
         h.close()
     # Multiprocessing children end with os._exit (no atexit): finish the compression queued.
-    assert _compress.wait(120)
+    assert safelog.wait_for_compression(120)
 
 
 class ShippedFirst:

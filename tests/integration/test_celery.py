@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
 from integration_harness import (
     BIN,
     EXAMPLES,

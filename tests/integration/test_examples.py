@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from integration_harness import EXAMPLES, assert_backups_within_limit, assert_exact, audit_log, server_env
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-
 from integration_harness import (
     APP_RE,
     BIN,
@@ -25,9 +24,9 @@ from integration_harness import (
     SERVER_RE,
     Load,
     Server,
+    asctime,
     assert_backups_within_limit,
     assert_exact,
-    asctime,
     audit_log,
     drive,
     free_port,
@@ -38,7 +37,8 @@ from integration_harness import (
     wait_for,
     wait_ready,
 )
-from safelog._sinks.base import CHECK_INTERVAL
+
+from safelog._sinks.logfile import CHECK_INTERVAL
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -19,12 +19,13 @@ import subprocess
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pytest
 
-from safelog._audit import log_files
+from safelog import log_files
 
 pytestmark = pytest.mark.integration
 
@@ -223,7 +224,7 @@ def test_create_and_signal_lose_nothing(logrotate: str, tmp_path: Path, strategy
 
 
 @pytest.mark.parametrize("strategy,procs", [("flock", 3), ("thread", 1)])
-def test_copytruncate_loses_only_its_own_window(logrotate: str, tmp_path: Path, strategy: str, procs: int) -> None:
+def test_copytruncate_loses_only_its_own_window(logrotate: str, tmp_path: Path, strategy: str, procs: int) -> None:  # noqa: C901 - one scenario, read top to bottom
     """logrotate's copytruncate, twice, against live writers. copytruncate copies the file and
     then truncates it: what is appended between the end of the copy and the truncate is lost, by
     design, and a record being appended while the copy read the end may be cut in the copy. So

@@ -13,11 +13,11 @@ import json
 import logging
 import re
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
-
 from integration_harness import EXAMPLES
 from shipper_harness import PAD, Pipeline, ShippedFirst, expected_ids, rsyslogd, run_writers
 

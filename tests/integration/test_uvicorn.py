@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from integration_harness import (
     APP_RE,
     BACKUPS,
-    MAX_BYTES,
     BIN,
     EXAMPLES,
+    MAX_BYTES,
     SERVER_RE,
     UVICORN_ACCESS_RE,
     Server,

@@ -1,0 +1,69 @@
+"""What tests ask of a handler beyond its public API, in one place: the file it writes now, its
+lock file, its descriptors. A test that is not about safelog's internals uses these instead of
+reaching into them, so that moving an internal touches this module and the tests about it only.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+import safelog
+from safelog._sinks import logfile as _logfile
+from safelog._sinks.strategy import Strategy
+
+__all__ = [
+    "current_file",
+    "lock_file",
+    "log_descriptor",
+    "lock_descriptor",
+    "same_file",
+    "strategy_of",
+    "check_paths_every",
+    "wait_for_compression",
+]
+
+
+def strategy_of(handler: logging.Handler) -> Any:
+    """The strategy object writing ``handler``'s file in this process (for tests about it)."""
+    sink: Strategy = handler._strategy  # type: ignore[attr-defined]
+    return sink
+
+
+def current_file(handler: logging.Handler) -> str:
+    """The file ``handler`` appends to now: its log, or this process's shard (per-process)."""
+    return str(strategy_of(handler).target())
+
+
+def lock_file(handler: logging.Handler) -> str:
+    """The lock file of a ``flock`` handler."""
+    return str(strategy_of(handler).lockfile.path)
+
+
+def log_descriptor(handler: logging.Handler) -> int:
+    """The descriptor ``handler``'s strategy appends with (-1: none open)."""
+    return int(strategy_of(handler).file.fd)
+
+
+def lock_descriptor(handler: logging.Handler) -> int:
+    """The descriptor a ``flock`` handler's strategy holds its lock file with (-1: none open)."""
+    return int(strategy_of(handler).lockfile.fd)
+
+
+def same_file(*handlers: logging.Handler) -> bool:
+    """True when the handlers share one strategy object (one per real path per process)."""
+    first = strategy_of(handlers[0])
+    return all(strategy_of(h) is first for h in handlers[1:])
+
+
+def check_paths_every(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Make every strategy check that its paths still name its files this often (the
+    documented once a second, otherwise)."""
+    monkeypatch.setattr(_logfile, "CHECK_INTERVAL", seconds)
+
+
+def wait_for_compression(timeout: float = 30) -> None:
+    """Fail the test unless every queued backup is compressed within ``timeout`` seconds."""
+    assert safelog.wait_for_compression(timeout), f"compression still running after {timeout} s"
