@@ -56,25 +56,28 @@ def test_random_sigkill_loses_no_finished_record(tmp_path, strategy):
     def start(wid: int) -> None:
         live[wid] = start_ready(_worker, path, strategy, options, wid, done)
 
-    for wid in range(4):
-        start(wid)
-    next_id = 4
-    while next_id < slots:
-        victim = rng.choice(sorted(live))
-        floor = done[victim] + rng.randrange(50, 400)
-        wait_until(lambda victim=victim, floor=floor: done[victim] >= floor, 30, f"worker {victim} progress")
-        others = {w: done[w] for w in live if w != victim}
-        p = live.pop(victim)
-        os.kill(p.pid, signal.SIGKILL)
-        p.join()
-        dead.append(p)
-        # The survivors keep going: a writer killed while holding the lock does not stall them.
-        wait_until(lambda others=others: all(done[w] > n for w, n in others.items()), 30, "survivors progress")
-        start(next_id)
-        next_id += 1
-    for p in live.values():
-        os.kill(p.pid, signal.SIGKILL)
-    join_all(list(live.values()) + dead)
+    try:
+        for wid in range(4):
+            start(wid)
+        next_id = 4
+        while next_id < slots:
+            victim = rng.choice(sorted(live))
+            floor = done[victim] + rng.randrange(50, 400)
+            wait_until(lambda victim=victim, floor=floor: done[victim] >= floor, 30, f"worker {victim} progress")
+            others = {w: done[w] for w in live if w != victim}
+            p = live.pop(victim)
+            os.kill(p.pid, signal.SIGKILL)
+            p.join()
+            dead.append(p)
+            # The survivors keep going: a writer killed while holding the lock does not stall them.
+            wait_until(lambda others=others: all(done[w] > n for w, n in others.items()), 30, "survivors progress")
+            start(next_id)
+            next_id += 1
+    finally:
+        # Also when a wait above failed: no writer is left running after the test.
+        for p in live.values():
+            os.kill(p.pid, signal.SIGKILL)
+        join_all(list(live.values()) + dead)
     must, maybe = _expected(done, slots)
     killed = [p.pid for p in dead] + [p.pid for p in live.values()]
     report = exact(path, must, maybe=maybe, killed_pids=killed)
