@@ -59,7 +59,7 @@ OPTIONS: dict[str, Any] = {
     "nonblocking": False, "queue_size": None, "overflow": None, "flush_interval": None,
     "flush_level": None, "max_batch": None, "when": None, "interval": 1, "utc": False, "atTime": None,
     "rotate_every": None, "compress": None, "delay_compress": False, "retention": None, "chmod": None,
-    "owner": None, "watch": False, "reopen_signal": None,
+    "owner": None, "watch": False, "reopen_signal": None, "rotate_on_start": False,
 }  # fmt: skip
 # The stdlib's spelling beside safelog's: either may be given (the same value, if both).
 ALIASES = {"maxBytes": "max_bytes", "backupCount": "backup_count"}
@@ -101,13 +101,15 @@ class RotationConfig:
     codec: Codec | None = None
     max_age: float | None = None  # retention, in seconds
     delay_compress: bool = False
+    rotate_on_start: bool = False
 
     @property
     def rotates(self) -> bool:
         """Size rotation needs somewhere to rotate to: with backupCount=0 the stdlib never rotates
         either ("if either is zero, rollover never occurs"). Time rotation names backups by
         period, so there backupCount=0 means "keep them all", as in the stdlib."""
-        return self.timing is not None or (self.max_bytes > 0 and self.backup_count > 0)
+        sized = self.max_bytes > 0 or self.rotate_on_start
+        return self.timing is not None or (sized and self.backup_count > 0)
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,8 @@ def parse_file(options: Mapping[str, Any], appends: bool = False) -> FileConfig:
 
 def parse_rotation(options: Mapping[str, Any], stdlib_rotating: bool) -> RotationConfig:
     """``max_bytes``/``maxBytes``, ``backup_count``/``backupCount``, ``when``, ``interval``,
-    ``utc``, ``atTime``, ``rotate_every``, ``compress``, ``delay_compress``, ``retention``."""
+    ``utc``, ``atTime``, ``rotate_every``, ``compress``, ``delay_compress``, ``retention``,
+    ``rotate_on_start``."""
     size = parse_size("max_bytes", _one_of(options, "max_bytes", "maxBytes", 0))
     count = check_int("backup_count", _one_of(options, "backup_count", "backupCount", 0))
     utc = check_bool("utc", options["utc"])
@@ -260,7 +263,13 @@ def parse_rotation(options: Mapping[str, Any], stdlib_rotating: bool) -> Rotatio
     given = options["max_bytes"] is not UNSET
     spelled = f"max_bytes={options['max_bytes']!r}" if given else f"maxBytes={options['maxBytes']!r}"
     check_size_rotates(size, count, timing, stdlib_rotating, spelled)
-    rotation = RotationConfig(size, count, timing, utc, codec, max_age, delay_compress)
+    on_start = check_bool("rotate_on_start", options["rotate_on_start"])
+    if on_start and timing is None and not count:
+        raise ValueError(
+            "rotate_on_start=True with backup_count=0 has no backup to rotate to: give backup_count "
+            "(the number of backups to keep), or when / rotate_every"
+        )
+    rotation = RotationConfig(size, count, timing, utc, codec, max_age, delay_compress, on_start)
     if not rotation.rotates and (codec is not None or max_age is not None):
         what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
         raise ValueError(
@@ -360,6 +369,7 @@ _SHARED: tuple[tuple[tuple[str, ...], Callable[[Config], object]], ...] = (
     (("when", "interval", "utc", "atTime"), _timing_key),
     (("compress", "delay_compress"), lambda c: (c.rotation.codec and c.rotation.codec.name, c.rotation.delay_compress)),
     (("retention",), lambda c: c.rotation.max_age),
+    (("rotate_on_start",), lambda c: c.rotation.rotate_on_start),
     (("chmod", "owner"), lambda c: (c.file.perms.chmod, c.file.perms.uid, c.file.perms.gid)),
 )
 _VALUES: dict[str, Callable[[Config], object]] = {
@@ -372,6 +382,7 @@ _VALUES: dict[str, Callable[[Config], object]] = {
     "compress": lambda c: c.rotation.codec and c.rotation.codec.name,
     "delay_compress": lambda c: c.rotation.delay_compress,
     "retention": lambda c: c.rotation.max_age,
+    "rotate_on_start": lambda c: c.rotation.rotate_on_start,
 }
 
 

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from .._policy.config import STRATEGY_NAMES, Config, check_compatible, check_same_hooks
 from .._policy.rotation import RotationHooks, RotationPolicy
+from .._policy.starts import claim
 from .._primitives.paths import special_kind
 from .flock import FlockStrategy
 from .perprocess import PerProcessStrategy
@@ -84,6 +85,8 @@ def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> S
                 f"{special_kind(path) or 'not a regular file'}, which every strategy writes "
                 f"directly; there are no shards to merge"
             )
+        if config.rotation.rotate_on_start:
+            claim()  # before any child is started: they inherit the start (see _policy.starts)
         if strategy is None:
             policy = RotationPolicy(config.rotation, hooks, options.set_perms, started=time.time())
             strategy = cls(path, options, policy)

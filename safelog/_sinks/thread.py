@@ -9,13 +9,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from contextlib import AbstractContextManager
 from time import monotonic
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._policy.starts import inherited
 from .._policy.triggers import SIZE
 from .regular import FileStrategy
 from .strategy import Render
+
+if TYPE_CHECKING:
+    from .._policy.config import FileConfig
+    from .._policy.rotation import RotationPolicy
 
 __all__ = ["ThreadStrategy"]
 
@@ -24,6 +30,13 @@ class ThreadStrategy(FileStrategy):
     name = "thread"
 
     _size = 0
+    # rotate_on_start: rotate the file at its first opening in this process. Only this process
+    # writes it, so no record is kept: the process is a start unless an ancestor named one.
+    _start_pending = False
+
+    def __init__(self, path: str, options: FileConfig, policy: RotationPolicy) -> None:
+        super().__init__(path, options, policy)
+        self._start_pending = policy.config.rotate_on_start and not inherited()
 
     def _new_lock(self) -> threading.Lock | threading.RLock:
         # Re-entrant: records are formatted under it (write_record), and a formatter may log to
@@ -48,6 +61,9 @@ class ThreadStrategy(FileStrategy):
         # A (re)opened file may be another one than before (first open, rotation, logrotate):
         # its period is worked out again from the file on the next record.
         self._set_period(None)
+        if self._start_pending:
+            self._start_pending = False
+            self._rotate_now(time.time())  # an empty file stays
 
     def _append(self, data: bytes, created: float) -> None:
         file = self.file
