@@ -58,9 +58,13 @@ def _canonical(value: Any) -> Any:
     return repr(value)
 
 
+# Fields whose option has another name (the rest are named as their option).
+_OPTION = {"codec": "compress", "max_age": "retention", "timing": "time"}
+
+
 def describe(config: RotationConfig, hooks: tuple[object, object] = (None, None)) -> dict[str, Any]:
     """Every field of ``config`` and the namer/rotator identity, as plain JSON values."""
-    settings = {f.name: _canonical(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    settings = {_OPTION.get(f.name, f.name): _canonical(getattr(config, f.name)) for f in dataclasses.fields(config)}
     settings["namer"], settings["rotator"] = (_hook_name(h) for h in hooks)
     return settings
 

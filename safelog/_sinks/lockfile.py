@@ -34,7 +34,7 @@ from typing import Any
 from .._primitives.fileio import ATTEMPTS, LOCKFILE_REOPEN, Place, close_quietly, gave_up, open_lockfile
 from .._primitives.lock import LOCK_EX, LOCK_UN, flock, hold, release
 from .._primitives.perms import Perms
-from .._primitives.procid import host
+from .._primitives.procid import host, process_key
 from .strategy import Retired
 
 __all__ = ["LockFile", "lock_path_for"]
@@ -143,7 +143,7 @@ class LockFile:
     def note(self, entry: dict[str, Any]) -> None:
         """Append a record and the current period line after it, in one write."""
         period = self.read_period()
-        entry = {**entry, "pid": os.getpid(), "host": host()}
+        entry = {**entry, "pid": os.getpid(), "host": host(), "key": process_key(os.getpid())}
         line = b"#" + json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
         os.write(self.fd, line + (b"\n" if period is None else b"%d\n" % period))
         self.gen = os.lseek(self.fd, 0, os.SEEK_END)
