@@ -88,6 +88,8 @@ def test_the_rule_for_starts() -> None:
     # A sibling: same parent, the start's process alive -> joins; dead -> a new start.
     assert decide(started, Identity(None, ME, PARENT), alive=lambda k: True) == (OTHER, False, True)
     assert decide(started, Identity(None, ME, PARENT), alive=lambda k: False) == (ME, True, True)
+    # Forked from that parent without exec (gunicorn's master): joins even with every member gone.
+    assert decide(started, Identity(None, ME, PARENT, forked=True), alive=lambda k: False) == (OTHER, False, True)
     # Another parent (a cron run, a restarted master): a new start even while the old one runs.
     assert decide(started, Identity(None, ME, "h:2.1.b"), alive=lambda k: True) == (ME, True, True)
     # Inherited from a process that joined the start as a sibling: the same start.

@@ -12,10 +12,12 @@ The rule, in two parts:
 2. **Siblings**: a process that configures the handler on its own (no inherited key: gunicorn
    workers without ``--preload``, uvicorn workers configuring in the app) joins the start
    recorded beside the log when that start's processes have the same parent as it (pid and
-   start time) and one of them still runs; otherwise it begins a new start. So N workers
-   configuring at once are one start, and a worker restarted later by ``max_requests`` joins
-   it while another worker of the start lives; a cron job's runs, or a service restarted by its
-   supervisor, find every process of the previous start gone and each begins one.
+   start time) and either one of them still runs, or it was forked from that parent without an
+   ``exec`` (same executable and command line: the parent is the application itself, as
+   gunicorn's master is); otherwise it begins a new start. So N workers configuring at once are
+   one start, and a worker restarted later by ``max_requests`` joins it; a cron job's runs, or
+   a service restarted by its supervisor (the parent runs another program), find every process
+   of the previous start gone and each begins one.
 
 The first process of a new start to write rotates the log, if it is not empty, under the log's
 exclusion, and records the start; the others of that start find it recorded and leave the log.
@@ -28,7 +30,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
-from .._primitives.procid import is_alive, process_key
+from .._primitives.procid import is_alive, process_key, same_program
 
 __all__ = ["ENV", "claim", "Identity", "identity", "decide", "inherited"]
 
@@ -48,12 +50,14 @@ class Identity(NamedTuple):
     inherited: str | None
     me: str
     parent: str
+    forked: bool = False  # from the parent, without exec: the parent is the application too
 
 
 def identity() -> Identity:
     me = process_key(os.getpid())
     named = os.environ.get(ENV) or None
-    return Identity(None if named == me else named, me, process_key(os.getppid()))
+    ppid = os.getppid()
+    return Identity(None if named == me else named, me, process_key(ppid), same_program(os.getpid(), ppid))
 
 
 def inherited() -> bool:
@@ -77,7 +81,8 @@ def decide(
             return str(current), False, False
         return who.inherited, True, True
     if current is not None:
-        siblings = any(r.get("parent") == who.parent and alive(str(r.get("member"))) for r in members)
+        kin = [r for r in members if r.get("parent") == who.parent]
+        siblings = bool(kin) and (who.forked or any(alive(str(r.get("member"))) for r in kin))
         # Or its own children started it before it wrote (it configured late).
         if siblings or any(r.get("parent") == who.me for r in members):
             return str(current), False, True

@@ -8,9 +8,10 @@ missing the key is the pid alone, and a reused pid is taken for the same process
 
 from __future__ import annotations
 
+import os
 import socket
 
-__all__ = ["process_key", "is_alive", "host"]
+__all__ = ["process_key", "is_alive", "host", "same_program"]
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
@@ -48,3 +49,18 @@ def is_alive(key: str) -> bool:
     if where != host() or not pid.isdigit():
         return False
     return process_key(int(pid)) == key
+
+
+def same_program(pid: int, other: int) -> bool:
+    """True when the two processes run the same executable with the same command line: one was
+    forked from the other without an ``exec`` (gunicorn's workers from its master, a fork pool's
+    workers). False where ``/proc`` cannot tell, or when a process renamed itself."""
+    try:
+        exe = [os.readlink(f"/proc/{p}/exe") for p in (pid, other)]
+        cmd = []
+        for p in (pid, other):
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd.append(f.read())
+    except OSError:
+        return False
+    return exe[0] == exe[1] and cmd[0] == cmd[1] and bool(cmd[0])
