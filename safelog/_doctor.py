@@ -39,13 +39,13 @@ from typing import Any
 from ._diagnosis import SCHEMA, Diagnosis, Finding, PolicySeen
 from ._merge import LOCK_SUFFIX, TMP_INFIX
 from ._merge.journal import DAMAGED_SUFFIX, STATE_SUFFIX
+from ._policy.fingerprint import Fingerprint
 from ._policy.naming import backup_name, work_file
+from ._primitives.fileio import READ_NOFOLLOW
 from ._primitives.fsdetect import is_network, mount
+from ._primitives.procid import is_alive
 from ._primitives.shard import hostname, parse_shard_name
 from ._proc import alive, proc_locks, process, writes
-from ._policy.fingerprint import Fingerprint
-from ._primitives.fileio import READ_NOFOLLOW
-from ._primitives.procid import is_alive
 from ._sinks.flock import lock_path_for
 from ._sinks.lockfile import read_notes
 
@@ -78,8 +78,9 @@ def recorded_policies(log: str, lock_dir: str | None = None) -> list[PolicySeen]
     recorded = [n for n in notes if isinstance(n.get("policy"), str) and isinstance(n.get("settings"), dict)]
     shown = [n for n in recorded[:-1] if is_alive(str(n.get("key", "")))] + recorded[-1:]
     return [
-        PolicySeen(int(n.get("pid", 0)), str(n.get("host", "")), n["policy"], Fingerprint(n["policy"], n["settings"]).summary())
+        PolicySeen(int(n.get("pid", 0)), str(n.get("host", "")), p, Fingerprint(p, n["settings"]).summary())
         for n in shown
+        for p in (n["policy"],)
     ]
 
 
