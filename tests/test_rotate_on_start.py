@@ -97,3 +97,14 @@ def test_the_rule_for_starts() -> None:
     assert decide(joined, Identity("h:30.1.b", ME, "h:30.1.b")) == (OTHER, False, False)
     # Children that configured before their parent: the parent joins them.
     assert decide([{"start": OTHER, "parent": ME, "member": OTHER}], Identity(None, ME, PARENT), alive=lambda k: False) == (OTHER, False, True)
+
+
+def test_rotate_on_start_is_checked_at_configuration(tmp_path: Path) -> None:
+    """rotate_on_start needs a backup to rotate to, and a bool; both refused at configuration, naming the option."""
+    import safelog
+
+    with pytest.raises(ValueError, match=r"rotate_on_start=True with backup_count=0"):
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), rotate_on_start=True)
+    with pytest.raises(TypeError, match="rotate_on_start"):
+        safelog.SafeFileHandler(str(tmp_path / "app.log"), rotate_on_start="maybe", backup_count=2)
+    assert not (tmp_path / "app.log").exists()

@@ -313,9 +313,9 @@ class RotationPolicy:
         note: dict[str, Any] = {}
         rotate = False
         if self.config.rotate_on_start:
-            token, rotate, record = starts.decide(records, starts.identity())
+            who = starts.identity()
+            token, rotate, record = starts.decide(records, who)
             if record:
-                who = starts.identity()
                 note.update(start=token, parent=who.parent, member=who.me)
         mine = self.fingerprint()
         policies = [r for r in records if isinstance(r.get("policy"), str) and isinstance(r.get("settings"), dict)]
