@@ -28,7 +28,7 @@ from time import monotonic
 from typing import Any, NamedTuple
 
 from .._primitives.perms import Perms
-from .._primitives.shard import parse_shard_name
+from .._primitives.shard import parse_shard_name, shard_path
 from .backups import FILES, BackupFiles
 from .compress import work_names
 from .config import RotationConfig
@@ -310,17 +310,17 @@ class RotationPolicy:
         return self.files.exclusive(shards_lock_path(self.shards_of), self.perms)
 
     def _other_shards(self, own: str) -> list[Series]:
-        """The log's other shards (live files, a dead process's too) and their backups."""
+        """The log's other shards (a dead process's too) and their backups. A shard is known by
+        any of its files: between its rotation's rename and the reopen, only its backups exist."""
         assert self.shards_of is not None
         directory, log = os.path.split(self.shards_of)
-        others = []
-        for entry in sorted(os.listdir(directory or ".")):
+        shards = set()
+        for entry in os.listdir(directory or "."):
             found = parse_shard_name(log, entry)
-            shard = os.path.join(directory, entry)
-            if found is None or shard == own or any(found[k] for k in ("period", "n", "ext")):
-                continue
-            others.append((shard, self.listing(shard)[0]))
-        return others
+            if found is not None:
+                shards.add(shard_path(self.shards_of, int(found["pid"] or 0), found["host"]))
+        shards.discard(own)
+        return [(shard, self.listing(shard)[0]) for shard in sorted(shards)]
 
     def files_to_delete(self, path: str) -> list[str]:
         """``TimedRotatingFileHandler.getFilesToDelete()``: the backups of ``path`` that retention
