@@ -82,7 +82,7 @@ def _writer(path: str, archive: str, wid: int, n: int, options: dict[str, Any], 
     [
         ("flock", "fork", None),
         ("flock", "spawn", "gzip"),
-        ("flock", "forkserver", None),
+        ("flock", "forkserver", "zstd"),
         ("per-process", "fork", "gzip"),
         ("per-process", "spawn", None),
     ],
