@@ -11,11 +11,13 @@ import os
 import sys
 from typing import Any
 
+from ._merge import created_names as merge_names
 from ._merge import merge
+from ._primitives.paths import name_too_long
 from ._primitives.reentry import section
 from ._sinks.registry import close_path
 
-__all__ = ["merge_at_exit"]
+__all__ = ["merge_at_exit", "check_merge_names"]
 
 _at_exit: set[str] = set()
 
@@ -58,3 +60,16 @@ def _merge_now(path: str, pid: int, chmod: Any = None, owner: Any = None) -> Non
         return
     for p in report.problems:
         print(f"safelog: merge at exit: {p}", file=sys.stderr)
+
+
+def check_merge_names(given: str, real: str) -> None:
+    """ValueError when a file the merge at exit creates beside the log (its journal, lock, temp
+    files) has a name over the file system's limit: found when the handler is built, not at
+    exit, when there is no one left to tell."""
+    for what, name in merge_names(real):
+        problem = name_too_long(name)
+        if problem is not None:
+            raise ValueError(
+                f"filename={given!r}: merge_on_exit: the {what} {name!r} cannot be created: "
+                f"{problem}; use a shorter filename"
+            )

@@ -20,18 +20,17 @@ from ._delivery.outlet import Outlet
 from ._delivery.queue import Writer, attach, detach
 from ._delivery.render import ESCAPES, Renderer
 from ._delivery.reopen import unwatch, watch
-from ._exitmerge import merge_at_exit
-from ._merge import created_names as merge_names
+from ._exitmerge import check_merge_names, merge_at_exit
 from ._policy.config import OPTIONS, UNSET, Config, parse_config
 from ._policy.rotation import RotationHooks
-from ._primitives.paths import name_too_long, resolve_log_path, unwritable, unwritable_dir
+from ._primitives.paths import resolve_log_path, unwritable, unwritable_dir
 from ._primitives.reentry import defer, section
 from ._primitives.reentry import get_ident as _get_ident
 from ._primitives.reentry import inside as _inside
 from ._primitives.reentry import write_all as write_pending
 from ._rotating import StdlibRotation
 from ._sinks.registry import STRATEGIES, acquire, release
-from ._sinks.strategy import Retired, Strategy, check_names, rotates
+from ._sinks.strategy import Render, Retired, Strategy, check_names, rotates
 from ._stream import StreamView
 
 __all__ = ["SafeFileHandler", "STRATEGIES"]
@@ -40,19 +39,6 @@ _SENTINEL: Any = UNSET
 # How often a record is redirected to a reopened strategy when close() keeps retiring the one it
 # reaches (each time needs another close() racing it).
 _REWRITES = 10
-
-
-def _check_merge_names(given: str, real: str) -> None:
-    """ValueError when a file the merge at exit creates beside the log (its journal, lock, temp
-    files) has a name over the file system's limit: found when the handler is built, not at
-    exit, when there is no one left to tell."""
-    for what, name in merge_names(real):
-        problem = name_too_long(name)
-        if problem is not None:
-            raise ValueError(
-                f"filename={given!r}: merge_on_exit: the {what} {name!r} cannot be created: "
-                f"{problem}; use a shorter filename"
-            )
 
 
 class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
@@ -179,6 +165,8 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
             cls.shouldRollover is not SafeFileHandler.shouldRollover
             or cls.doRollover is not SafeFileHandler.doRollover
         )
+        self._prelude: Callable[[int, logging.LogRecord], Render | None] | None
+        self._prelude = self._rare_prelude if self._template or config.queue is not None else None
         # Looked up on every use, as BaseRotatingHandler does: a namer or rotator assigned
         # after construction, or a subclass's methods, are the ones that count.
         self._hooks = RotationHooks(
@@ -202,7 +190,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         try:
             check_names(config.filename, strategy.names())
             if config.merge_on_exit:
-                _check_merge_names(given, real)
+                check_merge_names(given, real)
         except ValueError:
             release(strategy, self)
             raise
@@ -263,7 +251,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         self.emit(record)
         return rv
 
-    def emit(self, record: logging.LogRecord) -> None:  # noqa: C901 - the per-record path: each branch moved out would cost a call per record
+    def emit(self, record: logging.LogRecord) -> None:
         me = _get_ident()
         if me in _inside:
             # Logged from inside safelog by this very thread (a signal handler, a finalizer, a
@@ -272,34 +260,18 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
             # (see _primitives/reentry.py).
             defer(me, self.emit, record)
             return
-        if self._template:
-            # A subclass's shouldRollover()/doRollover(), called as BaseRotatingHandler.emit
-            # calls them, before this thread is marked: they are this record's own work (each
-            # marks itself while it holds the strategy's lock).
-            try:
-                if self.shouldRollover(record):
-                    self.doRollover()
-            except Exception:
-                self.handleError(record)
+        # The common path is straight-line; what only some handlers do (a subclass's rotation
+        # methods, the queue) is one method chosen at configuration.
+        prelude = self._prelude
+        if prelude is None:
+            render: Render = self._render
+            _inside[me] = None
+        else:
+            found = prelude(me, record)
+            if found is None:
                 return
-        _inside[me] = None
+            render = found
         try:
-            render: Callable[[logging.LogRecord], str | None] = self._render
-            writer = self._writer
-            if writer is not None:
-                try:
-                    frozen = self._freeze(record, self.formatter)
-                except Exception:
-                    self.handleError(record)
-                    return
-                if frozen is None:
-                    return  # could not be formatted: reported
-                payload, extra = frozen
-                if writer.put(self._outlet, payload, extra, record.levelno >= self._flush_level, self._drop):
-                    return
-                # The writer has stopped (interpreter exit): write it here, formatted only once.
-                if isinstance(payload, str):
-                    render = lambda _: payload  # noqa: E731
             try:
                 self._strategy.write_record(render, record)
             except Exception as exc:
@@ -312,9 +284,39 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
             if pending:
                 write_pending(me, pending)
 
-    def _record_failed(
-        self, exc: Exception, render: Callable[[logging.LogRecord], str | None], record: logging.LogRecord
-    ) -> bool:
+    def _rare_prelude(self, me: int, record: logging.LogRecord) -> Render | None:
+        """emit()'s part for a subclass that overrides shouldRollover()/doRollover() or a
+        non-blocking handler: None when the record is done with (queued, or reported), else the
+        render emit() writes it with, this thread marked inside safelog."""
+        if self._template and not self._subclass_rotation(record):
+            return None
+        _inside[me] = None
+        writer = self._writer
+        if writer is None:
+            return self._render  # not non-blocking, or closed
+        done = True
+        try:
+            try:
+                frozen = self._freeze(record, self.formatter)
+            except Exception:
+                self.handleError(record)
+                return None
+            if frozen is None:
+                return None  # could not be formatted: reported
+            payload, extra = frozen
+            if writer.put(self._outlet, payload, extra, record.levelno >= self._flush_level, self._drop):
+                return None
+            # The writer has stopped (interpreter exit): emit() writes it, formatted only once.
+            done = False
+            if isinstance(payload, str):
+                return lambda _: payload
+            return self._render
+        finally:
+            pending = _inside.pop(me, None) if done else None
+            if pending:
+                write_pending(me, pending)
+
+    def _record_failed(self, exc: Exception, render: Render, record: logging.LogRecord) -> bool:
         # Apart from emit(), so that its closure costs emit() nothing per record.
         return self._failed_write(exc, record, lambda strategy: strategy.write_record(render, record))
 

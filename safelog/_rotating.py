@@ -116,6 +116,18 @@ class StdlibRotation:
                 if rotates(strategy):  # a FIFO or device: nothing to move, as the stdlib's isfile check
                     strategy.rotate_now(time.time())
 
+    def _subclass_rotation(self, record: logging.LogRecord) -> bool:
+        """A subclass's own shouldRollover()/doRollover(), called as ``BaseRotatingHandler.emit``
+        calls them, before emit() marks the thread: they are the record's own work (each marks
+        itself while it holds the strategy's lock). False when one raised (reported)."""
+        try:
+            if self.shouldRollover(record):
+                self.doRollover()
+        except Exception:
+            self.handleError(record)  # type: ignore[attr-defined]  # logging.Handler's
+            return False
+        return True
+
     def rotation_filename(self, default_name: str) -> str:
         return default_name if not callable(self.namer) else self.namer(default_name)
 

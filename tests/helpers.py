@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 import safelog
+from safelog._primitives import lock as _lock
 from safelog._sinks import logfile as _logfile
+from safelog._sinks.lockfile import lock_path_for
 from safelog._sinks.strategy import Strategy
 
 __all__ = [
@@ -23,6 +25,10 @@ __all__ = [
     "strategy_of",
     "check_paths_every",
     "wait_for_compression",
+    "lock_path",
+    "take_lock",
+    "try_take_lock",
+    "drop_lock",
 ]
 
 
@@ -67,3 +73,24 @@ def check_paths_every(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
 def wait_for_compression(timeout: float = 30) -> None:
     """Fail the test unless every queued backup is compressed within ``timeout`` seconds."""
     assert safelog.wait_for_compression(timeout), f"compression still running after {timeout} s"
+
+
+def lock_path(path: str, lock_dir: str | None = None) -> str:
+    """The lock file a ``flock`` handler of the log ``path`` (and ``lock_dir``) uses."""
+    return lock_path_for(path, lock_dir)
+
+
+def take_lock(fd: int, shared: bool = False) -> None:
+    """Hold the file lock of ``fd`` as a ``flock`` writer (shared) or a rotation (exclusive) does,
+    waiting for it."""
+    _lock.flock(fd, _lock.LOCK_SH if shared else _lock.LOCK_EX)
+
+
+def try_take_lock(fd: int) -> bool:
+    """Take the exclusive file lock of ``fd`` without waiting; False when another holder has it."""
+    return _lock.try_lock(fd, _lock.LOCK_EX)
+
+
+def drop_lock(fd: int) -> None:
+    """Release the file lock of ``fd``."""
+    _lock.flock(fd, _lock.LOCK_UN)

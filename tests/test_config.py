@@ -12,8 +12,9 @@ import pytest
 
 import safelog
 from safelog import log_files
-from safelog._policy.config import Config, QueueConfig, parse_config
+from safelog._policy.config import STRATEGY_NAMES, Config, QueueConfig, parse_config
 from safelog._policy.options import parse_size
+from safelog._sinks.registry import STRATEGIES, registered
 from tests.helpers import same_file
 
 # (keyword arguments, exception type, texts the message must contain)
@@ -366,3 +367,19 @@ def test_queue_options_without_nonblocking_name_their_values(options: dict[str, 
     with pytest.raises(ValueError) as exc:
         _parse("app.log", **options)
     assert str(exc.value) == message
+
+
+def test_the_registry_maps_exactly_the_strategy_names_the_option_accepts() -> None:
+    """Every name strategy= accepts has its strategy class, under that class's own name, and no other."""
+    assert tuple(STRATEGIES) == STRATEGY_NAMES
+    assert all(cls.name == name for name, cls in STRATEGIES.items())
+
+
+def test_a_strategy_named_on_one_side_only_is_refused_at_import() -> None:
+    """The registry's check refuses a class list and a name list that disagree, either way round."""
+    classes = tuple(STRATEGIES.values())
+    with pytest.raises(RuntimeError, match="do not match STRATEGY_NAMES"):
+        registered(classes[:-1], STRATEGY_NAMES)
+    with pytest.raises(RuntimeError, match="'socket'"):
+        registered(classes, (*STRATEGY_NAMES, "socket"))
+    assert registered(classes, STRATEGY_NAMES) == STRATEGIES

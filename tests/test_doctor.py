@@ -19,7 +19,7 @@ from safelog import _doctor, _proc
 from safelog._cli import main
 from safelog._doctor import PolicySeen, diagnose
 from safelog._primitives.atomic import create_temp
-from safelog._primitives.lock import LOCK_EX, flock
+from tests.helpers import take_lock
 
 FORK = multiprocessing.get_context("fork")
 DEADLINE = 60.0
@@ -39,7 +39,7 @@ def doctor_cli(log: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tu
 def hold_lock(path: str, held: Any, release: Any) -> None:
     """A process that takes the exclusive flock of ``path`` and keeps it until ``release``."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    flock(fd, LOCK_EX)
+    take_lock(fd)
     held.set()
     release.wait(DEADLINE)
     os._exit(0)
@@ -155,7 +155,7 @@ def _compress_and_die(directory: str, name: str, held: Any, release: Any, die: b
     """A compressor's temp file, created and locked as the background compressor does it; the process
     then dies (its lock goes with it) or keeps it until ``release``."""
     tmp, fd = create_temp(directory, name + ".gz", 0o600, tag="1a2b-")
-    flock(fd, LOCK_EX)
+    take_lock(fd)
     os.write(fd, b"\x1f\x8b partial")
     held.set()
     if not die:

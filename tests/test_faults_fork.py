@@ -17,9 +17,8 @@ import pytest
 import safelog
 from safelog import STRATEGIES, SafeFileHandler
 from safelog._policy.compressor import COMPRESSOR
-from safelog._sinks.flock import lock_path_for
 from tests.faults_helpers import FORK, exact, flock_waiters, join_all, make_logger, wait_until
-from tests.helpers import strategy_of
+from tests.helpers import lock_path, strategy_of
 
 
 def _child(log, done) -> None:
@@ -55,7 +54,7 @@ def test_fork_while_another_thread_is_inside_emit(tmp_path, strategy, monkeypatc
     child.start()  # forks while t holds the thread lock (and, for flock, the file lock)
     try:
         if strategy == "flock":
-            wait_until(lambda: child.pid in flock_waiters(lock_path_for(path, None)), 10,
+            wait_until(lambda: child.pid in flock_waiters(lock_path(path)), 10,
                        "the child to wait for the lock the parent holds")
             assert not done.is_set()
         else:
@@ -243,7 +242,7 @@ def test_fork_during_a_batch_of_the_nonblocking_writer(tmp_path, monkeypatch):
     child = FORK.Process(target=_batch_child, args=(log, h, done))
     child.start()
     try:
-        wait_until(lambda: child.pid in flock_waiters(lock_path_for(path, None)) or done.is_set(), 10,
+        wait_until(lambda: child.pid in flock_waiters(lock_path(path)) or done.is_set(), 10,
                    "the child to wait for the parent's lock (or to finish)")
     finally:
         release.set()

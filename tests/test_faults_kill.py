@@ -16,9 +16,8 @@ import threading
 import pytest
 
 from safelog import SafeFileHandler, log_files
-from safelog._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
-from safelog._sinks.flock import lock_path_for
 from tests.faults_helpers import FORK, exact, join_all, make_logger, start_ready, wait_until
+from tests.helpers import drop_lock, lock_path, try_take_lock
 
 PAD = " " + "k" * 40
 
@@ -107,13 +106,13 @@ def test_lock_is_free_as_soon_as_the_holder_is_killed(tmp_path):
     p = FORK.Process(target=_hold_lock_then_wait, args=(path, holding, done))
     p.start()
     assert holding.wait(30)
-    fd = os.open(lock_path_for(path, None), os.O_RDWR)
+    fd = os.open(lock_path(path), os.O_RDWR)
     try:
-        assert not try_lock(fd, LOCK_EX), "the child must hold the lock"
+        assert not try_take_lock(fd), "the child must hold the lock"
         p.kill()
         p.join()
-        assert try_lock(fd, LOCK_EX), "the lock must be free at once"
-        flock(fd, LOCK_UN)
+        assert try_take_lock(fd), "the lock must be free at once"
+        drop_lock(fd)
     finally:
         os.close(fd)
     h = SafeFileHandler(path, strategy="flock")
@@ -177,9 +176,9 @@ def test_sigkill_mid_rotation(tmp_path, kill_after):
     p.start()
     join_all([p])  # a child that never reaches its rotation is killed here and fails the test
     assert p.exitcode == -signal.SIGKILL, "the child must have died inside its rotation"
-    fd = os.open(lock_path_for(path, None), os.O_RDWR)
-    assert try_lock(fd, LOCK_EX), "the lock must be free at once"
-    flock(fd, LOCK_UN)
+    fd = os.open(lock_path(path), os.O_RDWR)
+    assert try_take_lock(fd), "the lock must be free at once"
+    drop_lock(fd)
     os.close(fd)
     killed = [f"k-{i}" for i in range(done.value)]
     # The survivor's descriptor may name a file the dead rotation renamed: it must notice.

@@ -33,9 +33,8 @@ from safelog._cli import main
 from safelog._policy.compressor import COMPRESSOR
 from safelog._primitives import fileio
 from safelog._primitives.shard import ShardFrame, hostname, shard_path
-from safelog._sinks.flock import lock_path_for
 from tests.faults_helpers import CountingHandler, exact, make_logger
-from tests.helpers import check_paths_every
+from tests.helpers import check_paths_every, lock_path
 
 NOBODY = 65534
 T0 = 1_800_000_000.0
@@ -506,8 +505,8 @@ def test_lock_dir_names_are_distinct_for_paths_that_flatten_alike(tmp_path: Path
     """The lock files of /x/a_b/app.log and /x/a/b_app.log (which flatten alike) differ, and
     still read as the path."""
     locks = tmp_path / "locks"
-    a = lock_path_for(str(tmp_path / "a_b" / "app.log"), str(locks))
-    b = lock_path_for(str(tmp_path / "a" / "b_app.log"), str(locks))
+    a = lock_path(str(tmp_path / "a_b" / "app.log"), str(locks))
+    b = lock_path(str(tmp_path / "a" / "b_app.log"), str(locks))
     assert a != b
     assert os.path.basename(a).startswith(str(tmp_path).strip("/").replace("/", "_") + "_a_b_app.log.")
     assert a.endswith(".lock") and b.endswith(".lock")

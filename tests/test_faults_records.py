@@ -162,9 +162,9 @@ def test_escape_newlines_applies_to_the_recovery_notice(tmp_path):
     h.handleError = lambda record: None  # type: ignore[method-assign]
     log = make_logger(h)
     sink = strategy_of(h)
-    sink._write_locked = lambda *a: (_ for _ in ()).throw(OSError(5, "disk\nfailed"))  # type: ignore[method-assign]
+    sink._append = lambda *a: (_ for _ in ()).throw(OSError(5, "disk\nfailed"))  # type: ignore[method-assign]
     log.info("rec lost")
-    del sink._write_locked  # the class's method again
+    del sink._append  # the class's method again
     log.info("rec ok")
     h.close()
     lines = open(path, "rb").read().split(b"\n")

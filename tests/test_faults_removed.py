@@ -17,10 +17,10 @@ import pytest
 from safelog import STRATEGIES, SafeFileHandler, log_files
 from safelog._primitives import fileio
 from safelog._sinks import logfile as _logfile
-from safelog._sinks.lockfile import LockFile, lock_path_for
+from safelog._sinks.lockfile import LockFile
 from safelog._sinks.logfile import LogFile
 from tests.faults_helpers import FORK, exact, flock_waiters, join_all, make_logger, wait_until
-from tests.helpers import check_paths_every
+from tests.helpers import check_paths_every, lock_path
 
 INTERVAL = 0.2
 
@@ -178,7 +178,7 @@ def test_lock_file_deleted_while_held_never_two_rotators(tmp_path, verify, monke
     if not verify:
         monkeypatch.setattr(LockFile, "verify", lambda self: None)
     path = str(tmp_path / "app.log")
-    lock = lock_path_for(path, None)
+    lock = lock_path(path)
     options = {"max_bytes": 1000, "backup_count": 10}
     h = SafeFileHandler(path, strategy="flock", **options)
     log = make_logger(h, "lock.fill")

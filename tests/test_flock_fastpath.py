@@ -8,10 +8,9 @@ import os
 import threading
 
 import safelog
-from safelog._primitives.lock import LOCK_SH, LOCK_UN, flock
 from safelog._sinks.flock import FAST_MARGIN, FAST_RECORD
 from tests.faults_helpers import flock_waiters, join_all, wait_until
-from tests.helpers import log_descriptor, strategy_of
+from tests.helpers import drop_lock, log_descriptor, strategy_of, take_lock
 
 
 def _write_two(path: str, msg: str, max_bytes: int, ready, go, done) -> None:  # type: ignore[no-untyped-def]
@@ -40,7 +39,7 @@ def _run_child(
     if between is not None:
         between()
     fd = os.open(path + ".lock", os.O_RDWR)
-    flock(fd, LOCK_SH)
+    take_lock(fd, shared=True)
     try:
         go.set()
         if expect_block:
@@ -50,7 +49,7 @@ def _run_child(
         else:
             finished = done.wait(10)
     finally:
-        flock(fd, LOCK_UN)
+        drop_lock(fd)
         os.close(fd)
     join_all([child], timeout=10)
     return finished, child

@@ -25,8 +25,8 @@ from safelog._merge import live as live_module
 from safelog._merge.live import SETTLE, LiveMerge
 from safelog._merge.output import write_spans
 from safelog._merge.report import MergeReport
-from safelog._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock, try_lock
 from safelog._primitives.shard import ShardFrame, time_key
+from tests.helpers import drop_lock, take_lock, try_take_lock
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 FORK = multiprocessing.get_context("fork")
@@ -152,9 +152,9 @@ def merging(log: Path) -> None:
             fd = -1
         if fd >= 0:
             try:
-                if not try_lock(fd, LOCK_EX):
+                if not try_take_lock(fd):
                     return
-                flock(fd, LOCK_UN)
+                drop_lock(fd)
             finally:
                 os.close(fd)
         time.sleep(0.01)  # polls kernel state; the deadline bounds a failure
@@ -535,7 +535,7 @@ def test_live_merge_holds_back_a_record_being_written(tmp_path: Path) -> None:
     with open(s, "ab") as f:
         f.write(record[:cut])
     writer = os.open(s, os.O_RDONLY)
-    flock(writer, LOCK_SH)  # the writer is alive
+    take_lock(writer, shared=True)  # the writer is alive
     out = tmp_path / "out.txt"
     live = LiveMerge(str(tmp_path), "app.log", lag=0.0)
     try:

@@ -17,8 +17,7 @@ import pytest
 
 import safelog
 from safelog import audit, log_files
-from safelog._primitives.lock import LOCK_EX, LOCK_UN, flock, try_lock
-from tests.helpers import current_file, lock_descriptor, lock_file
+from tests.helpers import current_file, drop_lock, lock_descriptor, lock_file, take_lock, try_take_lock
 
 WAIT = 60
 PATTERN = r"rec (?P<id>[a-z0-9-]+)"
@@ -55,9 +54,9 @@ def _child_probe_lock(log: logging.Logger, handler: Any, ready: Any, parent_lock
     if not parent_locked.wait(WAIT):
         raise TimeoutError("parent never took the lock")
     fd = lock_descriptor(handler)
-    got = try_lock(fd, LOCK_EX)
+    got = try_take_lock(fd)
     if got:
-        flock(fd, LOCK_UN)
+        drop_lock(fd)
     out.send({"same_file": os.fstat(fd).st_ino == os.stat(lock_file(handler)).st_ino, "got_lock": got})
 
 
@@ -77,13 +76,13 @@ def test_child_does_not_share_the_parents_lock_description(log_path: str, logger
     try:
         assert ready.wait(WAIT)
         parent_fd = lock_descriptor(handler)
-        flock(parent_fd, LOCK_EX)
+        take_lock(parent_fd)
         try:
             parent_locked.set()
             assert recv.poll(WAIT), "child sent no result"
             result = recv.recv()
         finally:
-            flock(parent_fd, LOCK_UN)
+            drop_lock(parent_fd)
     finally:
         join_all(child)
     assert result == {"same_file": True, "got_lock": False}
@@ -111,7 +110,7 @@ def test_child_write_waits_while_the_parent_holds_the_lock(log_path: str, logger
     lock_inode = os.fstat(lock_fd).st_ino
     ctx = fork_context()
     done = ctx.Event()
-    flock(lock_fd, LOCK_EX)
+    take_lock(lock_fd)
     child = ctx.Process(target=_child_logs, args=(logger, "rec child", done))
     try:
         child.start()
@@ -126,7 +125,7 @@ def test_child_write_waits_while_the_parent_holds_the_lock(log_path: str, logger
         with open(log_path, "rb") as f:
             assert f.read() == b"rec parent\n"
     finally:
-        flock(lock_fd, LOCK_UN)
+        drop_lock(lock_fd)
         join_all(child)
     assert done.is_set()
     with open(log_path, "rb") as f:

@@ -28,8 +28,8 @@ import safelog
 from safelog._cli import main
 from safelog._merge import discovery, journal, output, parallel, reader
 from safelog._merge import run as _merge
-from safelog._primitives.lock import LOCK_EX, LOCK_SH, flock
 from safelog._primitives.shard import ShardFrame
+from tests.helpers import take_lock
 
 ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -673,7 +673,7 @@ def test_cli_errors_exit_2_without_traceback(tmp_path: Path, capsys: pytest.Capt
     _make_run(tmp_path, runs=1, n=1)
     fd = os.open(str(tmp_path / "app.log.merge.lock"), os.O_RDWR | os.O_CREAT)
     try:
-        flock(fd, LOCK_EX)
+        take_lock(fd)
         assert main(["merge", str(tmp_path / "app.log")]) == 2
         assert "another merge" in capsys.readouterr().err
     finally:
@@ -861,7 +861,7 @@ def test_writer_that_waited_for_a_merge_does_not_write_into_the_removed_shard(
     path = shard_path(log)
     write_shard(Path(path), [(1.0, "from the earlier process with this pid")])
     merge_fd = os.open(path, os.O_RDONLY)
-    flock(merge_fd, LOCK_EX)  # what a merge holds until it has removed the shard
+    take_lock(merge_fd)  # what a merge holds until it has removed the shard
     waiting = threading.Event()
     real_flock = _perprocess.flock
 
@@ -1046,7 +1046,7 @@ def test_backup_shifted_by_a_rotation_during_the_merge_is_not_removed_in_its_pla
                 f.write(frame.encode(f"{shard_time(t + i)} 1 id=r{i:02d}", t + i))
     assert backup.stat().st_size == live.stat().st_size
     writer = os.open(live, os.O_RDONLY)
-    flock(writer, LOCK_SH)
+    take_lock(writer, shared=True)
     real = _merge.merge_into
 
     def merge_then_rotate(*args: Any, **kwargs: Any) -> int:

@@ -48,7 +48,7 @@ _float = float
 Render = Callable[[logging.LogRecord], str]
 
 
-def fast_format(formatter: logging.Formatter) -> Render | None:  # noqa: C901 - counts the per-record closure it builds (render, below)
+def fast_format(formatter: logging.Formatter) -> Render | None:
     """A callable ``record -> str`` that returns exactly ``formatter.format(record)``, faster;
     None when ``formatter`` is not one it can reproduce (a subclass, an overridden method, a
     user converter, ``defaults=``)."""
@@ -57,7 +57,11 @@ def fast_format(formatter: logging.Formatter) -> Render | None:  # noqa: C901 - 
         return None
     # One cell for the whole plan: a thread that re-plans after a change replaces it at once,
     # so no other thread ever sees half of an old plan and half of a new one.
-    box: list[tuple[Any, ...] | None] = [first]
+    return _renderer(formatter, [first])
+
+
+def _renderer(formatter: logging.Formatter, box: list[tuple[Any, ...] | None]) -> Render:
+    """The per-record closure of :func:`fast_format` over the plan in ``box``."""
     f, F, tm = formatter, _Formatter, time
 
     def render(record: logging.LogRecord) -> str:
@@ -66,7 +70,7 @@ def fast_format(formatter: logging.Formatter) -> Render | None:  # noqa: C901 - 
             return f.format(record)
         (fvars, style, svars, S, f_format, f_time, f_message, f_uses, c_conv, c_dtf, c_dmf,
          s_format, s_private, s_uses, s_search, strftime, tzname,
-         kind, fmt, uses_time, form, stable, whole, dmf, cache, last, conv) = p
+         percent, fmt, uses_time, form, stable, whole, dmf, cache, last, conv) = p
         if not (
             f.__class__ is F
             and f.__dict__ == fvars
@@ -115,12 +119,8 @@ def fast_format(formatter: logging.Formatter) -> Render | None:  # noqa: C901 - 
         d = record.__dict__
         s: str
         try:
-            if kind == 0:
-                s = fmt % d
-            elif kind == 1:
-                s = fmt.format(**d)
-            else:
-                s = fmt.substitute(**d)
+            # fmt: the format string for %, else its bound str.format or Template.substitute.
+            s = fmt % d if percent else fmt(**d)
         except KeyError as e:
             raise ValueError(_NOT_FOUND % e)  # noqa: B904 - unchained, as logging.Formatter raises it
         if record.exc_info or record.exc_text or record.stack_info:
@@ -189,7 +189,8 @@ def _stock(fn: Any, owner: str, name: str) -> bool:
 def _style_plan(style: Any) -> tuple[Any, type, dict[str, Any], list[Any], str, int, Any, bool] | None:
     """The style part of :func:`_plan`: the style, its class, a copy of its ``vars()``, its
     stock methods, ``asctime_search``, which formatting it does (0 %, 1 str.format, 2
-    string.Template), its format and whether it uses the time; None when it does not qualify."""
+    string.Template), its format (for ``%``) or the bound method that formats with it, and
+    whether it uses the time; None when it does not qualify."""
     S = type(style)
     if S not in _STYLES:
         return None
@@ -209,13 +210,14 @@ def _style_plan(style: Any) -> tuple[Any, type, dict[str, Any], list[Any], str, 
     if S is logging.PercentStyle:
         kind = 0
     elif S is logging.StrFormatStyle:
-        kind = 1
+        kind, fmt = 1, fmt.format
     else:
         kind = 2
         uses_time = fmt.find("$asctime") >= 0 or uses_time
-        fmt = svars.get("_tpl")
-        if fmt is None:
+        tpl = svars.get("_tpl")
+        if tpl is None:
             return None
+        fmt = tpl.substitute
     return style, S, svars, methods, search, kind, fmt, uses_time
 
 
@@ -273,7 +275,7 @@ def _plan(f: logging.Formatter) -> tuple[Any, ...] | None:
         time.strftime,
         time.tzname if conv is time.localtime else None,
         # used
-        kind,
+        kind == 0,
         fmt,
         uses_time,
         form,

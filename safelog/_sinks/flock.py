@@ -11,12 +11,14 @@ reopens the path before writing, so after a rotation nobody appends to the renam
 
 from __future__ import annotations
 
+import logging
 import math
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from time import monotonic
-from typing import Any
+from typing import Any, ClassVar
 
 from .._policy.config import FileConfig
 from .._policy.rotation import SIZE, RotationPolicy
@@ -25,7 +27,8 @@ from .._primitives.fsdetect import warn_if_network
 from .._primitives.lock import LOCK_EX, LOCK_SH, LOCK_UN, flock
 from .._primitives.paths import resolve_log_path
 from .lockfile import LockFile, lock_path_for
-from .regular import FileStrategy
+from .regular import FileCore
+from .strategy import Render
 
 __all__ = ["FlockStrategy", "lock_path_for"]
 
@@ -49,11 +52,21 @@ FAST_MARGIN = 16 * FAST_RECORD
 CLOSE_WAIT = 10.0
 
 
-class FlockStrategy(FileStrategy):
-    name = "flock"
+class FlockStrategy:
+    name: ClassVar[str] = "flock"
+    regular: ClassVar[bool] = True
+    lazy: ClassVar[bool] = False
+    own_file: ClassVar[bool] = False
 
     def __init__(self, path: str, options: FileConfig, policy: RotationPolicy) -> None:
-        super().__init__(path, options, policy)
+        self.path = path
+        self.options = options
+        self.policy = policy
+        self.refs = 0
+        self.core = core = FileCore(path, options, policy)
+        self.file = core.file
+        self._encoding, self._errors = options.encoding, options.errors  # read per record
+        self.lock = threading.Lock()
         # Resolved once, like the log's path: the lock file is then opened without following a
         # link at any component (a lock_dir such as /var/lock is often a symlink itself).
         lock_dir = None if options.lock_dir is None else resolve_log_path(options.lock_dir, "lock_dir")
@@ -71,20 +84,53 @@ class FlockStrategy(FileStrategy):
         if options.lock_dir is not None:
             warn_if_network(self.lockfile.path, "lock file")
 
-    def _own_names(self) -> list[tuple[str, str]]:
-        return [("lock file", self.lockfile.path)]
+    @property
+    def watching(self) -> bool:
+        return self.file.watching
+
+    @watching.setter
+    def watching(self, value: bool) -> None:
+        self.file.watching = value
+
+    @property
+    def opened(self) -> bool:
+        return self.file.fd >= 0
+
+    def target(self) -> str:
+        return self.file.target
+
+    def names(self, policy: RotationPolicy | None = None) -> list[tuple[str, str]]:
+        return self.core.names("log file", self.path, [("lock file", self.lockfile.path)], policy)
 
     # -- the fast path: a shared lock -----------------------------------------------------------
+
+    def _encode(self, msg: str, created: float) -> bytes:
+        return (msg + "\n").encode(self._encoding, self._errors)
 
     def write(self, msg: str, created: float) -> None:
         # Encoding needs no lock here (no per-shard numbering), so it happens before any.
         data = (msg + "\n").encode(self._encoding, self._errors)
         if len(data) <= FAST_RECORD and self._write_shared(data, created):
             return
+        core = self.core
         with self.lock:
-            self._write_locked(data, created)
-        if self._rotated:
-            self._after_write()
+            core.write_one(data, created, self._append, self._forget)
+        if core.rotated:
+            core.after_write()
+
+    def write_record(self, render: Render, record: logging.LogRecord) -> None:
+        # Formatting happens before any lock: the fast path takes none of this process's.
+        msg = render(record)
+        if msg is not None:
+            self.write(msg, record.created)
+
+    def write_many(self, items: Sequence[tuple[str, float]]) -> list[tuple[int, Exception]]:
+        core = self.core
+        with self.lock:
+            rejected = core.write_many(items, self._encode, self._append_many, self._forget)
+        if core.rotated:
+            core.after_write()
+        return rejected
 
     def _write_shared(self, data: bytes, created: float) -> bool:
         """The fast path: write a small record under a *shared* lock; False when it must take
@@ -119,7 +165,7 @@ class FlockStrategy(FileStrategy):
             close_quietly(lockfd)
             return False
         try:
-            file = self.file
+            file, core = self.file, self.core
             fd = file.fd
             if (
                 pool is not lockfile.pool
@@ -129,8 +175,8 @@ class FlockStrategy(FileStrategy):
                 or (_monotonic() >= file.next_check and not self._paths_unchanged())
                 # The room left (see regular.py): the period's end, and the size limit less the
                 # room for other writers' records in flight (no lseek without a size limit).
-                or created >= self._period_end
-                or (self._limit != _INF and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN >= self._limit)
+                or created >= core.period_end
+                or (core.limit != _INF and _lseek(fd, 0, _SEEK_END) + len(data) + FAST_MARGIN >= core.limit)
             ):
                 return False
             n = os.write(fd, data)
@@ -187,7 +233,7 @@ class FlockStrategy(FileStrategy):
         # The exclusive path (under the thread lock): rotation, reopening, large records, the
         # last FAST_MARGIN bytes before the limit, and every record the fast path declined.
         with self._held(created):
-            if self._may_rotate() and self._due(_lseek(self.file.fd, 0, _SEEK_END), len(data), created):
+            if self.core.may_rotate() and self._due(_lseek(self.file.fd, 0, _SEEK_END), len(data), created):
                 self._rotate(len(data), created)
             self.file.write_all(data)
 
@@ -199,8 +245,8 @@ class FlockStrategy(FileStrategy):
                 self._rotate(nbytes, created)
                 return _lseek(self.file.fd, 0, _SEEK_END)
 
-            size = _lseek(self.file.fd, 0, _SEEK_END) if self._may_rotate() else 0
-            self._write_batch(datas, createds, size, rotate)
+            size = _lseek(self.file.fd, 0, _SEEK_END) if self.core.may_rotate() else 0
+            self.core.write_batch(datas, createds, size, rotate, self._due)
 
     @contextmanager
     def _held(self, created: float | None) -> Iterator[None]:
@@ -217,7 +263,7 @@ class FlockStrategy(FileStrategy):
             raise
         try:
             self._catch_up(periods=created is not None)
-            if created is not None and self.policy.time is not None and (self._period is None or self._starting):
+            if created is not None and self.policy.time is not None and (self.core.period is None or self._starting):
                 self._establish_period(created)
             yield
         finally:
@@ -242,7 +288,7 @@ class FlockStrategy(FileStrategy):
             if self._truncate_pending:
                 self._truncate_log()
             if periods and self.policy.time is not None:
-                self._set_period(lockfile.read_period())
+                self.core.set_period(lockfile.read_period())
 
     def _due(self, size: int, nbytes: int, created: float) -> int:
         # With a limit of 4 x FAST_MARGIN or more, a file counts as full once the next record
@@ -251,9 +297,9 @@ class FlockStrategy(FileStrategy):
         # of the last FAST_MARGIN bytes taking the exclusive lock (under steady shared traffic
         # an exclusive request waits, and 4 processes ran at 0.6x FileHandler). The margin is
         # the room for records in flight; files still never pass max_bytes.
-        if size and self._limit >= 4 * FAST_MARGIN:
+        if size and self.core.limit >= 4 * FAST_MARGIN:
             size += FAST_MARGIN
-        return self.policy.due(size, nbytes, created, self._period_end)
+        return self.core.due(size, nbytes, created)
 
     def _open_files(self) -> None:
         lockfile = self.lockfile
@@ -291,22 +337,38 @@ class FlockStrategy(FileStrategy):
         """
         self._catch_up(force=True)
         self._starting = False
-        recorded = self._period
+        core = self.core
+        recorded = core.period
         fd = self.file.fd
         size = os.lseek(fd, 0, os.SEEK_END)
         if recorded is not None and (not size or os.fstat(fd).st_mtime >= recorded):
             return
-        period = self._first_period(size, created)
-        if recorded is not None and self.policy.period_end(period) >= self._period_end:
+        period = core.first_period(size, created)
+        if recorded is not None and self.policy.period_end(period) >= core.period_end:
             return
         self.lockfile.record(period)
-        self._set_period(period)
+        core.set_period(period)
 
-    def _rotate_now(self, created: float) -> None:
+    def rotate_now(self, created: float) -> None:
         # doRollover(): under the exclusive lock, caught up with the others' rotations, so a
         # process that finds the file another one just rotated sees it empty and leaves it.
-        with self._held(created):
+        with self.lock, self._held(created):
             self._rotate(0, created, force=True)
+        if self.core.rotated:
+            self.core.after_write()
+
+    def rotation_due(self, nbytes: int, created: float) -> bool:
+        with self.lock:
+            return self.core.rotation_due(nbytes, created, self._open_files)
+
+    def rotates_at(self, now: float) -> float:
+        with self.lock:
+            return self.core.rotates_at(now, self.target())
+
+    def resize(self, max_bytes: int, backup_count: int) -> None:
+        self.core.check_resize(max_bytes, backup_count, self.names)
+        with self.lock:
+            self.core.resize(max_bytes, backup_count)
 
     def _rotate(self, nbytes: int, created: float, force: bool = False) -> None:
         # Two processes can both find the file due; only the first one through the lock
@@ -315,28 +377,36 @@ class FlockStrategy(FileStrategy):
         # out is a lock file replaced while we hold the old one, which would let another process
         # rotate at the same time: the forced catch-up verifies we hold the lock the path names.
         self._catch_up(force=True)
-        if self._period is None and self.policy.time is not None:
+        core = self.core
+        if core.period is None and self.policy.time is not None:
             self._establish_period(created)
         size = os.lseek(self.file.fd, 0, os.SEEK_END)
         trigger = (SIZE if size else 0) if force else self._due(size, nbytes, created)
         if not trigger:
             return
-        done = self.policy.rotate(self.path, trigger, size, self._period, created)
+        done = self.policy.rotate(self.path, trigger, size, core.period, created)
         if done is None:
             return  # could not rename: nothing changed, write on to the current file
         period, _ = done
         self.lockfile.record(period)  # None without time rotation: an empty line, the counter moves
         self.file.open()
-        self._set_period(period)
         # Retention runs here, still under the lock, so only this process deletes; the
         # compression it queues runs in a background thread after the lock is released.
-        self.policy.after_rotation(self.path, created, self.rotation_guard)
-        self._rotated = True
+        core.after_rotation(self.path, period, created, self.rotation_guard)
 
     def rotation_guard(self) -> AbstractContextManager[Any]:
         return self.lockfile.exclusive()
 
     # -- lifecycle ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        with self.lock:
+            if self.file.fd < 0:
+                self._open_files()
+
+    def identity(self) -> tuple[int, int]:
+        with self.lock:
+            return self.file.identity()
 
     def request_reopen(self) -> None:
         # The "check now" alone can be undone: a fast-path thread whose stat came just before
@@ -345,7 +415,7 @@ class FlockStrategy(FileStrategy):
         # counter is the other thing every record compares, and only the exclusive path, which
         # waits for every shared holder, sets it: invalidated, the next record of every thread
         # takes that path and reopens (a file the path still names is reopened, harmlessly).
-        super().request_reopen()
+        self.file.request_check()
         self.lockfile.gen = -1
 
     def reopen(self) -> None:
@@ -390,6 +460,6 @@ class FlockStrategy(FileStrategy):
     def after_fork(self) -> None:
         self.lockfile.after_fork()
         self._truncate_pending = False
-        self.lock = self._new_lock()
+        self.lock = threading.Lock()
         self.file.truncate = False
         self._close_files()

@@ -40,7 +40,6 @@ def _longest_pid() -> int:
 class PerProcessStrategy(ThreadStrategy):
     name = "per-process"
     lazy = True
-    target_what = "shard"
     own_file = True
 
     def __init__(self, path: str, options: FileConfig, policy: RotationPolicy) -> None:
@@ -60,8 +59,8 @@ class PerProcessStrategy(ThreadStrategy):
             file.target = shard_path(self.path)
         return file.target
 
-    def _longest_target(self) -> str:
-        return shard_path(self.path, pid=_longest_pid())
+    def names(self, policy: RotationPolicy | None = None) -> list[tuple[str, str]]:
+        return self.core.names("shard", shard_path(self.path, pid=_longest_pid()), [], policy)
 
     def _open_files(self) -> None:
         shard = self.target()

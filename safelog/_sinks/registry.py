@@ -29,15 +29,23 @@ from .strategy import Strategy
 from .stream import StreamStrategy
 from .thread import ThreadStrategy
 
-__all__ = ["STRATEGIES", "acquire", "release", "close_path"]
+__all__ = ["STRATEGIES", "registered", "acquire", "release", "close_path"]
 
-# The one place a strategy is named: a new one is a module and a line here.
-STRATEGIES: dict[str, type[Strategy]] = {
-    "thread": ThreadStrategy,
-    "flock": FlockStrategy,
-    "per-process": PerProcessStrategy,
-}
-assert tuple(STRATEGIES) == STRATEGY_NAMES
+
+def registered(classes: tuple[type[Strategy], ...], names: tuple[str, ...]) -> dict[str, type[Strategy]]:
+    """The strategies by their ``name``; RuntimeError unless they are exactly ``names``, in order.
+
+    The policy layer parses ``strategy=`` and cannot import this layer, so it holds the names
+    (``STRATEGY_NAMES``) and this is where the two are held to agree: a strategy added on one
+    side only fails every import, not a handler much later."""
+    strategies = {cls.name: cls for cls in classes}
+    if tuple(strategies) != names:
+        raise RuntimeError(f"strategies {tuple(strategies)} do not match STRATEGY_NAMES {names}")
+    return strategies
+
+
+# A new strategy is a module, its class here and its name in STRATEGY_NAMES.
+STRATEGIES = registered((ThreadStrategy, FlockStrategy, PerProcessStrategy), STRATEGY_NAMES)
 
 _registry: dict[tuple[object, ...], Strategy] = {}
 _registry_lock = threading.Lock()

@@ -1,16 +1,17 @@
-"""The shared loop of the strategies on a regular file (``thread``, ``per-process``, ``flock``).
+"""What the strategies on a regular file (``thread``, ``per-process``, ``flock``) share: a
+:class:`FileCore` each of them holds (``self.core``) and calls, under its own exclusion.
 
-:class:`FileStrategy` implements :class:`.strategy.Rotating` once: encoding, the one retry after
-a stale descriptor, torn-record repair (through the composed :class:`.logfile.LogFile`), batches
-cut where a record-by-record writer would rotate, the questions the stdlib's rotation API asks,
-and starting the background work a rotation queued once the lock is released. A strategy fills
-in how it appends and rotates under its own exclusion: :meth:`_append`, :meth:`_append_many`,
-:meth:`_rotate_now`, :meth:`_open_files`, :meth:`_forget`, and how it closes, reopens, excludes
-the compressor and survives a fork.
+The core holds the log file (the composed :class:`.logfile.LogFile`), the rotation policy and the
+bookkeeping around it, and does once what every strategy needs: the one retry after a stale
+descriptor, torn-record repair, batches cut where a record-by-record writer would rotate,
+the questions the stdlib's rotation API asks, and starting the background work a rotation queued
+once the lock is released. How a strategy appends and rotates under its exclusion is the
+strategy's own code; where the core needs it (a retry, a batch, a question that must open the
+file), the strategy hands in the step as an argument.
 
 The rotation policy's "room left" for the open file lives here, per real path (all handlers of
-the path in this process write the same file): the size at which it is due (``_limit``) and the
-instant its period ends (``_period_end``; infinity: no such trigger; ``UNKNOWN``: not worked out
+the path in this process write the same file): the size at which it is due (``limit``) and the
+instant its period ends (``period_end``; infinity: no such trigger; ``UNKNOWN``: not worked out
 yet). The per-record test of each strategy compares with them; only a record that reaches one
 asks the policy.
 """
@@ -18,198 +19,162 @@ asks the policy.
 from __future__ import annotations
 
 import dataclasses
-import logging
 import math
 import os
-import threading
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
-from typing import Any, ClassVar
+from typing import Any
 
 from .._policy.compressor import COMPRESSOR
 from .._policy.config import FileConfig
 from .._policy.rotation import RotationPolicy
 from .._policy.triggers import UNKNOWN
 from .logfile import LogFile
-from .strategy import PartialWrite, Render, check_names, last_write
+from .strategy import PartialWrite, check_names, last_write
 
-__all__ = ["FileStrategy"]
+__all__ = ["FileCore"]
+
+Append = Callable[[bytes, float], None]
+AppendMany = Callable[[list[bytes], list[float]], None]
+Rotate = Callable[[int, int, float, int], int]
+Due = Callable[[int, int, float], int]
+Names = list[tuple[str, str]]
 
 
-class FileStrategy:
-    """Per-process writer state for one real log path that is a regular file."""
+class FileCore:
+    """Per-process state for one real log path that is a regular file, shared by every handler of
+    it through its strategy; every method runs under the strategy's exclusion unless it takes
+    ``lock`` itself."""
 
-    name: ClassVar[str] = ""
-    regular: ClassVar[bool] = True
-    lazy: ClassVar[bool] = False
-    own_file: ClassVar[bool] = False
-    target_what: ClassVar[str] = "log file"  # what target() is, in messages
+    __slots__ = ("path", "options", "policy", "file", "batch_done", "period", "period_end",
+                 "limit", "rotated")  # fmt: skip
 
-    def __init__(self, path: str, options: FileConfig, policy: RotationPolicy) -> None:
+    def __init__(self, path: str, options: FileConfig, policy: RotationPolicy, *, own: bool = False) -> None:
         self.path = path
         self.options = options
         self.policy = policy
-        self.refs = 0
-        self.file = LogFile(path, options, own=self.own_file, truncate=options.truncate)
-        self._encoding, self._errors = options.encoding, options.errors  # read per record
-        self.lock = self._new_lock()
+        self.file = LogFile(path, options, own=own, truncate=options.truncate)
         # Records of the current write_many() batch that reached the file (under the lock).
-        self._batch_done = 0
-        self._period: float | None = None  # the key of the open file's period (see _policy.timing)
-        self._period_end = policy.period_end(None)
-        self._limit = policy.limit
-        self._rotated = False  # a rotation queued background work: start it after the lock
-
-    def _new_lock(self) -> threading.Lock | threading.RLock:
-        return threading.Lock()
-
-    @property
-    def watching(self) -> bool:
-        return self.file.watching
-
-    @watching.setter
-    def watching(self, value: bool) -> None:
-        self.file.watching = value
-
-    @property
-    def opened(self) -> bool:
-        return self.file.fd >= 0
-
-    def target(self) -> str:
-        return self.file.target
+        self.batch_done = 0
+        self.period: float | None = None  # the key of the open file's period (see _policy.timing)
+        self.period_end = policy.period_end(None)
+        self.limit = policy.limit
+        self.rotated = False  # a rotation queued background work: start it after the lock
 
     # -- writing --------------------------------------------------------------------------------
 
-    def encode(self, msg: str, created: float) -> bytes:
-        """Turn one formatted record into the bytes appended to the file (under the lock)."""
-        return (msg + "\n").encode(self._encoding, self._errors)
-
-    def write(self, msg: str, created: float) -> None:
-        with self.lock:
-            self._write_locked(self.encode(msg, created), created)
-        if self._rotated:
-            self._after_write()
-
-    def write_record(self, render: Render, record: logging.LogRecord) -> None:
-        # Formatting happens before any lock here; a strategy may format under it (thread).
-        msg = render(record)
-        if msg is not None:
-            self.write(msg, record.created)
-
-    def _write_locked(self, data: bytes, created: float) -> None:
-        """Append one encoded record, under the lock."""
+    def write_one(self, data: bytes, created: float, append: Append, forget: Callable[[], None]) -> None:
+        """Append one encoded record with the strategy's ``append``, under its lock."""
         file = self.file
         if file.torn:
             data = b"\n" + data
         try:
-            self._append(data, created)
+            append(data, created)
         except OSError:
             if file.torn:
                 raise
             # The descriptor may be stale (directory removed and recreated, file system
             # remounted, descriptor closed by a library): reopen once and retry. Nothing of
             # this record reached the file, so the retry cannot duplicate it.
-            self._forget()
-            self._append(data, created)
+            forget()
+            append(data, created)
         file.torn = False
 
-    def _after_write(self) -> None:
+    def after_write(self) -> None:
         """After a write that rotated, with the lock released."""
         # The rotation queued background work (compression, unlinks): start the worker now that
         # the lock is released, so no writer waited for a thread to start.
-        self._rotated = False
+        self.rotated = False
         COMPRESSOR.start()
 
-    def write_many(self, items: Sequence[tuple[str, float]]) -> list[tuple[int, Exception]]:
-        """Append ``(msg, created)`` records in order with one lock acquisition and as few
-        ``write()`` calls as rotation allows (one, unless the batch crosses the size limit).
-
-        Each record is encoded on its own (the per-process shard frame numbers records); one
-        that cannot be encoded (``errors="strict"``) is left out, as a synchronous write loses
-        only that record, and returned with its error as ``(index, error)``. Raises
-        :class:`PartialWrite` from the cause when an error stops the batch part-way.
-        """
+    def write_many(
+        self,
+        items: Sequence[tuple[str, float]],
+        encode: Callable[[str, float], bytes],
+        append_many: AppendMany,
+        forget: Callable[[], None],
+    ) -> list[tuple[int, Exception]]:
+        """``Strategy.write_many`` under the strategy's lock: each record encoded on its own with
+        ``encode`` (the per-process shard frame numbers records), one that cannot be encoded
+        (``errors="strict"``) left out and returned with its error as ``(index, error)``, as a
+        synchronous write loses only that record; the rest appended with ``append_many``.
+        Raises :class:`PartialWrite` from the cause when an error stops the batch part-way."""
         rejected: list[tuple[int, Exception]] = []
-        with self.lock:
-            datas: list[bytes] = []
-            createds: list[float] = []
-            kept: list[int] = []
-            for i, (msg, created) in enumerate(items):
-                try:
-                    datas.append(self.encode(msg, created))
-                except Exception as exc:  # UnicodeEncodeError, or a shard that cannot be opened
-                    rejected.append((i, exc))
-                    continue
-                createds.append(created)
-                kept.append(i)
-            if datas:
-                self._write_all_of(datas, createds, kept, rejected)
-        if self._rotated:
-            self._after_write()
-        return rejected
-
-    def _write_all_of(self, datas: list[bytes], createds: list[float], kept: list[int], rejected: Any) -> None:
+        datas: list[bytes] = []
+        createds: list[float] = []
+        kept: list[int] = []
+        for i, (msg, created) in enumerate(items):
+            try:
+                datas.append(encode(msg, created))
+            except Exception as exc:  # UnicodeEncodeError, or a shard that cannot be opened
+                rejected.append((i, exc))
+                continue
+            createds.append(created)
+            kept.append(i)
+        if not datas:
+            return rejected
         file = self.file
         if file.torn:
             datas[0] = b"\n" + datas[0]
-        self._batch_done = 0
+        self.batch_done = 0
         try:
             try:
-                self._append_many(datas, createds)
+                append_many(datas, createds)
             except OSError:
                 if file.torn:
                     raise
-                # As in write(): a stale descriptor gets one reopen. Only the records that
+                # As in write_one(): a stale descriptor gets one reopen. Only the records that
                 # did not reach the file are retried, so nothing is duplicated.
-                self._forget()
-                done = self._batch_done
-                self._append_many(datas[done:], createds[done:])
+                forget()
+                done = self.batch_done
+                append_many(datas[done:], createds[done:])
         except Exception as exc:
-            raise PartialWrite(kept[self._batch_done :], rejected) from exc
+            raise PartialWrite(kept[self.batch_done :], rejected) from exc
         file.torn = False
+        return rejected
 
-    def _write_batch(
-        self, datas: list[bytes], createds: list[float], size: int, rotate: Callable[[int, int, float, int], int]
+    def write_batch(
+        self, datas: list[bytes], createds: list[float], size: int, rotate: Rotate, due: Due
     ) -> int:
         """Write ``datas`` (under the strategy's exclusion) and return the file's new size.
 
         A batch that would cross a trigger is split exactly where a record-by-record writer
         would have rotated, so the files look the same in both modes: rotation is asked per
-        record, the write is one per run of records that fit. ``rotate(trigger, n, created,
-        size)`` rotates the file of ``size`` bytes before a record of ``n`` bytes and returns
-        the size of the file written next.
+        record (``due``, the strategy's test), the write is one per run of records that fit.
+        ``rotate(trigger, n, created, size)`` rotates the file of ``size`` bytes before a record
+        of ``n`` bytes and returns the size of the file written next.
         """
         i, n = 0, len(datas)
-        if not self._may_rotate():
+        if not self.may_rotate():
             self.file.write_all(b"".join(datas))
-            self._batch_done += n
+            self.batch_done += n
             return size + sum(len(d) for d in datas)
         while i < n:
             first = len(datas[i])
-            trigger = self._due(size, first, createds[i])
+            trigger = due(size, first, createds[i])
             if trigger:
                 size = rotate(trigger, first, createds[i], size)
             j, total = i + 1, first
-            while j < n and not self._due(size + total, len(datas[j]), createds[j]):
+            while j < n and not due(size + total, len(datas[j]), createds[j]):
                 total += len(datas[j])
                 j += 1
             self.file.write_all(datas[i] if j == i + 1 else b"".join(datas[i:j]))
-            self._batch_done += j - i
+            self.batch_done += j - i
             size += total
             i = j
         return size
 
     # -- the policy's room left -----------------------------------------------------------------
 
-    def _set_period(self, period: float | None) -> None:
-        self._period = period
-        self._period_end = self.policy.period_end(period)
+    def set_period(self, period: float | None) -> None:
+        self.period = period
+        self.period_end = self.policy.period_end(period)
 
-    def _period_unknown(self) -> bool:
+    def period_unknown(self) -> bool:
         """True while the open file's period must still be worked out (time rotation only)."""
-        return self._period_end == UNKNOWN
+        return self.period_end == UNKNOWN
 
-    def _first_period(self, size: int, created: float) -> float | None:
+    def first_period(self, size: int, created: float) -> float | None:
         """The period of the open file, of ``size`` bytes, that this process did not create by
         rotating, at its first record (``created``): the one of its last write (its mtime, as
         the stdlib reads it at start-up), or the one that starts now if it is empty."""
@@ -218,119 +183,54 @@ class FileStrategy:
             return None
         return policy.start_period(os.fstat(self.file.fd).st_mtime if size > 0 else None, created)
 
-    def _may_rotate(self) -> bool:
+    def may_rotate(self) -> bool:
         """False when no record can make the open file due (no trigger)."""
-        return self._limit != math.inf or self._period_end != math.inf
+        return self.limit != math.inf or self.period_end != math.inf
 
-    def _due(self, size: int, nbytes: int, created: float) -> int:
+    def due(self, size: int, nbytes: int, created: float) -> int:
         """Which trigger finds the file of ``size`` bytes due before a record of ``nbytes``
         (0: none)?"""
-        return self.policy.due(size, nbytes, created, self._period_end)
+        return self.policy.due(size, nbytes, created, self.period_end)
 
-    # -- the stdlib's rotation API --------------------------------------------------------------
+    def after_rotation(
+        self, target: str, period: float | None, created: float, guard: Callable[[], AbstractContextManager[Any]]
+    ) -> None:
+        """After a rotation renamed ``target`` and the strategy opened the new file: its period,
+        then the steps after a rotation (retention now, compression queued for after the lock)."""
+        self.set_period(period)
+        self.policy.after_rotation(target, created, guard)
+        self.rotated = True
 
-    def rotation_due(self, nbytes: int, created: float) -> bool:
-        with self.lock:
-            if self.file.fd < 0:
-                self._open_files()
-            size = os.fstat(self.file.fd).st_size
-            end = self._period_end
-            if self._period is None:
-                end = self.policy.period_end(self._first_period(size, created))
-            return self.policy.would_rotate(size, nbytes, created, end)
+    # -- the stdlib's rotation API (under the strategy's lock) ----------------------------------
 
-    def rotates_at(self, now: float) -> float:
+    def rotation_due(self, nbytes: int, created: float, open_files: Callable[[], None]) -> bool:
+        if self.file.fd < 0:
+            open_files()
+        size = os.fstat(self.file.fd).st_size
+        end = self.period_end
+        if self.period is None:
+            end = self.policy.period_end(self.first_period(size, created))
+        return self.policy.would_rotate(size, nbytes, created, end)
+
+    def rotates_at(self, now: float, target: str) -> float:
         # Worked out from the file, as its first record would, when no record was written yet.
-        with self.lock:
-            if self._period is not None:
-                return self._period_end
-            policy = self.policy
-            return policy.period_end(policy.start_period(last_write(self.file.fd, self.target()), now))
+        if self.period is not None:
+            return self.period_end
+        policy = self.policy
+        return policy.period_end(policy.start_period(last_write(self.file.fd, target), now))
 
-    def rotate_now(self, created: float) -> None:
-        with self.lock:
-            self._rotate_now(created)
-        if self._rotated:
-            self._after_write()
-
-    def resize(self, max_bytes: int, backup_count: int) -> None:
-        # A backup name too long for the new count is a ValueError, and changes nothing.
+    def check_resize(self, max_bytes: int, backup_count: int, names: Callable[[RotationPolicy], Names]) -> None:
+        """ValueError when a backup name would be too long for the new count (nothing changed)."""
         policy = self.policy
         config = dataclasses.replace(policy.config, max_bytes=max_bytes, backup_count=backup_count)
-        check_names(self.path, self.names(RotationPolicy(config, policy.hooks)))
-        with self.lock:
-            policy.resize(max_bytes, backup_count)
-            self._limit = policy.limit
+        check_names(self.path, names(RotationPolicy(config, policy.hooks)))
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    def resize(self, max_bytes: int, backup_count: int) -> None:
+        """The new limits, under the strategy's lock, once :meth:`check_resize` passed."""
+        self.policy.resize(max_bytes, backup_count)
+        self.limit = self.policy.limit
 
-    def open(self) -> None:
-        with self.lock:
-            if self.file.fd < 0:
-                self._open_files()
-
-    def identity(self) -> tuple[int, int]:
-        with self.lock:
-            return self.file.identity()
-
-    def retire(self) -> None:
-        # A thread that fetched this strategy before its last handler let go of it and writes
-        # now (close() racing emit()) must not reopen the files: nobody would close them again
-        # (and a per-process shard left open keeps its shared lock, so a merge takes it for
-        # live). It gets Retired instead.
-        with self.lock:  # a write in progress (a rotation, say) finishes first
-            self.file.retired = True
-        self.close()
-
-    def request_reopen(self) -> None:
-        # From a signal handler, maybe inside a write holding the lock: takes no lock. If the
-        # path names the same file, the file held open is that file: reopening changes nothing.
-        self.file.request_check()
-
-    def names(self, policy: RotationPolicy | None = None) -> list[tuple[str, str]]:
-        target = self._longest_target()
-        return [(self.target_what, target)] + self._own_names() + (policy or self.policy).created_names(target)
-
-    def _longest_target(self) -> str:
-        """The longest name :meth:`target` can have, in this process or a child."""
-        return self.path
-
-    def _own_names(self) -> list[tuple[str, str]]:
-        """What and where the files the strategy keeps beside the log are (a lock file)."""
-        return []
-
-    # -- what each strategy fills in ------------------------------------------------------------
-
-    def _append(self, data: bytes, created: float) -> None:
-        """Append one encoded record under the strategy's exclusion, rotating first if due."""
-        raise NotImplementedError
-
-    def _append_many(self, datas: list[bytes], createds: list[float]) -> None:
-        """:meth:`_append` for a batch (counting the records written in ``_batch_done``)."""
-        raise NotImplementedError
-
-    def _rotate_now(self, created: float) -> None:
-        """``doRollover()`` under the strategy's exclusion (the thread lock is held)."""
-        raise NotImplementedError
-
-    def _open_files(self) -> None:
-        """Open the log (and whatever else the strategy writes) under the thread lock."""
-        raise NotImplementedError
-
-    def _forget(self) -> None:
-        """After a failed write: make the retry reopen the files."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-    def reopen(self) -> None:
-        raise NotImplementedError
-
-    def after_fork(self) -> None:
-        raise NotImplementedError
-
-    def rotation_guard(self) -> AbstractContextManager[Any]:
-        """The exclusion under which this log's backups may be renamed or removed (the
-        background compressor's final renames)."""
-        raise NotImplementedError
+    def names(self, what: str, longest_target: str, own: Names, policy: RotationPolicy | None) -> Names:
+        """``Strategy.names``: the log (or shard) at its longest, the strategy's ``own`` files,
+        then the backups of ``policy`` (the path's own when None)."""
+        return [(what, longest_target), *own, *(policy or self.policy).created_names(longest_target)]

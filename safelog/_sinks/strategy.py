@@ -7,8 +7,8 @@ exclude each other, so the exclusion lives in the strategy object, one per real 
 :class:`Strategy` protocol; a strategy on a regular file is also :class:`Rotating`.
 
 A new strategy (a socket to a local collector, say) is one module implementing the protocol
-(regular files: a :class:`.regular.FileStrategy` subclass filling in its four steps) and a line
-in :data:`.registry.STRATEGIES`.
+(on a regular file, holding a :class:`.regular.FileCore` for what every such strategy does), its
+class in :data:`.registry.STRATEGIES` and its name in ``STRATEGY_NAMES``.
 """
 
 from __future__ import annotations

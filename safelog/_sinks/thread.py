@@ -9,53 +9,115 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from time import monotonic
-from typing import Any
+from typing import Any, ClassVar
 
+from .._policy.config import FileConfig
+from .._policy.rotation import RotationPolicy
 from .._policy.triggers import SIZE
-from .regular import FileStrategy
+from .regular import FileCore
 from .strategy import Render
 
 __all__ = ["ThreadStrategy"]
 
 
-class ThreadStrategy(FileStrategy):
-    name = "thread"
+class ThreadStrategy:
+    name: ClassVar[str] = "thread"
+    regular: ClassVar[bool] = True
+    lazy: ClassVar[bool] = False
+    own_file: ClassVar[bool] = False
 
-    _size = 0
-
-    def _new_lock(self) -> threading.Lock | threading.RLock:
+    def __init__(self, path: str, options: FileConfig, policy: RotationPolicy) -> None:
+        self.path = path
+        self.options = options
+        self.policy = policy
+        self.refs = 0
+        self.core = core = FileCore(path, options, policy, own=self.own_file)
+        self.file = core.file
+        self._encoding, self._errors = options.encoding, options.errors  # read per record
         # Re-entrant: records are formatted under it (write_record), and a formatter may log to
         # this file itself.
-        return threading.RLock()
+        self.lock = threading.RLock()
+        self._size = 0
+
+    @property
+    def watching(self) -> bool:
+        return self.file.watching
+
+    @watching.setter
+    def watching(self, value: bool) -> None:
+        self.file.watching = value
+
+    @property
+    def opened(self) -> bool:
+        return self.file.fd >= 0
+
+    def target(self) -> str:
+        return self.file.target
+
+    # -- writing --------------------------------------------------------------------------------
+
+    def encode(self, msg: str, created: float) -> bytes:
+        """Turn one formatted record into the bytes appended to the file (under the lock)."""
+        return (msg + "\n").encode(self._encoding, self._errors)
+
+    def write(self, msg: str, created: float) -> None:
+        core = self.core
+        with self.lock:
+            core.write_one(self.encode(msg, created), created, self._append, self._forget)
+        if core.rotated:
+            core.after_write()
 
     def write_record(self, render: Render, record: logging.LogRecord) -> None:
         # Formatted under the lock, as logging.FileHandler does under its own: with formatting
         # before it, two threads convoyed (the second formats while the first writes, then waits
         # for the lock, then for the GIL) and ran at 0.75x FileHandler.
+        core = self.core
         with self.lock:
             msg = render(record)
             if msg is None:
                 return
-            self._write_locked(self.encode(msg, record.created), record.created)
-        if self._rotated:
-            self._after_write()
+            created = record.created
+            data = self.encode(msg, created)
+            # FileCore.write_one, inline: this is the per-record path (one call less per record).
+            file = self.file
+            if file.torn:
+                data = b"\n" + data
+            try:
+                self._append(data, created)
+            except OSError:
+                if file.torn:
+                    raise
+                self._forget()  # a stale descriptor: reopen once and retry (see write_one)
+                self._append(data, created)
+            file.torn = False
+        if core.rotated:
+            core.after_write()
+
+    def write_many(self, items: Sequence[tuple[str, float]]) -> list[tuple[int, Exception]]:
+        core = self.core
+        with self.lock:
+            rejected = core.write_many(items, self.encode, self._append_many, self._forget)
+        if core.rotated:
+            core.after_write()
+        return rejected
 
     def _open_files(self) -> None:
         self.file.open()
         self._size = os.lseek(self.file.fd, 0, os.SEEK_END)
         # A (re)opened file may be another one than before (first open, rotation, logrotate):
         # its period is worked out again from the file on the next record.
-        self._set_period(None)
+        self.core.set_period(None)
 
     def _append(self, data: bytes, created: float) -> None:
-        file = self.file
+        file, core = self.file, self.core
         if file.fd < 0 or (monotonic() >= file.next_check and file.moved()):
             self._open_files()
         size = self._size
         # The policy is asked only when the record reaches the room left (see regular.py).
-        if created >= self._period_end or size + len(data) >= self._limit:
+        if created >= core.period_end or size + len(data) >= core.limit:
             size = self._rotate_if_due(size, len(data), created)
         fd = file.fd
         n = os.write(fd, data)  # LogFile.write_all, inline: this is the per-record path
@@ -66,9 +128,10 @@ class ThreadStrategy(FileStrategy):
     def _rotate_if_due(self, size: int, nbytes: int, created: float) -> int:
         """Rotate first if the file of ``size`` bytes is due before a record of ``nbytes``;
         returns the size of the file the record goes to."""
-        if self._period_unknown():
-            self._set_period(self._first_period(size, created))
-        trigger = self._due(size, nbytes, created)
+        core = self.core
+        if core.period_unknown():
+            core.set_period(core.first_period(size, created))
+        trigger = core.due(size, nbytes, created)
         if trigger:
             trigger, size = self._recheck(size, nbytes, created)
         if trigger:
@@ -83,14 +146,14 @@ class ThreadStrategy(FileStrategy):
         real = os.lseek(self.file.fd, 0, os.SEEK_END)
         if real != size:
             size = self._size = real
-        return self._due(size, nbytes, created), size
+        return self.core.due(size, nbytes, created), size
 
     def _append_many(self, datas: list[bytes], createds: list[float]) -> None:
-        file = self.file
+        file, core = self.file, self.core
         if file.fd < 0 or (monotonic() >= file.next_check and file.moved()):
             self._open_files()
-        if self._period_unknown():
-            self._set_period(self._first_period(self._size, createds[0]))
+        if core.period_unknown():
+            core.set_period(core.first_period(self._size, createds[0]))
 
         def rotate(trigger: int, nbytes: int, created: float, size: int) -> int:
             trigger, size = self._recheck(size, nbytes, created)
@@ -100,17 +163,7 @@ class ThreadStrategy(FileStrategy):
             # Keep the in-memory size true even if a later chunk of the batch fails.
             return self._size
 
-        self._size = self._write_batch(datas, createds, self._size, rotate)
-
-    def _rotate_now(self, created: float) -> None:
-        if self.file.fd < 0 or self.file.moved():
-            self._open_files()
-        size = os.fstat(self.file.fd).st_size
-        if size == 0:
-            return  # never an empty backup
-        if self._period is None:
-            self._set_period(self._first_period(size, created))
-        self._rotate(SIZE, size, created)
+        self._size = core.write_batch(datas, createds, self._size, rotate, core.due)
 
     def _rotate(self, trigger: int, size: int, created: float) -> None:
         """Rotate the file this process alone writes, under the thread lock: nobody else can be
@@ -123,26 +176,77 @@ class ThreadStrategy(FileStrategy):
             self._open_files()
             return
         target = self.file.target
-        done = self.policy.rotate(target, trigger, size, self._period, created)
+        done = self.policy.rotate(target, trigger, size, self.core.period, created)
         if done is None:
             return  # could not rename: write on to the current file, retry later
         period, _ = done
         self._open_files()
-        self._set_period(period)
-        self.policy.after_rotation(target, created, self.rotation_guard)
-        self._rotated = True
+        self.core.after_rotation(target, period, created, self.rotation_guard)
 
     def _forget(self) -> None:
         self.file.close()
+
+    # -- the stdlib's rotation API --------------------------------------------------------------
+
+    def rotation_due(self, nbytes: int, created: float) -> bool:
+        with self.lock:
+            return self.core.rotation_due(nbytes, created, self._open_files)
+
+    def rotates_at(self, now: float) -> float:
+        with self.lock:
+            return self.core.rotates_at(now, self.target())
+
+    def rotate_now(self, created: float) -> None:
+        core = self.core
+        with self.lock:
+            if self.file.fd < 0 or self.file.moved():
+                self._open_files()
+            size = os.fstat(self.file.fd).st_size
+            if size:  # never an empty backup
+                if core.period is None:
+                    core.set_period(core.first_period(size, created))
+                self._rotate(SIZE, size, created)
+        if core.rotated:
+            core.after_write()
+
+    def resize(self, max_bytes: int, backup_count: int) -> None:
+        self.core.check_resize(max_bytes, backup_count, self.names)
+        with self.lock:
+            self.core.resize(max_bytes, backup_count)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        with self.lock:
+            if self.file.fd < 0:
+                self._open_files()
+
+    def identity(self) -> tuple[int, int]:
+        with self.lock:
+            return self.file.identity()
 
     def reopen(self) -> None:
         with self.lock:
             if self.file.fd >= 0:
                 self._open_files()
 
+    def request_reopen(self) -> None:
+        # From a signal handler, maybe inside a write holding the lock: takes no lock. If the
+        # path names the same file, the file held open is that file: reopening changes nothing.
+        self.file.request_check()
+
     def close(self) -> None:
         with self.lock:
             self.file.close()
+
+    def retire(self) -> None:
+        # A thread that fetched this strategy before its last handler let go of it and writes
+        # now (close() racing emit()) must not reopen the files: nobody would close them again
+        # (and a per-process shard left open keeps its shared lock, so a merge takes it for
+        # live). It gets Retired instead.
+        with self.lock:  # a write in progress (a rotation, say) finishes first
+            self.file.retired = True
+        self.close()
 
     def rotation_guard(self) -> AbstractContextManager[Any]:
         # One writer per file: the thread lock.
@@ -151,5 +255,8 @@ class ThreadStrategy(FileStrategy):
     def after_fork(self) -> None:
         # A lock held by another parent thread at fork time stays held forever in the child,
         # and the descriptor is shared with the parent: start over with fresh ones.
-        self.lock = self._new_lock()
+        self.lock = threading.RLock()
         self.file.after_fork()
+
+    def names(self, policy: RotationPolicy | None = None) -> list[tuple[str, str]]:
+        return self.core.names("log file", self.path, [], policy)
