@@ -58,8 +58,8 @@ OPTIONS: dict[str, Any] = {
     "namer": None, "rotator": None, "lock_dir": None, "merge_on_exit": False, "escape_newlines": False,
     "nonblocking": False, "queue_size": None, "overflow": None, "flush_interval": None,
     "flush_level": None, "max_batch": None, "when": None, "interval": 1, "utc": False, "atTime": None,
-    "rotate_every": None, "compress": None, "delay_compress": False, "retention": None, "chmod": None,
-    "owner": None, "watch": False, "reopen_signal": None,
+    "rotate_every": None, "compress": None, "delay_compress": False, "retention": None, "max_total_bytes": None,
+    "chmod": None, "owner": None, "watch": False, "reopen_signal": None,
 }  # fmt: skip
 # The stdlib's spelling beside safelog's: either may be given (the same value, if both).
 ALIASES = {"maxBytes": "max_bytes", "backupCount": "backup_count"}
@@ -101,6 +101,7 @@ class RotationConfig:
     codec: Codec | None = None
     max_age: float | None = None  # retention, in seconds
     delay_compress: bool = False
+    max_total_bytes: int = 0  # the log and its backups on disk; 0: no limit
 
     @property
     def rotates(self) -> bool:
@@ -245,7 +246,8 @@ def parse_file(options: Mapping[str, Any], appends: bool = False) -> FileConfig:
 
 def parse_rotation(options: Mapping[str, Any], stdlib_rotating: bool) -> RotationConfig:
     """``max_bytes``/``maxBytes``, ``backup_count``/``backupCount``, ``when``, ``interval``,
-    ``utc``, ``atTime``, ``rotate_every``, ``compress``, ``delay_compress``, ``retention``."""
+    ``utc``, ``atTime``, ``rotate_every``, ``compress``, ``delay_compress``, ``retention``,
+    ``max_total_bytes``."""
     size = parse_size("max_bytes", _one_of(options, "max_bytes", "maxBytes", 0))
     count = check_int("backup_count", _one_of(options, "backup_count", "backupCount", 0))
     utc = check_bool("utc", options["utc"])
@@ -260,14 +262,30 @@ def parse_rotation(options: Mapping[str, Any], stdlib_rotating: bool) -> Rotatio
     given = options["max_bytes"] is not UNSET
     spelled = f"max_bytes={options['max_bytes']!r}" if given else f"maxBytes={options['maxBytes']!r}"
     check_size_rotates(size, count, timing, stdlib_rotating, spelled)
-    rotation = RotationConfig(size, count, timing, utc, codec, max_age, delay_compress)
-    if not rotation.rotates and (codec is not None or max_age is not None):
-        what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
+    total = parse_size("max_total_bytes", options["max_total_bytes"])
+    _check_total_fits(total, size, options["max_total_bytes"], spelled)
+    rotation = RotationConfig(size, count, timing, utc, codec, max_age, delay_compress, total)
+    if not rotation.rotates and (codec is not None or max_age is not None or total):
+        what = (
+            f"compress={compress!r}" if codec is not None
+            else f"retention={retention!r}" if max_age is not None
+            else f"max_total_bytes={options['max_total_bytes']!r}"
+        )  # fmt: skip
         raise ValueError(
             f"{what} applies to rotated backups, but this handler never rotates: give "
             f"max_bytes and backup_count, or when / rotate_every"
         )
     return rotation
+
+
+def _check_total_fits(total: int, size: int, given: Any, spelled: str) -> None:
+    """A total below one file's size would leave no backup after any rotation (the newest one
+    alone is ``max_bytes``): refused rather than defined as "keep nothing"."""
+    if total and size and total < size:
+        raise ValueError(
+            f"max_total_bytes={given!r} is less than {spelled}: the log and its backups could "
+            f"never fit (one full file alone is larger); give at least {size} bytes"
+        )
 
 
 def parse_queue(options: Mapping[str, Any]) -> QueueConfig | None:
@@ -360,6 +378,7 @@ _SHARED: tuple[tuple[tuple[str, ...], Callable[[Config], object]], ...] = (
     (("when", "interval", "utc", "atTime"), _timing_key),
     (("compress", "delay_compress"), lambda c: (c.rotation.codec and c.rotation.codec.name, c.rotation.delay_compress)),
     (("retention",), lambda c: c.rotation.max_age),
+    (("max_total_bytes",), lambda c: c.rotation.max_total_bytes),
     (("chmod", "owner"), lambda c: (c.file.perms.chmod, c.file.perms.uid, c.file.perms.gid)),
 )
 _VALUES: dict[str, Callable[[Config], object]] = {
@@ -372,6 +391,7 @@ _VALUES: dict[str, Callable[[Config], object]] = {
     "compress": lambda c: c.rotation.codec and c.rotation.codec.name,
     "delay_compress": lambda c: c.rotation.delay_compress,
     "retention": lambda c: c.rotation.max_age,
+    "max_total_bytes": lambda c: c.rotation.max_total_bytes,
 }
 
 

@@ -93,7 +93,10 @@ def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> S
                 f"directly; there are no shards to merge"
             )
         if strategy is None:
-            policy = RotationPolicy(config.rotation, hooks, options.set_perms, started=time.time())
+            # A strategy whose every process writes a file of its own (shards) rotates each one
+            # with this policy; a step spanning the log counts all of them.
+            shards_of = path if cls.own_file else None
+            policy = RotationPolicy(config.rotation, hooks, options.set_perms, started=time.time(), shards_of=shards_of)
             strategy = cls(path, options, policy)
             _registry[key] = strategy
             _all_sinks.add(strategy)
