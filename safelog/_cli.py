@@ -168,7 +168,7 @@ def _add_merge(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     g.add_argument("--max-bytes", metavar="SIZE", help="rotation size, e.g. '10 MB' or '64 MiB'")
     g.add_argument("--backup-count", metavar="N", help="backups to keep (needed with --max-bytes)")
-    g.add_argument("--compress", metavar="CODEC", help="compress the backups: gzip, bz2 or xz")
+    g.add_argument("--compress", metavar="CODEC", help="compress the backups: gzip, bz2, xz or zstd")
     g.add_argument("--retention", metavar="AGE", help="remove backups older than this, e.g. '14 days'")
     g = p.add_argument_group(
         "permissions of a merged log this merge creates",

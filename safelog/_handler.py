@@ -48,8 +48,8 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
     keyword names) plus ``strategy`` (``"thread"``, ``"flock"``, ``"per-process"``) and
     snake-case aliases ``max_bytes``/``backup_count`` that also accept sizes like ``"10 MB"``.
     Time rotation takes the ``TimedRotatingFileHandler`` names (``when``, ``interval``, ``utc``,
-    ``atTime``) or ``rotate_every="1 hour"``; ``compress``, ``retention``, ``chmod`` and
-    ``owner`` apply to every strategy. ``delay_compress=True`` leaves the newest backup
+    ``atTime``) or ``rotate_every="1 hour"``; ``compress``, ``retention``, ``max_total_bytes``,
+    ``chmod`` and ``owner`` apply to every strategy. ``delay_compress=True`` leaves the newest backup
     uncompressed until the next rotation (logrotate's ``delaycompress``), for log shippers that
     are still reading it.
     ``rotate_on_start=True`` rotates a non-empty log once when the application starts (see
@@ -119,6 +119,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         compress: str | None = None,
         delay_compress: bool = False,
         retention: str | datetime.timedelta | None = None,
+        max_total_bytes: int | str | None = None,
         chmod: int | str | None = None,
         owner: str | None = None,
         watch: bool = False,

@@ -44,7 +44,7 @@ def names(directory: Any) -> list[str]:
     return sorted(os.listdir(directory))
 
 
-@pytest.mark.parametrize("codec,ext", [("gzip", ".gz"), ("bz2", ".bz2"), ("xz", ".xz")])
+@pytest.mark.parametrize("codec,ext", [("gzip", ".gz"), ("bz2", ".bz2"), ("xz", ".xz"), ("zstd", ".zst")])
 @pytest.mark.parametrize("strategy", ["thread", "flock", "per-process"])
 def test_every_codec_compresses_every_backup(tmp_path: Any, make_handler: Any, strategy: str, codec: str, ext: str) -> None:
     """Each backup ends up compressed with the chosen codec, none is left plain, no temp file

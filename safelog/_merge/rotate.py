@@ -62,10 +62,7 @@ def parse_policy(
     count = check_int(bc, 0 if backup_count is None else backup_count, minimum=1 if size else 0)
     if count and not size:
         raise ValueError(f"{_spell(bc, backup_count)} needs {mb} too: the size to rotate at")
-    try:
-        codec = parse_compress(compress)
-    except ValueError:
-        raise ValueError(f"{co} must be one of 'gzip', 'bz2', 'xz'; got {compress!r}") from None
+    codec = parse_compress(compress, co)
     max_age = None if retention is None else parse_duration(re_, retention, positive=True)
     if size == 0:
         if codec is not None or max_age is not None:

@@ -6,12 +6,12 @@ elsewhere (:mod:`.naming`, :mod:`.steps`, :mod:`.rotation`), from what this modu
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
-from .._primitives.fileio import open_input
-from .._primitives.lock import LOCK_EX, try_lock
+from .._primitives.fileio import open_input, open_lockfile
+from .._primitives.lock import LOCK_EX, flock, hold, release, try_lock
 from .._primitives.perms import Perms
 from .compress import Codec
 from .compressor import COMPRESSOR
@@ -62,6 +62,13 @@ class BackupFiles:
         """When the newest of ``files`` was last written (OSError if one cannot be read)."""
         return max(os.stat(f).st_mtime for f in files)
 
+    def size(self, name: str) -> int | None:
+        """The size of ``name`` (None when it is gone: compressed or removed meanwhile)."""
+        try:
+            return os.stat(name).st_size
+        except OSError:
+            return None
+
     def inode(self, name: str) -> int | None:
         try:
             return os.stat(name).st_ino
@@ -92,6 +99,17 @@ class BackupFiles:
         finally:
             os.close(fd)
         return False
+
+    @contextmanager
+    def exclusive(self, lock_path: str, perms: Perms | None) -> Iterator[None]:
+        """Hold the lock file ``lock_path`` exclusively (created private, as every lock file)."""
+        # Registered with hold(): a child forked while this thread holds it must not keep it.
+        fd = hold(open_lockfile(lock_path, perms))
+        try:
+            flock(fd, LOCK_EX)
+            yield
+        finally:
+            release(fd)
 
     def compress(
         self,

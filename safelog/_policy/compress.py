@@ -17,20 +17,26 @@ from .._primitives.codec import Codec as Codec
 __all__ = ["Codec", "CODECS", "EXTENSIONS", "parse_compress", "trash_name", "work_names", "TMP_SUFFIX", "DEL_SUFFIX"]
 
 DEL_SUFFIX = ".del"
-_ALIASES = {"gz": "gzip", "bzip2": "bz2", "lzma": "xz"}
+_ALIASES = {"gz": "gzip", "bzip2": "bz2", "lzma": "xz", "zst": "zstd", "zstandard": "zstd"}
+_CHOICES = ", ".join(repr(name) for name in CODECS)
 
 
-def parse_compress(value: Any) -> Codec | None:
-    """``compress``: ``"gzip"``, ``"bz2"``, ``"xz"`` (or ``None``/``False`` for none)."""
+def parse_compress(value: Any, option: str = "compress") -> Codec | None:
+    """``compress``: ``"gzip"``, ``"bz2"``, ``"xz"``, ``"zstd"`` (or ``None``/``False`` for
+    none). A codec this interpreter cannot write (zstd without its module) is refused here."""
     if value is None or value is False:
         return None
     if isinstance(value, str):
         name = _ALIASES.get(value.strip().lower(), value.strip().lower())
         if name in CODECS:
-            return CODECS[name]
+            codec = CODECS[name]
+            missing = codec.missing()
+            if missing is not None:
+                raise ValueError(f"{option}={value!r}: {missing}")
+            return codec
         if name in ("", "none", "no", "false"):
             return None
-    raise ValueError(f"compress must be one of 'gzip', 'bz2', 'xz' or None; got {value!r}")
+    raise ValueError(f"{option} must be one of {_CHOICES} or None; got {value!r}")
 
 
 def trash_name(name: str, token: str | None = None) -> str:

@@ -58,8 +58,8 @@ OPTIONS: dict[str, Any] = {
     "namer": None, "rotator": None, "lock_dir": None, "merge_on_exit": False, "escape_newlines": False,
     "nonblocking": False, "queue_size": None, "overflow": None, "flush_interval": None,
     "flush_level": None, "max_batch": None, "when": None, "interval": 1, "utc": False, "atTime": None,
-    "rotate_every": None, "compress": None, "delay_compress": False, "retention": None, "chmod": None,
-    "owner": None, "watch": False, "reopen_signal": None, "rotate_on_start": False,
+    "rotate_every": None, "compress": None, "delay_compress": False, "retention": None, "max_total_bytes": None,
+    "chmod": None, "owner": None, "watch": False, "reopen_signal": None, "rotate_on_start": False,
 }  # fmt: skip
 # The stdlib's spelling beside safelog's: either may be given (the same value, if both).
 ALIASES = {"maxBytes": "max_bytes", "backupCount": "backup_count"}
@@ -101,6 +101,7 @@ class RotationConfig:
     codec: Codec | None = None
     max_age: float | None = None  # retention, in seconds
     delay_compress: bool = False
+    max_total_bytes: int = 0  # the log and its backups on disk; 0: no limit
     rotate_on_start: bool = False
 
     @property
@@ -248,7 +249,7 @@ def parse_file(options: Mapping[str, Any], appends: bool = False) -> FileConfig:
 def parse_rotation(options: Mapping[str, Any], stdlib_rotating: bool) -> RotationConfig:
     """``max_bytes``/``maxBytes``, ``backup_count``/``backupCount``, ``when``, ``interval``,
     ``utc``, ``atTime``, ``rotate_every``, ``compress``, ``delay_compress``, ``retention``,
-    ``rotate_on_start``."""
+    ``max_total_bytes``, ``rotate_on_start``."""
     size = parse_size("max_bytes", _one_of(options, "max_bytes", "maxBytes", 0))
     count = check_int("backup_count", _one_of(options, "backup_count", "backupCount", 0))
     utc = check_bool("utc", options["utc"])
@@ -269,14 +270,30 @@ def parse_rotation(options: Mapping[str, Any], stdlib_rotating: bool) -> Rotatio
             "rotate_on_start=True with backup_count=0 has no backup to rotate to: give backup_count "
             "(the number of backups to keep), or when / rotate_every"
         )
-    rotation = RotationConfig(size, count, timing, utc, codec, max_age, delay_compress, on_start)
-    if not rotation.rotates and (codec is not None or max_age is not None):
-        what = f"compress={compress!r}" if codec is not None else f"retention={retention!r}"
+    total = parse_size("max_total_bytes", options["max_total_bytes"])
+    _check_total_fits(total, size, options["max_total_bytes"], spelled)
+    rotation = RotationConfig(size, count, timing, utc, codec, max_age, delay_compress, total, on_start)
+    if not rotation.rotates and (codec is not None or max_age is not None or total):
+        what = (
+            f"compress={compress!r}" if codec is not None
+            else f"retention={retention!r}" if max_age is not None
+            else f"max_total_bytes={options['max_total_bytes']!r}"
+        )  # fmt: skip
         raise ValueError(
             f"{what} applies to rotated backups, but this handler never rotates: give "
             f"max_bytes and backup_count, or when / rotate_every"
         )
     return rotation
+
+
+def _check_total_fits(total: int, size: int, given: Any, spelled: str) -> None:
+    """A total below one file's size would leave no backup after any rotation (the newest one
+    alone is ``max_bytes``): refused rather than defined as "keep nothing"."""
+    if total and size and total < size:
+        raise ValueError(
+            f"max_total_bytes={given!r} is less than {spelled}: the log and its backups could "
+            f"never fit (one full file alone is larger); give at least {size} bytes"
+        )
 
 
 def parse_queue(options: Mapping[str, Any]) -> QueueConfig | None:
@@ -369,6 +386,7 @@ _SHARED: tuple[tuple[tuple[str, ...], Callable[[Config], object]], ...] = (
     (("when", "interval", "utc", "atTime"), _timing_key),
     (("compress", "delay_compress"), lambda c: (c.rotation.codec and c.rotation.codec.name, c.rotation.delay_compress)),
     (("retention",), lambda c: c.rotation.max_age),
+    (("max_total_bytes",), lambda c: c.rotation.max_total_bytes),
     (("rotate_on_start",), lambda c: c.rotation.rotate_on_start),
     (("chmod", "owner"), lambda c: (c.file.perms.chmod, c.file.perms.uid, c.file.perms.gid)),
 )
@@ -382,6 +400,7 @@ _VALUES: dict[str, Callable[[Config], object]] = {
     "compress": lambda c: c.rotation.codec and c.rotation.codec.name,
     "delay_compress": lambda c: c.rotation.delay_compress,
     "retention": lambda c: c.rotation.max_age,
+    "max_total_bytes": lambda c: c.rotation.max_total_bytes,
     "rotate_on_start": lambda c: c.rotation.rotate_on_start,
 }
 

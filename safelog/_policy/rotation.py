@@ -24,18 +24,19 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from time import monotonic
 from typing import Any, NamedTuple
 
 from .._primitives.perms import Perms
+from .._primitives.shard import parse_shard_name, shard_path
 from . import starts
 from .backups import FILES, BackupFiles
 from .compress import work_names
 from .config import RotationConfig
 from .fingerprint import Fingerprint, fingerprint_of
 from .naming import Backups, DatedNames, NumberedNames
-from .steps import Compress, KeepAge, KeepCount, Leftovers, Listing, Step
+from .steps import Compress, KeepAge, KeepCount, KeepTotal, Leftovers, Listing, Series, Step
 from .triggers import SIZE, TIME, SizeTrigger, TimeTrigger
 
 __all__ = ["RotationPolicy", "RotationHooks", "SIZE", "TIME", "RETRY_INTERVAL"]
@@ -74,7 +75,7 @@ class RotationPolicy:
 
     __slots__ = (
         "config", "hooks", "perms", "started", "files", "size", "time", "naming", "steps", "limit", "renames",
-        "_retry_at", "_failing", "_disagreed",
+        "shards_of", "_retry_at", "_failing", "_disagreed",
     )  # fmt: skip
 
     def __init__(
@@ -84,8 +85,12 @@ class RotationPolicy:
         perms: Perms | None = None,
         started: float | None = None,
         files: BackupFiles = FILES,
+        shards_of: str | None = None,
     ) -> None:
         self.hooks = hooks
+        # per-process: the log whose shards this policy rotates (one each process); the steps
+        # that span every shard look beyond the one being rotated.
+        self.shards_of = shards_of
         self.perms = perms  # of compressed backups
         self.started = started
         self.files = files
@@ -113,6 +118,8 @@ class RotationPolicy:
             steps.append(KeepCount(config.backup_count))
         if config.max_age is not None:
             steps.append(KeepAge(config.max_age))
+        if config.max_total_bytes:
+            steps.append(KeepTotal(config.max_total_bytes))
         if config.codec is not None:
             steps.append(Compress(config.codec, config.delay_compress, self.perms))
         if steps:
@@ -222,10 +229,11 @@ class RotationPolicy:
         if size == 0:
             return new_period, ""
         try:
-            dest = self._make_room(path, trigger, period, created)
-            if dest is None:
-                return new_period, ""
-            self.hooks.move(path, dest)
+            with self._across_shards():
+                dest = self._make_room(path, trigger, period, created)
+                if dest is None:
+                    return new_period, ""
+                self.hooks.move(path, dest)
         except OSError:
             self._failed(path)
             return None
@@ -272,18 +280,51 @@ class RotationPolicy:
         if not self.steps:
             return
         try:
+            with self._across_shards():
+                self._run_steps(path, now, guard)
+        except OSError:
+            # The rotation itself is done and stays done (the stdlib, too, has rotated when its
+            # os.remove fails); report, keep the record, and try again at the next rotation.
+            self._report("safelog: cannot remove old backups of %s; retrying at the next rotation", path)
+
+    def _run_steps(self, path: str, now: float, guard: Callable[[], AbstractContextManager[Any]]) -> None:
+        try:
             backups, tmps = self.listing(path)
         except OSError as exc:
             _report_listing(path, exc)
             return
         listing = Listing(path, now, backups, tmps, guard, lambda src, key: self.locate(path, src, key))
-        try:
-            for step in self.steps:
-                step.run(listing, self.files)
-        except OSError:
-            # The rotation itself is done and stays done (the stdlib, too, has rotated when its
-            # os.remove fails); report, keep the record, and try again at the next rotation.
-            self._report("safelog: cannot remove old backups of %s; retrying at the next rotation", path)
+        if self._sharded():
+            listing.others = lambda: self._other_shards(path)
+            # A compression's last renames change a shard's backups too: under the same lock.
+            listing.guard = lambda: _both(guard, self._across_shards)
+        for step in self.steps:
+            step.run(listing, self.files)
+
+    def _sharded(self) -> bool:
+        """Whether a step spans every shard of the log: then every change to any shard's
+        backups (a rotation's renames, the steps, a compression's renames) happens under one
+        lock file beside the log, taken at rotation only (writers take no lock)."""
+        return self.shards_of is not None and self.config.max_total_bytes > 0
+
+    def _across_shards(self) -> AbstractContextManager[Any]:
+        if not self._sharded():
+            return nullcontext()
+        assert self.shards_of is not None
+        return self.files.exclusive(shards_lock_path(self.shards_of), self.perms)
+
+    def _other_shards(self, own: str) -> list[Series]:
+        """The log's other shards (a dead process's too) and their backups. A shard is known by
+        any of its files: between its rotation's rename and the reopen, only its backups exist."""
+        assert self.shards_of is not None
+        directory, log = os.path.split(self.shards_of)
+        shards = set()
+        for entry in os.listdir(directory or "."):
+            found = parse_shard_name(log, entry)
+            if found is not None:
+                shards.add(shard_path(self.shards_of, int(found["pid"] or 0), found["host"]))
+        shards.discard(own)
+        return [(shard, self.listing(shard)[0]) for shard in sorted(shards)]
 
     def files_to_delete(self, path: str) -> list[str]:
         """``TimedRotatingFileHandler.getFilesToDelete()``: the backups of ``path`` that retention
@@ -364,6 +405,20 @@ class RotationPolicy:
     def _candidates(self, path: str, src: str) -> Iterator[str]:
         yield src
         yield from self.naming.candidates(path, src, lambda: self.listing(path)[0])
+
+
+def shards_lock_path(log: str) -> str:
+    """The lock file of the steps that span every shard of the per-process log ``log``."""
+    directory, name = os.path.split(log)
+    return os.path.join(directory, f".{name}.shards.lock")
+
+
+@contextmanager
+def _both(
+    first: Callable[[], AbstractContextManager[Any]], second: Callable[[], AbstractContextManager[Any]]
+) -> Iterator[None]:
+    with first(), second():
+        yield
 
 
 def _report_listing(path: str, exc: BaseException) -> None:

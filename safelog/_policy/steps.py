@@ -4,8 +4,7 @@ Every step gets the same :class:`Listing` of the backups (made once, under the r
 exclusion, so two processes never delete concurrently) and decides from it; its ``select``
 is a pure function of the listing, and ``run`` carries it out through :mod:`.backups`.
 
-A new step (retention by total size, say) is a class here with ``run`` and a line in
-:func:`.rotation.RotationPolicy._compile`.
+A new step is a class here with ``run`` and a line in :func:`.rotation.RotationPolicy._compile`.
 """
 
 from __future__ import annotations
@@ -21,7 +20,14 @@ from .backups import BackupFiles
 from .compress import DEL_SUFFIX, EXTENSIONS, Codec
 from .naming import Backups, Key, leftover
 
-__all__ = ["Listing", "Step", "KeepCount", "KeepAge", "Leftovers", "Compress"]
+__all__ = ["Listing", "Step", "KeepCount", "KeepAge", "KeepTotal", "Leftovers", "Compress", "Series"]
+
+# One live file and its backups: the log (or a shard of it) and what its rotations made.
+Series = tuple[str, Backups]
+
+
+def _no_others() -> list[Series]:
+    return []
 
 
 @dataclass
@@ -35,6 +41,9 @@ class Listing:
     guard: Callable[[], AbstractContextManager[Any]]  # the log's exclusion (compression's renames)
     locate: Callable[[str, tuple[int, int]], str | None]  # a backup's name now, by its inode
     busy: set[int] = field(default_factory=set)  # inodes a live process is compressing
+    # The log's other live files and their backups, listed on demand: per-process, the other
+    # processes' shards (the log on disk is every shard); none for one shared file.
+    others: Callable[[], list[Series]] = _no_others
 
 
 class Step(Protocol):
@@ -86,6 +95,57 @@ class KeepAge:
             except OSError:
                 pass
         _remove(listing, files, self.select(newest, listing.now))
+
+
+class KeepTotal:
+    """The oldest backups are removed until the log and its backups, as they are on disk
+    (compressed or not; a compression in flight counted by its source, its temp file not at
+    all), fit in ``limit`` bytes (``max_total_bytes``). Live files are counted, never removed;
+    across shards, the backup last written longest ago goes first, each shard's in its order."""
+
+    __slots__ = ("limit",)
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def select(self, live: int, series: list[list[tuple[float, Key, int]]]) -> list[tuple[int, Key]]:
+        """Which backups go: ``live`` is the size of the live files, ``series`` each live file's
+        backups as ``(mtime, key, size)``, oldest first. Returns ``(series index, key)``."""
+        total = live + sum(size for one in series for _, _, size in one)
+        heads = [0] * len(series)
+        doomed = []
+        while total > self.limit:
+            # The oldest of the series' oldest backups (one series: simply its oldest).
+            candidates = [(one[heads[i]][0], i) for i, one in enumerate(series) if heads[i] < len(one)]
+            if not candidates:
+                break  # the live files alone are over the limit: nothing of ours is left to remove
+            _, i = min(candidates)
+            _, key, size = series[i][heads[i]]
+            heads[i] += 1
+            doomed.append((i, key))
+            total -= size
+        return doomed
+
+    def run(self, listing: Listing, files: BackupFiles) -> None:
+        everything: list[Series] = [(listing.path, listing.backups), *listing.others()]
+        live = 0
+        series = []
+        for path, backups in everything:
+            live += files.size(path) or 0
+            one = []
+            for k in sorted(backups):
+                try:
+                    mtime = files.newest_mtime(backups[k]) if len(everything) > 1 else 0.0
+                except OSError:
+                    mtime = 0.0  # gone meanwhile (compressed, or removed): its size is 0 now
+                one.append((mtime, k, sum(files.size(f) or 0 for f in backups[k])))
+            series.append(one)
+        doomed = self.select(live, series)
+        _remove(listing, files, {k for i, k in doomed if i == 0})
+        for i, k in doomed:
+            if i:
+                for f in everything[i][1][k]:
+                    files.trash(f)
 
 
 class Leftovers:

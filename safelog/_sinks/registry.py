@@ -96,7 +96,10 @@ def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> S
         if config.rotation.rotate_on_start:
             claim()  # before any child is started: they inherit the start (see _policy.starts)
         if strategy is None:
-            policy = RotationPolicy(config.rotation, hooks, options.set_perms, started=time.time())
+            # A strategy whose every process writes a file of its own (shards) rotates each one
+            # with this policy; a step spanning the log counts all of them.
+            shards_of = path if cls.own_file else None
+            policy = RotationPolicy(config.rotation, hooks, options.set_perms, started=time.time(), shards_of=shards_of)
             strategy = cls(path, options, policy)
             _registry[key] = strategy
             _all_sinks.add(strategy)

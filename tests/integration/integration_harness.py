@@ -254,7 +254,7 @@ def _holds(predicate: Callable[[], bool]) -> bool:
 
 # -- reading logs back ----------------------------------------------------------------------
 
-SHARD_RE = re.compile(r"\.shard(?:\.\d+)?(?:\.(?:gz|bz2|xz))?$")
+SHARD_RE = re.compile(r"\.shard(?:\.\d+)?(?:\.(?:gz|bz2|xz|zst))?$")
 # The CLI's one-line summary (stderr) of a merge that found nothing wrong.
 MERGE_SUMMARY_RE = re.compile(
     r"safelog merge: merged (?P<records>\d+) records from (?P<shards>\d+) shard file\(s\) into (?P<out>.+?)"
