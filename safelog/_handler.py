@@ -52,8 +52,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
     ``chmod`` and ``owner`` apply to every strategy. ``delay_compress=True`` leaves the newest backup
     uncompressed until the next rotation (logrotate's ``delaycompress``), for log shippers that
     are still reading it.
-    ``rotate_on_start=True`` rotates a non-empty log once when the application starts (see
-    docs/rotation.md for what counts as a start).
+    ``rotate_on_start=True`` rotates a non-empty log once per start (docs/rotation.md).
     ``merge_on_exit=True`` (``per-process`` only) runs :func:`safelog.merge` on the log when
     the process that created the handler exits (not in its fork or multiprocessing children).
 
