@@ -39,11 +39,15 @@ from typing import Any
 from ._diagnosis import SCHEMA, Diagnosis, Finding, PolicySeen
 from ._merge import LOCK_SUFFIX, TMP_INFIX
 from ._merge.journal import DAMAGED_SUFFIX, STATE_SUFFIX
+from ._policy.fingerprint import Fingerprint
 from ._policy.naming import backup_name, work_file
+from ._primitives.fileio import READ_NOFOLLOW
 from ._primitives.fsdetect import is_network, mount
+from ._primitives.procid import is_alive
 from ._primitives.shard import hostname, parse_shard_name
 from ._proc import alive, proc_locks, process, writes
 from ._sinks.flock import lock_path_for
+from ._sinks.lockfile import read_notes
 
 __all__ = ["diagnose", "Diagnosis", "Finding", "PolicySeen", "recorded_policies", "DoctorError", "SCHEMA"]
 
@@ -55,10 +59,29 @@ class DoctorError(Exception):
     """The diagnosis cannot run at all (no such directory)."""
 
 
-def recorded_policies(log: str) -> list[PolicySeen]:
-    """The hook for a cross-process policy fingerprint: the policies the processes writing
-    ``log`` recorded. Nothing records one yet, so there are none ("no fingerprint recorded")."""
-    return []
+def recorded_policies(log: str, lock_dir: str | None = None) -> list[PolicySeen]:
+    """The rotation policies the processes writing ``log`` recorded in its ``flock`` lock file:
+    the one in force (the last recorded) and every other one recorded by a process that still
+    runs on this host. A process records its policy at its first write when it differs from the
+    one in force, so processes that agreed with it are not listed one by one; ``thread`` and
+    ``per-process`` logs record none (each file has one writing process)."""
+    try:
+        fd = os.open(lock_path_for(log, lock_dir), READ_NOFOLLOW)
+    except OSError:
+        return []
+    try:
+        notes = read_notes(fd, os.fstat(fd).st_size)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
+    recorded = [n for n in notes if isinstance(n.get("policy"), str) and isinstance(n.get("settings"), dict)]
+    shown = [n for n in recorded[:-1] if is_alive(str(n.get("key", "")))] + recorded[-1:]
+    return [
+        PolicySeen(int(n.get("pid", 0)), str(n.get("host", "")), p, Fingerprint(p, n["settings"]).summary())
+        for n in shown
+        for p in (n["policy"],)
+    ]
 
 
 def diagnose(logfile: str, lock_dir: str | None = None, now: float | None = None) -> Diagnosis:
@@ -78,7 +101,7 @@ def diagnose(logfile: str, lock_dir: str | None = None, now: float | None = None
     _filesystem(log, d)
     _shards(files, holders, d)
     _leftovers(files, holders, d, now, log)
-    _policies(log, d)
+    _policies(log, lock_dir, d)
     _disk(files, directory, d)
     return d
 
@@ -428,8 +451,8 @@ def _leftovers(
                 )
 
 
-def _policies(log: str, d: Diagnosis) -> None:
-    d.policies = recorded_policies(log)
+def _policies(log: str, lock_dir: str | None, d: Diagnosis) -> None:
+    d.policies = recorded_policies(log, lock_dir)
     if len({p.fingerprint for p in d.policies}) > 1:
         groups: dict[str, list[PolicySeen]] = {}
         for p in d.policies:

@@ -52,6 +52,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
     ``chmod`` and ``owner`` apply to every strategy. ``delay_compress=True`` leaves the newest backup
     uncompressed until the next rotation (logrotate's ``delaycompress``), for log shippers that
     are still reading it.
+    ``rotate_on_start=True`` rotates a non-empty log once per start (docs/rotation.md).
     ``merge_on_exit=True`` (``per-process`` only) runs :func:`safelog.merge` on the log when
     the process that created the handler exits (not in its fork or multiprocessing children).
 
@@ -122,6 +123,7 @@ class SafeFileHandler(OptionViews, StdlibRotation, logging.FileHandler):
         owner: str | None = None,
         watch: bool = False,
         reopen_signal: str | None = None,
+        rotate_on_start: bool = False,
         **unknown: Any,
     ) -> None:
         # Every keyword as given, forwarded once: the signature above is where the handler spells

@@ -25,6 +25,7 @@ __all__ = [
     "strategy_of",
     "check_paths_every",
     "wait_for_compression",
+    "rotation_lines",
     "lock_path",
     "take_lock",
     "try_take_lock",
@@ -73,6 +74,23 @@ def check_paths_every(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
 def wait_for_compression(timeout: float = 30) -> None:
     """Fail the test unless every queued backup is compressed within ``timeout`` seconds."""
     assert safelog.wait_for_compression(timeout), f"compression still running after {timeout} s"
+
+
+def rotation_lines(path: str) -> list[bytes]:
+    """The rotation lines of the flock lock file ``path``: without the records processes leave
+    there (a line starting with ``#``) and the period line each one repeats after it."""
+    with open(path, "rb") as f:
+        lines = f.read().splitlines()
+    kept: list[bytes] = []
+    skip = False
+    for line in lines:
+        if line.startswith(b"#"):
+            skip = True
+        elif skip:
+            skip = False
+        else:
+            kept.append(line)
+    return kept
 
 
 def lock_path(path: str, lock_dir: str | None = None) -> str:

@@ -219,24 +219,29 @@ def test_names_that_fit_no_backup_naming_are_problems(tmp_path: Path, capsys: py
 
 
 def test_policy_fingerprints_hook(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
-    """Nothing records a policy fingerprint yet: doctor says so; once the hook returns fingerprints,
-    different ones in different processes are a problem naming them."""
-    log = tmp_path / "app.log"
-    write_and_exit(str(log), 1, strategy="flock")
-    status, text = doctor_cli(log, capsys)
+    """A thread log records no policy fingerprint: doctor says so; a flock log shows the one recorded;
+    once the hook returns fingerprints, different ones in different processes are a problem naming them."""
+    plain = tmp_path / "plain.log"
+    write_and_exit(str(plain), 1, strategy="thread")
+    status, text = doctor_cli(plain, capsys)
     assert status == 0 and "no fingerprint recorded" in text
-    status, out = doctor_cli(log, capsys, "--json")
+    status, out = doctor_cli(plain, capsys, "--json")
     assert json.loads(out)["policies"] == {"fingerprints": [], "note": "no fingerprint recorded"}
+    log = tmp_path / "app.log"
+    write_and_exit(str(log), 1, strategy="flock", max_bytes="1 MB", backup_count=2)
+    status, out = doctor_cli(log, capsys, "--json")
+    [seen_now] = json.loads(out)["policies"]["fingerprints"]
+    assert seen_now["pid"] == os.getpid() and "max_bytes=1000000" in seen_now["summary"]
     seen = [
         PolicySeen(11, "web1", "a1", "max_bytes=10 MB, backup_count=5"),
         PolicySeen(12, "web1", "b2", "max_bytes=1 MB, backup_count=5"),
         PolicySeen(13, "web1", "a1", "max_bytes=10 MB, backup_count=5"),
     ]
-    monkeypatch.setattr(_doctor, "recorded_policies", lambda path: seen if path == str(log) else [])
+    monkeypatch.setattr(_doctor, "recorded_policies", lambda path, lock_dir=None: seen if path == str(log) else [])
     found = diagnose(str(log))
     [mismatch] = [f for f in found.findings if f.code == "policy-mismatch"]
     assert "max_bytes=1 MB, backup_count=5 (pid 12)" in mismatch.message and "(pid 11, 13)" in mismatch.message
-    monkeypatch.setattr(_doctor, "recorded_policies", lambda path: seen[:1])
+    monkeypatch.setattr(_doctor, "recorded_policies", lambda path, lock_dir=None: seen[:1])
     found = diagnose(str(log))
     assert found.ok and "one policy in 1 process(es)" in found.render()
 

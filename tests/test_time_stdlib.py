@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from helpers import rotation_lines
 from test_time_rotation import PATTERN, RECORDS, files_by_name, run_phases
 
 import safelog
@@ -220,7 +221,8 @@ def test_several_processes_through_the_repeated_hour_rotate_once(tmp_path: Any, 
     assert sorted(files) == ["app.log", "app.log.2012-11-03"]
     assert {rid.split("-")[1] for rid in files["app.log.2012-11-03"]} == {"0", "1"}
     with open(path + ".lock", "rb") as f:
-        assert len(f.read().splitlines()) == 2  # the period established, one rotation
+        lock = f.read()
+    assert len(rotation_lines(path + ".lock")) == 2, lock  # the period established, one rotation
 
 
 # -- processes started at different times agree ----------------------------------------------
@@ -239,8 +241,7 @@ def test_a_later_process_takes_the_boundary_the_first_one_recorded(tmp_path: Any
     files = files_by_name(path)
     assert sorted(files) == ["app.log", "app.log.2026-11-26_00"]
     assert {rid.split("-")[1] for rid in files["app.log.2026-11-26_00"]} == {"0", "1", "2"}
-    with open(path + ".lock", "rb") as f:
-        assert f.read().splitlines() == [b"%d" % (b + 5), b"%d" % (b + 3606)]
+    assert rotation_lines(path + ".lock") == [b"%d" % (b + 5), b"%d" % (b + 3606)]
 
 
 # -- the log's mtime at start-up ------------------------------------------------------------
@@ -299,8 +300,7 @@ def test_processes_starting_together_on_yesterdays_log_rotate_it_once(tmp_path: 
     assert sorted(files) == ["app.log", "app.log.2026-11-25"]
     assert {rid.split("-")[0] for rid in files["app.log.2026-11-25"]} == {"old"}
     assert len(files["app.log"]) == 4 * RECORDS
-    with open(path + ".lock", "rb") as f:
-        lines = f.read().splitlines()
+    lines = rotation_lines(path + ".lock")
     # Yesterday's period recorded once (over today's, or into the new lock file), one rotation.
     assert len(lines) == (3 if lock_file == "kept" else 2), lines
     assert lines[-2] == b"%d" % (today - 10 * 3600 - 86400)

@@ -59,7 +59,7 @@ OPTIONS: dict[str, Any] = {
     "nonblocking": False, "queue_size": None, "overflow": None, "flush_interval": None,
     "flush_level": None, "max_batch": None, "when": None, "interval": 1, "utc": False, "atTime": None,
     "rotate_every": None, "compress": None, "delay_compress": False, "retention": None, "max_total_bytes": None,
-    "chmod": None, "owner": None, "watch": False, "reopen_signal": None,
+    "chmod": None, "owner": None, "watch": False, "reopen_signal": None, "rotate_on_start": False,
 }  # fmt: skip
 # The stdlib's spelling beside safelog's: either may be given (the same value, if both).
 ALIASES = {"maxBytes": "max_bytes", "backupCount": "backup_count"}
@@ -102,13 +102,15 @@ class RotationConfig:
     max_age: float | None = None  # retention, in seconds
     delay_compress: bool = False
     max_total_bytes: int = 0  # the log and its backups on disk; 0: no limit
+    rotate_on_start: bool = False
 
     @property
     def rotates(self) -> bool:
         """Size rotation needs somewhere to rotate to: with backupCount=0 the stdlib never rotates
         either ("if either is zero, rollover never occurs"). Time rotation names backups by
         period, so there backupCount=0 means "keep them all", as in the stdlib."""
-        return self.timing is not None or (self.max_bytes > 0 and self.backup_count > 0)
+        sized = self.max_bytes > 0 or self.rotate_on_start
+        return self.timing is not None or (sized and self.backup_count > 0)
 
 
 @dataclass(frozen=True)
@@ -247,7 +249,7 @@ def parse_file(options: Mapping[str, Any], appends: bool = False) -> FileConfig:
 def parse_rotation(options: Mapping[str, Any], stdlib_rotating: bool) -> RotationConfig:
     """``max_bytes``/``maxBytes``, ``backup_count``/``backupCount``, ``when``, ``interval``,
     ``utc``, ``atTime``, ``rotate_every``, ``compress``, ``delay_compress``, ``retention``,
-    ``max_total_bytes``."""
+    ``max_total_bytes``, ``rotate_on_start``."""
     size = parse_size("max_bytes", _one_of(options, "max_bytes", "maxBytes", 0))
     count = check_int("backup_count", _one_of(options, "backup_count", "backupCount", 0))
     utc = check_bool("utc", options["utc"])
@@ -262,9 +264,15 @@ def parse_rotation(options: Mapping[str, Any], stdlib_rotating: bool) -> Rotatio
     given = options["max_bytes"] is not UNSET
     spelled = f"max_bytes={options['max_bytes']!r}" if given else f"maxBytes={options['maxBytes']!r}"
     check_size_rotates(size, count, timing, stdlib_rotating, spelled)
+    on_start = check_bool("rotate_on_start", options["rotate_on_start"])
+    if on_start and timing is None and not count:
+        raise ValueError(
+            "rotate_on_start=True with backup_count=0 has no backup to rotate to: give backup_count "
+            "(the number of backups to keep), or when / rotate_every"
+        )
     total = parse_size("max_total_bytes", options["max_total_bytes"])
     _check_total_fits(total, size, options["max_total_bytes"], spelled)
-    rotation = RotationConfig(size, count, timing, utc, codec, max_age, delay_compress, total)
+    rotation = RotationConfig(size, count, timing, utc, codec, max_age, delay_compress, total, on_start)
     if not rotation.rotates and (codec is not None or max_age is not None or total):
         what = (
             f"compress={compress!r}" if codec is not None
@@ -379,6 +387,7 @@ _SHARED: tuple[tuple[tuple[str, ...], Callable[[Config], object]], ...] = (
     (("compress", "delay_compress"), lambda c: (c.rotation.codec and c.rotation.codec.name, c.rotation.delay_compress)),
     (("retention",), lambda c: c.rotation.max_age),
     (("max_total_bytes",), lambda c: c.rotation.max_total_bytes),
+    (("rotate_on_start",), lambda c: c.rotation.rotate_on_start),
     (("chmod", "owner"), lambda c: (c.file.perms.chmod, c.file.perms.uid, c.file.perms.gid)),
 )
 _VALUES: dict[str, Callable[[Config], object]] = {
@@ -392,6 +401,7 @@ _VALUES: dict[str, Callable[[Config], object]] = {
     "delay_compress": lambda c: c.rotation.delay_compress,
     "retention": lambda c: c.rotation.max_age,
     "max_total_bytes": lambda c: c.rotation.max_total_bytes,
+    "rotate_on_start": lambda c: c.rotation.rotate_on_start,
 }
 
 

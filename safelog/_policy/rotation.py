@@ -22,16 +22,19 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from time import monotonic
 from typing import Any, NamedTuple
 
 from .._primitives.perms import Perms
 from .._primitives.shard import parse_shard_name, shard_path
+from . import starts
 from .backups import FILES, BackupFiles
 from .compress import work_names
 from .config import RotationConfig
+from .fingerprint import Fingerprint, fingerprint_of
 from .naming import Backups, DatedNames, NumberedNames
 from .steps import Compress, KeepAge, KeepCount, KeepTotal, Leftovers, Listing, Series, Step
 from .triggers import SIZE, TIME, SizeTrigger, TimeTrigger
@@ -72,7 +75,7 @@ class RotationPolicy:
 
     __slots__ = (
         "config", "hooks", "perms", "started", "files", "size", "time", "naming", "steps", "limit", "renames",
-        "shards_of", "_retry_at", "_failing",
+        "shards_of", "_retry_at", "_failing", "_disagreed",
     )  # fmt: skip
 
     def __init__(
@@ -93,6 +96,7 @@ class RotationPolicy:
         self.files = files
         self._retry_at = 0.0
         self._failing = False
+        self._disagreed = False
         self._compile(config)
 
     def _compile(self, config: RotationConfig) -> None:
@@ -329,6 +333,58 @@ class RotationPolicy:
         keep = [s for s in self.steps if isinstance(s, KeepCount)]
         doomed = keep[0].select(backups) if keep else set()
         return [f for k in sorted(doomed) for f in sorted(backups[k])]
+
+    # -- agreeing with the other processes -----------------------------------------------------
+
+    def fingerprint(self) -> Fingerprint:
+        """This policy as the processes writing the log must agree on it (the hooks as they are
+        now: a namer assigned after construction counts)."""
+        return fingerprint_of(self.config, self.hooks.identity())
+
+    def join(self, path: str, records: Sequence[dict[str, Any]]) -> tuple[bool, dict[str, Any]]:
+        """At this process's first write, under the log's exclusion, given the records other
+        processes left beside the log (oldest first): whether to rotate now (``rotate_on_start``:
+        the first write of a new start), and what to record for the others (empty: nothing).
+
+        The policy in force is the last one recorded. One that differs from this process's is
+        reported once per process, naming both, and this process records its own: each process
+        rotates by its own settings (a rolling deploy is never stopped by its log settings),
+        and the newest one recorded is what the next process to start is compared with.
+        """
+        note: dict[str, Any] = {}
+        rotate = False
+        if self.config.rotate_on_start:
+            who = starts.identity()
+            token, rotate, record = starts.decide(records, who)
+            if record:
+                note.update(start=token, parent=who.parent, member=who.me)
+        mine = self.fingerprint()
+        policies = [r for r in records if isinstance(r.get("policy"), str) and isinstance(r.get("settings"), dict)]
+        theirs = policies[-1] if policies else None
+        if theirs is None or theirs["policy"] != mine.digest:
+            note.update(policy=mine.digest, settings=mine.settings)
+            if theirs is not None:
+                self._disagree(path, mine, Fingerprint(theirs["policy"], theirs["settings"]), theirs)
+        return rotate, note
+
+    def _disagree(self, path: str, mine: Fingerprint, theirs: Fingerprint, record: dict[str, Any]) -> None:
+        if self._disagreed:
+            return
+        self._disagreed = True
+        ours, others = mine.differences(theirs)
+        who = f"pid {record.get('pid', '?')} on {record.get('host', '?')}"
+        text = (
+            f"safelog: {path} is written with another rotation policy: this process has {ours}, {who} "
+            f"recorded {others}; each process rotates by its own settings until they agree (this "
+            f"process's policy is now the one recorded)"
+        )
+        # A warning, not handleError(): there is no exception to show, and the record is fine.
+        # Under -W error it would raise into emit(): it goes to stderr instead.
+        try:
+            warnings.warn(text, RuntimeWarning, stacklevel=2)
+        except Exception:
+            if sys.stderr:
+                sys.stderr.write(f"--- {text}\n")
 
     # -- recognising our own backups ------------------------------------------------------------
 

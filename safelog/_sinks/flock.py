@@ -75,6 +75,9 @@ class FlockStrategy:
         # Until this process has held the lock with time rotation once: the start-up check of
         # the log's mtime against the period in the lock file is still to do.
         self._starting = True
+        # Until this process's first write: agreeing on the policy (and the start) with the
+        # others, through the records in the lock file (see _join).
+        self._joining = True
         # mode='w': truncated under the exclusive lock (see _truncate_log), not by O_TRUNC, which
         # would cut a record another process is writing under its shared lock.
         self._truncate_pending, self.file.truncate = self.file.truncate, False
@@ -265,6 +268,8 @@ class FlockStrategy:
             self._catch_up(periods=created is not None)
             if created is not None and self.policy.time is not None and (self.core.period is None or self._starting):
                 self._establish_period(created)
+            if created is not None and self._joining:
+                self._join(created)
             yield
         finally:
             # _check_paths/_rotate may have moved to a new lock file (the old one is already
@@ -348,6 +353,18 @@ class FlockStrategy:
             return
         self.lockfile.record(period)
         core.set_period(period)
+
+    def _join(self, created: float) -> None:
+        """At this process's first write, under the exclusive lock: compare its policy with the
+        one in force, and with ``rotate_on_start`` rotate if it begins a start (see
+        ``RotationPolicy.join``); record what the others need to know. A fork child that
+        inherits a strategy that did this already is of the same start, with the same policy."""
+        self._joining = False
+        rotate, note = self.policy.join(self.path, self.lockfile.notes())
+        if rotate:
+            self._rotate(0, created, force=True)
+        if note:
+            self.lockfile.note(note)
 
     def rotate_now(self, created: float) -> None:
         # doRollover(): under the exclusive lock, caught up with the others' rotations, so a

@@ -11,23 +11,37 @@ days rotates once: the new period is the one of the record that found the file d
 stdlib's rule the boundaries depend on when the period began (the first process to record it
 decides), not on the clock alone: the lock file is what makes every process rotate at the same
 instant.
+
+Lines starting with ``#`` are records, not rotations: a JSON object per line, written by a
+process at its first write when the others must learn something from it (its rotation policy's
+fingerprint when it differs from the last one recorded, the start it belongs to with
+``rotate_on_start``). Each is followed by the current period line again, so the last line is
+always the period of the current file (an older release reads the lock file the same way) and
+the counter moves, which makes every writer reopen the same file once: harmless. Only the last
+``NOTES_WINDOW`` bytes are read back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from .._primitives.fileio import ATTEMPTS, LOCKFILE_REOPEN, Place, close_quietly, gave_up, open_lockfile
 from .._primitives.lock import LOCK_EX, LOCK_UN, flock, hold, release
 from .._primitives.perms import Perms
+from .._primitives.procid import host, process_key
 from .strategy import Retired
 
 __all__ = ["LockFile", "lock_path_for"]
 
+# How much of the lock file's end is read for the records of other processes (at a process's
+# first write only): a year of hourly rotations takes about 100 kB.
+NOTES_WINDOW = 1 << 20
 # The readable part of a lock file's name in lock_dir, in bytes (the end of the log's path).
 _LOCK_NAME_ROOM = 200
 
@@ -121,6 +135,19 @@ class LockFile:
                 return float(int(line))
         return None
 
+    def notes(self) -> list[dict[str, Any]]:
+        """The records in the lock file's last ``NOTES_WINDOW`` bytes, oldest first (under the
+        exclusive lock, caught up)."""
+        return read_notes(self.fd, self.gen)
+
+    def note(self, entry: dict[str, Any]) -> None:
+        """Append a record and the current period line after it, in one write."""
+        period = self.read_period()
+        entry = {**entry, "pid": os.getpid(), "host": host(), "key": process_key(os.getpid())}
+        line = b"#" + json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        os.write(self.fd, line + (b"\n" if period is None else b"%d\n" % period))
+        self.gen = os.lseek(self.fd, 0, os.SEEK_END)
+
     def record(self, period: float | None) -> None:
         """Append one rotation line (the counter moves, every writer reopens)."""
         os.write(self.fd, b"\n" if period is None else b"%d\n" % period)
@@ -213,3 +240,31 @@ class LockFile:
         self.busy = set()
         self.drained = threading.Condition(threading.Lock())
         self.closing = False
+
+
+def read_notes(fd: int, end: int) -> list[dict[str, Any]]:
+    """The ``#`` records among the last ``NOTES_WINDOW`` bytes before ``end`` of the lock file
+    ``fd``; a line cut by the window, or not JSON, is skipped."""
+    start = max(0, end - NOTES_WINDOW)
+    os.lseek(fd, start, os.SEEK_SET)
+    chunks = []
+    left = end - start
+    while left > 0:
+        chunk = os.read(fd, left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    lines = b"".join(chunks).split(b"\n")
+    if start:
+        lines = lines[1:]
+    found = []
+    for line in lines:
+        if line.startswith(b"#"):
+            try:
+                entry = json.loads(line[1:])
+            except ValueError:
+                continue
+            if isinstance(entry, dict):
+                found.append(entry)
+    return found

@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 from .._policy.config import STRATEGY_NAMES, Config, check_compatible, check_same_hooks
 from .._policy.rotation import RotationHooks, RotationPolicy
+from .._policy.starts import claim
 from .._primitives.paths import special_kind
 from .flock import FlockStrategy
 from .perprocess import PerProcessStrategy
@@ -92,6 +93,8 @@ def acquire(path: str, config: Config, hooks: RotationHooks, owner: object) -> S
                 f"{special_kind(path) or 'not a regular file'}, which every strategy writes "
                 f"directly; there are no shards to merge"
             )
+        if config.rotation.rotate_on_start:
+            claim()  # before any child is started: they inherit the start (see _policy.starts)
         if strategy is None:
             # A strategy whose every process writes a file of its own (shards) rotates each one
             # with this policy; a step spanning the log counts all of them.

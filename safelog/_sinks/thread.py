@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from time import monotonic
@@ -16,6 +17,7 @@ from typing import Any, ClassVar
 
 from .._policy.config import FileConfig
 from .._policy.rotation import RotationPolicy
+from .._policy.starts import inherited
 from .._policy.triggers import SIZE
 from .regular import FileCore
 from .strategy import Render
@@ -41,6 +43,10 @@ class ThreadStrategy:
         # this file itself.
         self.lock = threading.RLock()
         self._size = 0
+        # rotate_on_start: rotate the file at its first opening in this process. Only this
+        # process writes it, so no record is kept: the process is a start unless an ancestor
+        # named one (see _policy.starts).
+        self._start_pending = policy.config.rotate_on_start and not inherited()
 
     @property
     def watching(self) -> bool:
@@ -110,6 +116,9 @@ class ThreadStrategy:
         # A (re)opened file may be another one than before (first open, rotation, logrotate):
         # its period is worked out again from the file on the next record.
         self.core.set_period(None)
+        if self._start_pending:
+            self._start_pending = False
+            self.rotate_now(time.time())  # an empty file stays (the lock is re-entrant)
 
     def _append(self, data: bytes, created: float) -> None:
         file, core = self.file, self.core

@@ -6,6 +6,7 @@ Each one starts four spawned processes that log to one file through the configur
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -72,3 +73,15 @@ def test_django_project_checks(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "System check identified no issues" in proc.stdout
+
+
+def test_cron_job_gets_one_file_per_run(tmp_path: Path) -> None:
+    """cron_job.py run twice: each run's lines (its pool workers' included) in a file of their own."""
+    for _ in range(2):
+        run_example(tmp_path, str(EXAMPLES / "cron_job.py"), SAFELOG_START="")
+    logs = tmp_path / "logs"
+    assert sorted(os.listdir(logs)) == ["job.log", "job.log.1", "job.log.lock"]
+    for name in ("job.log", "job.log.1"):
+        text = (logs / name).read_text()
+        assert text.count("run started") == 1 and text.count("run finished") == 1
+        assert sorted(int(line.rsplit(" ", 2)[1]) for line in text.splitlines() if line.endswith(" done")) == list(range(10))
