@@ -41,6 +41,7 @@ from ._merge import LOCK_SUFFIX, TMP_INFIX
 from ._merge.journal import DAMAGED_SUFFIX, STATE_SUFFIX
 from ._policy.fingerprint import Fingerprint
 from ._policy.naming import backup_name, work_file
+from ._policy.rotation import policy_record_path, shards_lock_path
 from ._primitives.fileio import READ_NOFOLLOW
 from ._primitives.fsdetect import is_network, mount
 from ._primitives.procid import is_alive
@@ -60,28 +61,34 @@ class DoctorError(Exception):
 
 
 def recorded_policies(log: str, lock_dir: str | None = None) -> list[PolicySeen]:
-    """The rotation policies the processes writing ``log`` recorded in its ``flock`` lock file:
-    the one in force (the last recorded) and every other one recorded by a process that still
-    runs on this host. A process records its policy at its first write when it differs from the
-    one in force, so processes that agreed with it are not listed one by one; ``thread`` and
-    ``per-process`` logs record none (each file has one writing process)."""
-    try:
-        fd = os.open(lock_path_for(log, lock_dir), READ_NOFOLLOW)
-    except OSError:
-        return []
-    try:
-        notes = read_notes(fd, os.fstat(fd).st_size)
-    except OSError:
-        return []
-    finally:
-        os.close(fd)
-    recorded = [n for n in notes if isinstance(n.get("policy"), str) and isinstance(n.get("settings"), dict)]
-    shown = [n for n in recorded[:-1] if is_alive(str(n.get("key", "")))] + recorded[-1:]
+    """The rotation policies the processes writing ``log`` recorded, in its ``flock`` lock file
+    or in the policy record beside a ``per-process`` log: the one in force (the last recorded)
+    and every other one recorded by a process that still runs on this host. A process records
+    its policy at its first write when it differs from the one in force, so processes that
+    agreed with it are not listed one by one; ``thread`` logs record none (one writing process)."""
+    shown = []
+    for path in (lock_path_for(log, lock_dir), policy_record_path(log)):
+        recorded = [n for n in _notes(path) if isinstance(n.get("policy"), str) and isinstance(n.get("settings"), dict)]
+        shown += [n for n in recorded[:-1] if is_alive(str(n.get("key", "")))] + recorded[-1:]
     return [
         PolicySeen(int(n.get("pid", 0)), str(n.get("host", "")), p, Fingerprint(p, n["settings"]).summary())
         for n in shown
         for p in (n["policy"],)
     ]
+
+
+def _notes(path: str) -> list[dict[str, Any]]:
+    """The records in the file ``path`` (none if it is missing, a link or unreadable)."""
+    try:
+        fd = os.open(path, READ_NOFOLLOW)
+    except OSError:
+        return []
+    try:
+        return read_notes(fd, os.fstat(fd).st_size)
+    except OSError:
+        return []
+    finally:
+        os.close(fd)
 
 
 def diagnose(logfile: str, lock_dir: str | None = None, now: float | None = None) -> Diagnosis:
@@ -109,7 +116,8 @@ def diagnose(logfile: str, lock_dir: str | None = None, now: float | None = None
 @dataclass
 class _File:
     path: str
-    kind: str  # log, lock file, merge journal, merge lock, backup, shard, shard backup, damaged, temp, trash, unknown
+    kind: str  # log, lock file, merge journal, merge lock, backup, shard, shard backup, damaged, temp, trash,
+    # policy record, shards lock, unknown
     st: os.stat_result
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -182,7 +190,12 @@ def _kind(name: str, entry: str, path: str, lock_path: str) -> tuple[str | None,
 
 def _hidden_kind(name: str, entry: str) -> tuple[str | None, dict[str, Any]]:
     """What a hidden file beside the log ``name`` is: a merge's or a compressor's temp file, a
-    backup being removed, or nothing of the log's (None)."""
+    backup being removed, a ``per-process`` log's policy record or lock of its shards, or nothing
+    of the log's (None)."""
+    if entry == os.path.basename(policy_record_path(name)):
+        return "policy record", {}
+    if entry == os.path.basename(shards_lock_path(name)):
+        return "shards lock", {}
     if entry.startswith(f".{name}{TMP_INFIX}") and entry.endswith(".tmp"):
         return "temp", {"of": "merge"}
     work = work_file(entry)
@@ -320,6 +333,9 @@ def _strategy(files: list[_File], d: Diagnosis) -> None:
         if not shards:
             found.append("per-process")
         d.evidence.append("merged before (a merge journal)")
+    if "policy record" in kinds and "per-process" not in found:
+        found.append("per-process")
+        d.evidence.append("a per-process policy record")
     if "lock file" in kinds:
         found.append("flock")
         d.evidence.append("a lock file")

@@ -342,7 +342,8 @@ def test_lock_file_gets_group_access_only_when_chmod_gives_the_group_write(tmp_p
             make_logger(h).info("r")
             h.close()
         locked = {p.name: stat.S_IMODE(p.stat().st_mode) for p in d.iterdir() if p.name != "app.log"}
-        assert locked == {"app.log.lock": want, os.path.basename(shard_path(str(d / "app.log"))): want}
+        shard = os.path.basename(shard_path(str(d / "app.log")))
+        assert locked == {"app.log.lock": want, shard: want, ".app.log.policy": want}
         assert stat.S_IMODE((d / "app.log").stat().st_mode) == chmod
 
 
@@ -561,7 +562,7 @@ def test_longest_name_merge_on_exit_accepts_is_merged(tmp_path: Path) -> None:
     name = "m" * (_name_max(tmp_path) - len(".merge-state.") - 12 - len(".tmp") - 1)
     _run_exit_merger(tmp_path / name, 0o644)
     assert (tmp_path / name).read_text() == "one\ntwo\n"
-    assert sorted(os.listdir(tmp_path)) == sorted([name, name + ".merge-state", name + ".merge.lock"])
+    assert sorted(os.listdir(tmp_path)) == sorted([name, name + ".merge-state", name + ".merge.lock", f".{name}.policy"])
 
 
 def test_merge_of_a_name_it_cannot_create_files_for_fails_before_touching_anything(tmp_path: Path) -> None:
@@ -781,5 +782,5 @@ def test_every_file_safelog_creates_belongs_to_it_and_the_locked_ones_to_it_alon
     for p in tmp_path.iterdir():
         st = p.stat()
         assert st.st_uid == os.geteuid(), p.name
-        private = ".shard" in p.name or p.name.endswith((".lock", ".merge-state"))
+        private = ".shard" in p.name or p.name.endswith((".lock", ".merge-state", ".policy"))
         assert stat.S_IMODE(st.st_mode) == (0o600 if private else 0o644), p.name

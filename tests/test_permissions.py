@@ -58,9 +58,9 @@ def test_chmod_applies_to_created_rotated_lock_and_compressed_files(
     emit(h, "b", BASE + 3600)
     assert safelog.wait_for_compression(30)
     got = modes(tmp_path)
-    assert len(got) == (3 if strategy == "flock" else 2)
-    locked = [n for n in got if n.endswith((".lock", ".shard"))]
-    assert len(locked) == (1 if strategy != "thread" else 0)
+    assert len(got) == (2 if strategy == "thread" else 3)
+    locked = [n for n in got if n.endswith((".lock", ".shard", ".policy"))]
+    assert len(locked) == {"thread": 0, "flock": 1, "per-process": 2}[strategy]
     assert {got.pop(n) for n in locked} <= {0o600}
     assert set(got.values()) == {0o640}, {n: oct(m) for n, m in got.items()}
 

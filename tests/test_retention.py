@@ -103,7 +103,7 @@ def test_retention_never_touches_other_files(tmp_path: Any, make_handler: Any, s
     assert set(names) <= left, set(names) - left
     mine = sorted(left - set(names))
     if strategy == "per-process":
-        assert len(mine) == 2 and mine[1].endswith(".shard.2026-11-29.gz")
+        assert len(mine) == 3 and mine[0] == ".app.log.policy" and mine[2].endswith(".shard.2026-11-29.gz")
     else:
         assert mine[:2] == ["app.log", "app.log.2026-11-29.gz"]
 

@@ -429,7 +429,8 @@ def test_per_process_shards_rotate_on_their_own(tmp_path: Any) -> None:
     names = sorted(re.sub(r"\.\w+\.\d+\.shard", ".<shard>", n) for n in os.listdir(tmp_path))
     # a crosses two boundaries (two backups), b one.
     assert names == sorted(
-        ["app.log.<shard>"] * 2 + ["app.log.<shard>.2026-11-26_00-00"] * 2 + ["app.log.<shard>.2026-11-26_00-01"]
+        [".app.log.policy"]
+        + ["app.log.<shard>"] * 2 + ["app.log.<shard>.2026-11-26_00-00"] * 2 + ["app.log.<shard>.2026-11-26_00-01"]
     )
 
 

@@ -262,9 +262,11 @@ class RotationPolicy:
             self._failing = True
             # One report per failure burst, with the traceback of this error; the record that
             # found the file due is still written, to the current file.
-            self._report("safelog: cannot rotate %s; writing on to it, retrying every %.0f s", path, RETRY_INTERVAL)
+            self.report("safelog: cannot rotate %s; writing on to it, retrying every %.0f s", path, RETRY_INTERVAL)
 
-    def _report(self, msg: str, *args: Any) -> None:
+    def report(self, msg: str, *args: Any) -> None:
+        """Report a failure through the handler's ``handleError`` (from an ``except`` block: it
+        shows the error being handled)."""
         self.hooks.report(
             logging.makeLogRecord(
                 {"name": "safelog", "levelno": logging.ERROR, "levelname": "ERROR", "msg": msg, "args": args}
@@ -285,7 +287,7 @@ class RotationPolicy:
         except OSError:
             # The rotation itself is done and stays done (the stdlib, too, has rotated when its
             # os.remove fails); report, keep the record, and try again at the next rotation.
-            self._report("safelog: cannot remove old backups of %s; retrying at the next rotation", path)
+            self.report("safelog: cannot remove old backups of %s; retrying at the next rotation", path)
 
     def _run_steps(self, path: str, now: float, guard: Callable[[], AbstractContextManager[Any]]) -> None:
         try:
@@ -358,6 +360,14 @@ class RotationPolicy:
             token, rotate, record = starts.decide(records, who)
             if record:
                 note.update(start=token, parent=who.parent, member=who.me)
+        note.update(self.agree(path, records))
+        return rotate, note
+
+    def agree(self, path: str, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Compare this process's policy with the last one among ``records`` (oldest first): warn
+        once per process if they differ, and return the record to append (empty when they agree:
+        processes that agree do not make the records grow)."""
+        note: dict[str, Any] = {}
         mine = self.fingerprint()
         policies = [r for r in records if isinstance(r.get("policy"), str) and isinstance(r.get("settings"), dict)]
         theirs = policies[-1] if policies else None
@@ -365,7 +375,7 @@ class RotationPolicy:
             note.update(policy=mine.digest, settings=mine.settings)
             if theirs is not None:
                 self._disagree(path, mine, Fingerprint(theirs["policy"], theirs["settings"]), theirs)
-        return rotate, note
+        return note
 
     def _disagree(self, path: str, mine: Fingerprint, theirs: Fingerprint, record: dict[str, Any]) -> None:
         if self._disagreed:
@@ -405,6 +415,13 @@ class RotationPolicy:
     def _candidates(self, path: str, src: str) -> Iterator[str]:
         yield src
         yield from self.naming.candidates(path, src, lambda: self.listing(path)[0])
+
+
+def policy_record_path(log: str) -> str:
+    """Where the processes writing the per-process log ``log`` record their rotation policy
+    (see ``PerProcessStrategy``); ``flock`` records it in its lock file."""
+    directory, name = os.path.split(log)
+    return os.path.join(directory, f".{name}.policy")
 
 
 def shards_lock_path(log: str) -> str:

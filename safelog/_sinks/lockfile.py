@@ -37,7 +37,7 @@ from .._primitives.perms import Perms
 from .._primitives.procid import host, process_key
 from .strategy import Retired
 
-__all__ = ["LockFile", "lock_path_for"]
+__all__ = ["LockFile", "lock_path_for", "note_line", "read_notes"]
 
 # How much of the lock file's end is read for the records of other processes (at a process's
 # first write only): a year of hourly rotations takes about 100 kB.
@@ -143,9 +143,7 @@ class LockFile:
     def note(self, entry: dict[str, Any]) -> None:
         """Append a record and the current period line after it, in one write."""
         period = self.read_period()
-        entry = {**entry, "pid": os.getpid(), "host": host(), "key": process_key(os.getpid())}
-        line = b"#" + json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-        os.write(self.fd, line + (b"\n" if period is None else b"%d\n" % period))
+        os.write(self.fd, note_line(entry) + (b"\n" if period is None else b"%d\n" % period))
         self.gen = os.lseek(self.fd, 0, os.SEEK_END)
 
     def record(self, period: float | None) -> None:
@@ -242,9 +240,17 @@ class LockFile:
         self.closing = False
 
 
+def note_line(entry: dict[str, Any]) -> bytes:
+    """``entry`` as a record line, signed with who wrote it (pid, host and the process's key,
+    which tells a live writer from a reused pid)."""
+    entry = {**entry, "pid": os.getpid(), "host": host(), "key": process_key(os.getpid())}
+    return b"#" + json.dumps(entry, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+
+
 def read_notes(fd: int, end: int) -> list[dict[str, Any]]:
     """The ``#`` records among the last ``NOTES_WINDOW`` bytes before ``end`` of the lock file
-    ``fd``; a line cut by the window, or not JSON, is skipped."""
+    (or the policy record file of a ``per-process`` log) ``fd``; a line cut by the window, or not
+    JSON, is skipped."""
     start = max(0, end - NOTES_WINDOW)
     os.lseek(fd, start, os.SEEK_SET)
     chunks = []

@@ -6,6 +6,14 @@ process that writes, so a handler created before ``fork()`` gives each child its
 While open, the shard carries a shared ``flock``: a merge that cannot take it exclusively knows
 a live process still appends to it. So the shard is created so that no other user can open it
 (``Perms.private``): anyone who can read a shard can hold a lock on it.
+
+The processes still share a rotation policy (``max_total_bytes`` spans every shard, and the
+merged log is one), so each records its own beside the log at its first shard opening, in the
+hidden file ``.LOG.policy``, when it differs from the last one recorded there (see
+``RotationPolicy.agree``). Reading, comparing and appending happen under an exclusive ``flock``
+on that file: of two processes that start together with different policies, the second one
+reads the first one's record and warns. Without the lock both could read the file before either
+appends, and neither would warn.
 """
 
 from __future__ import annotations
@@ -13,9 +21,11 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from .._primitives.fileio import ATTEMPTS, READ_NOFOLLOW, close_quietly, gave_up
-from .._primitives.lock import LOCK_SH, flock
+from .._policy.rotation import policy_record_path
+from .._primitives.fileio import ATTEMPTS, READ_NOFOLLOW, close_quietly, gave_up, open_lockfile
+from .._primitives.lock import LOCK_EX, LOCK_SH, flock, hold, release
 from .._primitives.shard import ShardFrame, shard_path
+from .lockfile import note_line, read_notes
 from .thread import ThreadStrategy
 
 if TYPE_CHECKING:
@@ -46,6 +56,9 @@ class PerProcessStrategy(ThreadStrategy):
         super().__init__(path, options, policy)
         self.file.target = ""  # this process's shard: named when first opened
         self._frame = ShardFrame(options.encoding, options.errors)
+        # Until this process's first shard opening: its policy is compared with the recorded one
+        # (a fork child inherits a strategy that did this already: the same policy).
+        self._agreeing = True
 
     def encode(self, msg: str, created: float) -> bytes:
         if self.file.fd < 0:
@@ -77,6 +90,8 @@ class PerProcessStrategy(ThreadStrategy):
                 pass
         else:
             raise gave_up(shard, "opened")
+        if self._agreeing:
+            self._agree()
         if self._frame.seq == 0 and self._size > 0:
             # Read through a descriptor of its own (ours is write-only), checked to be the
             # same file: nothing is read through a link.
@@ -87,6 +102,27 @@ class PerProcessStrategy(ThreadStrategy):
                     self._frame.resume(os.read(fd, _TAIL))
             finally:
                 close_quietly(fd)
+
+    def _agree(self) -> None:
+        """Compare this process's rotation policy with the one recorded beside the log, and
+        record it if it differs; a failure (a planted symlink, another user's file) is reported
+        and logging goes on."""
+        self._agreeing = False
+        record = policy_record_path(self.path)
+        try:
+            # Private and never through a link, like every lock file (anyone who can open it can
+            # hold its lock); registered with hold() for a fork from another thread meanwhile.
+            fd = hold(open_lockfile(record, self.policy.perms))
+            try:
+                flock(fd, LOCK_EX)
+                note = self.policy.agree(self.path, read_notes(fd, os.fstat(fd).st_size))
+                if note:
+                    os.write(fd, note_line(note))  # O_APPEND, one write: a whole line or none
+            finally:
+                release(fd)
+        except OSError:
+            what = "safelog: cannot record the rotation policy of %s in %s; logging goes on"
+            self.policy.report(what, self.path, record)
 
     def after_fork(self) -> None:
         super().after_fork()
