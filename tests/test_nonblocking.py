@@ -230,8 +230,21 @@ def test_overflow_drop_counts_and_reports(tmp_path: Any, logger: logging.Logger)
     """With overflow='drop' a full queue drops new records; the notice says exactly how many."""
     path = str(tmp_path / "app.log")
     handler = _add(logger, path, strategy="thread", queue_size=10, max_batch=10, overflow="drop", flush_interval=0)
-    with strategy_of(handler).lock:  # the writer blocks in write_many, as if the disk stalled
-        for i in range(200):
+    strategy = strategy_of(handler)
+    entered = threading.Event()
+    write_many = strategy.write_many
+
+    def entering(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        return write_many(*args, **kwargs)
+
+    strategy.write_many = entering  # type: ignore[method-assign]
+    with strategy.lock:  # the writer blocks in write_many, as if the disk stalled
+        logger.info("id=0")
+        # Only once the writer holds its first batch is the queue's room fixed: a writer that
+        # took that batch late would free room for the last records, and none would drop.
+        assert entered.wait(30), "the writer never took its first batch"
+        for i in range(1, 200):
             logger.info("id=%d", i)
     handler.flush()
     logger.info("id=after")
@@ -555,8 +568,21 @@ def test_drop_notice_is_written_when_no_record_follows(tmp_path: Any, logger: lo
     after them: flush(), close() and the writer itself, once its queue is empty, write it."""
     path = str(tmp_path / "app.log")
     handler = _add(logger, path, strategy="thread", queue_size=10, max_batch=10, overflow="drop", flush_interval=0)
-    with strategy_of(handler).lock:  # the writer blocks in write_many, as if the disk stalled
-        for i in range(200):
+    strategy = strategy_of(handler)
+    entered = threading.Event()
+    write_many = strategy.write_many
+
+    def entering(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        return write_many(*args, **kwargs)
+
+    strategy.write_many = entering  # type: ignore[method-assign]
+    with strategy.lock:  # the writer blocks in write_many, as if the disk stalled
+        logger.info("id=0")
+        # Only once the writer holds its first batch is the queue's room fixed: a writer that
+        # took that batch late would free room for the last records, and none would drop.
+        assert entered.wait(30), "the writer never took its first batch"
+        for i in range(1, 200):
             logger.info("id=%d", i)
     if end == "flush":
         handler.flush()
