@@ -226,10 +226,11 @@ def test_flush_interval_and_flush_level(tmp_path: Any, logger: logging.Logger) -
     wait_until(lambda: os.path.getsize(short) > 0, what="the flush interval to write the record")
 
 
-def test_overflow_drop_counts_and_reports(tmp_path: Any, logger: logging.Logger) -> None:
-    """With overflow='drop' a full queue drops new records; the notice says exactly how many."""
-    path = str(tmp_path / "app.log")
-    handler = _add(logger, path, strategy="thread", queue_size=10, max_batch=10, overflow="drop", flush_interval=0)
+def _burst_while_the_writer_stalls(logger: logging.Logger, handler: safelog.SafeFileHandler, count: int) -> None:
+    """Log ``id=0`` … ``id=count-1`` while the writer is blocked in ``write_many`` (the strategy's
+    lock held, as if the disk stalled). The burst starts only once the writer holds its first
+    batch: a writer that took that batch late would free room for the last records, and none of
+    them would drop."""
     strategy = strategy_of(handler)
     entered = threading.Event()
     write_many = strategy.write_many
@@ -239,13 +240,18 @@ def test_overflow_drop_counts_and_reports(tmp_path: Any, logger: logging.Logger)
         return write_many(*args, **kwargs)
 
     strategy.write_many = entering  # type: ignore[method-assign]
-    with strategy.lock:  # the writer blocks in write_many, as if the disk stalled
+    with strategy.lock:
         logger.info("id=0")
-        # Only once the writer holds its first batch is the queue's room fixed: a writer that
-        # took that batch late would free room for the last records, and none would drop.
         assert entered.wait(30), "the writer never took its first batch"
-        for i in range(1, 200):
+        for i in range(1, count):
             logger.info("id=%d", i)
+
+
+def test_overflow_drop_counts_and_reports(tmp_path: Any, logger: logging.Logger) -> None:
+    """With overflow='drop' a full queue drops new records; the notice says exactly how many."""
+    path = str(tmp_path / "app.log")
+    handler = _add(logger, path, strategy="thread", queue_size=10, max_batch=10, overflow="drop", flush_interval=0)
+    _burst_while_the_writer_stalls(logger, handler, 200)
     handler.flush()
     logger.info("id=after")
     handler.flush()
@@ -568,22 +574,7 @@ def test_drop_notice_is_written_when_no_record_follows(tmp_path: Any, logger: lo
     after them: flush(), close() and the writer itself, once its queue is empty, write it."""
     path = str(tmp_path / "app.log")
     handler = _add(logger, path, strategy="thread", queue_size=10, max_batch=10, overflow="drop", flush_interval=0)
-    strategy = strategy_of(handler)
-    entered = threading.Event()
-    write_many = strategy.write_many
-
-    def entering(*args: Any, **kwargs: Any) -> Any:
-        entered.set()
-        return write_many(*args, **kwargs)
-
-    strategy.write_many = entering  # type: ignore[method-assign]
-    with strategy.lock:  # the writer blocks in write_many, as if the disk stalled
-        logger.info("id=0")
-        # Only once the writer holds its first batch is the queue's room fixed: a writer that
-        # took that batch late would free room for the last records, and none would drop.
-        assert entered.wait(30), "the writer never took its first batch"
-        for i in range(1, 200):
-            logger.info("id=%d", i)
+    _burst_while_the_writer_stalls(logger, handler, 200)
     if end == "flush":
         handler.flush()
     elif end == "close":
