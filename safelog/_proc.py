@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 import re
 
+from ._primitives.procid import stat_fields
+
 __all__ = ["PROC_LOCKS", "process", "read_proc_locks", "proc_locks", "writes", "alive"]
 
 PROC_LOCKS = "/proc/locks"
@@ -22,11 +24,8 @@ def process(pid: int) -> tuple[str, str]:
             command = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
     except OSError:
         command = ""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            code = f.read().rsplit(b")", 1)[1].split()[0].decode()
-    except (OSError, IndexError):
-        code = ""
+    fields = stat_fields(pid)
+    code = fields[0].decode() if fields else ""
     states = {"R": "running", "S": "sleeping", "D": "in I/O", "T": "stopped", "t": "stopped (traced)", "Z": "zombie"}
     return command, states.get(code, code)
 

@@ -9,15 +9,17 @@ missing the key is the pid alone, and a reused pid is taken for the same process
 from __future__ import annotations
 
 import os
-import socket
 
-__all__ = ["process_key", "is_alive", "host", "same_program"]
+from .shard import hostname
+
+__all__ = ["process_key", "is_alive", "host", "same_program", "stat_fields"]
 
 _BOOT_ID = "/proc/sys/kernel/random/boot_id"
 
 
 def host() -> str:
-    return socket.gethostname()
+    """This machine's name, as shard names spell it (one name for a host across safelog)."""
+    return hostname()
 
 
 def _boot() -> str:
@@ -28,13 +30,20 @@ def _boot() -> str:
         return ""
 
 
-def _started(pid: int) -> str:
+def stat_fields(pid: int) -> list[bytes]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (the state first), [] when it
+    cannot be read."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             # The command name in parentheses may contain spaces and ")": split after the last.
-            return f.read().rsplit(b")", 1)[1].split()[19].decode()
+            return f.read().rsplit(b")", 1)[1].split()
     except (OSError, IndexError):
-        return ""
+        return []
+
+
+def _started(pid: int) -> str:
+    fields = stat_fields(pid)
+    return fields[19].decode() if len(fields) > 19 else ""
 
 
 def process_key(pid: int) -> str:
